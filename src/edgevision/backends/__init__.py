@@ -1,0 +1,80 @@
+"""Runtime registry: one file per runtime in this package, found automatically.
+
+>>> from edgevision.backends import list_backends
+>>> "onnxruntime" in list_backends()
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from pathlib import Path
+
+from edgevision.backends.base import Backend
+from edgevision.errors import EdgevisionError, MissingExtraError
+
+logger = logging.getLogger(__name__)
+
+_REGISTRY: dict[str, type[Backend]] = {}
+_DISCOVERED = False
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Class decorator that makes a runtime available by its ``name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    for module in pkgutil.iter_modules(__path__):
+        if module.name != "base":
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def list_backends(*, available_only: bool = False) -> list[str]:
+    """Names of the registered runtimes (only the installed ones with ``available_only``)."""
+    _discover()
+    return sorted(n for n, c in _REGISTRY.items() if not available_only or c.is_available())
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    """The runtime class called ``name``; a clear error when unknown or not installed."""
+    _discover()
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise EdgevisionError(f"unknown backend '{name}'; choose one of {', '.join(list_backends())}.")
+    if not cls.is_available():
+        raise MissingExtraError(cls.name, cls.extra or cls.name)
+    return cls
+
+
+def backend_for_file(path: str | Path) -> str:
+    """The default runtime for a model file, chosen by its suffix."""
+    _discover()
+    suffix = Path(path).suffix.lower()
+    for name in ("onnxruntime", "litert", "openvino", "torch"):
+        cls = _REGISTRY.get(name)
+        if cls and suffix in cls.suffixes:
+            return name
+    raise EdgevisionError(f"{path} is not a model file edgevision can run (.onnx, .tflite, .xml, .pt).")
+
+
+def create_backend(name: str | None, path: str | Path, *, threads: int | None = None) -> Backend:
+    """Load ``path`` on runtime ``name`` (chosen from the file type when None)."""
+    name = name or backend_for_file(path)
+    cls = get_backend_class(name)
+    if Path(path).suffix.lower() not in cls.suffixes:
+        raise EdgevisionError(
+            f"backend '{name}' cannot load {Path(path).suffix or 'extension-less'} files; "
+            f"it takes {', '.join(cls.suffixes)}."
+        )
+    return cls(path, threads=threads)
+
+
+__all__ = ["Backend", "register_backend", "list_backends", "create_backend", "get_backend_class", "backend_for_file"]

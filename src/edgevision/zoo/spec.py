@@ -1,0 +1,62 @@
+"""What a zoo entry pins: where its files come from and how the model is run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgevision.models.base import Predictor
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file taken from a package on a public registry, pinned by version and hash.
+
+    ``member`` is the path inside the package archive. Files packed inside an asset bundle
+    are cut out with ``offset`` and ``size``. ``sha256`` is the hash of the file itself, so
+    the pin holds across platform builds of the same package. ``url`` is the upstream
+    address for users who have general internet access.
+    """
+
+    filename: str
+    registry: str  # "npm", "pypi" or "debian"
+    package: str
+    version: str
+    member: str
+    sha256: str
+    url: str = ""
+    offset: int = 0
+    size: int | None = None
+
+    @property
+    def source(self) -> str:
+        sep = "==" if self.registry == "pypi" else "@" if self.registry == "npm" else "="
+        return f"{self.registry}:{self.package}{sep}{self.version}:{self.member}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A zoo entry: provenance, task, input size, pre-processing, and how to build a predictor.
+
+    ``prepare(folder)`` turns the pulled artifacts in ``folder`` into runnable files (for
+    example TF.js -> ``model.onnx``); ``predictor(spec, folder, backend, threads)`` builds the
+    callable that maps a BGR image to ``Detections`` or ``Poses``.
+    """
+
+    name: str
+    task: str  # "detection" or "pose"
+    family: str
+    input_size: tuple[int, int]  # (width, height)
+    license: str
+    summary: str
+    preprocessing: str
+    artifacts: tuple[Artifact, ...]
+    predictor: Callable[..., Predictor]
+    prepare: Callable[[Path], None] | None = None
+    # model files by runtime-neutral format, e.g. {"onnx": "model.onnx", "tflite": "model.tflite"}
+    files: dict[str, str] = field(default_factory=dict)
+    needs_extra: str | None = None  # pip extra that ``prepare`` needs
+    homepage: str = ""

@@ -1,0 +1,1 @@
+"""Model format converters, each step checked for numerical parity."""

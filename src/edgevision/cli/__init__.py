@@ -1,0 +1,44 @@
+"""The ``edgevision`` command: one module per command, errors printed in one place."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from edgevision.cli import predict, samples, zoo
+from edgevision.cli.console import stderr
+from edgevision.errors import EdgevisionError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Make vision models fast on CPU-only edge devices, and measure what the speed cost.",
+)
+app.add_typer(zoo.app, name="zoo")
+app.add_typer(samples.app, name="samples")
+app.command("predict")(predict.predict)
+
+
+def _configure_logging() -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=stderr, show_time=False, show_path=False)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
+    for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "onnxslim", "onnx2tf"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main() -> None:
+    """Entry point: run the CLI; user errors become one sentence and exit code 2."""
+    _configure_logging()
+    try:
+        app()
+    except EdgevisionError as exc:
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,51 @@
+"""``edgevision predict MODEL SOURCE``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgevision.cli.console import BackendOption, ThreadsOption, stderr
+from edgevision.pipeline.sources import count_frames, is_video
+from edgevision.predict import PredictOutputs, load_predictor, predict as run_predict
+
+
+def _default_output(source: str) -> Path:
+    stem = Path(source.split("*")[0].rstrip("/") or "images").stem or "images"
+    return Path("runs/predict") / (f"{stem}.mp4" if is_video(source) else stem)
+
+
+def predict(
+    model: Annotated[str, typer.Argument(help="Zoo model name or model file (.onnx, .tflite, .xml, .pt2).")],
+    source: Annotated[str, typer.Argument(help="Image, folder or glob of images, or video file.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Annotated video file or image folder.")
+    ] = None,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write one JSON line per image/frame here ('-' = stdout).")
+    ] = None,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Do not write annotated images/video.")] = False,
+    backend: BackendOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Run a model on images or a video; write annotated output and JSON lines."""
+    annotated = None if no_save else (output or _default_output(source))
+    total = count_frames(source)
+    with stderr.status(f"loading {model}"):
+        predictor = load_predictor(model, backend=backend, threads=threads)
+    progress = Progress(
+        TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[objects]}"), console=stderr, transient=False,
+    )
+    with progress:
+        task = progress.add_task("predict", total=total, objects="")
+
+        def on_frame(frame, prediction) -> None:
+            progress.update(task, advance=1, objects=f"{len(prediction)} {'outputs' if prediction.task == 'raw' else 'objects'}")
+
+        frames = run_predict(predictor, source, PredictOutputs(annotated, json_path), on_frame=on_frame)
+    where = f"; annotated output: {annotated}" if annotated else ""
+    stderr.print(f"{frames} frame(s) from {source} with {model}{where}")

@@ -1,0 +1,26 @@
+"""``edgevision samples list|pull``."""
+
+from __future__ import annotations
+
+import typer
+
+from edgevision import samples
+from edgevision.cli.console import stderr, stdout
+
+app = typer.Typer(no_args_is_help=True, help="Real sample photos and the pedestrian video.")
+
+
+@app.command("pull")
+def pull_command() -> None:
+    """Fetch every sample into the cache, verified by hash."""
+    with stderr.status("pulling samples"):
+        paths = samples.pull_samples()
+    for path in paths:
+        stdout.print(str(path))
+
+
+@app.command("list")
+def list_command() -> None:
+    """Sample names and where each comes from."""
+    for name, artifact in samples.SAMPLES.items():
+        stdout.print(f"{name:18} {artifact.source}")

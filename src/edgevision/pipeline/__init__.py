@@ -1,0 +1,1 @@
+"""Video and image pipelines: sources, stages and sinks."""

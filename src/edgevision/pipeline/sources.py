@@ -1,0 +1,111 @@
+"""Read frames from an image, a folder or glob of images, or a video file."""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgevision.errors import EdgevisionError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
+
+
+@dataclass
+class Frame:
+    """One image to run on: its pixels (BGR uint8), where it came from, and its index."""
+
+    image: np.ndarray
+    source: str
+    index: int = 0
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def list_images(source: str) -> list[Path]:
+    """The image files named by ``source``: one file, a folder (sorted) or a glob pattern."""
+    if any(c in source for c in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(source, recursive=True))
+        images = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not images:
+            raise EdgevisionError(f"no images match '{source}'.")
+        return images
+    path = Path(source)
+    if not path.exists():
+        raise EdgevisionError(f"{source} does not exist.")
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise EdgevisionError(f"folder {source} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        return images
+    return [path]
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read ``path`` as BGR uint8; a clear error when it is not an image."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise EdgevisionError(f"{path} is not an image edgevision can read.")
+    return image
+
+
+def count_frames(source: str) -> int | None:
+    """How many frames ``source`` will give, when known in advance."""
+    if is_video(source):
+        cap = cv2.VideoCapture(source)
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        return n or None
+    return len(list_images(source))
+
+
+def open_video(path: str) -> cv2.VideoCapture:
+    """An opened capture for a video file; a clear error when it cannot be decoded."""
+    if not Path(path).exists():
+        raise EdgevisionError(f"{path} does not exist.")
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        raise EdgevisionError(f"cannot open video {path}; is it a video file OpenCV can decode?")
+    return cap
+
+
+def iter_video(path: str) -> Iterator[Frame]:
+    cap = open_video(path)
+    try:
+        index = 0
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            yield Frame(image, path, index)
+            index += 1
+        if index == 0:
+            raise EdgevisionError(f"cannot read any frame from {path}; is the video empty or corrupt?")
+    finally:
+        cap.release()
+
+
+def iter_frames(source: str) -> Iterator[Frame]:
+    """Frames of a video file, or the images of a file, folder or glob, in order."""
+    if is_video(source):
+        yield from iter_video(source)
+        return
+    for path in list_images(source):
+        yield Frame(read_image(path), str(path), 0)
+
+
+def video_fps(source: str, default: float = 10.0) -> float:
+    cap = cv2.VideoCapture(source)
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    cap.release()
+    return fps if 0 < fps < 1000 else default

@@ -1,0 +1,102 @@
+"""Load a model by zoo name or file, and run it over images or a video.
+
+>>> from edgevision.predict import load_predictor
+>>> predictor = load_predictor("nanodet-m", backend="onnxruntime", threads=2)  # doctest: +SKIP
+>>> detections = predictor(image)                                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgevision.annotate import draw
+from edgevision.backends import create_backend
+from edgevision.errors import EdgevisionError
+from edgevision.models.base import Predictor, RawPredictor
+from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink
+from edgevision.pipeline.sources import Frame, is_video, iter_frames, video_fps
+from edgevision.types import Prediction
+from edgevision.zoo import get_spec, list_models, pull
+
+logger = logging.getLogger(__name__)
+
+MODEL_SUFFIXES = (".onnx", ".tflite", ".xml", ".pt2")
+
+
+def load_predictor(model: str, *, backend: str | None = None, threads: int | None = None) -> Predictor:
+    """A predictor for zoo model ``model`` or a model file (raw outputs when no decoder is known)."""
+    if model in list_models():
+        spec = get_spec(model)
+        return spec.predictor(spec, pull(model), backend, threads)
+    path = Path(model)
+    if path.exists():
+        if path.is_dir():
+            raise EdgevisionError(f"{model} is a folder; give a model file or a zoo name.")
+        return RawPredictor(create_backend(backend, path, threads=threads))
+    if path.suffix.lower() in MODEL_SUFFIXES or "/" in model:
+        raise EdgevisionError(f"model file {model} does not exist.")
+    get_spec(model)  # raises with the closest names
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class PredictOutputs:
+    """Where ``predict`` writes: annotated video or image folder, and JSON lines."""
+
+    annotated: Path | None = None
+    json_lines: str | None = None
+
+
+def frame_record(frame: Frame, prediction: Prediction) -> dict:
+    """The JSON-lines record of one frame: source, index, task and objects."""
+    key = "outputs" if prediction.task == "raw" else "objects"
+    return {"source": frame.source, "frame": frame.index, "task": prediction.task, key: prediction.to_records()}
+
+
+def _open_sinks(source: str, outputs: PredictOutputs) -> tuple:
+    annotated = None
+    if outputs.annotated is not None:
+        annotated = VideoSink(outputs.annotated, video_fps(source)) if is_video(source) else ImageFolderSink(outputs.annotated)
+    json_sink = JsonLinesSink(outputs.json_lines) if outputs.json_lines else None
+    return annotated, json_sink
+
+
+def predict(
+    predictor: Predictor,
+    source: str,
+    outputs: PredictOutputs,
+    *,
+    on_frame: Callable[[Frame, Prediction], None] | None = None,
+) -> int:
+    """Run ``predictor`` on every frame of ``source``, writing the requested outputs.
+
+    Returns the number of frames processed. Outputs are moved into place only when the
+    whole source was processed; on error nothing half-written is left.
+    """
+    annotated, json_sink = _open_sinks(source, outputs)
+    count, ok = 0, False
+    try:
+        for frame, prediction in iter_predictions(predictor, source):
+            if annotated is not None:
+                image = draw(frame.image, prediction)
+                annotated.write(image) if isinstance(annotated, VideoSink) else annotated.write(image, frame.source)
+            if json_sink is not None:
+                json_sink.write(frame_record(frame, prediction))
+            if on_frame is not None:
+                on_frame(frame, prediction)
+            count += 1
+        ok = True
+    finally:
+        for sink in (annotated, json_sink):
+            if sink is not None:
+                sink.close(keep=ok)
+    return count
+
+
+def iter_predictions(predictor: Predictor, source: str) -> Iterator[tuple[Frame, Prediction]]:
+    """(frame, prediction) for every frame of ``source``."""
+    for frame in iter_frames(source):
+        yield frame, predictor(frame.image)

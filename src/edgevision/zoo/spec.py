@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgevision.models.base import Predictor
+    from edgevision.models.base import Predictor, Processor
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,16 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class Weights:
+    """A checkpoint users download themselves (no registry package carries it)."""
+
+    filename: str
+    url: str
+    sha256: str = ""  # of the official file, when known
+    layout: str = ""  # what the checkpoint holds, e.g. "dict with a 'model' state dict"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A zoo entry: provenance, task, input size, pre-processing, and how to build a predictor.
 
@@ -54,9 +64,14 @@ class ModelSpec:
     summary: str
     preprocessing: str
     artifacts: tuple[Artifact, ...]
-    predictor: Callable[..., Predictor]
+    predictor: Callable[..., Predictor] | None = None
     prepare: Callable[[Path], None] | None = None
     # model files by runtime-neutral format, e.g. {"onnx": "model.onnx", "tflite": "model.tflite"}
     files: dict[str, str] = field(default_factory=dict)
     needs_extra: str | None = None  # pip extra that ``prepare`` needs
     homepage: str = ""
+    # PyTorch families (weights brought by the user, or random for size and speed studies):
+    build: Callable[[], Any] | None = None  # returns an eval-mode torch.nn.Module
+    processor: Callable[[], Processor] | None = None  # pre-processing + decoding
+    weights: Weights | None = None
+    flops_input: tuple[int, ...] = ()  # NCHW shape at which FLOPs are counted

@@ -5,6 +5,8 @@ import pytest
 
 import tiny_models
 
+# Shared with test modules: from conftest import run_cli
+
 
 @pytest.fixture(scope="session")
 def tiny_model_files(tmp_path_factory) -> dict[str, "object"]:
@@ -22,3 +24,54 @@ def tiny_model_files(tmp_path_factory) -> dict[str, "object"]:
 @pytest.fixture(scope="session")
 def tiny_input() -> np.ndarray:
     return np.random.default_rng(1).uniform(-1, 1, tiny_models.INPUT_SHAPE).astype(np.float32)
+
+
+def run_cli(*args: str, env: dict | None = None, cwd=None) -> "subprocess.CompletedProcess[str]":
+    """Run the real ``edgevision`` command in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "edgevision", *map(str, args)],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=900,
+    )
+
+
+@pytest.fixture(scope="session")
+def samples_cache() -> dict[str, "object"]:
+    """Real sample media, fetched into the user cache once per machine."""
+    from edgevision.samples import pull_samples
+
+    return {p.name: p for p in pull_samples()}
+
+
+@pytest.fixture(scope="session")
+def short_video(samples_cache, tmp_path_factory):
+    """The first 12 frames of the pedestrian video, as an MJPG .avi."""
+    import cv2
+
+    path = tmp_path_factory.mktemp("video") / "vtest12.avi"
+    cap = cv2.VideoCapture(str(samples_cache["vtest.avi"]))
+    writer = None
+    for _ in range(12):
+        ok, frame = cap.read()
+        assert ok
+        if writer is None:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, frame.shape[1::-1])
+        writer.write(frame)
+    writer.release()
+    cap.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def first_frame(samples_cache):
+    import cv2
+
+    cap = cv2.VideoCapture(str(samples_cache["vtest.avi"]))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    return frame

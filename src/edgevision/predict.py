@@ -19,27 +19,33 @@ from edgevision.models.base import Predictor, RawPredictor
 from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink
 from edgevision.pipeline.sources import Frame, is_video, iter_frames, video_fps
 from edgevision.types import Prediction
-from edgevision.zoo import get_spec, list_models, pull
+from edgevision.zoo import ModelSpec, get_spec, list_models, pull
 
 logger = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".onnx", ".tflite", ".xml", ".pt2")
 
 
-def load_predictor(model: str, *, backend: str | None = None, threads: int | None = None) -> Predictor:
-    """A predictor for zoo model ``model`` or a model file (raw outputs when no decoder is known)."""
+def resolve_model(model: str) -> ModelSpec | Path:
+    """The zoo entry or model file that ``model`` names; a clear error when it names neither."""
     if model in list_models():
-        spec = get_spec(model)
-        return spec.predictor(spec, pull(model), backend, threads)
+        return get_spec(model)
     path = Path(model)
-    if path.exists():
-        if path.is_dir():
-            raise EdgevisionError(f"{model} is a folder; give a model file or a zoo name.")
-        return RawPredictor(create_backend(backend, path, threads=threads))
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise EdgevisionError(f"{model} is a folder; give a model file or a zoo name.")
     if path.suffix.lower() in MODEL_SUFFIXES or "/" in model:
         raise EdgevisionError(f"model file {model} does not exist.")
-    get_spec(model)  # raises with the closest names
-    raise AssertionError("unreachable")
+    return get_spec(model)  # raises, naming the closest zoo models
+
+
+def load_predictor(model: str, *, backend: str | None = None, threads: int | None = None) -> Predictor:
+    """A predictor for zoo model ``model`` or a model file (raw outputs when no decoder is known)."""
+    target = resolve_model(model)
+    if isinstance(target, Path):
+        return RawPredictor(create_backend(backend, target, threads=threads))
+    return target.predictor(target, pull(target.name), backend, threads)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import logging
 import sys
 
 import typer
+from rich.markup import escape
 
 from edgevision.cli import predict, samples, zoo
 from edgevision.cli.console import stderr
@@ -37,7 +38,7 @@ def main() -> None:
     try:
         app()
     except EdgevisionError as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         stderr.print("interrupted")

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from edgevision.cli.console import BackendOption, ThreadsOption, stderr
 from edgevision.pipeline.sources import count_frames, is_video
-from edgevision.predict import PredictOutputs, load_predictor, predict as run_predict
+from edgevision.predict import PredictOutputs, load_predictor, predict as run_predict, resolve_model
 
 
 def _default_output(source: str) -> Path:
@@ -33,6 +33,7 @@ def predict(
 ) -> None:
     """Run a model on images or a video; write annotated output and JSON lines."""
     annotated = None if no_save else (output or _default_output(source))
+    resolve_model(model)
     total = count_frames(source)
     with stderr.status(f"loading {model}"):
         predictor = load_predictor(model, backend=backend, threads=threads)

@@ -24,3 +24,9 @@ def list_command() -> None:
     """Sample names and where each comes from."""
     for name, artifact in samples.SAMPLES.items():
         stdout.print(f"{name:18} {artifact.source}")
+
+
+@app.command("path")
+def path_command(name: str = typer.Argument(samples.DEFAULT_VIDEO, help="Sample name.")) -> None:
+    """Print the cached path of one sample (fetching it first if needed)."""
+    stdout.print(str(samples.sample_path(name)), soft_wrap=True)

@@ -1,0 +1,25 @@
+# Quick start:   make demo    (set up, then run the default detector on the sample video)
+#                make test    (set up, then run the test suite)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/edgevision samples pull
+	$(BIN)/edgevision predict nanodet-m "$$($(BIN)/edgevision samples path vtest.avi)" -o runs/demo/vtest-nanodet-m.mp4 --json runs/demo/vtest-nanodet-m.jsonl
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

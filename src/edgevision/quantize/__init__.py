@@ -1,0 +1,53 @@
+"""Quantization: one backend-neutral entry point, one file per runtime, found automatically.
+
+>>> from edgevision.quantize import list_quantizers
+>>> sorted(list_quantizers())  # doctest: +SKIP
+['litert', 'openvino', 'ort']
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from edgevision.errors import EdgevisionError, MissingExtraError
+from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
+
+_REGISTRY: dict[str, type[Quantizer]] = {}
+_DISCOVERED = False
+_NOT_BACKENDS = {"base", "calibration", "sensitivity", "budget", "api"}
+
+
+def register_quantizer(cls: type[Quantizer]) -> type[Quantizer]:
+    """Class decorator that makes a quantizer available by its ``name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    for module in pkgutil.iter_modules(__path__):
+        if module.name not in _NOT_BACKENDS:
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def list_quantizers() -> list[str]:
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get_quantizer(name: str) -> Quantizer:
+    """An instance of quantizer ``name``; a clear error when unknown or not installed."""
+    _discover()
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise EdgevisionError(f"unknown quantization backend '{name}'; choose one of {', '.join(list_quantizers())}.")
+    if not cls.is_available():
+        raise MissingExtraError(cls.name, cls.extra or cls.name)
+    return cls()
+
+
+__all__ = ["Feeds", "QuantizeOptions", "Quantizer", "register_quantizer", "list_quantizers", "get_quantizer"]

@@ -184,7 +184,8 @@ def _split_fused(node: dict) -> list[dict]:
         raise EdgevisionError(f"node {name} fuses {ops}; only BiasAdd plus one of {_ACTIVATIONS} is supported.")
     if len(inputs) < 3:
         raise EdgevisionError(f"fused node {name} has no bias input.")
-    base = _node(f"{name}/{base_op}", base_op, inputs[:2], {k: v for k, v in attr.items() if k in _BASE_OP_ATTRS[base_op]})
+    base_attr = {k: v for k, v in attr.items() if k in _BASE_OP_ATTRS[base_op]}
+    base = _node(f"{name}/{base_op}", base_op, inputs[:2], base_attr)
     bias_attr = {"T": attr.get("T", {"type": "DT_FLOAT"})}
     if base_op != "MatMul":
         bias_attr["data_format"] = attr.get("data_format", {"s": base64.b64encode(b"NHWC").decode()})
@@ -407,5 +408,6 @@ def check_parity(expected: list[np.ndarray], got: list[np.ndarray], label: str, 
         logger.info("%s: output %d max abs diff %.2e", label, i, diff)
         if not diff <= tol * scale:
             raise EdgevisionError(
-                f"{label}: ONNX output {i} differs from TensorFlow by {diff:.2e} (> {tol * scale:.1e}); conversion refused."
+                f"{label}: ONNX output {i} differs from TensorFlow by {diff:.2e} "
+                f"(> {tol * scale:.1e}); conversion refused."
             )

@@ -139,7 +139,7 @@ def decode_boxes(raw: np.ndarray, anchors: np.ndarray, coding: BoxCoding) -> np.
 def decode_keypoints(raw: np.ndarray, anchors: np.ndarray, coding: BoxCoding) -> np.ndarray:
     """(N, K, 2) normalised ``(x, y)`` keypoints regressed after the box coordinates."""
     start = coding.keypoint_offset
-    pairs = raw[:, start : start + 2 * coding.keypoints].astype(np.float32).reshape(len(raw), -1, 2)
+    pairs = raw[:, start : start + 2 * coding.keypoints].astype(np.float32).reshape(len(raw), coding.keypoints, 2)
     if not coding.reverse_output_order:
         pairs = pairs[..., ::-1]
     sx, sy = coding.scales[:2]
@@ -214,7 +214,7 @@ class SsdProcessor:
         return boxes[0], logits[0]
 
     def _best_classes(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        scores = sigmoid(logits.astype(np.float32))
+        scores = sigmoid(logits.astype(np.float64)).astype(np.float32)  # float64: no exp overflow
         if self.background_class is not None:
             scores[:, self.background_class] = 0.0
         class_ids = scores.argmax(axis=1)

@@ -71,3 +71,13 @@ def draw(image: np.ndarray, prediction: Prediction) -> np.ndarray:
     if isinstance(prediction, Poses):
         return draw_poses(image, prediction)
     return image.copy()
+
+
+def draw_banner(image: np.ndarray, text: str) -> np.ndarray:
+    """A red band with ``text`` across the top of a copy of ``image``."""
+    out = image.copy()
+    scale = 0.5 * _thickness(out) + 0.1
+    (_, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+    cv2.rectangle(out, (0, 0), (out.shape[1], h + 2 * base + 4), (0, 0, 200), -1)
+    cv2.putText(out, text, (6, h + base + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
+    return out

@@ -12,18 +12,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevision.annotate import draw
+from edgevision.annotate import draw, draw_banner
 from edgevision.backends import create_backend
 from edgevision.errors import EdgevisionError
-from edgevision.models.base import Predictor, RawPredictor
+from edgevision.models.base import Predictor, RawPredictor, SingleStagePredictor
 from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink
 from edgevision.pipeline.sources import Frame, is_video, iter_frames, video_fps
 from edgevision.types import Prediction
+from edgevision.variants import read_meta
 from edgevision.zoo import ModelSpec, get_spec, list_models, pull
+from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 
 logger = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".onnx", ".tflite", ".xml", ".pt2")
+RANDOM_WEIGHTS_BANNER = "RANDOM WEIGHTS - NOT REAL PREDICTIONS"
 
 
 def resolve_model(model: str) -> ModelSpec | Path:
@@ -40,12 +43,52 @@ def resolve_model(model: str) -> ModelSpec | Path:
     return get_spec(model)  # raises, naming the closest zoo models
 
 
-def load_predictor(model: str, *, backend: str | None = None, threads: int | None = None) -> Predictor:
-    """A predictor for zoo model ``model`` or a model file (raw outputs when no decoder is known)."""
+def load_predictor(
+    model: str,
+    *,
+    backend: str | None = None,
+    threads: int | None = None,
+    weights: Path | None = None,
+    random_weights: bool = False,
+) -> Predictor:
+    """A predictor for zoo model ``model`` or a model file.
+
+    A file that edgevision produced (it has a metadata file beside it) is decoded as its
+    source zoo model; any other file reports raw output tensors. PyTorch zoo families
+    (YOLOX, OpenPose) need ``weights`` or ``random_weights``.
+    """
     target = resolve_model(model)
     if isinstance(target, Path):
-        return RawPredictor(create_backend(backend, target, threads=threads))
+        return _file_predictor(target, backend=backend, threads=threads)
+    if is_pytorch_family(target):
+        return _pytorch_predictor(target, backend=backend, threads=threads, weights=weights, random_weights=random_weights)
     return target.predictor(target, pull(target.name), backend, threads)
+
+
+def _file_predictor(path: Path, *, backend: str | None, threads: int | None) -> Predictor:
+    meta = read_meta(path)
+    source = get_spec(meta.source_model) if meta and meta.source_model in list_models() else None
+    runtime = backend or (meta.runtime if meta else None)
+    if source is None or source.processor is None:
+        return RawPredictor(create_backend(runtime, path, threads=threads))
+    predictor = SingleStagePredictor(create_backend(runtime, path, threads=threads), source.processor())
+    predictor.random_weights = meta.random_weights
+    return predictor
+
+
+def _pytorch_predictor(
+    spec: ModelSpec, *, backend: str | None, threads: int | None, weights: Path | None, random_weights: bool
+) -> Predictor:
+    runtime = backend or "onnxruntime"
+    if runtime == "litert":
+        raise EdgevisionError(
+            f"{spec.name} has no .tflite file yet; make one with: edgevision convert {spec.name} --to tflite."
+        )
+    fmt = "pt2" if runtime == "torch" else "onnx"
+    path = export_torch_model(spec, weights=weights, random_weights=random_weights, fmt=fmt)
+    predictor = SingleStagePredictor(create_backend(runtime, path, threads=threads), spec.processor())
+    predictor.random_weights = weights is None
+    return predictor
 
 
 @dataclass
@@ -60,6 +103,11 @@ def frame_record(frame: Frame, prediction: Prediction) -> dict:
     """The JSON-lines record of one frame: source, index, task and objects."""
     key = "outputs" if prediction.task == "raw" else "objects"
     return {"source": frame.source, "frame": frame.index, "task": prediction.task, key: prediction.to_records()}
+
+
+def random_weights_record(record: dict) -> dict:
+    """Mark a record made by a network with random weights: its objects are not real."""
+    return {**record, "random_weights": True}
 
 
 def _open_sinks(source: str, outputs: PredictOutputs) -> tuple:
@@ -88,9 +136,12 @@ def predict(
         for frame, prediction in iter_predictions(predictor, source):
             if annotated is not None:
                 image = draw(frame.image, prediction)
+                if predictor.random_weights:
+                    image = draw_banner(image, RANDOM_WEIGHTS_BANNER)
                 annotated.write(image) if isinstance(annotated, VideoSink) else annotated.write(image, frame.source)
             if json_sink is not None:
-                json_sink.write(frame_record(frame, prediction))
+                record = frame_record(frame, prediction)
+                json_sink.write(random_weights_record(record) if predictor.random_weights else record)
             if on_frame is not None:
                 on_frame(frame, prediction)
             count += 1

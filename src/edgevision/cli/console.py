@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 stdout = Console()
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 BackendOption = Annotated[
     str | None,
@@ -16,4 +17,11 @@ BackendOption = Annotated[
 ]
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the runtime's).")
+]
+WeightsOption = Annotated[
+    Path | None, typer.Option("--weights", "-w", help="Checkpoint for PyTorch zoo models (official layout).")
+]
+RandomWeightsOption = Annotated[
+    bool,
+    typer.Option("--random-weights", help="Build a PyTorch zoo model with random weights (size/speed only)."),
 ]

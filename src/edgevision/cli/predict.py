@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edgevision.cli.console import BackendOption, ThreadsOption, stderr
+from edgevision.cli.console import BackendOption, RandomWeightsOption, ThreadsOption, WeightsOption, stderr
 from edgevision.pipeline.sources import count_frames, is_video
 from edgevision.predict import PredictOutputs, load_predictor, predict as run_predict, resolve_model
 
@@ -30,13 +30,19 @@ def predict(
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not write annotated images/video.")] = False,
     backend: BackendOption = None,
     threads: ThreadsOption = None,
+    weights: WeightsOption = None,
+    random_weights: RandomWeightsOption = False,
 ) -> None:
     """Run a model on images or a video; write annotated output and JSON lines."""
     annotated = None if no_save else (output or _default_output(source))
     resolve_model(model)
     total = count_frames(source)
     with stderr.status(f"loading {model}"):
-        predictor = load_predictor(model, backend=backend, threads=threads)
+        predictor = load_predictor(
+            model, backend=backend, threads=threads, weights=weights, random_weights=random_weights
+        )
+    if predictor.random_weights:
+        stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")
     progress = Progress(
         TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[objects]}"), console=stderr, transient=False,

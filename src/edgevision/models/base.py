@@ -18,6 +18,7 @@ class Predictor(ABC):
 
     task: str = "raw"
     backends: tuple[Backend, ...] = ()
+    random_weights: bool = False  # True when the network holds random values: outputs are not real
 
     @abstractmethod
     def __call__(self, image: np.ndarray) -> Prediction:

@@ -74,4 +74,6 @@ class ModelSpec:
     build: Callable[[], Any] | None = None  # returns an eval-mode torch.nn.Module
     processor: Callable[[], Processor] | None = None  # pre-processing + decoding
     weights: Weights | None = None
+    load_weights: Callable[[Any, Path], None] | None = None  # (module, checkpoint path), strict
+    output_names: tuple[str, ...] = ()  # names given to the exported graph's outputs
     flops_input: tuple[int, ...] = ()  # NCHW shape at which FLOPs are counted

@@ -64,8 +64,10 @@ def test_same_predictions_on_every_runtime(name, first_frame, samples_cache):
     assert len(results) >= 2, results.keys()
     reference = results.pop("onnxruntime")
     for backend, other in results.items():
-        strong_ref = reference[reference.scores >= 0.5]
-        strong = other[other.scores >= 0.5]
+        floor = 0.5 if reference.task == "detection" else 0.25
+        strong_ref = reference[reference.scores >= floor]
+        strong = other[other.scores >= floor]
+        assert len(strong_ref) >= 1, backend
         assert abs(len(strong_ref) - len(strong)) <= 1, backend
         if reference.task == "detection":
             assert _match_boxes(strong_ref.xyxy, other.xyxy) < 4.0, backend

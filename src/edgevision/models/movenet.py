@@ -109,11 +109,7 @@ def predictor(spec: ModelSpec, folder: Path, backend: str | None = None, threads
     from edgevision.backends import create_backend
 
     runtime = onnx_runtime_for(spec.name, backend)
-    multiple_of = 32 if spec.name == "movenet-multipose" else None
-    return SingleStagePredictor(
-        create_backend(runtime, folder / spec.files["onnx"], threads=threads),
-        MoveNetProcessor(input_size=spec.input_size, multiple_of=multiple_of),
-    )
+    return SingleStagePredictor(create_backend(runtime, folder / spec.files["onnx"], threads=threads), spec.processor())
 
 
 def _register(name: str, size: int, summary: str, json_sha: str, bin_sha: str, preprocessing: str) -> None:
@@ -128,6 +124,7 @@ def _register(name: str, size: int, summary: str, json_sha: str, bin_sha: str, p
             preprocessing=preprocessing,
             artifacts=(artifact(f"{name}.json", json_sha), artifact(f"{name}.bin", bin_sha)),
             predictor=predictor,
+            processor=partial(MoveNetProcessor, input_size=(size, size), multiple_of=32 if "multipose" in name else None),
             prepare=partial(convert_tfjs, f"{name}.json"),
             files={"onnx": ONNX_FILE},
             needs_extra="convert",

@@ -117,8 +117,7 @@ def predictor(spec: ModelSpec, folder: Path, backend: str | None = None, threads
 
     runtime = onnx_runtime_for(spec.name, backend)
     return SingleStagePredictor(
-        create_backend(runtime, folder / spec.files["onnx"], threads=threads),
-        NanoDetProcessor(input_size=spec.input_size),
+        create_backend(runtime, folder / spec.files["onnx"], threads=threads), spec.processor()
     )
 
 
@@ -129,13 +128,17 @@ register_model(
         family="nanodet",
         input_size=(416, 416),
         license="Apache-2.0",
-        summary="NanoDet 416x416, COCO 80 classes, GFL head (reg_max 10), from the TF.js export in human-models.",
+        summary=(
+            "NanoDet 416x416, COCO 80 classes, GFL head (reg_max 10), from the TF.js export in human-models "
+            "(3.8 M parameters, plain convs and LeakyReLU: its layout matches NanoDet-g more than NanoDet-m)."
+        ),
         preprocessing="stretch to 416x416, BGR, (x - mean) / std with NanoDet's mean/std, NCHW float32",
         artifacts=(
             artifact("nanodet.json", "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d"),
             artifact("nanodet.bin", "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9"),
         ),
         predictor=predictor,
+        processor=partial(NanoDetProcessor, input_size=(416, 416)),
         prepare=partial(convert_tfjs, "nanodet.json"),
         files={"onnx": ONNX_FILE},
         needs_extra="convert",

@@ -59,7 +59,7 @@ class ModelSpec:
     name: str
     task: str  # "detection" or "pose"
     family: str
-    input_size: tuple[int, int]  # (width, height)
+    input_size: tuple[int, int]  # (width, height); for variable-size models, the long-side limit
     license: str
     summary: str
     preprocessing: str

@@ -80,20 +80,23 @@ def test_ssd_one_strong_anchor_decodes_to_source_pixels():
 
 
 def test_ssd_all_low_logits_give_no_detections():
-    det = SsdProcessor(class_names=LABELS).decode(_ssd_outputs(), resize(np.zeros((50, 80, 3), np.uint8), (300, 300))[1])
+    _, transform = resize(np.zeros((50, 80, 3), np.uint8), (300, 300))
+    det = SsdProcessor(class_names=LABELS).decode(_ssd_outputs(), transform)
     assert len(det) == 0
     assert det.class_names == LABELS
 
 
 def test_ssd_background_class_is_never_reported():
-    det = SsdProcessor(class_names=LABELS).decode(_ssd_outputs({500: (0, [0, 0, 0, 0])}), resize(np.zeros((300, 300, 3), np.uint8), (300, 300))[1])
+    _, transform = resize(np.zeros((300, 300, 3), np.uint8), (300, 300))
+    det = SsdProcessor(class_names=LABELS).decode(_ssd_outputs({500: (0, [0, 0, 0, 0])}), transform)
     assert len(det) == 0
 
 
 def _raw_for(anchor: np.ndarray, box: tuple[float, float, float, float]) -> list[float]:
     """Raw (y, x, h, w) regressors that make ``anchor`` decode to normalised ``(cx, cy, w, h)``."""
     cx, cy, w, h = box
-    return [(cy - anchor[1]) * 10 / anchor[3], (cx - anchor[0]) * 10 / anchor[2], 5 * math.log(h / anchor[3]), 5 * math.log(w / anchor[2])]
+    y, x = (cy - anchor[1]) * 10 / anchor[3], (cx - anchor[0]) * 10 / anchor[2]
+    return [y, x, 5 * math.log(h / anchor[3]), 5 * math.log(w / anchor[2])]
 
 
 def test_ssd_nms_is_class_aware():
@@ -132,7 +135,8 @@ def test_pose_detector_decodes_box_and_keypoints_through_letterbox():
     centre = 7.5 / 14 * 224
     assert people.scores.shape == (1,)
     # letterbox: scale 0.5, horizontal pad 56 px
-    np.testing.assert_allclose(people.xyxy[0], [(centre - 28 - 56) * 2, (centre - 56) * 2, (centre + 28 - 56) * 2, (centre + 56) * 2], atol=1e-3)
+    expected = [(centre - 28 - 56) * 2, (centre - 56) * 2, (centre + 28 - 56) * 2, (centre + 56) * 2]
+    np.testing.assert_allclose(people.xyxy[0], expected, atol=1e-3)
     np.testing.assert_allclose(people.keypoints[0, 0], [(centre - 56) * 2, (centre + 30) * 2], atol=1e-3)
 
 
@@ -206,6 +210,15 @@ def test_no_person_gives_empty_poses():
     poses = BlazePosePredictor(detector, landmarks)(np.zeros((120, 160, 3), np.uint8))
     assert len(poses) == 0
     assert poses.keypoint_names == BLAZEPOSE_KEYPOINTS and poses.keypoints.shape == (0, 33, 3)
+
+
+def test_landmark_boxes_span_the_landmarks_inside_the_image():
+    from edgevision.models.blazepose import landmark_boxes
+
+    kps = np.zeros((1, 33, 3), np.float32)
+    kps[0, :, 0] = np.linspace(20, 90, 33)
+    kps[0, :, 1] = np.linspace(-15, 140, 33)
+    np.testing.assert_allclose(landmark_boxes(kps, 100, 120), [[20, 0, 90, 120]])
 
 
 # ----------------------------------------------------------------------------- TFLite -> ONNX helpers

@@ -49,7 +49,8 @@ def tflite_to_onnx(
     feeds = _parity_feeds(tflite, sample, input_range)
     check_parity(run_litert(tflite, feeds), run_onnx(model, feeds), tflite.name, tolerance)
     write_atomic(Path(out_onnx), model.SerializeToString())
-    logger.info("%s -> %s in %.1f s (%d fp16 weights folded)", tflite.name, out_onnx, time.perf_counter() - start, folded)
+    elapsed = time.perf_counter() - start
+    logger.info("%s -> %s in %.1f s (%d fp16 weights folded)", tflite.name, out_onnx, elapsed, folded)
 
 
 def _import_tf2onnx():
@@ -87,7 +88,8 @@ def fold_fp16_initializers(model) -> int:
 
     graph = model.graph
     weights = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
-    casts = [n for n in graph.node if n.op_type == "Cast" and n.input[0] in weights and _cast_to(n) == TensorProto.FLOAT]
+    casts = [n for n in graph.node if n.op_type == "Cast" and n.input[0] in weights]
+    casts = [n for n in casts if _cast_to(n) == TensorProto.FLOAT]
     for node in casts:
         value = numpy_helper.to_array(weights[node.input[0]]).astype(np.float32)
         graph.initializer.append(numpy_helper.from_array(value, node.output[0]))

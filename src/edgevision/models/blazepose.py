@@ -125,7 +125,7 @@ def crop_roi(image: np.ndarray, roi: Roi, out_size: int) -> np.ndarray:
 class PersonDetections:
     """People found by the detector, in source pixels."""
 
-    xyxy: np.ndarray  # (N, 4)
+    xyxy: np.ndarray  # (N, 4) face boxes: MediaPipe's pose detector finds people by their face
     scores: np.ndarray  # (N,)
     keypoints: np.ndarray  # (N, 4, 2): hip centre, body circle point, shoulder centre, upper-body point
 
@@ -156,8 +156,11 @@ class PoseDetectorProcessor:
         size = np.array(self.input_size, dtype=np.float32)
         boxes = decode_boxes(raw[keep], self.anchors[keep], POSE_DETECTION_CODING) * np.tile(size, 2)
         order = keep_best(boxes, scores[keep], self.iou_threshold, self.max_people)
-        points = decode_keypoints(raw[keep][order], self.anchors[keep][order], POSE_DETECTION_CODING) * size
-        return PersonDetections(transform.boxes_to_source(boxes[order]), scores[keep][order], transform.points_to_source(points))
+        chosen = keep[order]
+        points = decode_keypoints(raw[chosen], self.anchors[chosen], POSE_DETECTION_CODING) * size
+        return PersonDetections(
+            transform.boxes_to_source(boxes[order]), scores[chosen], transform.points_to_source(points)
+        )
 
     def split_outputs(self, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(regressors (A, 12), logits (A,))`` picked by shape."""
@@ -223,6 +226,16 @@ class BlazePoseOptions:
     landmark_size: int = 256
 
 
+def landmark_boxes(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(N, 4) person boxes: the extent of all 33 landmarks, clipped to the image.
+
+    The detector's own box covers only the face, so it is not a person box.
+    """
+    xy = keypoints[..., :2]
+    boxes = np.concatenate([xy.min(axis=1), xy.max(axis=1)], axis=1)
+    return np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+
+
 class BlazePosePredictor(Predictor):
     """Person detector (LiteRT) then landmark model on the rotated person crop.
 
@@ -250,7 +263,7 @@ class BlazePosePredictor(Predictor):
             return Poses.empty(BLAZEPOSE_KEYPOINTS, BLAZEPOSE_EDGES)
         keypoints = np.stack([r[0] for _, r in kept])
         scores = np.array([r[1] for _, r in kept], dtype=np.float32)
-        boxes = people.xyxy[[i for i, _ in kept]]
+        boxes = landmark_boxes(keypoints, image.shape[1], image.shape[0])
         return Poses(keypoints, scores, BLAZEPOSE_KEYPOINTS, BLAZEPOSE_EDGES, boxes)
 
     def detect(self, image: np.ndarray) -> PersonDetections:

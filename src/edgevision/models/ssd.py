@@ -197,8 +197,9 @@ class SsdProcessor:
             return Detections.empty(self.class_names)
         boxes = decode_boxes(raw_boxes[keep], self.anchors[keep], self.box_coding)
         boxes *= np.array(self.input_size * 2, dtype=np.float32)
-        order = nms(boxes, scores[keep], class_ids[keep], iou_threshold=self.iou_threshold, max_detections=self.max_detections)
-        return Detections(transform.boxes_to_source(boxes[order]), scores[keep][order], class_ids[keep][order], self.class_names)
+        scores, class_ids = scores[keep], class_ids[keep]
+        order = nms(boxes, scores, class_ids, iou_threshold=self.iou_threshold, max_detections=self.max_detections)
+        return Detections(transform.boxes_to_source(boxes[order]), scores[order], class_ids[order], self.class_names)
 
     def split_outputs(self, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(boxes (A, 4), logits (A, C))`` picked by shape from the model outputs."""

@@ -111,6 +111,16 @@ def test_ssd_nms_is_class_aware():
     assert sorted(det.class_ids.tolist()) == [1, 4]
 
 
+def test_oidv4_label_constant_matches_the_pinned_label_map():
+    import hashlib
+
+    from edgevision.models.ssd import _LABELMAP, OIDV4_LABELS
+
+    text = "".join(f"{name}\n" for name in OIDV4_LABELS).encode()
+    assert len(OIDV4_LABELS) == 24 and len(text) == _LABELMAP.size
+    assert hashlib.sha256(text).hexdigest() == _LABELMAP.sha256
+
+
 def test_ssd_rejects_outputs_of_another_model():
     with pytest.raises(EdgevisionError, match="expected SSD outputs"):
         SsdProcessor(class_names=LABELS).split_outputs({"a": np.zeros((1, 1917, 91), np.float32)})

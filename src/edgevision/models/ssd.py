@@ -151,6 +151,15 @@ def decode_keypoints(raw: np.ndarray, anchors: np.ndarray, coding: BoxCoding) ->
 # ----------------------------------------------------------------------------- OIDv4 SSD
 
 
+# The 24 lines of object_detection_oidv4_labelmap.txt (pinned below as ``labelmap.txt``);
+# line 0, "???", is the background.
+OIDV4_LABELS: tuple[str, ...] = (
+    "???", "Bicycle", "Boot", "Laptop", "Person", "Chair", "Cattle", "Desk", "Cat", "Computer mouse",
+    "Computer monitor", "Box", "Mug", "Coffee cup", "Stationary bicycle", "Table", "Bottle",
+    "High heels", "Vehicle", "Footwear", "Dog", "Book", "Camera", "Car",
+)  # fmt: skip
+
+
 def read_labels(path: Path) -> tuple[str, ...]:
     """Class names, one a line, as in MediaPipe's ``*_labelmap.txt`` (line 0 is the background)."""
     try:
@@ -252,6 +261,11 @@ def model_path(spec: ModelSpec, folder: Path, backend: str | None) -> tuple[str,
     return runtime, folder / spec.files[fmt]
 
 
+def oidv4_processor() -> SsdProcessor:
+    """Pre-processing and decoding for files made from this model (quantized, re-exported)."""
+    return SsdProcessor(class_names=OIDV4_LABELS)
+
+
 def predictor(spec: ModelSpec, folder: Path, backend: str | None = None, threads: int | None = None) -> Predictor:
     """SSD-MobileNetV2 OIDv4 on ONNX Runtime (default), OpenVINO or LiteRT."""
     from edgevision.backends import create_backend
@@ -276,6 +290,7 @@ register_model(
         artifacts=(_MODEL, _LABELMAP),
         predictor=predictor,
         prepare=prepare,
+        processor=oidv4_processor,
         files={"onnx": "model.onnx", "tflite": "model.tflite"},
         needs_extra="convert",
         homepage="https://github.com/google-ai-edge/mediapipe",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,9 @@ def _run_tf2onnx(tf2onnx, tflite: Path, opset: int):
     if not tflite.exists():
         raise EdgevisionError(f"{tflite} does not exist.")
     try:
-        model, _ = tf2onnx.convert.from_tflite(str(tflite), opset=opset)
+        with warnings.catch_warnings():  # tf2onnx reads the file with TF's deprecated tf.lite.Interpreter
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            model, _ = tf2onnx.convert.from_tflite(str(tflite), opset=opset)
     except Exception as exc:  # tf2onnx raises bare exceptions of many kinds
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise EdgevisionError(

@@ -10,6 +10,7 @@ from rich.table import Table
 from edgevision import zoo
 from edgevision.cli.console import stderr, stdout
 from edgevision.zoo.info import describe
+from edgevision.zoo.pytorch import is_pytorch_family
 
 app = typer.Typer(no_args_is_help=True, help="List, pull and inspect the pretrained models.")
 
@@ -17,13 +18,21 @@ app = typer.Typer(no_args_is_help=True, help="List, pull and inspect the pretrai
 @app.command("list")
 def list_command(pattern: Annotated[str, typer.Argument(help="Shell-style name filter.")] = "*") -> None:
     """List zoo models with task, input size, licence and whether each is cached."""
-    table = Table("name", "task", "input", "licence", "cached", "summary")
+    table = Table("name", "task", "input", "licence", "cached")
+    for column in table.columns:
+        column.no_wrap = True
+    table.add_column("summary", overflow="ellipsis", no_wrap=True, max_width=60)
     for name in zoo.list_models(pattern):
         spec = zoo.get_spec(name)
         w, h = spec.input_size
-        cached = "[green]yes[/]" if zoo.is_cached(name) else "no"
-        table.add_row(name, spec.task, f"{w}x{h}", spec.license, cached, spec.summary)
+        table.add_row(name, spec.task, f"{w}x{h}", spec.license.split(":")[0], _cached(spec), spec.summary)
     stdout.print(table)
+
+
+def _cached(spec) -> str:
+    if is_pytorch_family(spec):
+        return "user weights"
+    return "[green]yes[/]" if zoo.is_cached(spec.name) else "no"
 
 
 @app.command("pull")

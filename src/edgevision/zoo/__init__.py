@@ -108,12 +108,15 @@ def _write_manifest(spec: ModelSpec, folder: Path) -> None:
 
 
 def artifact_record(artifact: Artifact) -> dict:
-    return {
+    record = {
         "file": artifact.filename,
         "source": artifact.source,
         "sha256": artifact.sha256,
         "upstream": artifact.url,
     }
+    if artifact.size is not None:
+        record.update(offset=artifact.offset, size=artifact.size)
+    return record
 
 
 def model_file(name: str, fmt: str) -> Path:

@@ -34,7 +34,8 @@ class Artifact:
     @property
     def source(self) -> str:
         sep = "==" if self.registry == "pypi" else "@" if self.registry == "npm" else "="
-        return f"{self.registry}:{self.package}{sep}{self.version}:{self.member}"
+        cut = f"[{self.offset}:{self.offset + self.size}]" if self.size is not None else ""
+        return f"{self.registry}:{self.package}{sep}{self.version}:{self.member}{cut}"
 
 
 @dataclass(frozen=True)

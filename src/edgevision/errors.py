@@ -15,3 +15,12 @@ class MissingExtraError(EdgevisionError):
         super().__init__(f"{package} is not installed; install it with: pip install 'edgevision[{extra}]'.")
         self.package = package
         self.extra = extra
+
+
+class UnsupportedOpsError(EdgevisionError):
+    """A runtime's converter has no rule for some ops of a model; ``ops`` names them."""
+
+    def __init__(self, runtime: str, ops: list[str], message: str) -> None:
+        super().__init__(message)
+        self.runtime = runtime
+        self.ops = ops

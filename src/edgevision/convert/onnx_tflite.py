@@ -1,0 +1,273 @@
+"""ONNX -> TFLite: onnx2tf writes a TensorFlow SavedModel, TensorFlow's converter the ``.tflite``.
+
+>>> from edgevision.convert.onnx_tflite import TfliteOptions, onnx_to_tflite
+>>> onnx_to_tflite(Path("model.onnx"), Path("model.tflite"), options=TfliteOptions())  # doctest: +SKIP
+
+What the produced file keeps of the source:
+
+* Inputs keep the ONNX layout and dtype (onnx2tf's ``-kat``: an NCHW input stays NCHW), so
+  the model family's pre-processing feeds it unchanged.
+* Input and output tensors carry the ONNX names again (onnx2tf calls outputs
+  ``PartitionedCall:N`` in no fixed order); outputs are matched to ONNX outputs through the
+  converter's signature order, checked by shape.
+* Inputs and outputs stay float32 at every precision (int8 quantizes inside the graph).
+
+onnx2tf runs in a child process: its pins conflict with this package's, it ends the process
+on some errors, and it reads a calibration sample from its working folder (fetched from the
+internet when absent, so a synthetic one is placed there). It needs the ``onnxsim`` command
+on ``PATH``; without it onnx2tf exits 0 with a numerically wrong model, so its absence is an
+error here, and every produced file is checked against ONNX Runtime by the caller.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgevision.errors import EdgevisionError, MissingExtraError, UnsupportedOpsError
+
+logger = logging.getLogger(__name__)
+
+EXTRA = "litert-convert"
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+ONNX2TF_TIMEOUT_S = 3600
+# onnx2tf loads this file from its working folder for its own checks and default calibration.
+ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TfliteOptions:
+    """Precision and calibration of one ONNX -> TFLite conversion."""
+
+    precision: str = "fp32"  # fp32, fp16, int8-dynamic (weights only), int8 (calibrated)
+    per_channel: bool = True
+    calibration: Sequence[Feeds] = ()  # ONNX input name -> tensor, pre-processed as at inference
+
+
+@dataclass
+class SavedModel:
+    """A SavedModel written by onnx2tf and how its tensor names map to the ONNX ones."""
+
+    folder: Path
+    inputs: dict[str, str]  # plain name -> ONNX input name
+    outputs: dict[str, str]  # plain name -> ONNX output name
+    output_shapes: dict[str, tuple[int, ...]]  # ONNX output name -> static shape
+
+
+# ----------------------------------------------------------------------------- availability
+
+
+def onnx2tf_available() -> bool:
+    return importlib.util.find_spec("onnx2tf") is not None
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of the onnx2tf process: this interpreter's scripts first on PATH."""
+    scripts = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", "")}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+    return env
+
+
+def require_onnx2tf() -> dict[str, str]:
+    """The child environment, after checking that onnx2tf and the ``onnxsim`` command exist."""
+    if not onnx2tf_available():
+        raise EdgevisionError(
+            "onnx2tf is not installed; its pins conflict with this package's, so install it apart: "
+            "pip install 'edgevision[litert-convert]' && pip install --no-deps onnx2tf==1.29.24 tf-keras==2.21.0."
+        )
+    env = _child_env()
+    if shutil.which("onnxsim", path=env["PATH"]) is None:
+        raise MissingExtraError("onnxsim (the command onnx2tf runs)", EXTRA)
+    return env
+
+
+def unsupported_ops(model) -> list[str]:
+    """Op types of ``model`` that onnx2tf has no converter for (it has one module per op)."""
+    ops = {node.op_type for node in model.graph.node if node.domain in ("", "ai.onnx")}
+    custom = {f"{node.domain}.{node.op_type}" for node in model.graph.node if node.domain not in ("", "ai.onnx")}
+    return sorted({op for op in ops if importlib.util.find_spec(f"onnx2tf.ops.{op}") is None} | custom)
+
+
+# ----------------------------------------------------------------------------- ONNX -> SavedModel
+
+
+def plain_io_names(model) -> tuple[dict[str, str], dict[str, str]]:
+    """Rename ``model``'s inputs and outputs in place to ``in_k`` / ``out_k``.
+
+    onnx2tf rewrites names such as ``input_1:0`` and then no longer finds them in its
+    options; plain names survive. Returns (inputs, outputs) as plain name -> original name.
+    """
+    graph = model.graph
+    inputs = {f"in_{k}": v.name for k, v in enumerate(graph.input)}
+    outputs = {f"out_{k}": v.name for k, v in enumerate(graph.output)}
+    rename = {old: new for new, old in (inputs | outputs).items()}
+    for value in list(graph.input) + list(graph.output):
+        value.name = rename[value.name]
+    for node in graph.node:
+        node.input[:] = [rename.get(n, n) for n in node.input]
+        node.output[:] = [rename.get(n, n) for n in node.output]
+    return inputs, outputs
+
+
+def _static_shapes(model) -> dict[str, tuple[int, ...]]:
+    return {o.name: tuple(d.dim_value for d in o.type.tensor_type.shape.dim) for o in model.graph.output}
+
+
+def _write_sample(folder: Path) -> None:
+    """onnx2tf's calibration sample, made of synthetic images so that it never downloads one."""
+    from edgevision.convert.tflite import synthetic_image
+
+    images = np.stack([np.roll(synthetic_image(128, 128), 9 * k, axis=1) for k in range(20)])
+    np.save(folder / ONNX2TF_SAMPLE, images.astype(np.float32))
+
+
+def onnx_to_saved_model(source: Path, workdir: Path) -> SavedModel:
+    """Run onnx2tf on ``source`` in ``workdir``; the SavedModel keeps the ONNX input layout."""
+    import onnx
+
+    env = require_onnx2tf()
+    model = onnx.load(str(source))
+    missing = unsupported_ops(model)
+    if missing:
+        raise UnsupportedOpsError("litert", missing, f"onnx2tf (ONNX -> TFLite) cannot convert op(s) {', '.join(missing)}.")
+    shapes = _static_shapes(model)
+    inputs, outputs = plain_io_names(model)
+    plain = workdir / "plain.onnx"
+    onnx.save(model, str(plain))
+    _write_sample(workdir)
+    _run_onnx2tf(plain, workdir / "saved_model", list(inputs), env)
+    return SavedModel(workdir / "saved_model", inputs, outputs, {k: shapes[v] for k, v in outputs.items()})
+
+
+def _run_onnx2tf(onnx_path: Path, out: Path, keep_inputs: list[str], env: dict[str, str]) -> None:
+    command = [sys.executable, "-m", "onnx2tf", "-i", onnx_path.name, "-o", str(out), "-osd", "-n",
+               "-kat", *keep_inputs]  # fmt: skip
+    logger.info("onnx2tf: converting %s (this takes a while)", onnx_path.name)
+    try:
+        done = subprocess.run(command, cwd=onnx_path.parent, env=env, capture_output=True, text=True,
+                              timeout=ONNX2TF_TIMEOUT_S)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise EdgevisionError(f"onnx2tf did not finish within {ONNX2TF_TIMEOUT_S} s.") from None
+    if done.returncode != 0 or not (out / "saved_model.pb").exists():
+        raise EdgevisionError(f"onnx2tf failed: {_last_error(done.stdout + done.stderr)}")
+
+
+def _last_error(log: str) -> str:
+    """The most telling line of onnx2tf's log: its last ERROR line, else the last line."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR" in line or "Error" in line]
+    return ((errors or lines or ["no output"])[-1])[:300]
+
+
+# ----------------------------------------------------------------------------- SavedModel -> TFLite
+
+
+def _representative(saved: SavedModel, calibration: Sequence[Feeds]):
+    """The converter's calibration generator: the ONNX feeds under onnx2tf's input names."""
+
+    def generate() -> Iterator[dict[str, np.ndarray]]:
+        for feeds in calibration:
+            yield {plain: np.asarray(feeds[name]) for plain, name in saved.inputs.items()}
+
+    return generate
+
+
+def saved_model_to_tflite(saved: SavedModel, options: TfliteOptions) -> bytes:
+    """TensorFlow's converter at ``options.precision``; float32 inputs and outputs kept."""
+    import tensorflow as tf
+
+    if options.precision not in PRECISIONS:
+        raise EdgevisionError(f"TFLite precision must be one of {', '.join(PRECISIONS)}, got {options.precision}.")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved.folder), signature_keys=["serving_default"])
+    if options.precision != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if options.precision == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if options.precision == "int8":
+        if not options.calibration:
+            raise EdgevisionError("int8 TFLite conversion needs calibration images.")
+        converter.representative_dataset = _representative(saved, options.calibration)
+        # A private switch, but the only one TensorFlow's converter offers for per-tensor weights.
+        converter._experimental_disable_per_channel = not options.per_channel
+    return converter.convert()
+
+
+def restore_io_names(tflite: Path, saved: SavedModel) -> dict[str, str]:
+    """Give the ``.tflite`` tensors their ONNX names; return {converter name: ONNX name}.
+
+    The converter's signature lists outputs in the SavedModel's order (``output_k`` is
+    ONNX output ``k``); each pairing is checked by shape before renaming.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(tflite))
+    graph, signature = model.subgraphs[0], model.signatureDefs[0]
+    mapping = {}
+    for entry in signature.inputs:
+        mapping[_rename(graph, entry, saved.inputs[entry.name.decode()])] = saved.inputs[entry.name.decode()]
+    for entry, plain in zip(_ordered(signature.outputs), saved.outputs):
+        _check_shape(graph.tensors[entry.tensorIndex], saved.output_shapes[plain], saved.outputs[plain])
+        mapping[_rename(graph, entry, saved.outputs[plain])] = saved.outputs[plain]
+    flatbuffer_utils.write_model(model, str(tflite))
+    return mapping
+
+
+def _ordered(entries) -> list:
+    """Signature entries ``output_0, output_1, ...`` in numeric order."""
+    return sorted(entries, key=lambda e: int(re.sub(r"\D", "", e.name.decode()) or 0))
+
+
+def _rename(graph, entry, name: str) -> str:
+    tensor = graph.tensors[entry.tensorIndex]
+    old = tensor.name.decode()
+    tensor.name = name.encode()
+    entry.name = name.encode()
+    return old
+
+
+def _check_shape(tensor, want: tuple[int, ...], onnx_name: str) -> None:
+    have = tuple(int(d) for d in tensor.shape)
+    if want and all(want) and have != want:
+        raise EdgevisionError(f"TFLite output for ONNX output {onnx_name} has shape {have}, expected {want}.")
+
+
+# ----------------------------------------------------------------------------- whole conversion
+
+
+def onnx_to_tflite(source: Path, output: Path, *, options: TfliteOptions = TfliteOptions()) -> list[str]:
+    """Convert ONNX ``source`` to ``output`` (``.tflite``); return notes for the metadata file."""
+    with tempfile.TemporaryDirectory(prefix="edgevision-onnx2tf-") as tmp:
+        saved = onnx_to_saved_model(Path(source), Path(tmp))
+        data = saved_model_to_tflite(saved, options)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(data)
+        mapping = restore_io_names(output, saved)
+    return conversion_notes(options, mapping)
+
+
+def conversion_notes(options: TfliteOptions, mapping: dict[str, str]) -> list[str]:
+    """What a user of the produced file should know: layout, I/O types, renamed tensors."""
+    notes = [
+        "input_layout: same as the ONNX source (onnx2tf -kat keeps it; no NHWC transpose)",
+        "inputs and outputs are float32 (or the source's integer type); quantization is inside the graph",
+        "tensor names restored from converter names: " + ", ".join(f"{k} -> {v}" for k, v in mapping.items()),
+    ]
+    if options.precision == "int8":
+        notes.append("int8 with float fallback for ops without int8 kernels; "
+                     f"{'per-channel' if options.per_channel else 'per-tensor'} weights")  # fmt: skip
+    return notes

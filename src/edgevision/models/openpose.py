@@ -231,7 +231,8 @@ def group_people(heatmaps: np.ndarray, pafs: np.ndarray, *, image_height: int, o
     for k, ((part_a, part_b), channels) in enumerate(zip(LIMBS, LIMB_PAF_CHANNELS)):
         if len(peaks[part_a]) == 0 or len(peaks[part_b]) == 0:
             continue
-        scores = limb_scores(peaks[part_a], peaks[part_b], pafs[..., list(channels)], image_height=image_height, options=options)
+        paf = pafs[..., list(channels)]
+        scores = limb_scores(peaks[part_a], peaks[part_b], paf, image_height=image_height, options=options)
         for i, j, score in match_limbs(scores):
             assembler.add(k, (first_id[part_a] + i, first_id[part_b] + j), score)
     people = assembler.result(min_parts=options.min_parts, min_mean_score=options.min_mean_score)
@@ -332,6 +333,8 @@ register_model(
             "from https://github.com/Hzzone/pytorch-openpose",
             layout="flat state dict of Caffe layer names (conv1_1.weight, ..., Mconv7_stage6_L2.bias)",
         ),
+        load_weights=load_openpose_checkpoint,
+        output_names=OUTPUT_NAMES,
         flops_input=(1, 3, 368, 368),
     )
 )

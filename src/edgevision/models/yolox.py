@@ -196,6 +196,8 @@ def _register(variant: YoloxVariant) -> None:
                 sha256=variant.sha256,
                 layout="dict with a 'model' state dict",
             ),
+            load_weights=load_yolox_checkpoint,
+            output_names=OUTPUT_NAMES,
             flops_input=(1, 3, size, size),
         )
     )

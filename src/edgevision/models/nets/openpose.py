@@ -5,6 +5,10 @@ widely used PyTorch port (``body_pose_model.pth``): a VGG-19 front end ``model0`
 stages, each with a PAF branch ``model{s}_1`` (38 channels) and a heatmap branch
 ``model{s}_2`` (19 channels: 18 parts + background). Module keys carry the block prefix
 (``model0.conv1_1.weight``); the port's checkpoint file has the bare layer names.
+
+The last heatmap conv (``Mconv7_stage6_L2``) has no ReLU, as in the Caffe model; the
+port's module adds one there (a duplicated name in its no-ReLU list), which only clips
+negative heatmap values and does not change decoded people.
 """
 
 from __future__ import annotations
@@ -67,9 +71,10 @@ class OpenPoseBody(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.model0 = _layers(_FRONT, relu_last=True)
-        for stage in range(1, STAGES + 1):
-            setattr(self, f"model{stage}_1", _layers(stage_spec(stage, 1, PAF_CHANNELS)))
-            setattr(self, f"model{stage}_2", _layers(stage_spec(stage, 2, HEATMAP_CHANNELS)))
+        # All PAF branches first, then all heatmap branches: the port's key order.
+        for branch, channels in ((1, PAF_CHANNELS), (2, HEATMAP_CHANNELS)):
+            for stage in range(1, STAGES + 1):
+                setattr(self, f"model{stage}_{branch}", _layers(stage_spec(stage, branch, channels)))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.model0(images)

@@ -1,0 +1,1 @@
+"""Measuring variants: task-level agreement and fidelity metrics (``edgevision.bench.metrics``)."""

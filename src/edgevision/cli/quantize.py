@@ -1,0 +1,74 @@
+"""``edgevision quantize MODEL --backend ort|openvino|litert --precision ...``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from edgevision.cli.console import ThreadsOption, stderr, stdout
+from edgevision.quantize import QuantizeOptions
+from edgevision.quantize.api import BudgetNotMetError, QuantizeResult, quantize_model
+
+
+def quantize(
+    model: Annotated[str, typer.Argument(help="Zoo model name or ONNX file.")],
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Quantization backend: ort, openvino or litert.")] = "ort",
+    precision: Annotated[
+        str, typer.Option("--precision", "-p", help="fp16, int8-dynamic, int8, or auto (int8 within --max-drop).")
+    ] = "int8",
+    calib: Annotated[
+        str | None, typer.Option("--calib", help="Calibration images: folder, glob or video file.")
+    ] = None,
+    holdout: Annotated[
+        str | None, typer.Option("--holdout", help="Held-out images for agreement (default: other images of --calib).")
+    ] = None,
+    count: Annotated[int, typer.Option("--count", min=1, help="Calibration images to use.")] = 64,
+    method: Annotated[str, typer.Option("--method", help="Calibration: minmax, percentile or entropy.")] = "minmax",
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Layer to keep in float (repeatable).")] = None,
+    max_drop: Annotated[
+        float | None, typer.Option("--max-drop", min=0.0, max=1.0, help="Largest agreement drop allowed (auto: 0.02).")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when the budget cannot be met.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the model.")] = None,
+    threads: ThreadsOption = 2,
+) -> None:
+    """Quantize a model, check it against float on held-out images, write it with its metadata."""
+    options = QuantizeOptions(precision=precision, method=method, exclude=tuple(exclude or ()))
+    say = lambda line: stderr.print(f"[dim]•[/] {escape(line)}", highlight=False)  # noqa: E731
+    try:
+        result = quantize_model(
+            model, backend=backend, precision=precision, calib=calib, output=output, options=options,
+            max_drop=max_drop, strict=strict, holdout=holdout, calib_count=count, threads=threads or 2, progress=say,
+        )  # fmt: skip
+    except BudgetNotMetError as exc:
+        show(exc.result)
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    show(result)
+
+
+def show(result: QuantizeResult) -> None:
+    """Print the outcome: file, size ratio, agreement, parity, speed, attempts, warnings."""
+    table = Table.grid(padding=(0, 2))
+    table.add_row("[bold]model", str(result.output))
+    table.add_row("[bold]size", f"{result.output_bytes / 1e6:.2f} MB = {result.size_ratio:.2f}x of "
+                  f"{result.source_bytes / 1e6:.2f} MB")  # fmt: skip
+    if result.agreement is not None:
+        table.add_row("[bold]agreement", f"{result.agreement:.3f} ({result.metric})")
+    for name, figures in result.parity.items():
+        table.add_row("[bold]parity", f"{name}: cosine {figures['cosine']:.4f}, SQNR {figures['sqnr_db']:.1f} dB, "
+                      f"max abs {figures['max_abs']:.3g}")  # fmt: skip
+    if result.latency_ms:
+        table.add_row("[bold]p50", ", ".join(f"{k} {v:.1f} ms" for k, v in result.latency_ms.items()))
+    if result.excluded:
+        table.add_row("[bold]kept float", f"{len(result.excluded)} layers: {', '.join(result.excluded[:6])}"
+                      f"{' …' if len(result.excluded) > 6 else ''}")  # fmt: skip
+    table.add_row("[bold]took", f"{result.seconds:.1f} s")
+    stdout.print(table)
+    for warning in result.warnings:
+        stderr.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)

@@ -1,0 +1,277 @@
+"""The accuracy budget: quantize, measure agreement with float, keep the worst layers in float.
+
+>>> result = run_budget(src, quantizer=get_quantizer("ort"), options=QuantizeOptions(),
+...                     calibration=calib, processor=NanoDetProcessor(), max_drop=0.02,
+...                     workdir=tmp)                                      # doctest: +SKIP
+>>> [(a.excluded_count, round(a.agreement, 3)) for a in result.attempts]  # doctest: +SKIP
+[(0, 0.539), (1, 0.71), (2, 0.79), (4, 0.97)]
+
+Agreement is task-level, on held-out images the calibration never saw: detection mAP or
+pose OKS AP with the float model's predictions as ground truth, mean output cosine for
+models without a decoder. When ``1 - agreement`` exceeds ``max_drop``, layers are ranked
+once by the noise they add (``edgevision.quantize.sensitivity``, measured with an ONNX
+Runtime QDQ model of the same source, so it also ranks for other backends) and excluded
+in growing batches (1, 2, 4, 8 ... worst layers) until the budget holds, the layers run
+out, or several batches in a row bring nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, is_dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgevision.bench.metrics import detection_agreement, mean_cosine, pose_agreement, stack_outputs, tensor_agreement
+from edgevision.models.base import Processor
+from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
+from edgevision.quantize.calibration import CalibrationSet
+from edgevision.quantize.sensitivity import LayerSensitivity, rank_layers
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+EVAL_THRESHOLD = 0.05  # decoding threshold for agreement, as in COCO-style evaluation
+PATIENCE = 4  # batches in a row without a better agreement before giving up
+
+
+@dataclass
+class Attempt:
+    """One quantized variant tried: which layers stayed float and what it measured."""
+
+    excluded: list[str]
+    agreement: float
+    size_bytes: int
+    path: Path
+
+    @property
+    def excluded_count(self) -> int:
+        return len(self.excluded)
+
+    def to_dict(self) -> dict:
+        return {"excluded": self.excluded_count, "agreement": round(self.agreement, 4), "bytes": self.size_bytes}
+
+
+@dataclass
+class BudgetResult:
+    """Every attempt, the one chosen, and whether it holds the budget."""
+
+    attempts: list[Attempt]
+    best: Attempt
+    met: bool
+    metric: str
+    ranking: list[LayerSensitivity] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- agreement
+
+
+class AgreementJudge:
+    """Scores a model file by its task-level agreement with a reference on held-out inputs."""
+
+    def __init__(self, reference: Path, calibration: CalibrationSet, processor: Processor | None, *, threads: int = 2):
+        self.calibration = calibration
+        self.processor = evaluation_processor(processor)
+        self.threads = threads
+        self._reference_outputs = run_model(reference, "onnxruntime", calibration.holdout_feeds, threads=threads)
+        self._reference = self._decode(self._reference_outputs)
+
+    @property
+    def metric(self) -> str:
+        if self.processor is None:
+            return "mean output cosine"
+        return "detection mAP@[.5:.95] vs float" if self.processor.task == "detection" else "pose OKS AP vs float"
+
+    def __call__(self, model: Path, runtime: str) -> float:
+        outputs = run_model(model, runtime, self.calibration.holdout_feeds, threads=self.threads)
+        if self.processor is None:
+            return mean_cosine(self.parity_of(outputs))
+        candidate = self._decode(outputs)
+        agree = detection_agreement if self.processor.task == "detection" else pose_agreement
+        return agree(self._reference, candidate)
+
+    def parity(self, model: Path, runtime: str) -> dict[str, dict[str, float]]:
+        """Per-output cosine / SQNR / max abs diff of ``model`` against the reference."""
+        return self.parity_of(run_model(model, runtime, self.calibration.holdout_feeds, threads=self.threads))
+
+    def parity_of(self, outputs: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+        if not outputs:
+            return {}
+        ref, cand = align_outputs(stack_outputs(self._reference_outputs), stack_outputs(outputs))
+        return tensor_agreement(ref, cand)
+
+    def _decode(self, outputs: list[dict[str, np.ndarray]]) -> list:
+        transforms = self.calibration.holdout_transforms
+        return [self.processor.decode(o, t) for o, t in zip(outputs, transforms)] if self.processor else []
+
+
+def evaluation_processor(processor: Processor | None) -> Processor | None:
+    """The processor with a low score threshold, as mAP evaluation wants (None without a task).
+
+    Both sides are decoded down to ``EVAL_THRESHOLD``; the reference's objects below the
+    metric's score floor become ignore regions. With the deployment threshold on both sides,
+    an object at 0.36 in float and 0.34 in int8 would count as lost.
+    """
+    if processor is None or processor.task not in ("detection", "pose"):
+        return None
+    if is_dataclass(processor) and hasattr(processor, "score_threshold"):
+        return replace(processor, score_threshold=min(EVAL_THRESHOLD, processor.score_threshold))
+    return processor
+
+
+def run_model(model: Path, runtime: str, feeds: Sequence[Feeds], *, threads: int = 2) -> list[dict[str, np.ndarray]]:
+    """Outputs of ``model`` on ``runtime`` for every feed."""
+    from edgevision.backends import create_backend
+
+    backend = create_backend(runtime, model, threads=threads)
+    return [backend.run(_fit_feeds(backend, f)) for f in feeds]
+
+
+def _fit_feeds(backend, feeds: Feeds) -> Feeds:
+    """Rename a single input to the backend's input name (converters may rename inputs)."""
+    if len(feeds) == 1 and len(backend.inputs) == 1:
+        return {backend.inputs[0].name: next(iter(feeds.values()))}
+    return feeds
+
+
+def align_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """Pair outputs by name, else by order (converters rename outputs)."""
+    if set(ref) == set(cand):
+        return ref, cand
+    pairs = list(zip(ref.items(), cand.values()))
+    return {name: r for (name, r), _ in pairs}, {name: c for (name, _), c in pairs}
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def run_budget(
+    source: Path,
+    *,
+    quantizer: Quantizer,
+    options: QuantizeOptions,
+    calibration: CalibrationSet,
+    judge: AgreementJudge,
+    max_drop: float,
+    workdir: Path,
+    progress: Progress | None = None,
+) -> BudgetResult:
+    """Quantize ``source``; while the drop exceeds ``max_drop``, keep more layers in float."""
+    say = progress or logger.info
+    trial = _Trial(source, quantizer, options, calibration, judge, workdir)
+    attempts = [trial.run(list(options.exclude))]
+    say(f"all layers int8: agreement {attempts[0].agreement:.3f} ({judge.metric})")
+    ranking: list[LayerSensitivity] = []
+    if _meets(attempts[0], max_drop) or options.precision != "int8":
+        return BudgetResult(attempts, attempts[0], _meets(attempts[0], max_drop), judge.metric)
+    ranking = trial.rank(attempts[0])
+    say(f"ranked {len(ranking)} layers by added noise; worst: {', '.join(r.name for r in ranking[:3])}")
+    for count in batch_sizes(len(ranking)):
+        attempt = trial.run(list(options.exclude) + [r.name for r in ranking[:count]])
+        attempts.append(attempt)
+        say(f"{attempt.excluded_count} layers float: agreement {attempt.agreement:.3f}, {attempt.size_bytes / 1e6:.2f} MB")
+        if _meets(attempt, max_drop) or _stalled(attempts):
+            break
+    best = choose(attempts, max_drop)
+    return BudgetResult(attempts, best, _meets(best, max_drop), judge.metric, ranking)
+
+
+def batch_sizes(total: int) -> list[int]:
+    """Growing exclusion counts: 1, 2, 4, 8 ... and finally all ``total``.
+
+    >>> batch_sizes(10)
+    [1, 2, 4, 8, 10]
+    """
+    sizes, n = [], 1
+    while n < total:
+        sizes.append(n)
+        n *= 2
+    return sizes + [total] if total else sizes
+
+
+def _meets(attempt: Attempt, max_drop: float) -> bool:
+    return 1.0 - attempt.agreement <= max_drop + 1e-9
+
+
+def _stalled(attempts: list[Attempt]) -> bool:
+    """True when the last ``PATIENCE`` attempts all failed to beat the best before them."""
+    if len(attempts) <= PATIENCE:
+        return False
+    before = max(a.agreement for a in attempts[:-PATIENCE])
+    return all(a.agreement <= before for a in attempts[-PATIENCE:])
+
+
+def choose(attempts: list[Attempt], max_drop: float) -> Attempt:
+    """The smallest attempt within budget, else the one that agrees best."""
+    within = [a for a in attempts if _meets(a, max_drop)]
+    if within:
+        return min(within, key=lambda a: (a.size_bytes, -a.agreement))
+    return max(attempts, key=lambda a: (a.agreement, -a.size_bytes))
+
+
+class _Trial:
+    """Quantizes with a given exclusion list into ``workdir`` and scores the result."""
+
+    def __init__(self, source, quantizer, options, calibration, judge, workdir) -> None:
+        self.source, self.quantizer, self.options = source, quantizer, options
+        self.calibration, self.judge, self.workdir = calibration, judge, workdir
+        self.count = 0
+
+    def run(self, exclude: list[str]) -> Attempt:
+        self.count += 1
+        path = self.workdir / f"attempt{self.count}{self.quantizer.suffix}"
+        options = replace(self.options, exclude=tuple(exclude))
+        self.quantizer.quantize(self.source, path, options=options, calibration=self.calibration.feeds)
+        agreement = self.judge(path, self.quantizer.runtime)
+        return Attempt(list(exclude), agreement, _size(path), path)
+
+    def rank(self, first: Attempt) -> list[LayerSensitivity]:
+        """Layers by added noise, measured on an ONNX Runtime QDQ model of the same source."""
+        from edgevision.quantize.ort import OrtQuantizer
+
+        proxy = self.quantizer if isinstance(self.quantizer, OrtQuantizer) else OrtQuantizer()
+        quant = first.path
+        if proxy is not self.quantizer:
+            quant = self.workdir / "sensitivity-proxy.onnx"
+            proxy.quantize(self.source, quant, options=replace(self.options, exclude=tuple(first.excluded)),
+                           calibration=self.calibration.feeds)  # fmt: skip
+        feeds = self.calibration.feeds[:8]
+        return rank_layers(proxy.prepare(self.source), quant, feeds, skip=first.excluded)
+
+
+def _size(path: Path) -> int:
+    """Bytes of a model file and its companions (``.bin`` of OpenVINO, external data)."""
+    companions = [p for p in path.parent.glob(path.stem + ".*") if p.is_file() and ".edgevision" not in p.name]
+    return sum(p.stat().st_size for p in companions) or path.stat().st_size
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def compare_latency(
+    models: dict[str, tuple[Path, str]], feeds: Feeds, *, threads: int = 2, rounds: int = 5, runs: int = 10
+) -> dict[str, float]:
+    """p50 milliseconds of each ``label: (file, runtime)`` on ``feeds``.
+
+    All models are loaded in this process, warmed up, then timed in alternating rounds so
+    drift hits them alike. Timing each in its own process is more exact; this is the quick
+    check that int8 is not slower than float here.
+    """
+    from edgevision.backends import create_backend
+
+    backends = {label: create_backend(runtime, path, threads=threads) for label, (path, runtime) in models.items()}
+    times: dict[str, list[float]] = {label: [] for label in backends}
+    for backend in backends.values():
+        for _ in range(3):
+            backend.run(_fit_feeds(backend, feeds))
+    for _ in range(rounds):
+        for label, backend in backends.items():
+            fitted = _fit_feeds(backend, feeds)
+            for _ in range(runs):
+                start = time.perf_counter()
+                backend.run(fitted)
+                times[label].append((time.perf_counter() - start) * 1e3)
+    return {label: float(np.median(values)) for label, values in times.items()}

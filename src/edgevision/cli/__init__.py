@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from edgevision.cli import predict, samples, zoo
+from edgevision.cli import predict, quantize, samples, zoo
 from edgevision.cli.console import stderr
 from edgevision.errors import EdgevisionError
 
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(zoo.app, name="zoo")
 app.add_typer(samples.app, name="samples")
 app.command("predict")(predict.predict)
+app.command("quantize")(quantize.quantize)
 
 
 def _configure_logging() -> None:

@@ -22,13 +22,13 @@ error here, and every produced file is checked against ONNX Runtime by the calle
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +64,17 @@ class SavedModel:
     folder: Path
     inputs: dict[str, str]  # plain name -> ONNX input name
     outputs: dict[str, str]  # plain name -> ONNX output name
-    output_shapes: dict[str, tuple[int, ...]]  # ONNX output name -> static shape
+    output_shapes: dict[str, tuple[int, ...]]  # plain output name -> static shape
+
+    def to_json(self) -> str:
+        shapes = {k: list(v) for k, v in self.output_shapes.items()}
+        return json.dumps({"inputs": self.inputs, "outputs": self.outputs, "output_shapes": shapes})
+
+    @classmethod
+    def from_json(cls, folder: Path, text: str) -> SavedModel:
+        data = json.loads(text)
+        shapes = {k: tuple(v) for k, v in data["output_shapes"].items()}
+        return cls(folder, data["inputs"], data["outputs"], shapes)
 
 
 # ----------------------------------------------------------------------------- availability
@@ -124,6 +134,44 @@ def plain_io_names(model) -> tuple[dict[str, str], dict[str, str]]:
     return inputs, outputs
 
 
+def edge_pad_maxpools(model) -> int:
+    """Move each padded MaxPool's padding into an edge-mode ``Pad`` before it; return how many.
+
+    onnx2tf pads a MaxPool with the dtype's lowest value (``PADV2``), and int8 calibration
+    then gives that tensor a scale of ~1e36, which wipes out the activations (and XNNPACK
+    refuses the op). Repeating the border value is exact for max pooling when every pad is
+    smaller than the kernel, dilation is 1 and ``ceil_mode`` is off, which ONNX pooling
+    almost always is. No converter offers this rewrite, so it is done here.
+    """
+    from onnx import helper, numpy_helper
+
+    graph, count = model.graph, 0
+    for node in [n for n in graph.node if n.op_type == "MaxPool" and _edge_paddable(n)]:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        pads, rank = list(attrs["pads"]), len(attrs["kernel_shape"])
+        full = [0, 0, *pads[:rank], 0, 0, *pads[rank:]]
+        name = f"{node.name or node.output[0]}_edge_pad"
+        graph.initializer.append(numpy_helper.from_array(np.array(full, dtype=np.int64), f"{name}_pads"))
+        pad = helper.make_node("Pad", [node.input[0], f"{name}_pads"], [f"{name}_out"], name=name, mode="edge")
+        graph.node.insert(list(graph.node).index(node), pad)
+        node.input[0] = f"{name}_out"
+        next(a for a in node.attribute if a.name == "pads").ints[:] = [0] * len(pads)
+        count += 1
+    return count
+
+
+def _edge_paddable(node) -> bool:
+    from onnx import helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    pads = list(attrs.get("pads", []))
+    kernel = list(attrs.get("kernel_shape", []))
+    plain = attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") and not attrs.get("ceil_mode", 0)
+    undilated = all(d == 1 for d in attrs.get("dilations", [1] * len(kernel)))
+    small = all(p < kernel[i % len(kernel)] for i, p in enumerate(pads)) if kernel else False
+    return plain and undilated and small and any(pads) and len(node.output) == 1
+
+
 def _static_shapes(model) -> dict[str, tuple[int, ...]]:
     return {o.name: tuple(d.dim_value for d in o.type.tensor_type.shape.dim) for o in model.graph.output}
 
@@ -146,12 +194,38 @@ def onnx_to_saved_model(source: Path, workdir: Path) -> SavedModel:
     if missing:
         raise UnsupportedOpsError("litert", missing, f"onnx2tf (ONNX -> TFLite) cannot convert op(s) {', '.join(missing)}.")
     shapes = _static_shapes(model)
+    if edge_pad_maxpools(model):
+        logger.info("onnx2tf: padded max-pools given edge padding (exact, and int8-safe)")
     inputs, outputs = plain_io_names(model)
     plain = workdir / "plain.onnx"
     onnx.save(model, str(plain))
     _write_sample(workdir)
     _run_onnx2tf(plain, workdir / "saved_model", list(inputs), env)
     return SavedModel(workdir / "saved_model", inputs, outputs, {k: shapes[v] for k, v in outputs.items()})
+
+
+def cached_saved_model(source: Path) -> SavedModel:
+    """onnx2tf's SavedModel of ``source``, made once per ONNX file hash and onnx2tf version.
+
+    onnx2tf takes about a minute on a small detector; fp16, int8 and every retry of an
+    accuracy budget reuse the same SavedModel.
+    """
+    from importlib import metadata
+
+    from edgevision.zoo.cache import cache_dir, staging_dir
+    from edgevision.zoo.sources import sha256_file
+
+    key = f"{sha256_file(Path(source))[:16]}-onnx2tf{metadata.version('onnx2tf') if onnx2tf_available() else ''}"
+    final = cache_dir("onnx2tf") / key
+    if (final / "io.json").exists():
+        return SavedModel.from_json(final / "saved_model", (final / "io.json").read_text())
+    with staging_dir(final) as tmp:
+        saved = onnx_to_saved_model(Path(source), tmp)
+        (tmp / "io.json").write_text(saved.to_json())
+        # Keep the SavedModel only: not the renamed ONNX, the sample, or onnx2tf's own .tflite files.
+        for leftover in [*tmp.glob("*.onnx*"), tmp / ONNX2TF_SAMPLE, *(tmp / "saved_model").glob("*.tflite")]:
+            leftover.unlink(missing_ok=True)
+    return SavedModel.from_json(final / "saved_model", (final / "io.json").read_text())
 
 
 def _run_onnx2tf(onnx_path: Path, out: Path, keep_inputs: list[str], env: dict[str, str]) -> None:
@@ -251,12 +325,11 @@ def _check_shape(tensor, want: tuple[int, ...], onnx_name: str) -> None:
 
 def onnx_to_tflite(source: Path, output: Path, *, options: TfliteOptions = TfliteOptions()) -> list[str]:
     """Convert ONNX ``source`` to ``output`` (``.tflite``); return notes for the metadata file."""
-    with tempfile.TemporaryDirectory(prefix="edgevision-onnx2tf-") as tmp:
-        saved = onnx_to_saved_model(Path(source), Path(tmp))
-        data = saved_model_to_tflite(saved, options)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_bytes(data)
-        mapping = restore_io_names(output, saved)
+    saved = cached_saved_model(Path(source))
+    data = saved_model_to_tflite(saved, options)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(data)
+    mapping = restore_io_names(output, saved)
     return conversion_notes(options, mapping)
 
 

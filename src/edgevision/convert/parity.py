@@ -16,6 +16,7 @@ decoded results are also compared with the task-level agreement of
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,14 +197,24 @@ def measure_parity(
     """Run ``source`` and ``candidate`` on the sample photos and compare them."""
     from edgevision.backends import create_backend
 
+    start = time.perf_counter()
     ref_backend = create_backend(None, source, threads=options.threads)
     cand_backend = create_backend(None, candidate, threads=options.threads)
     inputs = parity_inputs(ref_backend, processor, photos(options.photos))
     reference, got = run_all(ref_backend, inputs.feeds), run_all(cand_backend, inputs.feeds)
-    report = ParityReport(worst_per_output(reference, got), options.tolerance)
+    report = ParityReport(worst_per_output(reference, got), options.tolerance, path=candidate)
+    report.file_bytes = model_bytes(candidate)
+    report.seconds = time.perf_counter() - start
     parity = Parity(report, task_agreement(processor, inputs, reference, got), options.min_agreement)
     logger.info("parity %s vs %s: %s", candidate.name, source.name, parity.table().replace("\n", "; "))
     return parity
+
+
+def model_bytes(path: Path) -> int:
+    """Size of a model file, with the ``.bin`` weights of an OpenVINO ``.xml``."""
+    path = Path(path)
+    weights = path.with_suffix(".bin") if path.suffix == ".xml" else None
+    return path.stat().st_size + (weights.stat().st_size if weights and weights.exists() else 0)
 
 
 # ----------------------------------------------------------------------------- model families

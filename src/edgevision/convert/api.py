@@ -1,0 +1,246 @@
+"""``convert_model``: any zoo model or model file to ONNX, OpenVINO IR or TFLite, parity-checked.
+
+>>> from edgevision.convert.api import convert_model
+>>> result = convert_model("nanodet-m", to="openvino", output=Path("nanodet.xml"))  # doctest: +SKIP
+>>> print(result.parity.table())                                                  # doctest: +SKIP
+
+Every conversion goes through ONNX: zoo models give their pulled ONNX file (PyTorch
+families are exported first), ``.tflite`` files are converted with tf2onnx. The result is
+built in a temporary folder, compared with the source on the sample photos, and moved to
+its place with a metadata file only when the numbers agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgevision.convert.parity import Parity, ParityOptions, measure_parity, processor_for, require
+from edgevision.errors import EdgevisionError, UnsupportedOpsError
+from edgevision.models.base import Processor
+from edgevision.variants import VariantMeta, read_meta, write_meta
+
+logger = logging.getLogger(__name__)
+
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
+RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
+
+
+@dataclass
+class SourceModel:
+    """The model to convert, as an ONNX file, and what is known about it."""
+
+    label: str  # zoo name or the user's path
+    onnx: Path
+    sha256: str
+    processor: Processor | None = None
+    original: Path | None = None  # the user's file when it was not ONNX (e.g. .tflite)
+    random_weights: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConversionResult:
+    """The written file, its parity with the source and its metadata."""
+
+    path: Path
+    parity: Parity
+    meta: VariantMeta
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def resolve_source(model: str, workdir: Path, *, weights: Path | None = None, random_weights: bool = False) -> SourceModel:
+    """The ONNX form of zoo model or file ``model`` (converted into ``workdir`` when needed)."""
+    from edgevision.predict import resolve_model
+
+    target = resolve_model(model)
+    if isinstance(target, Path):
+        return _file_source(target, workdir)
+    return _zoo_source(target, workdir, weights=weights, random_weights=random_weights)
+
+
+def _sha(path: Path) -> str:
+    from edgevision.zoo.sources import sha256_file
+
+    return sha256_file(path)
+
+
+def _file_source(path: Path, workdir: Path) -> SourceModel:
+    meta = read_meta(path)
+    processor = processor_for(meta.source_model) if meta else None
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return SourceModel(str(path), path, _sha(path), processor)
+    if suffix == ".tflite":
+        from edgevision.convert.tflite import tflite_to_onnx
+
+        onnx = workdir / f"{path.stem}.onnx"
+        tflite_to_onnx(path, onnx)
+        return SourceModel(str(path), onnx, _sha(path), processor, original=path, notes=["via tf2onnx from .tflite"])
+    raise EdgevisionError(f"cannot convert {path.name}: give an .onnx or .tflite file, or a zoo model name.")
+
+
+def _zoo_source(spec, workdir: Path, *, weights: Path | None, random_weights: bool) -> SourceModel:
+    from edgevision.zoo import model_file
+
+    processor = processor_for(spec.name)
+    if spec.build is not None:
+        return _pytorch_source(spec, processor, weights=weights, random_weights=random_weights)
+    if weights is not None or random_weights:
+        raise EdgevisionError(f"{spec.name} ships its own weights; --weights and --random-weights are for PyTorch models.")
+    if "onnx" in spec.files:
+        onnx = model_file(spec.name, "onnx")
+        return SourceModel(spec.name, onnx, _sha(onnx), processor)
+    if "tflite" in spec.files:
+        source = _file_source(model_file(spec.name, "tflite"), workdir)
+        return SourceModel(spec.name, source.onnx, source.sha256, processor, source.original, notes=source.notes)
+    raise EdgevisionError(f"{spec.name} has no ONNX or TFLite file to convert from.")
+
+
+def _pytorch_source(spec, processor, *, weights: Path | None, random_weights: bool) -> SourceModel:
+    try:
+        from edgevision.zoo.pytorch import export_torch_model
+    except ImportError:
+        raise EdgevisionError(f"{spec.name} is a PyTorch model and this install cannot export it yet.") from None
+    onnx = export_torch_model(spec, weights=weights, random_weights=random_weights)
+    sha = _sha(Path(weights)) if weights else "random weights"
+    return SourceModel(spec.name, onnx, sha, processor, random_weights=weights is None)
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def default_output(source: SourceModel, to: str) -> Path:
+    """``runs/convert/<model><suffix>``."""
+    stem = Path(source.label).stem if "/" in source.label or "." in source.label else source.label
+    return Path("runs/convert") / f"{stem}{SUFFIXES[to]}"
+
+
+def _check_target(to: str, output: Path) -> None:
+    if to not in SUFFIXES:
+        raise EdgevisionError(f"unknown target '{to}'; choose one of {', '.join(SUFFIXES)}.")
+    if output.suffix.lower() != SUFFIXES[to]:
+        raise EdgevisionError(f"a {to} model file ends in {SUFFIXES[to]}, got {output.name}.")
+
+
+def write_candidate(source: SourceModel, to: str, folder: Path) -> tuple[Path, list[str]]:
+    """Convert ``source`` into ``folder``; return the file and notes for the metadata."""
+    candidate = folder / f"candidate{SUFFIXES[to]}"
+    try:
+        if to == "onnx":
+            shutil.copyfile(source.onnx, candidate)
+            return candidate, []
+        if to == "openvino":
+            from edgevision.convert.openvino import onnx_to_openvino
+
+            return onnx_to_openvino(source.onnx, candidate), ["OpenVINO IR with fp32 weights"]
+        from edgevision.convert.onnx_tflite import onnx_to_tflite
+
+        return candidate, onnx_to_tflite(source.onnx, candidate)
+    except UnsupportedOpsError as exc:
+        raise EdgevisionError(unsupported_sentence(exc, source.onnx)) from None
+
+
+def place(candidate: Path, output: Path) -> Path:
+    """Move ``candidate`` (and an IR's ``.bin``) to ``output``."""
+    if candidate.suffix == ".xml":
+        from edgevision.convert.openvino import move_ir
+
+        return move_ir(candidate, output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(candidate), str(output))
+    return output
+
+
+def convert_model(
+    model: str,
+    *,
+    to: str,
+    output: Path | None = None,
+    weights: Path | None = None,
+    random_weights: bool = False,
+    parity: ParityOptions = ParityOptions(),
+) -> ConversionResult:
+    """Convert zoo model or file ``model`` to ``to`` (onnx, openvino, tflite) at ``output``.
+
+    Refused, with nothing written, when the result's outputs differ from the source's
+    beyond ``parity.tolerance`` or its task-level agreement is below ``parity.min_agreement``.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgevision-convert-") as tmp:
+        source = resolve_source(model, Path(tmp), weights=weights, random_weights=random_weights)
+        output = Path(output) if output else default_output(source, to)
+        _check_target(to, output)
+        candidate, notes = write_candidate(source, to, Path(tmp))
+        reference = source.original or source.onnx
+        checked = measure_parity(reference, candidate, processor=source.processor, options=parity)
+        require(checked, f"converting {source.label} to {to}")
+        path = place(candidate, output)
+    meta = _meta(source, to, checked, notes)
+    write_meta(path, meta)
+    return ConversionResult(path, checked, meta)
+
+
+def _meta(source: SourceModel, to: str, parity: Parity, notes: list[str]) -> VariantMeta:
+    return VariantMeta(
+        source_model=source.label,
+        source_sha256=source.sha256,
+        runtime=RUNTIMES[to],
+        precision="fp32",
+        step="convert",
+        parity=parity.to_dict(),
+        agreement=parity.agreement,
+        notes=[*source.notes, *notes],
+        random_weights=source.random_weights,
+    )
+
+
+# ----------------------------------------------------------------------------- unsupported ops
+
+
+def runtimes_that_take(onnx: Path) -> list[str]:
+    """The runtimes that can run (or convert) ``onnx``: onnxruntime, openvino, litert."""
+    return [name for name, check in _RUNTIME_CHECKS.items() if _quietly(check, onnx)]
+
+
+def _quietly(check, onnx: Path) -> bool:
+    try:
+        return bool(check(onnx))
+    except Exception:  # any failure means "cannot take it"
+        return False
+
+
+def _ort_takes(onnx: Path) -> bool:
+    import onnxruntime as ort
+
+    ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    return True
+
+
+def _openvino_takes(onnx: Path) -> bool:
+    from edgevision.convert.openvino import read_onnx
+
+    read_onnx(onnx)
+    return True
+
+
+def _litert_takes(onnx: Path) -> bool:
+    import onnx as onnx_lib
+
+    from edgevision.convert.onnx_tflite import onnx2tf_available, unsupported_ops
+
+    return onnx2tf_available() and not unsupported_ops(onnx_lib.load(str(onnx), load_external_data=False))
+
+
+_RUNTIME_CHECKS = {"onnxruntime": _ort_takes, "openvino": _openvino_takes, "litert": _litert_takes}
+
+
+def unsupported_sentence(error: UnsupportedOpsError, onnx: Path) -> str:
+    """One sentence: the ops a runtime cannot take, and the runtimes that can take the model."""
+    others = [r for r in runtimes_that_take(onnx) if r != error.runtime]
+    where = f"runtimes that can take this model: {', '.join(others)}" if others else "no installed runtime takes it"
+    return f"{str(error).rstrip('.')}; {where}."

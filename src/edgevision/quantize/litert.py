@@ -1,0 +1,79 @@
+"""LiteRT ``.tflite`` at fp32, fp16, int8-dynamic or int8, through onnx2tf and TensorFlow's converter.
+
+>>> from edgevision.quantize import get_quantizer, QuantizeOptions
+>>> q = get_quantizer("litert")                                              # doctest: +SKIP
+>>> q.quantize(Path("model.onnx"), Path("model-int8.tflite"),
+...            options=QuantizeOptions(precision="int8"), calibration=feeds)  # doctest: +SKIP
+
+onnx2tf turns the ONNX model into a SavedModel (cached per model); TensorFlow's
+``TFLiteConverter`` then writes the file:
+
+* ``fp16``: fp16 weights, dequantized at load; float32 compute on CPU.
+* ``int8-dynamic``: int8 weights, activations quantized on the fly (no calibration).
+* ``int8``: int8 weights and activations, calibrated with ``representative_dataset`` fed
+  the given calibration tensors (the model family's own pre-processing, not onnx2tf's
+  ImageNet default); ops without int8 kernels stay float.
+
+Inputs and outputs stay float32 (or the source's integer type) and keep the ONNX layout
+and names, so the produced file is fed exactly like the source. TensorFlow's converter
+offers only min/max calibration and cannot keep named layers in float.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgevision.errors import EdgevisionError
+from edgevision.quantize import register_quantizer
+from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
+
+logger = logging.getLogger(__name__)
+
+
+@register_quantizer
+class LiteRtQuantizer(Quantizer):
+    """TFLite files for LiteRT, from onnx2tf's SavedModel and TensorFlow's converter."""
+
+    name = "litert"
+    runtime = "litert"
+    suffix = ".tflite"
+    precisions = ("fp32", "fp16", "int8-dynamic", "int8")
+    methods = ("minmax",)
+    extra = "litert-convert"
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in ("onnx2tf", "tensorflow", "ai_edge_litert"))
+
+    def quantize(
+        self, source: Path, output: Path, *, options: QuantizeOptions, calibration: Sequence[Feeds] = ()
+    ) -> Path:
+        """Write ``output`` at ``options.precision``; notes for the metadata go to ``self.notes``."""
+        from edgevision.convert.onnx_tflite import TfliteOptions, onnx_to_tflite
+
+        self._check(options, calibration)
+        tflite = TfliteOptions(options.precision, options.per_channel, tuple(calibration) if options.precision == "int8" else ())
+        self.notes = onnx_to_tflite(Path(source), Path(output), options=tflite)
+        logger.info("litert %s: %s", options.precision, output)
+        return Path(output)
+
+    def _check(self, options: QuantizeOptions, calibration: Sequence[Feeds]) -> None:
+        if options.precision not in self.precisions:
+            raise EdgevisionError(f"litert precisions are {', '.join(self.precisions)}, got {options.precision}.")
+        if options.precision != "int8":
+            return
+        if options.method not in self.methods:
+            raise EdgevisionError(
+                f"TensorFlow's TFLite converter calibrates with min/max only, not '{options.method}'; "
+                "use --method minmax, or --backend openvino / ort for other methods."
+            )
+        if options.exclude:
+            raise EdgevisionError(
+                "TensorFlow's TFLite converter cannot keep named layers in float; "
+                "use --backend openvino or ort to exclude layers."
+            )
+        if not calibration:
+            raise EdgevisionError("int8 quantization needs calibration images (--calib).")

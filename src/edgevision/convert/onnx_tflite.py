@@ -106,11 +106,20 @@ def require_onnx2tf() -> dict[str, str]:
     return env
 
 
+def onnx2tf_ops() -> set[str]:
+    """ONNX op types onnx2tf converts: it has one module per op (listed without importing TF)."""
+    spec = importlib.util.find_spec("onnx2tf")
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    folder = Path(next(iter(spec.submodule_search_locations))) / "ops"
+    return {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")}
+
+
 def unsupported_ops(model) -> list[str]:
-    """Op types of ``model`` that onnx2tf has no converter for (it has one module per op)."""
-    ops = {node.op_type for node in model.graph.node if node.domain in ("", "ai.onnx")}
-    custom = {f"{node.domain}.{node.op_type}" for node in model.graph.node if node.domain not in ("", "ai.onnx")}
-    return sorted({op for op in ops if importlib.util.find_spec(f"onnx2tf.ops.{op}") is None} | custom)
+    """Op types of ``model`` that onnx2tf has no converter for (custom domains included)."""
+    known = onnx2tf_ops()
+    ops = {n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in model.graph.node}
+    return sorted(op for op in ops if op not in known)
 
 
 # ----------------------------------------------------------------------------- ONNX -> SavedModel

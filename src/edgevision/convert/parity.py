@@ -206,7 +206,7 @@ def measure_parity(
     report.file_bytes = model_bytes(candidate)
     report.seconds = time.perf_counter() - start
     parity = Parity(report, task_agreement(processor, inputs, reference, got), options.min_agreement)
-    logger.info("parity %s vs %s: %s", candidate.name, source.name, parity.table().replace("\n", "; "))
+    logger.debug("parity %s vs %s: %s", candidate.name, source.name, parity.table().replace("\n", "; "))
     return parity
 
 

@@ -11,8 +11,8 @@ pose OKS AP with the float model's predictions as ground truth, mean output cosi
 models without a decoder. When ``1 - agreement`` exceeds ``max_drop``, layers are ranked
 once by the noise they add (``edgevision.quantize.sensitivity``, measured with an ONNX
 Runtime QDQ model of the same source, so it also ranks for other backends) and excluded
-in growing batches (1, 2, 4, 8 ... worst layers) until the budget holds, the layers run
-out, or several batches in a row bring nothing.
+in growing batches (1, 2, 4, 8 ... worst layers, a handful of attempts in all) until the
+budget holds or the candidates run out; the best attempt is kept either way.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 EVAL_THRESHOLD = 0.05  # decoding threshold for agreement, as in COCO-style evaluation
-PATIENCE = 4  # batches in a row without a better agreement before giving up
 
 
 @dataclass
@@ -173,7 +172,7 @@ def run_budget(
         attempt = trial.run(list(options.exclude) + [r.name for r in ranking[:count]])
         attempts.append(attempt)
         say(f"{attempt.excluded_count} layers float: agreement {attempt.agreement:.3f}, {attempt.size_bytes / 1e6:.2f} MB")
-        if _meets(attempt, max_drop) or _stalled(attempts):
+        if _meets(attempt, max_drop):
             break
     best = choose(attempts, max_drop)
     return BudgetResult(attempts, best, _meets(best, max_drop), judge.metric, ranking)
@@ -194,14 +193,6 @@ def batch_sizes(total: int) -> list[int]:
 
 def _meets(attempt: Attempt, max_drop: float) -> bool:
     return 1.0 - attempt.agreement <= max_drop + 1e-9
-
-
-def _stalled(attempts: list[Attempt]) -> bool:
-    """True when the last ``PATIENCE`` attempts all failed to beat the best before them."""
-    if len(attempts) <= PATIENCE:
-        return False
-    before = max(a.agreement for a in attempts[:-PATIENCE])
-    return all(a.agreement <= before for a in attempts[-PATIENCE:])
 
 
 def choose(attempts: list[Attempt], max_drop: float) -> Attempt:

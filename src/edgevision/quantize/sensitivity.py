@@ -64,8 +64,10 @@ def rank_layers(
     graph = onnx.load(str(float_model), load_external_data=False).graph
     weights = {t.name: int(np.prod(t.dims)) * 4 for t in graph.initializer}
     ranked = [_layer(node, noise, weights) for node in graph.node if node.name not in set(skip)]
-    ranked = [r for r in ranked if r is not None and r.added_noise > 0]
     head = output_head(graph)
+    # Outside the head only weighted layers are candidates: keeping an activation such as a
+    # LeakyRelu in float does not remove its input's quantization, it adds a second one.
+    ranked = [r for r in ranked if r is not None and r.added_noise > 0 and (r.name in head or r.op_type in WEIGHTED_OPS)]
     return sorted(ranked, key=lambda r: (r.name not in head, -r.added_noise))
 
 

@@ -7,9 +7,11 @@ What the produced file keeps of the source:
 
 * Inputs keep the ONNX layout and dtype (onnx2tf's ``-kat``: an NCHW input stays NCHW), so
   the model family's pre-processing feeds it unchanged.
+* Outputs keep the ONNX layout too: onnx2tf makes 4-D outputs channels-last, and a final
+  transpose restores them.
 * Input and output tensors carry the ONNX names again (onnx2tf calls outputs
-  ``PartitionedCall:N`` in no fixed order); outputs are matched to ONNX outputs through the
-  converter's signature order, checked by shape.
+  ``PartitionedCall:N`` in no fixed order); the SavedModel's outputs are matched to the ONNX
+  outputs in order, named in the converter's signature and checked by shape.
 * Inputs and outputs stay float32 at every precision (int8 quantizes inside the graph).
 
 onnx2tf runs in a child process: its pins conflict with this package's, it ends the process
@@ -261,13 +263,55 @@ def _last_error(log: str) -> str:
 
 
 def _representative(saved: SavedModel, calibration: Sequence[Feeds]):
-    """The converter's calibration generator: the ONNX feeds under onnx2tf's input names."""
+    """The converter's calibration generator: the ONNX feeds in the function's input order."""
 
-    def generate() -> Iterator[dict[str, np.ndarray]]:
+    def generate() -> Iterator[list[np.ndarray]]:
         for feeds in calibration:
-            yield {plain: np.asarray(feeds[name]) for plain, name in saved.inputs.items()}
+            yield [np.asarray(feeds[name]) for name in saved.inputs.values()]
 
     return generate
+
+
+def _layout_perm(tf_shape: tuple, onnx_shape: tuple[int, ...]) -> list[int] | None:
+    """The transpose that turns onnx2tf's channels-last output back into the ONNX layout.
+
+    >>> _layout_perm((1, 16, 16, 64), (1, 64, 16, 16))
+    [0, 3, 1, 2]
+    >>> _layout_perm((1, 169, 80), (1, 169, 80)) is None
+    True
+    """
+    tf_shape = tuple(tf_shape)
+    if tf_shape == onnx_shape or len(onnx_shape) < 3 or not all(onnx_shape):
+        return None
+    perm = [0, len(onnx_shape) - 1, *range(1, len(onnx_shape) - 1)]
+    if tuple(tf_shape[i] for i in perm) != onnx_shape:
+        raise EdgevisionError(f"onnx2tf output of shape {tf_shape} does not match the ONNX shape {onnx_shape}.")
+    return perm
+
+
+def onnx_layout_function(saved: SavedModel):
+    """The SavedModel's function with ONNX-named outputs in the ONNX layout; and its owner.
+
+    onnx2tf makes 4-D outputs channels-last; a transpose at the end restores the source's
+    layout, so the ``.tflite`` outputs match the ONNX outputs shape for shape.
+    """
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(saved.folder))
+    fn = loaded.signatures["serving_default"]
+    specs = fn.structured_input_signature[1]
+    keys = sorted(fn.structured_outputs, key=lambda k: int(re.sub(r"\D", "", k) or 0))
+    perms = {plain: _layout_perm(fn.structured_outputs[key].shape, saved.output_shapes[plain])
+             for key, plain in zip(keys, saved.outputs)}  # fmt: skip
+    signature = [tf.TensorSpec(specs[n].shape, specs[n].dtype, name=n) for n in saved.inputs]
+
+    @tf.function(input_signature=signature)
+    def onnx_layout(*args):
+        out = fn(**dict(zip(saved.inputs, args)))
+        return {plain: tf.transpose(out[key], perms[plain]) if perms[plain] else out[key]
+                for key, plain in zip(keys, saved.outputs)}  # fmt: skip
+
+    return onnx_layout.get_concrete_function(), loaded
 
 
 def saved_model_to_tflite(saved: SavedModel, options: TfliteOptions) -> bytes:
@@ -276,7 +320,8 @@ def saved_model_to_tflite(saved: SavedModel, options: TfliteOptions) -> bytes:
 
     if options.precision not in PRECISIONS:
         raise EdgevisionError(f"TFLite precision must be one of {', '.join(PRECISIONS)}, got {options.precision}.")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved.folder), signature_keys=["serving_default"])
+    function, owner = onnx_layout_function(saved)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], owner)
     if options.precision != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if options.precision == "fp16":
@@ -293,8 +338,8 @@ def saved_model_to_tflite(saved: SavedModel, options: TfliteOptions) -> bytes:
 def restore_io_names(tflite: Path, saved: SavedModel) -> dict[str, str]:
     """Give the ``.tflite`` tensors their ONNX names; return {converter name: ONNX name}.
 
-    The converter's signature lists outputs in the SavedModel's order (``output_k`` is
-    ONNX output ``k``); each pairing is checked by shape before renaming.
+    The signature names inputs and outputs by the plain names given before onnx2tf ran;
+    each output's shape is checked against the ONNX output's before renaming.
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -303,16 +348,12 @@ def restore_io_names(tflite: Path, saved: SavedModel) -> dict[str, str]:
     mapping = {}
     for entry in signature.inputs:
         mapping[_rename(graph, entry, saved.inputs[entry.name.decode()])] = saved.inputs[entry.name.decode()]
-    for entry, plain in zip(_ordered(signature.outputs), saved.outputs):
+    for entry in signature.outputs:
+        plain = entry.name.decode()
         _check_shape(graph.tensors[entry.tensorIndex], saved.output_shapes[plain], saved.outputs[plain])
         mapping[_rename(graph, entry, saved.outputs[plain])] = saved.outputs[plain]
     flatbuffer_utils.write_model(model, str(tflite))
     return mapping
-
-
-def _ordered(entries) -> list:
-    """Signature entries ``output_0, output_1, ...`` in numeric order."""
-    return sorted(entries, key=lambda e: int(re.sub(r"\D", "", e.name.decode()) or 0))
 
 
 def _rename(graph, entry, name: str) -> str:

@@ -1,0 +1,148 @@
+"""OpenVINO (NNCF) and LiteRT (onnx2tf) quantizers: files produced, smaller, still agreeing."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgevision.backends import create_backend
+from edgevision.errors import EdgevisionError
+from edgevision.quantize import QuantizeOptions, get_quantizer, list_quantizers
+from edgevision.zoo import model_file
+
+
+def small_convnet(path):
+    """A seeded conv net with a padded max-pool, 3x32x32 in, logits and a feature map out."""
+    rng = np.random.default_rng(0)
+
+    def weight(name, *shape):
+        return numpy_helper.from_array(rng.normal(0, 0.2, shape).astype(np.float32), name)
+
+    inits = [weight("w1", 32, 3, 3, 3), weight("b1", 32), weight("w2", 64, 32, 3, 3), weight("b2", 64),
+             weight("fc", 64, 10), weight("fcb", 10)]  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["images", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["features"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["features"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc", "fcb"], ["logits"], name="fc"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10]),
+         helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 64, 16, 16])], inits,
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def convnet(tmp_path_factory):
+    return small_convnet(tmp_path_factory.mktemp("convnet") / "convnet.onnx")
+
+
+@pytest.fixture(scope="module")
+def convnet_calibration():
+    rng = np.random.default_rng(1)
+    return [{"images": rng.random((1, 3, 32, 32), dtype=np.float32)} for _ in range(16)]
+
+
+def _cosines(source, produced, feeds) -> dict[str, float]:
+    want = create_backend(None, source).run(feeds)
+    got = create_backend(None, produced).run(feeds)
+    return {n: float(np.dot(want[n].ravel(), got[n].ravel()) / np.linalg.norm(want[n]) / np.linalg.norm(got[n]))
+            for n in want}  # fmt: skip
+
+
+def _bytes(path) -> int:
+    return path.stat().st_size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0)
+
+
+def _weight_bytes(path) -> int:
+    """Size of the weights: an IR's ``.bin`` (its ``.xml`` text is a fixed overhead), else the file."""
+    return (path.with_suffix(".bin") if path.suffix == ".xml" else path).stat().st_size
+
+
+def test_both_quantizers_are_registered():
+    assert {"openvino", "litert"} <= set(list_quantizers())
+    assert get_quantizer("openvino").suffix == ".xml" and get_quantizer("litert").suffix == ".tflite"
+
+
+@pytest.mark.parametrize("backend", ["openvino", "litert"])
+def test_fp16_and_int8_are_smaller_and_agree(backend, convnet, convnet_calibration, tmp_path):
+    quantizer = get_quantizer(backend)
+    fp32 = quantizer.quantize(convnet, tmp_path / f"fp32{quantizer.suffix}", options=QuantizeOptions(precision="fp32"))
+    sizes = {"fp32": _weight_bytes(fp32)}
+    for precision in ("fp16", "int8"):
+        out = quantizer.quantize(
+            convnet, tmp_path / f"{precision}{quantizer.suffix}",
+            options=QuantizeOptions(precision=precision), calibration=convnet_calibration,
+        )  # fmt: skip
+        sizes[precision] = _weight_bytes(out)
+        cosines = _cosines(convnet, out, convnet_calibration[0])
+        assert min(cosines.values()) > (0.999 if precision == "fp16" else 0.97), (precision, cosines)
+    assert sizes["int8"] < sizes["fp16"] < sizes["fp32"], sizes
+    assert sizes["int8"] < 0.5 * sizes["fp32"], sizes
+
+
+def test_litert_int8_keeps_input_layout_and_names(convnet, convnet_calibration, tmp_path):
+    out = get_quantizer("litert").quantize(
+        convnet, tmp_path / "int8.tflite", options=QuantizeOptions(precision="int8"), calibration=convnet_calibration
+    )
+    backend = create_backend(None, out)
+    assert [(s.name, s.shape, s.dtype) for s in backend.inputs] == [("images", (1, 3, 32, 32), "float32")]
+    assert sorted(s.name for s in backend.outputs) == ["features", "logits"]
+
+
+def test_openvino_int8_excludes_onnx_layers_by_their_openvino_names(convnet, convnet_calibration, tmp_path):
+    quantizer = get_quantizer("openvino")
+    assert quantizer.layers(convnet) == ["conv1", "conv2", "fc"]
+    out = quantizer.quantize(
+        convnet, tmp_path / "excl.xml", options=QuantizeOptions(exclude=("conv1",)), calibration=convnet_calibration
+    )
+    assert out.exists()
+    with pytest.raises(EdgevisionError, match="not in the model"):
+        quantizer.quantize(convnet, tmp_path / "bad.xml", options=QuantizeOptions(exclude=("nope",)),
+                           calibration=convnet_calibration)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "message"),
+    [
+        ("openvino", QuantizeOptions(precision="int8-dynamic"), "dynamically"),
+        ("openvino", QuantizeOptions(method="entropy"), "no 'entropy' calibration"),
+        ("openvino", QuantizeOptions(), "needs calibration"),
+        ("litert", QuantizeOptions(method="percentile"), "min/max only"),
+        ("litert", QuantizeOptions(exclude=("conv1",)), "cannot keep named layers"),
+        ("litert", QuantizeOptions(), "needs calibration"),
+    ],
+)
+def test_refusals_are_clear(backend, options, message, convnet, tmp_path):
+    with pytest.raises(EdgevisionError, match=message):
+        get_quantizer(backend).quantize(convnet, tmp_path / "x", options=options)
+
+
+def test_nanodet_openvino_int8_is_small_and_decodes(tmp_path, samples_cache):
+    from edgevision.convert.parity import photos, processor_for
+    from edgevision.predict import load_predictor
+    from edgevision.quantize.calibration import load_calibration
+
+    source = model_file("nanodet-m", "onnx")
+    processor = processor_for("nanodet-m")
+    calibration = load_calibration(str(samples_cache["vtest.avi"]), processor, input_name="input_1:0", count=8, holdout=0)
+    out = get_quantizer("openvino").quantize(
+        source, tmp_path / "nanodet-int8.xml", options=QuantizeOptions(method="mean-minmax"), calibration=calibration.feeds
+    )
+    assert _bytes(out) < 0.3 * source.stat().st_size
+    image = photos(["person.jpg"])[0]
+    reference = processor.decode(create_backend(None, source).run({"input_1:0": processor.preprocess(image)[0]}),
+                                 processor.preprocess(image)[1])  # fmt: skip
+    prediction = load_predictor(str(out))(image)
+    if prediction.task == "detection":
+        assert len(prediction) >= 1 and len(reference) >= 1
+    else:  # no metadata beside the file: raw outputs, as the source's
+        assert set(prediction.tensors) == {s.name for s in create_backend(None, source).outputs}

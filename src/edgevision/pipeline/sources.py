@@ -21,11 +21,17 @@ VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 
 @dataclass
 class Frame:
-    """One image to run on: its pixels (BGR uint8), where it came from, and its index."""
+    """One image to run on: its pixels (BGR uint8), where it came from, and its index.
+
+    ``time`` is the frame's time in the source in seconds; ``captured`` the
+    ``time.perf_counter()`` moment it was read (for end-to-end latency).
+    """
 
     image: np.ndarray
     source: str
     index: int = 0
+    time: float = 0.0
+    captured: float = 0.0
 
 
 def is_video(path: str | Path) -> bool:

@@ -1,0 +1,154 @@
+"""Polygon zones and counting lines: typed definitions, parsing and checks against the frame.
+
+Coordinates are pixels of the source frame, or fractions of its width and height when
+every value lies in ``[0, 1]``.
+
+>>> zone = parse_zone("door:0.1,0.5,0.4,0.5,0.4,0.9")
+>>> zone.name, len(zone.points), zone.normalised
+('door', 3, True)
+>>> zone.pixels(width=200, height=100).tolist()
+[[20, 50], [80, 50], [80, 90]]
+>>> parse_line("gate:0,300,768,300:in").direction
+'in'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from edgevision.errors import EdgevisionError
+
+Direction = Literal["in", "out", "both"]
+DIRECTIONS: tuple[str, ...] = ("in", "out", "both")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _is_normalised(points: tuple[tuple[float, float], ...]) -> bool:
+    return all(0.0 <= v <= 1.0 for point in points for v in point)
+
+
+def _to_pixels(points: tuple[tuple[float, float], ...], width: int, height: int) -> np.ndarray:
+    array = np.asarray(points, dtype=np.float64)
+    if _is_normalised(points):
+        array = array * [width, height]
+    return np.round(array).astype(np.int64)
+
+
+def _check_inside(kind: str, name: str, pixels: np.ndarray, width: int, height: int) -> None:
+    outside = (pixels[:, 0] < 0) | (pixels[:, 0] > width) | (pixels[:, 1] < 0) | (pixels[:, 1] > height)
+    if outside.any():
+        x, y = pixels[np.argmax(outside)]
+        raise EdgevisionError(
+            f"{kind} {name} has point ({x}, {y}) outside the {width}x{height} frame; "
+            "give pixels inside the frame or fractions between 0 and 1."
+        )
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A named polygon; people (or ``classes``) entering it, or staying ``dwell_seconds``, fire events.
+
+    ``classes=None`` takes the run's classes.
+    """
+
+    name: str
+    points: tuple[tuple[float, float], ...]
+    dwell_seconds: float | None = None
+    classes: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.points) < 3:
+            raise EdgevisionError(f"zone {self.name} needs at least 3 points (x,y pairs), got {len(self.points)}.")
+
+    @property
+    def normalised(self) -> bool:
+        return _is_normalised(self.points)
+
+    def pixels(self, *, width: int, height: int) -> np.ndarray:
+        """The polygon in frame pixels, ``(N, 2)`` int64; a clear error when a point is outside the frame."""
+        pixels = _to_pixels(self.points, width, height)
+        _check_inside("zone", self.name, pixels, width, height)
+        return pixels
+
+
+@dataclass(frozen=True)
+class Line:
+    """A named counting line from ``start`` to ``end``; crossings fire events.
+
+    ``direction="in"`` fires when an object crosses to the left-hand side of the line as
+    seen walking from ``start`` to ``end`` on screen (for a line drawn left to right: moving
+    up the image), ``"out"`` the opposite way, ``"both"`` either way.
+    """
+
+    name: str
+    start: tuple[float, float]
+    end: tuple[float, float]
+    direction: Direction = "both"
+    classes: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise EdgevisionError(f"line {self.name} direction must be one of {', '.join(DIRECTIONS)}, got {self.direction}.")
+        if self.start == self.end:
+            raise EdgevisionError(f"line {self.name} starts and ends at the same point; give two different points.")
+
+    def pixels(self, *, width: int, height: int) -> np.ndarray:
+        """``[[x1, y1], [x2, y2]]`` in frame pixels; a clear error when a point is outside the frame."""
+        pixels = _to_pixels((self.start, self.end), width, height)
+        _check_inside("line", self.name, pixels, width, height)
+        return pixels
+
+
+def _split_spec(kind: str, text: str) -> tuple[str, list[str]]:
+    name, sep, rest = text.partition(":")
+    if not sep or not name or not _NAME.match(name):
+        raise EdgevisionError(
+            f"{kind} '{text}' must look like NAME:x1,y1,x2,y2,... (NAME of letters, digits, '_', '-' or '.')."
+        )
+    return name, rest.split(":")
+
+
+def _numbers(kind: str, name: str, text: str) -> tuple[tuple[float, float], ...]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise EdgevisionError(f"{kind} {name} coordinates must be numbers separated by commas, got '{text}'.") from None
+    if len(values) % 2:
+        raise EdgevisionError(f"{kind} {name} has an odd number of coordinates ({len(values)}); give x,y pairs.")
+    return tuple(zip(values[0::2], values[1::2]))
+
+
+def parse_zone(text: str, *, dwell_seconds: float | None = None) -> Zone:
+    """A :class:`Zone` from ``NAME:x1,y1,x2,y2,x3,y3,...``."""
+    name, parts = _split_spec("zone", text)
+    if len(parts) != 1:
+        raise EdgevisionError(f"zone '{text}' must look like NAME:x1,y1,x2,y2,x3,y3,...")
+    return Zone(name, _numbers("zone", name, parts[0]), dwell_seconds=dwell_seconds)
+
+
+def parse_line(text: str) -> Line:
+    """A :class:`Line` from ``NAME:x1,y1,x2,y2`` with an optional ``:in``, ``:out`` or ``:both``."""
+    name, parts = _split_spec("line", text)
+    if len(parts) > 2:
+        raise EdgevisionError(f"line '{text}' must look like NAME:x1,y1,x2,y2 or NAME:x1,y1,x2,y2:in.")
+    points = _numbers("line", name, parts[0])
+    if len(points) != 2:
+        raise EdgevisionError(f"line {name} needs exactly 2 points (x1,y1,x2,y2), got {len(points)}.")
+    direction = parts[1] if len(parts) == 2 else "both"
+    return Line(name, points[0], points[1], direction=direction)  # type: ignore[arg-type]
+
+
+def check_geometry(zones: tuple[Zone, ...], lines: tuple[Line, ...], *, width: int, height: int) -> None:
+    """Raise the first problem of any zone or line against a ``width`` x ``height`` frame."""
+    for zone in zones:
+        zone.pixels(width=width, height=height)
+    for line in lines:
+        line.pixels(width=width, height=height)
+    names = [z.name for z in zones] + [ln.name for ln in lines]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise EdgevisionError(f"zone and line names must be unique; {', '.join(repeated)} is used twice.")

@@ -8,7 +8,8 @@ import sys
 import typer
 from rich.markup import escape
 
-from edgevision.cli import convert, optimize, predict, quantize, samples, zoo
+from edgevision.cli import convert, optimize, predict, quantize, run, samples, zoo
+from edgevision.cli import bench, inspect
 from edgevision.cli.console import stderr
 from edgevision.errors import EdgevisionError
 
@@ -21,9 +22,12 @@ app = typer.Typer(
 app.add_typer(zoo.app, name="zoo")
 app.add_typer(samples.app, name="samples")
 app.command("predict")(predict.predict)
+app.command("run")(run.run)
 app.command("quantize")(quantize.quantize)
 app.command("convert")(convert.convert)
 app.command("optimize")(optimize.optimize)
+app.command("bench")(bench.bench)
+app.command("inspect")(inspect.inspect)
 
 
 def _configure_logging() -> None:

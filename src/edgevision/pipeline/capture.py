@@ -249,7 +249,7 @@ class CameraSource(LiveSource):
         match = _DEVICE.match(device)
         self.device = f"/dev/video{match.group(1) if match else int(device)}"
         if not Path(self.device).exists():
-            raise EdgevisionError(f"no camera at {device} ({self.device} does not exist); check that it is plugged in.")
+            raise EdgevisionError(f"no camera {device} ({self.device} does not exist); check that it is plugged in.")
         super().__init__(device, config=config)
 
     def _open(self) -> cv2.VideoCapture | None:

@@ -67,7 +67,7 @@ class RunConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     rules: RuleConfig = field(default_factory=RuleConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
-    queue_size: int = 4
+    queue_size: int = 2
     progress_every: float = 0.5
 
     def __post_init__(self) -> None:

@@ -146,29 +146,51 @@ def plain_io_names(model) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def edge_pad_maxpools(model) -> int:
-    """Move each padded MaxPool's padding into an edge-mode ``Pad`` before it; return how many.
+    """Move each padded MaxPool's padding into edge padding before it; return how many.
 
     onnx2tf pads a MaxPool with the dtype's lowest value (``PADV2``), and int8 calibration
     then gives that tensor a scale of ~1e36, which wipes out the activations (and XNNPACK
     refuses the op). Repeating the border value is exact for max pooling when every pad is
     smaller than the kernel, dilation is 1 and ``ceil_mode`` is off, which ONNX pooling
-    almost always is. No converter offers this rewrite, so it is done here.
+    almost always is. The border is repeated with Slice + Concat rather than an edge-mode
+    Pad, which onnx2tf turns into MIRROR_PAD ops that XNNPACK does not run. No converter
+    offers this rewrite, so it is done here.
     """
-    from onnx import helper, numpy_helper
-
     graph, count = model.graph, 0
     for node in [n for n in graph.node if n.op_type == "MaxPool" and _edge_paddable(n)]:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        pads, rank = list(attrs["pads"]), len(attrs["kernel_shape"])
-        full = [0, 0, *pads[:rank], 0, 0, *pads[rank:]]
-        name = f"{node.name or node.output[0]}_edge_pad"
-        graph.initializer.append(numpy_helper.from_array(np.array(full, dtype=np.int64), f"{name}_pads"))
-        pad = helper.make_node("Pad", [node.input[0], f"{name}_pads"], [f"{name}_out"], name=name, mode="edge")
-        graph.node.insert(list(graph.node).index(node), pad)
-        node.input[0] = f"{name}_out"
-        next(a for a in node.attribute if a.name == "pads").ints[:] = [0] * len(pads)
+        pads_attr = next(a for a in node.attribute if a.name == "pads")
+        pads, rank = list(pads_attr.ints), len(pads_attr.ints) // 2
+        name = node.name or node.output[0]
+        nodes, inits, tensor = [], [], node.input[0]
+        for i in range(rank):
+            tensor = _edge_pad_axis(tensor, 2 + i, pads[i], pads[rank + i], f"{name}_edge{i}", nodes, inits)
+        at = list(graph.node).index(node)
+        for offset, new_node in enumerate(nodes):
+            graph.node.insert(at + offset, new_node)
+        graph.initializer.extend(inits)
+        node.input[0] = tensor
+        pads_attr.ints[:] = [0] * len(pads)
         count += 1
     return count
+
+
+def _edge_pad_axis(tensor: str, axis: int, before: int, after: int, name: str, nodes: list, inits: list) -> str:
+    """Append nodes that repeat the first/last slice of ``tensor`` along ``axis``; return the result."""
+    from onnx import helper, numpy_helper
+
+    if not before and not after:
+        return tensor
+
+    def const(suffix: str, value: int) -> str:
+        inits.append(numpy_helper.from_array(np.array([value], dtype=np.int64), f"{name}_{suffix}"))
+        return f"{name}_{suffix}"
+
+    axes = const("axis", axis)
+    nodes.append(helper.make_node("Slice", [tensor, const("s0", 0), const("e0", 1), axes], [f"{name}_first"]))
+    nodes.append(helper.make_node("Slice", [tensor, const("s1", -1), const("e1", 2**62), axes], [f"{name}_last"]))
+    parts = [f"{name}_first"] * before + [tensor] + [f"{name}_last"] * after
+    nodes.append(helper.make_node("Concat", parts, [f"{name}_out"], name=f"{name}_concat", axis=axis))
+    return f"{name}_out"
 
 
 def _edge_paddable(node) -> bool:

@@ -1,0 +1,231 @@
+"""What a benchmark writes: results.json, report.md and a stand-alone report.html.
+
+The recommendation and the Pareto front are small pure functions over result records:
+
+>>> recs = [{"variant": "ort-fp32", "baseline": True, "agreement": 1.0, "threads": {"2": {"latency": {"p50": 20.0}}}},
+...         {"variant": "ort-int8", "baseline": False, "agreement": 0.99, "threads": {"2": {"latency": {"p50": 8.0}}}}]
+>>> recommend(recs, max_drop=0.02, threads=2)
+'ort-int8'
+>>> pareto_front([(20.0, 1.0), (8.0, 0.99), (9.0, 0.95)])
+[1, 0]
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from edgevision.bench.api import BenchResult
+
+logger = logging.getLogger(__name__)
+
+SHOWCASE_WIDTH = 420
+
+
+# ----------------------------------------------------------------------------- choosing
+
+
+def p50(record: dict, threads: int | str) -> float | None:
+    """The record's p50 latency (ms) at ``threads``, or None when not measured."""
+    return record.get("threads", {}).get(str(threads), {}).get("latency", {}).get("p50")
+
+
+def recommend(records: Sequence[dict], *, max_drop: float, threads: int) -> str | None:
+    """The fastest variant (p50 at ``threads``) whose agreement is within ``max_drop`` of fp32.
+
+    When none is within budget (or nothing was scored) the fp32 baseline is recommended.
+    """
+    baseline = next((r for r in records if r.get("baseline")), None)
+    floor = (baseline.get("agreement") or 1.0) - max_drop - 1e-9 if baseline else 1.0 - max_drop - 1e-9
+    within = [r for r in records if not r.get("error") and r.get("agreement") is not None
+              and r["agreement"] >= floor and p50(r, threads) is not None]  # fmt: skip
+    if within:
+        return min(within, key=lambda r: p50(r, threads))["variant"]
+    return baseline["variant"] if baseline else None
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats, by (lower latency, higher accuracy), fastest first.
+
+    A point is dominated when another is at least as fast and at least as accurate, and
+    strictly better in one of the two.
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def _fmt(value, spec: str = ".1f", none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def table_rows(result: BenchResult) -> list[list[str]]:
+    """One row of text cells per variant and thread count, in the order of ``TABLE_HEADER``."""
+    rows = []
+    for r in result.records:
+        for threads, f in r["threads"].items():
+            lat, pipe = f.get("latency", {}), f.get("pipeline", {})
+            rows.append([
+                r["variant"] + (" ★" if r["variant"] == result.recommended else ""), threads,
+                f"{r['size_bytes'] / 1e6:.2f}", _fmt(f.get("load_s"), ".2f"), _fmt(f.get("first_ms")),
+                _fmt(lat.get("p50"), ".2f"), _fmt(lat.get("p90"), ".2f"), _fmt(lat.get("p99"), ".2f"),
+                _fmt(lat.get("throughput")), _fmt(pipe.get("p50"), ".2f"), _fmt(f.get("peak_rss_mb"), ".0f"),
+                _fmt(r.get("agreement"), ".3f"), _fmt((r.get("coco") or {}).get("map"), ".3f"),
+                _fmt(f.get("macs_per_s") and f["macs_per_s"] / 1e9), _fmt(f.get("fraction_of_peak") and 100 * f["fraction_of_peak"], ".0f"),
+            ])  # fmt: skip
+    return rows
+
+
+TABLE_HEADER = ["variant", "threads", "size MB", "load s", "first ms", "p50 ms", "p90 ms", "p99 ms", "inf/s",
+                "pipeline p50 ms", "peak MB", "agreement", "COCO AP", "GMAC/s", "% of peak"]  # fmt: skip
+
+
+TERMINAL_COLUMNS = ("variant", "threads", "size MB", "p50 ms", "p90 ms", "p99 ms", "pipeline p50 ms", "peak MB",
+                    "agreement", "COCO AP", "% of peak")  # fmt: skip
+
+
+def terminal_rows(result: BenchResult) -> list[list[str]]:
+    """``table_rows`` cut to the columns that fit a terminal (``TERMINAL_COLUMNS``)."""
+    keep = [TABLE_HEADER.index(c) for c in TERMINAL_COLUMNS]
+    return [[row[i] for i in keep] for row in table_rows(result)]
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def summary_lines(result: BenchResult) -> list[str]:
+    """Recommendation, compute, peak, overhead and machine, one fact per line."""
+    lines = [recommendation_sentence(result)]
+    if result.compute:
+        lines.append(f"compute: {result.compute['macs'] / 1e9:.3f} GMACs per inference ({result.compute['method']})")
+    for threads, peak in result.peak.items():
+        for kind in ("fp32", "int8"):
+            if kind in peak:
+                lines.append(f"peak {kind} at {threads} thread(s): {peak[kind]['gmacs']:.1f} GMAC/s ({peak[kind]['method']})")
+    if result.overhead:
+        o = result.overhead
+        lines.append(f"harness overhead ({o['variant']}): edgevision p50 {o['edgevision_p50_ms']:.3f} ms vs bare session.run "
+                     f"{o['bare_p50_ms']:.3f} ms = {o['overhead_pct']:+.1f}% ({o['overhead_us']:+.1f} µs)")  # fmt: skip
+    m = result.machine
+    lines.append(f"machine: {m['cpu']}, {m['usable_cores']} usable core(s), flags {' '.join(m['flags']) or '-'}, {m['os']}")
+    lines += [f"not measured: {key}: {why}" for key, why in result.failures.items()]
+    return lines
+
+
+def recommendation_sentence(result: BenchResult) -> str:
+    rec = next((r for r in result.records if r["variant"] == result.recommended), None)
+    if rec is None:
+        return "recommended: none (nothing was scored)"
+    budget = result.settings.get("max_drop")
+    threads = max(result.settings.get("threads", [1]))
+    what = "the fp32 baseline (no variant within budget)" if rec.get("baseline") else rec["label"]
+    return (f"recommended: {rec['variant']}: {what}, fastest within {budget} of fp32 agreement, "
+            f"p50 {_fmt(p50(rec, threads), '.2f')} ms at {threads} thread(s), agreement {_fmt(rec.get('agreement'), '.3f')}")  # fmt: skip
+
+
+def render_markdown(result: BenchResult) -> str:
+    """report.md: summary, the table, and notes per variant."""
+    parts = [f"# edgevision bench: {result.model}", ""]
+    if any(r.get("random_weights") for r in result.records):
+        parts += ["**Random weights**: sizes and speeds are real, predictions are not; agreement is raw-output cosine.", ""]
+    parts += [f"- {line}" for line in summary_lines(result)] + ["", _markdown_table(TABLE_HEADER, table_rows(result)), ""]
+    metric = next((r["agreement_metric"] for r in result.records if r.get("agreement_metric")), None)
+    if metric:
+        parts.append(f"agreement: {metric}; ★ recommended.")
+    return "\n".join(parts) + "\n"
+
+
+# ----------------------------------------------------------------------------- html
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def image_png(image: np.ndarray, width: int = SHOWCASE_WIDTH) -> bytes:
+    """A BGR image scaled to ``width`` pixels wide, as PNG bytes."""
+    import cv2
+
+    scale = width / image.shape[1]
+    small = cv2.resize(image, (width, max(1, round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".png", small)
+    return buf.tobytes()
+
+
+def showcase_tiles(result: BenchResult) -> list[tuple[str, bytes]]:
+    """(caption, PNG) of the real image decoded by every variant, and heatmaps where the model has them."""
+    from edgevision.annotate import draw, draw_banner
+
+    if result.showcase_image is None:
+        return []
+    tiles = []
+    random = any(r.get("random_weights") for r in result.records)
+    for key, shown in result.showcase.items():
+        image = draw(result.showcase_image, shown["prediction"]) if shown.get("prediction") is not None else result.showcase_image
+        image = draw_banner(image, "RANDOM WEIGHTS") if random else image
+        tiles.append((f"{key}: {_count(shown.get('prediction'))}", image_png(image)))
+        if shown.get("heatmap") is not None:
+            tiles.append((f"{key}: heatmaps (max over keypoints)", image_png(shown["heatmap"])))
+    return tiles
+
+
+def _count(prediction) -> str:
+    if prediction is None:
+        return "raw outputs"
+    return f"{len(prediction)} {'people' if prediction.task == 'pose' else 'objects'}"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f0f0f0}td:first-child{text-align:left}
+.grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}figcaption{font-size:13px;text-align:center}
+.rec{background:#e8f6e8;padding:.6em;border-left:4px solid #3a3}"""
+
+
+def render_html(result: BenchResult, plots: list[tuple[str, bytes]]) -> str:
+    """report.html: everything inline (plots and images as base64 PNG), no external resources."""
+    esc = html.escape
+    rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table_rows(result))
+    head = "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEADER)
+    facts = "".join(f"<li>{esc(line)}</li>" for line in summary_lines(result)[1:])
+    figures = "".join(f'<figure><img alt="{esc(c)}" src="{png_data_uri(p)}"><figcaption>{esc(c)}</figcaption></figure>'
+                      for c, p in plots)  # fmt: skip
+    tiles = "".join(f'<figure><img class="tile" alt="{esc(c)}" src="{png_data_uri(p)}"><figcaption>{esc(c)}</figcaption></figure>'
+                    for c, p in showcase_tiles(result))  # fmt: skip
+    random = any(r.get("random_weights") for r in result.records)
+    warning = "<p><b>Random weights:</b> sizes and speeds are real, predictions are not.</p>" if random else ""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgevision bench: {esc(result.model)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>edgevision bench: {esc(result.model)}</h1>{warning}"
+            f"<p class='rec'>{esc(recommendation_sentence(result))}</p><ul>{facts}</ul>"
+            f"<table><tr>{head}</tr>{rows}</table><h2>Plots</h2><div class='grid'>{figures}</div>"
+            f"<h2>The same image, decoded by every variant</h2><div class='grid'>{tiles}</div></body></html>")  # fmt: skip
+
+
+def write_reports(result: BenchResult, folder: Path) -> dict[str, Path]:
+    """results.json, report.md and report.html in ``folder``."""
+    from edgevision.bench.api import write_json
+    from edgevision.bench.plots import all_plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": write_json(folder / "results.json", result.to_json())}
+    paths["md"] = folder / "report.md"
+    paths["md"].write_text(render_markdown(result))
+    paths["html"] = folder / "report.html"
+    paths["html"].write_text(render_html(result, all_plots(result)))
+    logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return paths

@@ -1,0 +1,319 @@
+"""The variants a benchmark compares: which exist, how each is built, and where it is cached.
+
+>>> parse_variant_keys("ort-fp32,openvino-int8")
+['ort-fp32', 'openvino-int8']
+
+A variant is a runtime and a precision: ``torch-fp32`` (PyTorch eager, PyTorch zoo models
+only), ``ort-fp32|fp16|int8``, ``openvino-fp32|fp16|int8`` (fp32 runs with OpenVINO's
+inference precision forced to f32) and ``litert-fp32|fp16|int8``. They are made through
+``edgevision.convert`` and ``edgevision.quantize`` and cached under
+``<cache>/bench/<model>/<source hash>/<variant>/``, so a second benchmark starts at once.
+int8 variants take the accuracy-budget path (``precision="auto"``) where the backend can
+keep layers in float; models with random weights are quantized plainly (their decoded
+output means nothing, so there is no task accuracy to hold).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgevision.errors import EdgevisionError, MissingExtraError
+from edgevision.variants import read_meta
+from edgevision.zoo.cache import cache_dir
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class VariantKind:
+    """A runtime and precision, e.g. ``openvino-int8``."""
+
+    key: str
+    runtime: str  # edgevision backend name
+    precision: str  # fp32, fp16, int8
+    label: str
+    quantizer: str | None = None  # edgevision quantizer name that makes it
+
+
+KINDS: dict[str, VariantKind] = {
+    k.key: k
+    for k in (
+        VariantKind("torch-fp32", "torch", "fp32", "PyTorch fp32 eager"),
+        VariantKind("ort-fp32", "onnxruntime", "fp32", "ONNX Runtime fp32"),
+        VariantKind("ort-fp16", "onnxruntime", "fp16", "ONNX Runtime fp16", "ort"),
+        VariantKind("ort-int8", "onnxruntime", "int8", "ONNX Runtime int8", "ort"),
+        VariantKind("openvino-fp32", "openvino", "fp32", "OpenVINO fp32", "openvino"),
+        VariantKind("openvino-fp16", "openvino", "fp16", "OpenVINO fp16", "openvino"),
+        VariantKind("openvino-int8", "openvino", "int8", "OpenVINO int8", "openvino"),
+        VariantKind("litert-fp32", "litert", "fp32", "LiteRT fp32", "litert"),
+        VariantKind("litert-fp16", "litert", "fp16", "LiteRT fp16", "litert"),
+        VariantKind("litert-int8", "litert", "int8", "LiteRT int8", "litert"),
+    )
+}
+FP32_BASELINES = ("torch-fp32", "ort-fp32", "openvino-fp32", "litert-fp32")
+DEFAULT_CALIB = "vtest.avi"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How int8 variants are calibrated and held to the accuracy budget."""
+
+    calib: str | None = None  # folder, glob or video; default: frames of the sample video
+    calib_count: int = 64
+    max_drop: float = 0.02
+    threads: int = 2  # threads of the quick checks quantization runs
+
+
+@dataclass
+class BenchSource:
+    """The model a benchmark starts from, as an fp32 ONNX file."""
+
+    label: str  # zoo name or the user's path
+    onnx: Path
+    sha256: str
+    source_model: str | None  # zoo model whose processor feeds and decodes every variant
+    pytorch: bool = False
+    weights: Path | None = None
+    random_weights: bool = False
+
+    @property
+    def slug(self) -> str:
+        return Path(self.label).stem if "/" in self.label or "." in self.label else self.label
+
+
+@dataclass
+class Variant:
+    """A built variant file and how it was made."""
+
+    kind: VariantKind
+    path: Path
+    cached: bool = False
+    build_s: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.kind.key
+
+
+# ----------------------------------------------------------------------------- choosing
+
+
+def parse_variant_keys(text: str | None) -> list[str]:
+    """Variant keys from ``"ort-fp32,openvino-int8"``; an unknown name is a clear error."""
+    keys = [k.strip() for k in (text or "").split(",") if k.strip()]
+    unknown = [k for k in keys if k not in KINDS]
+    if unknown:
+        raise EdgevisionError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}.")
+    return list(dict.fromkeys(keys))
+
+
+def _runtime_missing(kind: VariantKind) -> MissingExtraError | None:
+    from edgevision.backends import get_backend_class
+
+    try:
+        get_backend_class(kind.runtime)
+    except MissingExtraError as exc:
+        return exc
+    return None
+
+
+def _builder_missing(kind: VariantKind) -> MissingExtraError | None:
+    if kind.quantizer is None:
+        return None
+    from edgevision.quantize import get_quantizer
+
+    try:
+        get_quantizer(kind.quantizer)
+    except MissingExtraError as exc:
+        return exc
+    return None
+
+
+def choose_variants(requested: str | None, source: BenchSource) -> list[str]:
+    """The variants to benchmark: those named (each must be installable), else all available.
+
+    A named variant whose runtime or converter is missing raises ``MissingExtraError``,
+    which names the pip extra to install; with no names, such variants are skipped.
+    """
+    keys = parse_variant_keys(requested)
+    if keys:
+        for key in keys:
+            _check_named(KINDS[key], source)
+        return keys
+    chosen = [k for k, kind in KINDS.items() if _applies(kind, source) and _installed(kind)]
+    skipped = [k for k, kind in KINDS.items() if _applies(kind, source) and k not in chosen]
+    if skipped:
+        logger.info("skipping %s: runtime or converter not installed", ", ".join(skipped))
+    return chosen
+
+
+def _applies(kind: VariantKind, source: BenchSource) -> bool:
+    return kind.runtime != "torch" or source.pytorch
+
+
+def _installed(kind: VariantKind) -> bool:
+    return _runtime_missing(kind) is None and _builder_missing(kind) is None
+
+
+def _check_named(kind: VariantKind, source: BenchSource) -> None:
+    if not _applies(kind, source):
+        raise EdgevisionError(f"{kind.key} needs a PyTorch zoo model (yolox-*, openpose-body); {source.label} is not one.")
+    missing = _runtime_missing(kind)
+    if missing is not None:
+        raise EdgevisionError(f"variant {kind.key}: {missing}")
+    if (missing := _builder_missing(kind)) is not None:
+        raise EdgevisionError(f"variant {kind.key}: {missing}")
+
+
+def with_baseline(keys: list[str]) -> list[str]:
+    """``keys`` with ``ort-fp32`` added in front when no fp32 variant is there to compare with."""
+    return keys if any(k in FP32_BASELINES for k in keys) else ["ort-fp32", *keys]
+
+
+# ----------------------------------------------------------------------------- the source
+
+
+def resolve_bench_source(model: str, *, weights: Path | None = None, random_weights: bool = False) -> BenchSource:
+    """The fp32 ONNX file of zoo model or file ``model`` (PyTorch families exported first)."""
+    from edgevision.predict import resolve_model
+    from edgevision.zoo.sources import sha256_file
+
+    target = resolve_model(model)
+    if isinstance(target, Path):
+        return _file_source(target)
+    if target.build is not None:
+        from edgevision.zoo.pytorch import export_torch_model
+
+        onnx = export_torch_model(target, weights=weights, random_weights=random_weights)
+        return BenchSource(target.name, onnx, sha256_file(onnx), target.name, True, weights, weights is None)
+    if weights is not None or random_weights:
+        raise EdgevisionError(f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models.")
+    from edgevision.zoo import model_file
+
+    onnx = model_file(target.name, "onnx")
+    return BenchSource(target.name, onnx, sha256_file(onnx), target.name)
+
+
+def _file_source(path: Path) -> BenchSource:
+    from edgevision.zoo import list_models
+    from edgevision.zoo.sources import sha256_file
+
+    if path.suffix.lower() != ".onnx":
+        raise EdgevisionError(
+            f"bench starts from a zoo model or an .onnx file, not {path.name}; time a single file with edgevision predict."
+        )
+    meta = read_meta(path)
+    source_model = meta.source_model if meta and meta.source_model in list_models() else None
+    return BenchSource(str(path), path, sha256_file(path), source_model, random_weights=bool(meta and meta.random_weights))
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def variant_folder(source: BenchSource, kind: VariantKind, options: BuildOptions) -> Path:
+    """Cache folder of a variant; int8 folders also depend on the calibration settings."""
+    name = kind.key
+    if kind.precision == "int8":
+        settings = json.dumps([options.calib or DEFAULT_CALIB, options.calib_count, options.max_drop])
+        name += "-" + hashlib.sha256(settings.encode()).hexdigest()[:8]
+    return cache_dir("bench", source.slug, source.sha256[:12], name)
+
+
+def build_variants(
+    source: BenchSource, keys: list[str], options: BuildOptions, *, progress: Progress | None = None
+) -> tuple[list[Variant], dict[str, str]]:
+    """Build (or reuse) every variant; returns the variants and ``{key: why it failed}``."""
+    say = progress or logger.info
+    built, failed = [], {}
+    for key in keys:
+        say(f"building {key}")
+        try:
+            built.append(build_variant(source, KINDS[key], options))
+        except EdgevisionError as exc:
+            logger.warning("%s not built: %s", key, exc)
+            failed[key] = str(exc)
+    return built, failed
+
+
+def build_variant(source: BenchSource, kind: VariantKind, options: BuildOptions) -> Variant:
+    """The variant's file, from the cache when it is there."""
+    start = time.perf_counter()
+    if kind.key == "ort-fp32":
+        return Variant(kind, source.onnx, cached=True, meta=_meta_dict(source.onnx))
+    if kind.key == "torch-fp32":
+        return _torch_variant(source, kind, start)
+    from edgevision.quantize import get_quantizer
+
+    suffix = {"onnxruntime": ".onnx", "openvino": ".xml", "litert": ".tflite"}[kind.runtime]
+    target = variant_folder(source, kind, options) / f"model{suffix}"
+    if target.exists() and read_meta(target) is not None:
+        return Variant(kind, target, cached=True, meta=_meta_dict(target))
+    if kind.precision == "fp32":
+        _convert(source, kind, target)
+    else:
+        _quantize(source, kind, target, options, get_quantizer(kind.quantizer).name)
+    return Variant(kind, target, build_s=time.perf_counter() - start, meta=_meta_dict(target))
+
+
+def _torch_variant(source: BenchSource, kind: VariantKind, start: float) -> Variant:
+    from edgevision.zoo import get_spec
+    from edgevision.zoo.pytorch import export_torch_model
+
+    spec = get_spec(source.label)
+    path = export_torch_model(spec, weights=source.weights, random_weights=source.weights is None, fmt="pt2")
+    return Variant(kind, path, build_s=time.perf_counter() - start, meta=_meta_dict(path))
+
+
+def _convert(source: BenchSource, kind: VariantKind, target: Path) -> None:
+    from edgevision.convert.api import convert_model
+
+    to = {"openvino": "openvino", "litert": "tflite"}[kind.runtime]
+    if source.pytorch:
+        convert_model(source.label, to=to, output=target, weights=source.weights, random_weights=source.weights is None)
+    else:
+        convert_model(str(source.onnx) if source.source_model is None else source.label, to=to, output=target)
+
+
+def _quantize(source: BenchSource, kind: VariantKind, target: Path, options: BuildOptions, quantizer: str) -> None:
+    """fp16, or int8 through the accuracy budget; plain int8 when the budget path cannot run."""
+    int8 = kind.precision == "int8"
+    budget = int8 and quantizer != "litert" and not source.random_weights  # LiteRT cannot keep layers float
+    if not budget:
+        _quantize_call(source, kind, target, options, quantizer, precision=kind.precision, max_drop=None)
+        return
+    try:
+        _quantize_call(source, kind, target, options, quantizer, precision="auto", max_drop=options.max_drop)
+    except EdgevisionError as exc:
+        logger.warning("%s: the accuracy-budget path failed (%s); quantizing every layer instead", kind.key, exc)
+        _quantize_call(source, kind, target, options, quantizer, precision="int8", max_drop=None)
+
+
+def _quantize_call(source: BenchSource, kind: VariantKind, target: Path, options: BuildOptions, quantizer: str, *,
+                   precision: str, max_drop: float | None) -> None:  # fmt: skip
+    from edgevision.quantize import QuantizeOptions
+    from edgevision.quantize.api import quantize_model
+    from edgevision.samples import sample_path
+
+    calib = (options.calib or str(sample_path(DEFAULT_CALIB))) if kind.precision == "int8" else None
+    zoo_file = source.source_model == source.label and not source.pytorch
+    quantize_model(
+        source.label if zoo_file else str(source.onnx), backend=quantizer, precision=precision, calib=calib,
+        output=target, options=QuantizeOptions(precision=kind.precision), max_drop=max_drop, strict=False,
+        calib_count=options.calib_count, threads=options.threads,
+    )  # fmt: skip
+
+
+def _meta_dict(path: Path) -> dict:
+    from dataclasses import asdict
+
+    meta = read_meta(path)
+    return asdict(meta) if meta else {}

@@ -1,0 +1,68 @@
+"""``edgevision bench MODEL``: every variant side by side, with a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgevision.cli.console import RandomWeightsOption, WeightsOption, stderr, stdout
+
+
+def bench(
+    model: Annotated[str, typer.Argument(help="Zoo model name or ONNX file.")],
+    variants: Annotated[
+        str | None, typer.Option("--variants", "-v", help="Comma-separated, e.g. ort-fp32,openvino-int8 (default: all installed).")
+    ] = None,
+    threads: Annotated[str, typer.Option("--threads", "-t", help="Thread counts to time, e.g. 1,2.")] = "2",
+    data: Annotated[str | None, typer.Option("--data", help="Images (folder, glob) or video scored for accuracy.")] = None,
+    annotations: Annotated[
+        Path | None, typer.Option("--annotations", help="COCO JSON of the --data images: real AP against ground truth.")
+    ] = None,
+    calib: Annotated[str | None, typer.Option("--calib", help="int8 calibration images or video (default: sample video).")] = None,
+    max_drop: Annotated[
+        float, typer.Option("--max-drop", min=0.0, max=1.0, help="Largest agreement drop of the recommended variant.")
+    ] = 0.02,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Timing rounds, alternating between variants.")] = 5,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.01, help="Seconds each variant runs per round.")] = 1.0,
+    count: Annotated[int, typer.Option("--count", min=1, help="Images scored for accuracy.")] = 16,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Report folder (default runs/bench/MODEL).")] = None,
+    weights: WeightsOption = None,
+    random_weights: RandomWeightsOption = False,
+) -> None:
+    """Build (or reuse) variants across runtimes and precisions, time each in its own process, report."""
+    from edgevision.bench.api import BenchOptions, TimingOptions, parse_threads, run_bench
+
+    thread_counts = parse_threads(threads)  # bad values fail before any work
+    timing = TimingOptions(rounds=rounds, round_seconds=seconds, pipeline_seconds=min(0.3, seconds))
+    options = BenchOptions(calib=calib, max_drop=max_drop, data_count=count, timing=timing, weights=weights,
+                           random_weights=random_weights)  # fmt: skip
+    columns = (SpinnerColumn(), TextColumn("[bold]bench[/] {task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task(model)
+        result = run_bench(model, variants=variants, threads=thread_counts, data=data, annotations=annotations,
+                           output=output, options=options,
+                           progress=lambda line: progress.update(task, description=escape(line)))  # fmt: skip
+    show(result)
+
+
+def show(result) -> None:
+    """The results table, the summary lines and where the reports are."""
+    from edgevision.bench.report import TERMINAL_COLUMNS, summary_lines, terminal_rows
+
+    headers = [c.replace(" ms", "\nms").replace(" MB", "\nMB").replace("% of ", "%\n") for c in TERMINAL_COLUMNS]
+    table = Table(*headers, title=f"edgevision bench: {result.model} (load, first-inference and more in report.md)",
+                  title_justify="left")  # fmt: skip
+    table.columns[0].no_wrap = True
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for row in terminal_rows(result):
+        table.add_row(*row, style="bold green" if "★" in row[0] else None)
+    stdout.print(table)
+    for line in summary_lines(result):
+        stdout.print(escape(line), highlight=False, soft_wrap=True)
+    stderr.print(f"reports: {result.paths['md']}, {result.paths['html']}, {result.paths['json']}")

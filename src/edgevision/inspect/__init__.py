@@ -1,0 +1,243 @@
+"""What is inside a model file: tensors, parameters, MACs, ops, weight precision, largest layers.
+
+>>> from edgevision.inspect import inspect_model, diff_models
+>>> report = inspect_model("nanodet-m")                       # doctest: +SKIP
+>>> report.precision["fp32"]["elements"]                      # doctest: +SKIP
+>>> diff_models("model.onnx", "model-int8.onnx").ops_changed  # doctest: +SKIP
+
+ONNX files are read with ``onnx`` (shape inference for MACs); OpenVINO IR with OpenVINO
+and ``.tflite`` with LiteRT give ops, tensors and weight precision (MACs are counted on
+ONNX graphs only). Zoo names inspect the model's ONNX file (PyTorch families: their
+export, random weights unless ``weights`` is given).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgevision.errors import EdgevisionError
+from edgevision.types import TensorSpec
+
+logger = logging.getLogger(__name__)
+
+TOP_LAYERS = 10
+
+
+@dataclass
+class Layer:
+    """One compute layer: its name, op type, weight elements and MACs."""
+
+    name: str
+    op: str
+    params: int
+    macs: int
+
+
+@dataclass
+class ModelReport:
+    """The facts ``edgevision inspect`` prints about one model file."""
+
+    path: Path
+    format: str  # onnx, openvino, tflite
+    size_bytes: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    params: int
+    macs: int | None
+    ops: Counter
+    precision: dict[str, dict[str, int]]  # fp32/fp16/int8... -> tensors, elements, bytes
+    layers: list[Layer] = field(default_factory=list)  # largest first
+    node_names: set[str] = field(default_factory=set)
+
+
+def resolve_path(model: str, *, weights: Path | None = None) -> Path:
+    """A model file for ``model``: the file itself, or a zoo model's ONNX file."""
+    from edgevision.predict import resolve_model
+
+    target = resolve_model(model)
+    if isinstance(target, Path):
+        return target
+    from edgevision.bench.variants import resolve_bench_source
+
+    pytorch = target.build is not None
+    return resolve_bench_source(model, weights=weights, random_weights=pytorch and weights is None).onnx
+
+
+def inspect_model(model: str | Path, *, weights: Path | None = None) -> ModelReport:
+    """The report of a model file or zoo model."""
+    path = resolve_path(str(model), weights=weights)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return _onnx_report(path)
+    if suffix == ".xml":
+        return _openvino_report(path)
+    if suffix == ".tflite":
+        return _tflite_report(path)
+    raise EdgevisionError(f"cannot inspect {path.name}: give an .onnx, .xml (OpenVINO) or .tflite file, or a zoo name.")
+
+
+def _file_bytes(path: Path) -> int:
+    from edgevision.convert.parity import model_bytes
+
+    return model_bytes(path)
+
+
+def _onnx_report(path: Path) -> ModelReport:
+    from edgevision.inspect.graph import load_onnx, node_parameters, onnx_macs, op_histogram, parameter_count, weight_precision
+    from edgevision.zoo.info import onnx_summary
+
+    model = load_onnx(path)
+    _, inputs, outputs = onnx_summary(path)
+    macs, params = onnx_macs(model), node_parameters(model)
+    ops = {n.name or n.output[0]: n.op_type for n in model.graph.node}
+    layers = [Layer(name, ops[name], params.get(name, 0), macs.get(name, 0)) for name in set(macs) | set(params)]
+    layers.sort(key=lambda layer: (-layer.params, -layer.macs))
+    return ModelReport(path, "onnx", _file_bytes(path), inputs, outputs, parameter_count(model), sum(macs.values()),
+                       op_histogram(model), weight_precision(model), layers[:TOP_LAYERS], set(ops))  # fmt: skip
+
+
+def _openvino_report(path: Path) -> ModelReport:
+    from edgevision.convert.openvino import import_openvino
+
+    ov = import_openvino()
+    model = ov.Core().read_model(str(path))
+    precision: dict[str, dict[str, int]] = {}
+    layers = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Constant":
+            kind = _ov_precision(op.get_element_type().get_type_name())
+            elements = int(np.prod(list(op.get_output_shape(0)), dtype=np.int64))
+            _add(precision, kind, elements, elements * op.get_element_type().size)
+            if elements > 1:
+                layers.append(Layer(op.get_friendly_name(), f"Constant {kind}", elements, 0))
+    ops = Counter(op.get_type_name() for op in model.get_ordered_ops())
+    specs = lambda ports: [TensorSpec(p.get_any_name(), tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape()), str(p.get_element_type())) for p in ports]  # noqa: E731
+    layers.sort(key=lambda layer: -layer.params)
+    return ModelReport(path, "openvino", _file_bytes(path), specs(model.inputs), specs(model.outputs),
+                       _weights_total(precision), None, ops, precision, layers[:TOP_LAYERS],
+                       {op.get_friendly_name() for op in model.get_ordered_ops()})  # fmt: skip
+
+
+def _ov_precision(element_type: str) -> str:
+    names = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "i8": "int8", "u8": "int8", "i32": "int32", "i64": "int64",
+             "u4": "int4", "i4": "int4", "boolean": "bool"}  # fmt: skip
+    return names.get(element_type, element_type)
+
+
+def _add(precision: dict, kind: str, elements: int, nbytes: int) -> None:
+    entry = precision.setdefault(kind, {"tensors": 0, "elements": 0, "bytes": 0})
+    entry["tensors"] += 1
+    entry["elements"] += elements
+    entry["bytes"] += int(nbytes)
+
+
+def _weights_total(precision: dict) -> int:
+    return sum(v["elements"] for k, v in precision.items() if k not in ("int64", "bool", "fp64"))
+
+
+def _tflite_report(path: Path) -> ModelReport:
+    from edgevision.backends.litert import LiteRtBackend, _spec
+
+    if not LiteRtBackend.is_available():
+        from edgevision.errors import MissingExtraError
+
+        raise MissingExtraError("ai-edge-litert", "litert")
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    ops = interpreter._get_ops_details()  # the only API listing a model's ops
+    produced = {t for op in ops for t in op["outputs"]}
+    graph_inputs = {d["index"] for d in interpreter.get_input_details()}
+    constant = {t for op in ops for t in op["inputs"] if t >= 0 and t not in produced and t not in graph_inputs}
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    precision: dict[str, dict[str, int]] = {}
+    layers = []
+    for index in constant:
+        d = details[index]
+        elements = int(np.prod(d["shape"], dtype=np.int64)) if len(d["shape"]) else 1
+        kind = {"float32": "fp32", "float16": "fp16", "int8": "int8", "uint8": "int8"}.get(np.dtype(d["dtype"]).name, np.dtype(d["dtype"]).name)
+        _add(precision, kind, elements, elements * np.dtype(d["dtype"]).itemsize)
+        if elements > 1:
+            layers.append(Layer(d["name"], f"tensor {kind}", elements, 0))
+    layers.sort(key=lambda layer: -layer.params)
+    return ModelReport(path, "tflite", _file_bytes(path), [_spec(d) for d in interpreter.get_input_details()],
+                       [_spec(d) for d in interpreter.get_output_details()], _weights_total(precision), None,
+                       Counter(op["op_name"] for op in ops), precision, layers[:TOP_LAYERS],
+                       {f"{op['op_name']}:{op['index']}" for op in ops})  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- diff
+
+
+@dataclass
+class ModelDiff:
+    """What changed from model ``a`` to model ``b``."""
+
+    a: ModelReport
+    b: ModelReport
+    ops: list[tuple[str, int, int]]  # (op type, count in a, count in b) for every op type
+    precision: list[tuple[str, int, int]]  # (precision, weight elements in a, in b)
+    added: list[str]  # node names only in b
+    removed: list[str]  # node names only in a
+
+    @property
+    def size_ratio(self) -> float:
+        return self.b.size_bytes / max(self.a.size_bytes, 1)
+
+    @property
+    def ops_changed(self) -> list[tuple[str, int, int]]:
+        return [row for row in self.ops if row[1] != row[2]]
+
+
+def diff_models(a: str | Path, b: str | Path) -> ModelDiff:
+    """Op histogram, weight precision, size and node differences between two models."""
+    ra, rb = inspect_model(a), inspect_model(b)
+    ops = sorted(set(ra.ops) | set(rb.ops), key=lambda op: (-(ra.ops[op] + rb.ops[op]), op))
+    kinds = sorted(set(ra.precision) | set(rb.precision))
+    elements = lambda r, k: r.precision.get(k, {}).get("elements", 0)  # noqa: E731
+    return ModelDiff(ra, rb, [(op, ra.ops[op], rb.ops[op]) for op in ops],
+                     [(k, elements(ra, k), elements(rb, k)) for k in kinds],
+                     sorted(rb.node_names - ra.node_names), sorted(ra.node_names - rb.node_names))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- graph
+
+
+def write_graph(model: str | Path, output: Path, *, weights: Path | None = None) -> Path:
+    """Draw an ONNX model's graph to ``output``: ``.svg``, or ``.html`` with the SVG inline."""
+    from edgevision.inspect.graph import load_onnx, render_svg, to_dot
+
+    path = resolve_path(str(model), weights=weights)
+    if path.suffix.lower() != ".onnx":
+        raise EdgevisionError(f"--graph draws ONNX graphs; {path.name} is not ONNX (inspect its source .onnx instead).")
+    if output.suffix.lower() not in (".svg", ".html", ".htm"):
+        raise EdgevisionError(f"--graph writes .html or .svg, not {output.name}.")
+    svg = render_svg(to_dot(load_onnx(path)))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix.lower() == ".svg":
+        output.write_text(svg)
+    else:
+        report = inspect_model(path)
+        output.write_text(graph_html(report, svg))
+    return output
+
+
+def graph_html(report: ModelReport, svg: str) -> str:
+    """A stand-alone page: the model's key facts above its graph drawing."""
+    esc = html.escape
+    ops = ", ".join(f"{op} {n}" for op, n in report.ops.most_common())
+    facts = [f"{report.size_bytes / 1e6:.2f} MB", f"{report.params / 1e6:.3f} M parameters",
+             f"{report.macs / 1e9:.3f} GMACs" if report.macs else "", f"{sum(report.ops.values())} nodes"]  # fmt: skip
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(report.path.name)}</title>"
+            "<style>body{font-family:system-ui,sans-serif;margin:1.5em}svg{max-width:none}</style></head><body>"
+            f"<h1>{esc(report.path.name)}</h1><p>{esc(' · '.join(f for f in facts if f))}</p><p>{esc(ops)}</p>"
+            f"<div>{svg}</div></body></html>")  # fmt: skip
+
+
+__all__ = ["ModelReport", "ModelDiff", "Layer", "inspect_model", "diff_models", "write_graph"]

@@ -76,3 +76,18 @@ def test_openpose_with_port_checkpoint_predicts(tmp_path, samples_cache):
     record = json.loads(done.stdout.splitlines()[-1])
     assert record["task"] == "pose" and "random_weights" not in record
     assert (out / "person.jpg").exists()
+
+
+@pytest.mark.parametrize("name", ["yolox-nano", "openpose-body"])
+def test_convert_reports_pytorch_parity(name, tmp_path):
+    import re
+
+    out = tmp_path / f"{name}.onnx"
+    done = run_cli("convert", name, "--random-weights", "--to", "onnx", "-o", out, "--opset", "17")
+    assert done.returncode == 0, done.stderr
+    assert "PyTorch -> ONNX parity passed (tolerance 1e-04)" in done.stdout
+    diffs = [float(d) for d in re.findall(r"max\|diff\| ([0-9.e+-]+)", done.stdout.split("parity passed (tolerance 1e-03")[0])]
+    assert len(diffs) == 2 and max(diffs) < 1e-4 * 10  # relative to |ref| when outputs exceed 1
+    meta = json.loads(out.with_name(out.name + ".edgevision.json").read_text())
+    assert meta["random_weights"] is True and meta["parity"]["pytorch_to_onnx"]["passed"] is True
+    assert "random weights" in done.stderr

@@ -25,11 +25,22 @@ def convert(
     ] = None,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset when exporting a PyTorch zoo model.")] = 17,
+    dynamic_batch: Annotated[
+        bool, typer.Option("--dynamic-batch/--static-batch", help="Batch dimension of a PyTorch export.")
+    ] = False,
 ) -> None:
     """Convert a model, check it against the source on real photos, save it with metadata."""
-    from edgevision.convert.api import convert_model
+    from edgevision.convert.api import ExportOptions, convert_model
 
+    export = ExportOptions(opset=opset, dynamic_batch=dynamic_batch)
     with stderr.status(f"converting {model} to {to}"):
-        result = convert_model(model, to=to, output=output, weights=weights, random_weights=random_weights)
+        result = convert_model(
+            model, to=to, output=output, weights=weights, random_weights=random_weights, export=export
+        )
+    for line in result.export_lines():
+        stdout.print(line, highlight=False)
     stdout.print(result.parity.table(), highlight=False)
+    if result.meta.random_weights:
+        stderr.print("[bold yellow]note:[/] random weights: this file is for size and speed studies only.")
     stderr.print(f"wrote {result.path} ({result.parity.report.file_bytes / 1e6:.1f} MB)")

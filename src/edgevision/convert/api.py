@@ -40,6 +40,15 @@ class SourceModel:
     original: Path | None = None  # the user's file when it was not ONNX (e.g. .tflite)
     random_weights: bool = False
     notes: list[str] = field(default_factory=list)
+    export_parity: dict = field(default_factory=dict)  # PyTorch -> ONNX, for PyTorch zoo models
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How PyTorch zoo models are exported to ONNX."""
+
+    opset: int = 17
+    dynamic_batch: bool = False
 
 
 @dataclass
@@ -49,19 +58,39 @@ class ConversionResult:
     path: Path
     parity: Parity
     meta: VariantMeta
+    export_parity: dict = field(default_factory=dict)
+
+    def export_lines(self) -> list[str]:
+        """PyTorch -> ONNX parity of the export, one line per output (empty for other sources)."""
+        if not self.export_parity:
+            return []
+        p = self.export_parity
+        head = f"PyTorch -> ONNX parity {'passed' if p['passed'] else 'FAILED'} (tolerance {p['tolerance']:.0e})"
+        rows = [
+            f"{o['name']:<12} {str(o['shape']):<18} max|diff| {o['max_abs_diff']:.3e}  cosine {o['cosine']:.8f}"
+            for o in p["outputs"]
+        ]
+        return [head, *rows]
 
 
 # ----------------------------------------------------------------------------- sources
 
 
-def resolve_source(model: str, workdir: Path, *, weights: Path | None = None, random_weights: bool = False) -> SourceModel:
+def resolve_source(
+    model: str,
+    workdir: Path,
+    *,
+    weights: Path | None = None,
+    random_weights: bool = False,
+    export: ExportOptions = ExportOptions(),
+) -> SourceModel:
     """The ONNX form of zoo model or file ``model`` (converted into ``workdir`` when needed)."""
     from edgevision.predict import resolve_model
 
     target = resolve_model(model)
     if isinstance(target, Path):
         return _file_source(target, workdir)
-    return _zoo_source(target, workdir, weights=weights, random_weights=random_weights)
+    return _zoo_source(target, workdir, weights=weights, random_weights=random_weights, export=export)
 
 
 def _sha(path: Path) -> str:
@@ -85,12 +114,14 @@ def _file_source(path: Path, workdir: Path) -> SourceModel:
     raise EdgevisionError(f"cannot convert {path.name}: give an .onnx or .tflite file, or a zoo model name.")
 
 
-def _zoo_source(spec, workdir: Path, *, weights: Path | None, random_weights: bool) -> SourceModel:
+def _zoo_source(
+    spec, workdir: Path, *, weights: Path | None, random_weights: bool, export: ExportOptions
+) -> SourceModel:
     from edgevision.zoo import model_file
 
     processor = processor_for(spec.name)
     if spec.build is not None:
-        return _pytorch_source(spec, processor, weights=weights, random_weights=random_weights)
+        return _pytorch_source(spec, processor, weights=weights, random_weights=random_weights, export=export)
     if weights is not None or random_weights:
         raise EdgevisionError(f"{spec.name} ships its own weights; --weights and --random-weights are for PyTorch models.")
     if "onnx" in spec.files:
@@ -102,14 +133,20 @@ def _zoo_source(spec, workdir: Path, *, weights: Path | None, random_weights: bo
     raise EdgevisionError(f"{spec.name} has no ONNX or TFLite file to convert from.")
 
 
-def _pytorch_source(spec, processor, *, weights: Path | None, random_weights: bool) -> SourceModel:
-    try:
-        from edgevision.zoo.pytorch import export_torch_model
-    except ImportError:
-        raise EdgevisionError(f"{spec.name} is a PyTorch model and this install cannot export it yet.") from None
-    onnx = export_torch_model(spec, weights=weights, random_weights=random_weights)
+def _pytorch_source(
+    spec, processor, *, weights: Path | None, random_weights: bool, export: ExportOptions
+) -> SourceModel:
+    from edgevision.zoo.pytorch import export_torch_model
+
+    onnx = export_torch_model(
+        spec, weights=weights, random_weights=random_weights, opset=export.opset, dynamic_batch=export.dynamic_batch
+    )
     sha = _sha(Path(weights)) if weights else "random weights"
-    return SourceModel(spec.name, onnx, sha, processor, random_weights=weights is None)
+    exported = read_meta(onnx)
+    return SourceModel(
+        spec.name, onnx, sha, processor, random_weights=weights is None,
+        notes=list(exported.notes) if exported else [], export_parity=exported.parity if exported else {},
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -165,6 +202,7 @@ def convert_model(
     weights: Path | None = None,
     random_weights: bool = False,
     parity: ParityOptions = ParityOptions(),
+    export: ExportOptions = ExportOptions(),
 ) -> ConversionResult:
     """Convert zoo model or file ``model`` to ``to`` (onnx, openvino, tflite) at ``output``.
 
@@ -172,7 +210,7 @@ def convert_model(
     beyond ``parity.tolerance`` or its task-level agreement is below ``parity.min_agreement``.
     """
     with tempfile.TemporaryDirectory(prefix="edgevision-convert-") as tmp:
-        source = resolve_source(model, Path(tmp), weights=weights, random_weights=random_weights)
+        source = resolve_source(model, Path(tmp), weights=weights, random_weights=random_weights, export=export)
         output = Path(output) if output else default_output(source, to)
         _check_target(to, output)
         candidate, notes = write_candidate(source, to, Path(tmp))
@@ -182,7 +220,7 @@ def convert_model(
         path = place(candidate, output)
     meta = _meta(source, to, checked, notes)
     write_meta(path, meta)
-    return ConversionResult(path, checked, meta)
+    return ConversionResult(path, checked, meta, source.export_parity)
 
 
 def _meta(source: SourceModel, to: str, parity: Parity, notes: list[str]) -> VariantMeta:
@@ -192,7 +230,7 @@ def _meta(source: SourceModel, to: str, parity: Parity, notes: list[str]) -> Var
         runtime=RUNTIMES[to],
         precision="fp32",
         step="convert",
-        parity=parity.to_dict(),
+        parity={**parity.to_dict(), **({"pytorch_to_onnx": source.export_parity} if source.export_parity else {})},
         agreement=parity.agreement,
         notes=[*source.notes, *notes],
         random_weights=source.random_weights,

@@ -1,0 +1,142 @@
+"""Reproduce the talk's table on this machine: baseline vs every variant, ratios and sizes.
+
+    python benchmarks/talk_table.py                       # all four models, 2 threads
+    python benchmarks/talk_table.py --models nanodet-m --threads 1,2 --json runs/talk/table.json
+
+openpose-body and yolox-nano run with seeded random weights (no registry package carries
+their checkpoints; size and speed do not depend on the values, and agreement is then the
+raw-output cosine); nanodet-m and movenet-lightning use their real weights. The baseline
+is PyTorch fp32 eager for PyTorch models and ONNX Runtime fp32 otherwise. Each model is one
+``edgevision bench`` run: every variant in its own worker process, rounds interleaved.
+Targets are printed with the measured figures, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from edgevision.bench.api import BenchOptions, BenchResult, TimingOptions, parse_threads, run_bench
+from edgevision.bench.report import p50
+
+MODELS: dict[str, dict] = {
+    "openpose-body": {"random_weights": True, "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8"},
+    "yolox-nano": {"random_weights": True,
+                   "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32,litert-int8"},
+    "nanodet-m": {"random_weights": False,
+                  "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32,litert-int8"},
+    "movenet-lightning": {"random_weights": False, "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-int8"},
+}  # fmt: skip
+HEADER = ["model", "weights", "variant", "size MB", "size ratio", "p50 ms", "speed-up", "agreement", "% of peak"]
+
+
+def baseline_of(result: BenchResult) -> dict:
+    """The PyTorch fp32 record when there is one, else ONNX Runtime fp32."""
+    by_key = {r["variant"]: r for r in result.records}
+    return by_key.get("torch-fp32") or by_key["ort-fp32"]
+
+
+def rows_for(result: BenchResult, threads: int, random_weights: bool) -> list[dict]:
+    """One row per variant: size and latency, and their ratios to the baseline."""
+    base = baseline_of(result)
+    rows = []
+    for r in result.records:
+        latency, base_latency = p50(r, threads), p50(base, threads)
+        fraction = r["threads"].get(str(threads), {}).get("fraction_of_peak")
+        rows.append({
+            "model": result.model, "weights": "random" if random_weights else "real", "variant": r["variant"],
+            "baseline": r is base, "recommended": r["variant"] == result.recommended, "threads": threads,
+            "size_mb": r["size_bytes"] / 1e6, "size_ratio": r["size_bytes"] / base["size_bytes"],
+            "p50_ms": latency, "speedup": base_latency / latency if latency and base_latency else None,
+            "agreement": r.get("agreement"), "agreement_metric": r.get("agreement_metric"),
+            "fraction_of_peak": fraction, "precision": r["precision"],
+        })  # fmt: skip
+    return rows
+
+
+def _cell(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in rows:
+        name = r["variant"] + (" (baseline)" if r["baseline"] else "") + (" ★" if r["recommended"] else "")
+        lines.append("| " + " | ".join([
+            r["model"], r["weights"], name, _cell(r["size_mb"], ".1f"), _cell(r["size_ratio"], ".2f") + "×",
+            _cell(r["p50_ms"], ".1f"), _cell(r["speedup"], ".2f") + "×", _cell(r["agreement"], ".3f"),
+            _cell(r["fraction_of_peak"] and 100 * r["fraction_of_peak"], ".0f"),
+        ]) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def targets(rows: list[dict], results: dict[str, BenchResult]) -> list[str]:
+    """The talk's targets next to what this run measured (reported, not asserted)."""
+    out = []
+    for model in ("yolox-nano", "openpose-body"):
+        mine = [r for r in rows if r["model"] == model and r["speedup"]]
+        if mine:
+            best = max(mine, key=lambda r: r["speedup"])
+            out.append(f"{model}: best variant {best['variant']} p50 is {best['speedup']:.2f}x lower than PyTorch fp32 "
+                       f"at {best['threads']} threads (target >= 5x): {'met' if best['speedup'] >= 5 else 'NOT met'}")  # fmt: skip
+    int8 = [r for r in rows if r["model"] == "openpose-body" and r["precision"] == "int8" and r["fraction_of_peak"]]
+    if int8:
+        best = max(int8, key=lambda r: r["fraction_of_peak"])
+        out.append(f"openpose-body: best int8 ({best['variant']}) runs at {100 * best['fraction_of_peak']:.0f}% of the "
+                   f"measured int8 peak (target >= 80%): {'met' if best['fraction_of_peak'] >= 0.8 else 'NOT met'}")  # fmt: skip
+    if "nanodet-m" in results:
+        out.append(_nanodet_target(rows))
+    return out
+
+
+def _nanodet_target(rows: list[dict]) -> str:
+    nano = {r["variant"]: r for r in rows if r["model"] == "nanodet-m"}
+    rec = next((r for r in nano.values() if r["recommended"]), None)
+    base = nano.get("ort-fp32")
+    if rec is None or base is None:
+        return "nanodet-m: no recommendation"
+    ok = rec["p50_ms"] < base["p50_ms"] and (rec["agreement"] or 0) >= 0.97
+    return (f"nanodet-m: recommended {rec['variant']} p50 {rec['p50_ms']:.1f} ms vs ORT fp32 {base['p50_ms']:.1f} ms, "
+            f"agreement mAP {_cell(rec['agreement'], '.3f')} (target: faster with >= 0.97): {'met' if ok else 'NOT met'}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
+    parser.add_argument("--threads", default="2")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=1.5, help="seconds each variant runs per round")
+    parser.add_argument("--out", type=Path, default=Path("runs/talk"), help="folder for each model's bench report")
+    parser.add_argument("--json", type=Path, default=Path("runs/talk/table.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    threads = parse_threads(args.threads)
+    rows, results = [], {}
+    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+        config = MODELS[model]
+        options = BenchOptions(random_weights=config["random_weights"],
+                               timing=TimingOptions(rounds=args.rounds, round_seconds=args.seconds))  # fmt: skip
+        results[model] = run_bench(model, variants=config["variants"], threads=threads, output=args.out / model,
+                                   options=options)  # fmt: skip
+        for t in threads:
+            rows += rows_for(results[model], t, config["random_weights"])
+    first = next(iter(results.values()))
+    m = first.machine
+    machine = f"{m['cpu']}, {m['usable_cores']} cores ({' '.join(m['flags'])}), {m['os']}"
+    peaks = {model: r.peak for model, r in results.items()}
+    print(f"Machine: {machine}\n\n{markdown(rows)}\n")
+    for line in targets(rows, results):
+        print(f"- {line}")
+    for model, peak in peaks.items():
+        for t, p in peak.items():
+            print(f"- peak during {model} at {t} threads: fp32 {p['fp32']['gmacs']} GMAC/s, int8 {p['int8']['gmacs']} GMAC/s")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": m, "rows": rows, "targets": targets(rows, results), "peaks": peaks}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""edgevision bench: the harness on a tiny model, the recommendation, the Pareto front, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+import tiny_models
+from conftest import run_cli
+from edgevision.bench.harness import TimingOptions, summarize
+from edgevision.bench.report import pareto_front, recommend
+
+QUICK = TimingOptions(rounds=2, round_seconds=0.1, min_iterations=3, warmup_iterations=2, warmup_seconds=0.05,
+                      pipeline_seconds=0.05, overhead_blocks=2)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-bench")
+    return tiny_models.build_torch(folder)["onnx"]
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"img{i}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    return folder
+
+
+def assert_clean_error(done, *needles: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    text = " ".join(done.stderr.split())
+    for needle in needles:
+        assert needle in text, text
+
+
+# ----------------------------------------------------------------------------- the harness
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tiny_onnx, image_folder, tmp_path_factory):
+    from edgevision.bench.api import BenchOptions, run_bench
+
+    out = tmp_path_factory.mktemp("bench-out")
+    return run_bench(str(tiny_onnx), variants="ort-fp32,openvino-fp32", threads="1,2", data=str(image_folder),
+                     output=out, options=BenchOptions(timing=QUICK))  # fmt: skip
+
+
+RECORD_FIELDS = {"variant", "runtime", "precision", "size_bytes", "macs", "peak_rss_mb", "threads", "agreement",
+                 "agreement_metric", "baseline", "coco", "error"}  # fmt: skip
+THREAD_FIELDS = {"load_s", "first_ms", "latency", "pipeline", "peak_rss_mb", "macs_per_s", "fraction_of_peak"}
+
+
+def test_harness_writes_a_full_record_per_variant(tiny_bench):
+    data = json.loads(tiny_bench.paths["json"].read_text())
+    assert [r["variant"] for r in data["variants"]] == ["ort-fp32", "openvino-fp32"]
+    assert {"cpu", "usable_cores", "flags"} <= set(data["machine"])
+    assert "onnxruntime" in data["settings"]["versions"]
+    for record in data["variants"]:
+        assert RECORD_FIELDS <= set(record), RECORD_FIELDS - set(record)
+        assert record["error"] is None
+        assert record["size_bytes"] > 0 and record["macs"] == 16 * 16 * 8 * 27 + 8 * 4
+        assert record["peak_rss_mb"] > 0
+        assert set(record["threads"]) == {"1", "2"}
+        for figures in record["threads"].values():
+            assert THREAD_FIELDS <= set(figures)
+            lat = figures["latency"]
+            assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+            assert lat["samples"] >= QUICK.rounds * QUICK.min_iterations
+            assert figures["pipeline"]["p50"] > 0 and figures["load_s"] > 0 and figures["first_ms"] > 0
+
+
+def test_fp32_variants_agree_and_baseline_is_recommended_or_faster(tiny_bench):
+    by_key = {r["variant"]: r for r in tiny_bench.records}
+    assert by_key["ort-fp32"]["baseline"] and by_key["ort-fp32"]["agreement"] == pytest.approx(1.0)
+    assert by_key["openvino-fp32"]["agreement"] > 0.999  # same network, another runtime
+    assert tiny_bench.recommended in by_key
+
+
+def test_harness_overhead_against_bare_session_run_is_small(tiny_bench):
+    overhead = tiny_bench.overhead
+    assert overhead["bare_p50_ms"] > 0 and overhead["edgevision_p50_ms"] > 0
+    # A generous bound: checking the feeds and naming the outputs costs microseconds, not milliseconds.
+    assert overhead["overhead_us"] < 500
+
+
+def test_peak_is_measured_for_both_precisions(tiny_bench):
+    for threads in ("1", "2"):
+        peak = tiny_bench.peak[threads]
+        assert peak["fp32"]["gmacs"] > 0 and peak["int8"]["gmacs"] > 0
+        assert "matmul" in peak["fp32"]["method"] or "mm" in peak["fp32"]["method"]
+
+
+def test_reports_are_written(tiny_bench):
+    md = tiny_bench.paths["md"].read_text()
+    assert "| ort-fp32" in md and "recommended:" in md and "harness overhead" in md
+    html = tiny_bench.paths["html"].read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    assert "http://" not in html and "https://" not in html  # stands alone
+
+
+def test_summarize_percentiles():
+    figures = summarize(list(range(1, 101)))
+    assert figures["p50"] == pytest.approx(50.5) and figures["p99"] == pytest.approx(99.01)
+    assert summarize([]) == {}
+
+
+# ----------------------------------------------------------------------------- choosing
+
+
+def record(key: str, p50: float, agreement: float | None, *, baseline: bool = False, error: str | None = None) -> dict:
+    return {"variant": key, "baseline": baseline, "agreement": agreement, "error": error,
+            "threads": {"2": {"latency": {"p50": p50}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        ([record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 8, 0.99), record("ov-int8", 6, 0.90)], "ort-int8"),
+        ([record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 8, 0.95), record("ov-int8", 6, 0.90)], "ort-fp32"),
+        ([record("torch-fp32", 50, 1.0, baseline=True), record("ort-fp32", 20, 1.0), record("ov-fp16", 15, 0.985)], "ov-fp16"),
+        ([record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 5, 0.99, error="died")], "ort-fp32"),
+        ([record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 5, None)], "ort-fp32"),
+        ([record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 9, 0.98)], "ort-int8"),  # exactly at the budget
+        ([], None),
+    ],
+    ids=["fastest-within", "none-within", "fp16-within", "failed-skipped", "unscored-skipped", "on-the-edge", "empty"],
+)
+def test_recommend(records, expected):
+    assert recommend(records, max_drop=0.02, threads=2) == expected
+
+
+@pytest.mark.parametrize(
+    ("points", "front"),
+    [
+        ([(20.0, 1.0), (8.0, 0.99), (9.0, 0.95), (30.0, 1.0)], [1, 0]),
+        ([(5.0, 0.5)], [0]),
+        ([(5.0, 0.9), (5.0, 0.95), (4.0, 0.8)], [2, 1]),
+        ([(1.0, 0.1), (2.0, 0.2), (3.0, 0.3)], [0, 1, 2]),
+        ([], []),
+    ],
+    ids=["dominated-dropped", "single", "tie-on-latency", "all-on-front", "empty"],
+)
+def test_pareto_front(points, front):
+    assert pareto_front(points) == front
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_threads_zero_is_one_sentence():
+    done = run_cli("bench", "nanodet-m", "--threads", "0")
+    assert_clean_error(done, "--threads values must be 1 or more")
+
+
+def test_unknown_variant_is_one_sentence(tiny_onnx):
+    done = run_cli("bench", tiny_onnx, "--variants", "ort-fp64")
+    assert_clean_error(done, "unknown variant(s) ort-fp64")
+
+
+def test_variant_of_missing_backend_names_the_extra(tiny_onnx):
+    code = (
+        "import sys\n"
+        "import edgevision.backends.litert as m\n"
+        "m.LiteRtBackend.is_available = classmethod(lambda cls: False)\n"
+        "from edgevision.cli import main\n"
+        f"sys.argv = ['edgevision', 'bench', {str(tiny_onnx)!r}, '--variants', 'ort-fp32,litert-int8']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert_clean_error(done, "litert-int8", "pip install 'edgevision[litert]'")
+
+
+def test_annotations_that_match_no_image(tiny_onnx, image_folder, tmp_path):
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "elsewhere.jpg", "width": 8, "height": 8}],
+                                "annotations": [], "categories": [{"id": 1, "name": "person"}]}))  # fmt: skip
+    done = run_cli("bench", tiny_onnx, "--variants", "ort-fp32", "--data", image_folder, "--annotations", coco)
+    assert_clean_error(done, "annotates none of the 3 images")
+
+
+def test_annotations_that_are_not_coco(tiny_onnx, image_folder, tmp_path):
+    bad = tmp_path / "coco.json"
+    bad.write_text("[1, 2]")
+    done = run_cli("bench", tiny_onnx, "--variants", "ort-fp32", "--data", image_folder, "--annotations", bad)
+    assert_clean_error(done, "is not a COCO annotations file")
+
+
+def test_annotations_match_by_file_name(tmp_path):
+    from edgevision.bench.api import match_annotations
+
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps({"images": [{"id": 7, "file_name": "a/b/img1.png"}], "annotations": []}))
+    _, indices, ids = match_annotations(coco, ["x/img0.png", "y/img1.png"])
+    assert (indices, ids) == ([1], [7])

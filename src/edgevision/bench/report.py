@@ -134,8 +134,9 @@ def recommendation_sentence(result: BenchResult) -> str:
         return "recommended: none (nothing was scored)"
     budget = result.settings.get("max_drop")
     threads = max(result.settings.get("threads", [1]))
-    what = "the fp32 baseline (no variant within budget)" if rec.get("baseline") else rec["label"]
-    return (f"recommended: {rec['variant']}: {what}, fastest within {budget} of fp32 agreement, "
+    what = f"the fp32 baseline: no faster variant within {budget} of its agreement" if rec.get("baseline") else \
+        f"{rec['label']}, the fastest within {budget} of fp32 agreement"
+    return (f"recommended: {rec['variant']}: {what}, "
             f"p50 {_fmt(p50(rec, threads), '.2f')} ms at {threads} thread(s), agreement {_fmt(rec.get('agreement'), '.3f')}")  # fmt: skip
 
 

@@ -1,10 +1,11 @@
 # Quick start:   make demo    (set up, then run the default detector on the sample video)
 #                make test    (set up, then run the test suite)
+#                make talk    (set up, then time every variant of the talk's models: benchmarks/talk_table.py)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test talk clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +22,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+talk: setup
+	$(BIN)/python benchmarks/talk_table.py --json runs/talk/table.json
 
 clean:
 	rm -rf $(VENV) runs

@@ -119,3 +119,14 @@ def test_predict_glob(samples_cache, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     by_name = {r["source"].rsplit("/", 1)[-1]: {o["label"] for o in r["objects"]} for r in records}
     assert "dog" in by_name["dog.jpg"] and "horse" in by_name["horses.jpg"]
+
+
+def test_a_pulled_zoo_file_decodes_as_its_model(first_frame):
+    from edgevision.zoo import model_file
+
+    detections = load_predictor(str(model_file("nanodet-m", "onnx")))(first_frame)
+    assert detections.task == "detection" and len(people(detections)) >= 3
+
+
+def test_an_unrelated_onnx_file_reports_raw_outputs(tiny_model_files, first_frame):
+    assert load_predictor(str(tiny_model_files["onnxruntime"]))(first_frame).task == "raw"

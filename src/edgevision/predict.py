@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink
 from edgevision.pipeline.sources import Frame, is_video, iter_frames, video_fps
 from edgevision.types import Prediction
 from edgevision.variants import read_meta
-from edgevision.zoo import ModelSpec, get_spec, list_models, pull
+from edgevision.zoo import MANIFEST, ModelSpec, get_spec, list_models, pull
 from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 
 logger = logging.getLogger(__name__)
@@ -65,14 +66,27 @@ def load_predictor(
     return target.predictor(target, pull(target.name), backend, threads)
 
 
+def source_model_of(path: Path) -> str | None:
+    """The zoo model a file decodes as: from its metadata file, or because it is a pulled zoo file."""
+    meta = read_meta(path)
+    if meta is not None:
+        return meta.source_model if meta.source_model in list_models() else None
+    manifest = path.parent / MANIFEST
+    if manifest.exists():
+        name = json.loads(manifest.read_text()).get("name")
+        return name if name in list_models() and path.name in get_spec(name).files.values() else None
+    return None
+
+
 def _file_predictor(path: Path, *, backend: str | None, threads: int | None) -> Predictor:
     meta = read_meta(path)
-    source = get_spec(meta.source_model) if meta and meta.source_model in list_models() else None
+    name = source_model_of(path)
+    source = get_spec(name) if name else None
     runtime = backend or (meta.runtime if meta else None)
     if source is None or source.processor is None:
         return RawPredictor(create_backend(runtime, path, threads=threads))
     predictor = SingleStagePredictor(create_backend(runtime, path, threads=threads), source.processor())
-    predictor.random_weights = meta.random_weights
+    predictor.random_weights = bool(meta and meta.random_weights)
     return predictor
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from edgevision.cli import convert, optimize, predict, quantize, run, samples, zoo
-from edgevision.cli import bench, inspect
+from edgevision.cli import bench, demo, inspect
 from edgevision.cli.console import stderr
 from edgevision.errors import EdgevisionError
 
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(zoo.app, name="zoo")
 app.add_typer(samples.app, name="samples")
+app.command("demo")(demo.demo)
 app.command("predict")(predict.predict)
 app.command("run")(run.run)
 app.command("quantize")(quantize.quantize)

@@ -25,10 +25,14 @@ def quantize(
         str | None, typer.Option("--calib", help="Calibration images: folder, glob or video file.")
     ] = None,
     holdout: Annotated[
-        str | None, typer.Option("--holdout", help="Held-out images for agreement (default: other images of --calib).")
+        str | None, typer.Option("--holdout", help="More held-out images for agreement, added to other images of --calib and the sample photos.")
     ] = None,
     count: Annotated[int, typer.Option("--count", min=1, help="Calibration images to use.")] = 64,
-    method: Annotated[str, typer.Option("--method", help="Calibration: minmax, percentile or entropy.")] = "minmax",
+    method: Annotated[
+        str | None,
+        typer.Option("--method", help="Calibration method (default: the backend's best; ort: minmax, percentile, entropy; "
+                     "openvino: mean-minmax, minmax, percentile, histogram)."),
+    ] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Layer to keep in float (repeatable).")] = None,
     max_drop: Annotated[
         float | None, typer.Option("--max-drop", min=0.0, max=1.0, help="Largest agreement drop allowed (auto: 0.02).")
@@ -36,6 +40,10 @@ def quantize(
     strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when the budget cannot be met.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the model.")] = None,
     threads: ThreadsOption = 2,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint of a PyTorch zoo model.")] = None,
+    random_weights: Annotated[
+        bool, typer.Option("--random-weights", help="PyTorch zoo model with seeded random weights (size and speed only).")
+    ] = False,
 ) -> None:
     """Quantize a model, check it against float on held-out images, write it with its metadata."""
     options = QuantizeOptions(precision=precision, method=method, exclude=tuple(exclude or ()))
@@ -44,6 +52,7 @@ def quantize(
         result = quantize_model(
             model, backend=backend, precision=precision, calib=calib, output=output, options=options,
             max_drop=max_drop, strict=strict, holdout=holdout, calib_count=count, threads=threads or 2, progress=say,
+            weights=weights, random_weights=random_weights,
         )  # fmt: skip
     except BudgetNotMetError as exc:
         show(exc.result)

@@ -57,6 +57,7 @@ class QuantizeResult:
     parity: dict = field(default_factory=dict)
     latency_ms: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the quantizer's own account of what it did
     seconds: float = 0.0
 
     @property
@@ -86,12 +87,16 @@ class ResolvedModel:
 # ----------------------------------------------------------------------------- resolving
 
 
-def resolve_source(model: str) -> ResolvedModel:
-    """Zoo name -> its ONNX file and processor; an ONNX file -> itself (its source's processor when known)."""
-    from edgevision.zoo import list_models, model_file
+def resolve_source(model: str, *, weights: Path | None = None, random_weights: bool = False) -> ResolvedModel:
+    """Zoo name -> its ONNX file and processor; an ONNX file -> itself (its source's processor when known).
+
+    PyTorch zoo models are exported to ONNX first (with ``weights``, or seeded random
+    weights when ``random_weights``), through ``edgevision.zoo.pytorch.export_torch_model``.
+    """
+    from edgevision.zoo import list_models
 
     if model in list_models():
-        return ResolvedModel(model, model_file(model, "onnx"), zoo_processor(model))
+        return ResolvedModel(model, zoo_onnx(model, weights=weights, random_weights=random_weights), zoo_processor(model))
     path = Path(model)
     if not path.is_file():
         from edgevision.zoo import get_spec
@@ -107,26 +112,27 @@ def resolve_source(model: str) -> ResolvedModel:
     return ResolvedModel(path.stem, path, RawImageProcessor.for_model(path))
 
 
-def zoo_processor(name: str):
-    """The zoo model's processor: its spec's factory, else one built for the known families."""
-    from edgevision.zoo import get_spec, pull
+def zoo_onnx(name: str, *, weights: Path | None, random_weights: bool) -> Path:
+    """The zoo model's ONNX file: pulled, or exported from PyTorch for PyTorch families."""
+    from edgevision.zoo import get_spec, model_file
+    from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 
     spec = get_spec(name)
-    if spec.processor is not None:
-        return spec.processor()
-    if spec.family == "nanodet":
-        from edgevision.models.nanodet import NanoDetProcessor
+    if is_pytorch_family(spec):
+        return export_torch_model(spec, weights=weights, random_weights=random_weights)
+    if weights is not None or random_weights:
+        raise EdgevisionError(f"{name} comes with its own weights; --weights and --random-weights are for PyTorch models.")
+    return model_file(name, "onnx")
 
-        return NanoDetProcessor(input_size=spec.input_size)
-    if spec.family == "movenet":
-        from edgevision.models.movenet import MoveNetProcessor
 
-        return MoveNetProcessor(input_size=spec.input_size, multiple_of=32 if "multipose" in name else None)
-    if spec.family == "ssd":
-        from edgevision.models.ssd import SsdProcessor, read_labels
+def zoo_processor(name: str):
+    """The zoo model's processor (its spec's factory); raw image feeding when it has none."""
+    from edgevision.zoo import get_spec
 
-        return SsdProcessor(class_names=read_labels(pull(name) / "labelmap.txt"), input_size=spec.input_size)
-    raise EdgevisionError(f"{name} has no single-stage processor; quantize its ONNX file as a raw model.")
+    spec = get_spec(name)
+    if spec.processor is None:
+        raise EdgevisionError(f"{name} has no single-stage processor; quantize its ONNX file as a raw model.")
+    return spec.processor()
 
 
 @dataclass
@@ -181,11 +187,17 @@ def quantize_model(
     calib_count: int = 64,
     threads: int = 2,
     progress: Callable[[str], None] | None = None,
+    weights: Path | None = None,
+    random_weights: bool = False,
+    default_holdout: bool = True,
 ) -> QuantizeResult:
     """Quantize ``model`` for ``backend`` at ``precision`` ("auto": int8 within ``max_drop``).
 
     Writes the model and its metadata file atomically. A budget that cannot be met keeps
     the best variant and reports it; with ``strict`` it then raises ``BudgetNotMetError``.
+    Agreement is measured on images of ``calib`` held apart from calibration, plus the
+    sample photos (``default_holdout``) and the images of ``holdout``. ``weights`` /
+    ``random_weights`` choose the weights of PyTorch zoo models.
     """
     start = time.perf_counter()
     say = progress or logger.info
@@ -193,11 +205,13 @@ def quantize_model(
         raise EdgevisionError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}.")
     quantizer = get_quantizer(backend)
     concrete = "int8" if precision == "auto" else precision
-    options = replace(options, precision=concrete)
+    options = quantizer.resolve(replace(options, precision=concrete))
     _check_supported(quantizer, options)
-    source = resolve_source(model)
+    source = resolve_source(model, weights=weights, random_weights=random_weights)
     say(f"source: {source.path} ({source.path.stat().st_size / 1e6:.2f} MB)")
-    calibration = _calibration(source, calib, holdout, calib_count, concrete, say)
+    holdouts = default_holdout_photos(source.processor) if default_holdout and calib else []
+    holdouts += [holdout] if holdout else []
+    calibration = _calibration(source, calib, holdouts, calib_count, concrete, say)
     output = Path(output) if output else default_output(source.name, backend, precision, quantizer.suffix)
     budget = max_drop if max_drop is not None else (DEFAULT_MAX_DROP if precision == "auto" else None)
     result = _quantize(source, quantizer, options, calibration, budget, output, threads, say)
@@ -220,7 +234,25 @@ def _check_supported(quantizer: Quantizer, options: QuantizeOptions) -> None:
         )
 
 
-def _calibration(source: ResolvedModel, calib: str | None, holdout: str | None, count: int, precision: str, say):
+# Photos added to every held-out set, so agreement is not judged on one scene only. Pose
+# models get photos of one or a few large people (the single-pose models' use case).
+DETECTION_PHOTOS = ("person.jpg", "messi5.jpg", "basketball1.png", "dog.jpg", "horses.jpg")
+POSE_PHOTOS = ("person.jpg", "messi5.jpg", "basketball1.png")
+
+
+def default_holdout_photos(processor) -> list[str]:
+    """Paths of the sample photos held out for agreement (none when they cannot be fetched)."""
+    from edgevision.samples import sample_path
+
+    names = POSE_PHOTOS if getattr(processor, "task", "") == "pose" else DETECTION_PHOTOS
+    try:
+        return [str(sample_path(name)) for name in names]
+    except EdgevisionError as exc:
+        logger.warning("sample photos unavailable (%s); agreement uses calibration-source images only", exc)
+        return []
+
+
+def _calibration(source: ResolvedModel, calib: str | None, holdout: list[str], count: int, precision: str, say):
     if calib is None:
         if precision == "int8":
             raise EdgevisionError(
@@ -252,6 +284,7 @@ def _quantize(source, quantizer, options, calibration, budget, output, threads, 
             chosen = outcome.best.path
         _move_model(chosen, output)
         result = _result(source, quantizer, options, output, outcome, budget)
+        result.notes = list(getattr(quantizer, "notes", []))
         if judge is not None:
             result.parity = judge.parity(output, quantizer.runtime)
             _time(result, source, quantizer, calibration, threads, say)
@@ -313,7 +346,7 @@ def _write_meta(result: QuantizeResult, source, quantizer, options, calibration,
         calibration=_calibration_record(calibration, options),
         agreement={"metric": result.metric, "value": result.agreement, "max_drop": budget,
                    "met": result.budget_met, "attempts": result.attempts, "latency_ms_p50": result.latency_ms},
-        notes=list(result.warnings),
+        notes=list(result.notes) + list(result.warnings),
     )  # fmt: skip
     write_meta(result.output, meta)
 

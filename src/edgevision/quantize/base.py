@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,13 +17,14 @@ Feeds = dict[str, np.ndarray]
 class QuantizeOptions:
     """Rare knobs of a quantization run; every field has a sensible default.
 
-    ``method`` is the calibration method (``minmax``, ``percentile``, ``entropy``) and is
-    refused by backends that do not really implement it. ``exclude`` names layers (nodes of
+    ``method`` is the calibration method (``minmax``, ``percentile``, ``entropy`` ...; None:
+    the backend's ``default_method``) and is refused by backends that do not really
+    implement it. ``exclude`` names layers (nodes of
     the source ONNX graph) to keep in float.
     """
 
     precision: str = "int8"  # fp16, int8-dynamic, int8
-    method: str = "minmax"
+    method: str | None = None
     per_channel: bool = True
     exclude: tuple[str, ...] = ()
     percentile: float = 99.999
@@ -35,7 +36,8 @@ class Quantizer(ABC):
 
     Subclasses set ``name`` (the ``--backend`` value), ``runtime`` (the edgevision backend
     that runs the produced file), ``suffix`` of the produced file, ``precisions`` and
-    ``methods`` they support, and ``extra`` (pip extra).
+    ``methods`` they support, ``default_method`` and ``extra`` (pip extra). After
+    ``quantize`` they leave short sentences on ``self.notes`` for the metadata file.
     """
 
     name: ClassVar[str]
@@ -43,7 +45,13 @@ class Quantizer(ABC):
     suffix: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]
     methods: ClassVar[tuple[str, ...]] = ("minmax",)
+    default_method: ClassVar[str] = "minmax"
     extra: ClassVar[str | None] = None
+    notes: list[str]  # set by ``quantize``: what was done, for the metadata file
+
+    def resolve(self, options: QuantizeOptions) -> QuantizeOptions:
+        """``options`` with the calibration method filled in (``default_method`` when None)."""
+        return options if options.method else replace(options, method=self.default_method)
 
     @classmethod
     def is_available(cls) -> bool:

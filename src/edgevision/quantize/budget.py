@@ -11,8 +11,10 @@ pose OKS AP with the float model's predictions as ground truth, mean output cosi
 models without a decoder. When ``1 - agreement`` exceeds ``max_drop``, layers are ranked
 once by the noise they add (``edgevision.quantize.sensitivity``, measured with an ONNX
 Runtime QDQ model of the same source, so it also ranks for other backends) and excluded
-in growing batches (1, 2, 4, 8 ... worst layers, a handful of attempts in all) until the
-budget holds or the candidates run out; the best attempt is kept either way.
+first the output head (the last weighted layers and the activations after them), then the
+head plus growing batches of the noisiest other layers (1, 2, 4, 8 ..., a handful of
+attempts in all) until the budget holds or the candidates run out; the best attempt is
+kept either way.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from edgevision.bench.metrics import detection_agreement, mean_cosine, pose_agre
 from edgevision.models.base import Processor
 from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
 from edgevision.quantize.calibration import CalibrationSet
-from edgevision.quantize.sensitivity import LayerSensitivity, rank_layers
+from edgevision.quantize.sensitivity import (
+    WEIGHTED_OPS,
+    LayerSensitivity,
+    exclusion_unit,
+    head_units,
+    rank_layers,
+    unique,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -168,14 +177,31 @@ def run_budget(
         return BudgetResult(attempts, attempts[0], _meets(attempts[0], max_drop), judge.metric)
     ranking = trial.rank(attempts[0])
     say(f"ranked {len(ranking)} layers by added noise; worst: {', '.join(r.name for r in ranking[:3])}")
-    for count in batch_sizes(len(ranking)):
-        attempt = trial.run(list(options.exclude) + [r.name for r in ranking[:count]])
+    for exclude in exclusion_plan(trial.graph(), ranking):
+        attempt = trial.run(unique(list(options.exclude) + exclude))
         attempts.append(attempt)
         say(f"{attempt.excluded_count} layers float: agreement {attempt.agreement:.3f}, {attempt.size_bytes / 1e6:.2f} MB")
         if _meets(attempt, max_drop):
             break
     best = choose(attempts, max_drop)
     return BudgetResult(attempts, best, _meets(best, max_drop), judge.metric, ranking)
+
+
+def exclusion_plan(graph, ranking: Sequence[LayerSensitivity]) -> list[list[str]]:
+    """The exclusion lists to try, in order: the output head, then the head plus growing
+    batches of the noisiest other weighted layers (1, 2, 4 ... of them).
+
+    Every layer goes with the activation after it (``exclusion_unit``), so the tensor
+    between them really stays float. The head comes first because its noise lands directly
+    on the scores: on NanoDet-m one conv per stride makes 80 class and 44 box-distribution
+    channels that share one activation scale until they are split.
+    """
+    head = head_units(graph)
+    body = [r.name for r in ranking if r.op_type in WEIGHTED_OPS and r.name not in set(head)]
+    plan = [head] if head else []
+    for count in batch_sizes(len(body)):
+        plan.append(unique(head + [name for layer in body[:count] for name in exclusion_unit(graph, layer)]))
+    return plan
 
 
 def batch_sizes(total: int) -> list[int]:
@@ -218,6 +244,12 @@ class _Trial:
         self.quantizer.quantize(self.source, path, options=options, calibration=self.calibration.feeds)
         agreement = self.judge(path, self.quantizer.runtime)
         return Attempt(list(exclude), agreement, _size(path), path)
+
+    def graph(self):
+        """The source graph (no weights), whose node names ``exclude`` uses."""
+        import onnx
+
+        return onnx.load(str(self.source), load_external_data=False).graph
 
     def rank(self, first: Attempt) -> list[LayerSensitivity]:
         """Layers by added noise, measured on an ONNX Runtime QDQ model of the same source."""

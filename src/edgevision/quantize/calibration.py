@@ -14,6 +14,7 @@ measure how much the quantized model still agrees with the float one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,24 +49,25 @@ def load_calibration(
     input_name: str,
     count: int = 64,
     holdout: int = 16,
-    holdout_source: str | None = None,
+    holdout_source: str | Sequence[str] | None = None,
     min_images: int = MIN_IMAGES,
 ) -> CalibrationSet:
     """Read ``count`` calibration and ``holdout`` held-out images and pre-process them.
 
-    ``source`` is a folder, glob or video; held-out images are other images of it, or the
-    images of ``holdout_source`` when given. Raises ``EdgevisionError`` when the source is
-    missing, empty, unreadable or holds fewer than ``min_images`` images.
+    ``source`` is a folder, glob or video; ``holdout`` other images of it are held out, and
+    the images of ``holdout_source`` (one or several folders, globs, files or videos, up
+    to ``holdout`` images each) are held out in addition. Raises ``EdgevisionError`` when
+    a source is missing, empty, unreadable or ``source`` holds fewer than ``min_images``.
     """
     if count < 1 or holdout < 0:
         raise EdgevisionError(f"calibration needs count >= 1 and holdout >= 0, got {count} and {holdout}.")
-    own_holdout = 0 if holdout_source else holdout
-    images, names = read_images(source, count + own_holdout, min_images=min_images)
-    calib, held = split_holdout(images, own_holdout)
-    if holdout_source:
-        held = read_images(holdout_source, holdout, min_images=1)[0]
+    images, names = read_images(source, count + holdout, min_images=min_images)
+    calib, held = split_holdout(images, holdout)
+    extra = [holdout_source] if isinstance(holdout_source, str) else list(holdout_source or ())
+    for other in extra:
+        held += read_images(other, max(holdout, 1), min_images=1)[0]
     description = {"source": str(source), "count": len(calib), "holdout": len(held),
-                   "holdout_source": str(holdout_source or source), "first": names[0], "last": names[-1]}  # fmt: skip
+                   "holdout_source": [str(source), *map(str, extra)], "first": names[0], "last": names[-1]}  # fmt: skip
     logger.info("calibration: %d images from %s, %d held out", len(calib), source, len(held))
     return _preprocess_all(calib, held, processor, input_name, description)
 

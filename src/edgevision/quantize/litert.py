@@ -54,6 +54,7 @@ class LiteRtQuantizer(Quantizer):
         """Write ``output`` at ``options.precision``; notes for the metadata go to ``self.notes``."""
         from edgevision.convert.onnx_tflite import TfliteOptions, onnx_to_tflite
 
+        options = self.resolve(options)
         self._check(options, calibration)
         tflite = TfliteOptions(options.precision, options.per_channel, tuple(calibration) if options.precision == "int8" else ())
         self.notes = onnx_to_tflite(Path(source), Path(output), options=tflite)

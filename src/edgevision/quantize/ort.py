@@ -67,6 +67,7 @@ class OrtQuantizer(Quantizer):
         self, source: Path, output: Path, *, options: QuantizeOptions, calibration: Sequence[Feeds] = ()
     ) -> Path:
         """Write ``source`` quantized as ``options.precision`` to ``output`` (atomically)."""
+        options = self.resolve(options)
         self.check(options, calibration)
         prepared = self.prepare(Path(source))
         check_exclude(prepared, options.exclude)
@@ -78,6 +79,7 @@ class OrtQuantizer(Quantizer):
             else:
                 ranges = self.ranges(prepared, calibration, options)
                 to_int8_static(prepared, tmp, options, ranges)
+        self.notes = ort_notes(options, len(calibration))
         return Path(output)
 
     def check(self, options: QuantizeOptions, calibration: Sequence[Feeds]) -> None:
@@ -115,6 +117,17 @@ class OrtQuantizer(Quantizer):
             compute_ranges(prepared, calibration, options, path)
             self._ranges[key] = path
         return self._ranges[key]
+
+
+def ort_notes(options: QuantizeOptions, count: int) -> list[str]:
+    """One sentence on what ``OrtQuantizer.quantize`` made, for the metadata file."""
+    if options.precision == "fp16":
+        return ["ONNX Runtime fp16 weights and compute, float32 inputs and outputs"]
+    weights = "per-channel" if options.per_channel else "per-tensor"
+    if options.precision == "int8-dynamic":
+        return [f"ONNX Runtime dynamic int8, uint8 {weights} weights"]
+    return [f"ONNX Runtime static int8 QDQ, uint8 activations, int8 {weights} weights, "
+            f"{options.method} calibration on {count} inputs"]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- preparing

@@ -72,6 +72,43 @@ def rank_layers(
 
 
 WEIGHTED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+# Ops that directly follow a weighted layer and stay float with it, so that the tensor
+# between the two is never quantized (a float Conv feeding an int8 LeakyRelu still has
+# its output quantized at the LeakyRelu's input).
+FOLLOWER_OPS = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Swish", "Tanh", "Split", "Softmax"}
+
+
+def exclusion_unit(graph, name: str) -> list[str]:
+    """``name`` and the activation (or split) nodes right after it: what to keep float together.
+
+    A node follows when it is one of ``FOLLOWER_OPS`` and its only graph input is an
+    output of the unit; followers of followers are included (Conv -> Split -> Sigmoid).
+    """
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+    by_name = {n.name: n for n in graph.node}
+    unit, stack = [name], [by_name[name]] if name in by_name else []
+    while stack:
+        for out in stack.pop().output:
+            for node in consumers.get(out, []):
+                if node.op_type in FOLLOWER_OPS and node.name not in unit:
+                    unit.append(node.name)
+                    stack.append(node)
+    return unit
+
+
+def head_units(graph) -> list[str]:
+    """The weighted layers of the output head with their followers (see ``exclusion_unit``)."""
+    head = output_head(graph)
+    weighted = [n.name for n in graph.node if n.name in head and n.op_type in WEIGHTED_OPS]
+    return unique(name for layer in weighted for name in exclusion_unit(graph, layer))
+
+
+def unique(names) -> list[str]:
+    """``names`` without repeats, first occurrence kept."""
+    return list(dict.fromkeys(names))
 
 
 def output_head(graph) -> set[str]:

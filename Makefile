@@ -1,4 +1,4 @@
-# Quick start:   make demo    (set up, then run the default detector on the sample video)
+# Quick start:   make demo    (set up, then pull, benchmark and run the default detector on the sample video)
 #                make test    (set up, then run the test suite)
 #                make talk    (set up, then time every variant of the talk's models: benchmarks/talk_table.py)
 PYTHON ?= python3
@@ -17,8 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/edgevision samples pull
-	$(BIN)/edgevision predict nanodet-m "$$($(BIN)/edgevision samples path vtest.avi)" -o runs/demo/vtest-nanodet-m.mp4 --json runs/demo/vtest-nanodet-m.jsonl
+	$(BIN)/edgevision demo -o runs/demo
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -41,6 +41,7 @@ class DemoOptions:
     # vtest.avi is 768x576: the lawn in the foreground, the path running across the middle.
     zone: str = "no-entry-lawn:0,310,420,335,640,576,0,576"
     line: str = "path-count:560,150,560,420:both"
+    max_frames: int | None = None  # the whole video (795 frames) by default
     timing: TimingOptions = field(default_factory=lambda: TimingOptions(rounds=3, round_seconds=1.0))
 
 
@@ -120,7 +121,10 @@ def run_demo(
 
 def _run_video(model_file: str, video: Path, output: Path, options: DemoOptions, say) -> RunSummary:
     predictor = load_predictor(model_file, threads=options.threads)
-    config = RunConfig(zones=(parse_zone(options.zone),), lines=(parse_line(options.line),), classes=("person",))
+    config = RunConfig(
+        zones=(parse_zone(options.zone),), lines=(parse_line(options.line),), classes=("person",),
+        max_frames=options.max_frames,
+    )  # fmt: skip
     outputs = RunOutputs(
         video=output / "vtest-annotated.mp4", json_lines=str(output / "detections.jsonl"),
         events=output / "events.jsonl", stats=output / "stats.json",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tiny_models
-from conftest import run_cli
+from conftest import assert_clean_error, run_cli
 from edgevision.bench.harness import TimingOptions, summarize
 from edgevision.bench.report import pareto_front, recommend
 
@@ -32,14 +32,6 @@ def image_folder(tmp_path_factory):
     for i in range(3):
         cv2.imwrite(str(folder / f"img{i}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
     return folder
-
-
-def assert_clean_error(done, *needles: str) -> None:
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    text = " ".join(done.stderr.split())
-    for needle in needles:
-        assert needle in text, text
 
 
 # ----------------------------------------------------------------------------- the harness
@@ -63,7 +55,7 @@ def test_harness_writes_a_full_record_per_variant(tiny_bench):
     data = json.loads(tiny_bench.paths["json"].read_text())
     assert [r["variant"] for r in data["variants"]] == ["ort-fp32", "openvino-fp32"]
     assert {"cpu", "usable_cores", "flags"} <= set(data["machine"])
-    assert "onnxruntime" in data["settings"]["versions"]
+    assert "onnxruntime" in data["versions"] and data["settings"]["threads"] == [1, 2]
     for record in data["variants"]:
         assert RECORD_FIELDS <= set(record), RECORD_FIELDS - set(record)
         assert record["error"] is None

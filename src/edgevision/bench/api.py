@@ -63,7 +63,9 @@ class BenchResult:
     paths: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"model": self.model, "recommended": self.recommended, "machine": self.machine, "settings": self.settings,
+        settings = {k: v for k, v in self.settings.items() if k != "versions"}
+        return {"model": self.model, "recommended": self.recommended, "machine": self.machine,
+                "versions": self.settings.get("versions", {}), "settings": settings,
                 "peak": self.peak, "harness_overhead": self.overhead, "compute": self.compute,
                 "failures": self.failures, "variants": self.records}  # fmt: skip
 

@@ -54,6 +54,7 @@ def latency_vs_accuracy(records: Sequence[dict], *, threads: int) -> bytes:
         ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel(f"p50 latency at {threads} thread(s), ms (lower is better)")
     ax.set_ylabel("agreement with fp32 (higher is better)")
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_title("Latency vs accuracy")
     ax.grid(alpha=0.3)
     return _png(fig)

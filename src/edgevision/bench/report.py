@@ -182,7 +182,7 @@ def showcase_tiles(result: BenchResult) -> list[tuple[str, bytes]]:
         image = draw_banner(image, "RANDOM WEIGHTS") if random else image
         tiles.append((f"{key}: {_count(shown.get('prediction'))}", image_png(image)))
         if shown.get("heatmap") is not None:
-            tiles.append((f"{key}: heatmaps (max over keypoints)", image_png(shown["heatmap"])))
+            tiles.append((f"{key}: heatmaps (max over keypoints, scaled to its peak)", image_png(shown["heatmap"])))
     return tiles
 
 

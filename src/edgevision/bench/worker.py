@@ -129,10 +129,14 @@ class VariantRunner:
 
 
 def heatmap_overlay(image: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
-    """The image with the per-pixel maximum over keypoint heatmaps (background channel dropped) in colour."""
+    """The image with the per-pixel maximum over keypoint heatmaps (background channel dropped) in colour.
+
+    The map is scaled to its own maximum, so weak maps (random weights, int8 noise) still show their shape.
+    """
     import cv2
 
-    strongest = np.clip(heatmaps[..., :-1].max(axis=-1), 0, 1)
+    strongest = np.clip(heatmaps[..., :-1].max(axis=-1), 0, None)
+    strongest = strongest / max(float(strongest.max()), 1e-6)
     h, w = image.shape[:2]
     area = cv2.resize(strongest, (w, h))  # the maps cover exactly the image area
     colour = cv2.applyColorMap((area * 255).astype(np.uint8), cv2.COLORMAP_JET)

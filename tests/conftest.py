@@ -39,6 +39,16 @@ def run_cli(*args: str, env: dict | None = None, cwd=None) -> "subprocess.Comple
     )
 
 
+def assert_clean_error(done, *needles: str) -> None:
+    """A user error: exit code 2, no traceback, a short message holding every needle."""
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    text = " ".join(done.stderr.split())
+    for needle in needles:
+        assert needle in text, text
+    assert len([line for line in done.stderr.splitlines() if line.strip()]) <= 3, done.stderr
+
+
 @pytest.fixture(scope="session")
 def samples_cache() -> dict[str, "object"]:
     """Real sample media, fetched into the user cache once per machine."""

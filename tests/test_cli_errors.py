@@ -9,17 +9,8 @@ import tarfile
 
 import pytest
 
-from conftest import run_cli
+from conftest import assert_clean_error, run_cli
 from edgevision.errors import EdgevisionError
-
-
-def assert_clean_error(done, *needles: str) -> None:
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    text = " ".join(done.stderr.split())
-    for needle in needles:
-        assert needle in text, text
-    assert len([line for line in done.stderr.splitlines() if line.strip()]) <= 3, done.stderr
 
 
 def test_unknown_model_suggests_close_names():

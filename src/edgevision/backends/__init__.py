@@ -7,18 +7,16 @@ True
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 from pathlib import Path
 
 from edgevision.backends.base import Backend
+from edgevision.discovery import import_submodules
 from edgevision.errors import EdgevisionError, MissingExtraError
 
 logger = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, type[Backend]] = {}
-_DISCOVERED = False
 
 
 def register_backend(cls: type[Backend]) -> type[Backend]:
@@ -28,13 +26,7 @@ def register_backend(cls: type[Backend]) -> type[Backend]:
 
 
 def _discover() -> None:
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    _DISCOVERED = True
-    for module in pkgutil.iter_modules(__path__):
-        if module.name != "base":
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_submodules(__name__, frozenset({"base"}))
 
 
 def list_backends(*, available_only: bool = False) -> list[str]:

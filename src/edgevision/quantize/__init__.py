@@ -7,15 +7,12 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from edgevision.discovery import import_submodules
 from edgevision.errors import EdgevisionError, MissingExtraError
 from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
 
 _REGISTRY: dict[str, type[Quantizer]] = {}
-_DISCOVERED = False
-_NOT_BACKENDS = {"base", "calibration", "sensitivity", "budget", "api"}
+_NOT_BACKENDS = frozenset({"base", "calibration", "sensitivity", "budget", "api"})
 
 
 def register_quantizer(cls: type[Quantizer]) -> type[Quantizer]:
@@ -25,13 +22,7 @@ def register_quantizer(cls: type[Quantizer]) -> type[Quantizer]:
 
 
 def _discover() -> None:
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    _DISCOVERED = True
-    for module in pkgutil.iter_modules(__path__):
-        if module.name not in _NOT_BACKENDS:
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_submodules(__name__, _NOT_BACKENDS)
 
 
 def list_quantizers() -> list[str]:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import importlib
 import json
 import logging
-import pkgutil
 from pathlib import Path
 
+from edgevision.discovery import import_submodules
 from edgevision.errors import EdgevisionError
 from edgevision.zoo.cache import cache_dir, staging_dir
 from edgevision.zoo.sources import fetch_artifact, sha256_file
@@ -26,7 +25,6 @@ from edgevision.zoo.spec import Artifact, ModelSpec
 logger = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, ModelSpec] = {}
-_DISCOVERED = False
 MANIFEST = "manifest.json"
 
 
@@ -37,14 +35,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def _discover() -> None:
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    _DISCOVERED = True
-    import edgevision.models as families
-
-    for module in pkgutil.iter_modules(families.__path__):
-        importlib.import_module(f"{families.__name__}.{module.name}")
+    import_submodules("edgevision.models")
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -189,3 +189,10 @@ def test_nanodet_int8_is_smaller_and_described(samples_cache, tmp_path):
     assert 0.0 < meta.agreement["value"] <= 1.0 and set(meta.agreement["latency_ms_p50"]) == {"fp32", "int8"}
     assert json.loads(out.with_name("model.onnx.edgevision.json").read_text())["source_sha256"]
     assert _conv(out).name == first_conv and _conv(out).input[1] not in _dequantized(out)
+
+
+def test_holdout_source_adds_to_the_held_out_images(tmp_path):
+    extra = _images(tmp_path / "photos", 3)
+    calib = load_calibration(str(_images(tmp_path / "imgs", 12)), PROCESSOR, input_name="images", count=10, holdout=2,
+                             holdout_source=[str(extra)])  # fmt: skip
+    assert len(calib.feeds) == 10 and len(calib.holdout_feeds) == 2 + 2  # two own, two of the three photos (holdout=2)

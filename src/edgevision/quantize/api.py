@@ -25,7 +25,7 @@ from edgevision.errors import EdgevisionError
 from edgevision.models.transforms import ImageTransform, resize
 from edgevision.quantize import get_quantizer
 from edgevision.quantize.base import QuantizeOptions, Quantizer
-from edgevision.quantize.budget import AgreementJudge, BudgetResult, compare_latency, run_budget
+from edgevision.quantize.budget import AgreementJudge, BudgetResult, compare_latency, model_bytes, run_budget
 from edgevision.quantize.calibration import CalibrationSet, load_calibration
 from edgevision.types import RawOutputs
 from edgevision.variants import VariantMeta, read_meta, write_meta
@@ -310,7 +310,7 @@ def _move_model(chosen: Path, output: Path) -> None:
 def _result(source, quantizer, options, output: Path, outcome: BudgetResult | None, budget) -> QuantizeResult:
     result = QuantizeResult(
         output=output, source=source.path, source_model=source.name, backend=quantizer.name,
-        precision=options.precision, source_bytes=source.path.stat().st_size, output_bytes=output.stat().st_size,
+        precision=options.precision, source_bytes=model_bytes(source.path), output_bytes=model_bytes(output),
     )  # fmt: skip
     if outcome is not None:
         result.metric = outcome.metric

@@ -236,14 +236,24 @@ class _Trial:
         self.source, self.quantizer, self.options = source, quantizer, options
         self.calibration, self.judge, self.workdir = calibration, judge, workdir
         self.count = 0
+        self._layers: list[str] | None = None
 
     def run(self, exclude: list[str]) -> Attempt:
+        """Quantize with ``exclude`` (names the backend has no layer for are left out) and score."""
+        known = set(self.layers())
+        exclude = [name for name in exclude if name in known or name in self.options.exclude]
         self.count += 1
         path = self.workdir / f"attempt{self.count}{self.quantizer.suffix}"
         options = replace(self.options, exclude=tuple(exclude))
         self.quantizer.quantize(self.source, path, options=options, calibration=self.calibration.feeds)
         agreement = self.judge(path, self.quantizer.runtime)
-        return Attempt(list(exclude), agreement, _size(path), path)
+        return Attempt(list(exclude), agreement, model_bytes(path), path)
+
+    def layers(self) -> list[str]:
+        """Source node names the backend can keep in float (cached)."""
+        if self._layers is None:
+            self._layers = self.quantizer.layers(self.source)
+        return self._layers
 
     def graph(self):
         """The source graph (no weights), whose node names ``exclude`` uses."""
@@ -259,13 +269,14 @@ class _Trial:
         quant = first.path
         if proxy is not self.quantizer:
             quant = self.workdir / "sensitivity-proxy.onnx"
-            proxy.quantize(self.source, quant, options=replace(self.options, exclude=tuple(first.excluded)),
-                           calibration=self.calibration.feeds)  # fmt: skip
+            # The proxy calibrates its own way: other backends' methods may not exist in ORT.
+            proxy_options = replace(self.options, exclude=tuple(first.excluded), method=None, extra={})
+            proxy.quantize(self.source, quant, options=proxy_options, calibration=self.calibration.feeds)
         feeds = self.calibration.feeds[:8]
         return rank_layers(proxy.prepare(self.source), quant, feeds, skip=first.excluded)
 
 
-def _size(path: Path) -> int:
+def model_bytes(path: Path) -> int:
     """Bytes of a model file and its companions (``.bin`` of OpenVINO, external data)."""
     companions = [p for p in path.parent.glob(path.stem + ".*") if p.is_file() and ".edgevision" not in p.name]
     return sum(p.stat().st_size for p in companions) or path.stat().st_size

@@ -105,6 +105,17 @@ class OpenVinoQuantizer(Quantizer):
         self.notes = self._notes(options, len(calibration))
         return save_ir(model, Path(output), compress_to_fp16=options.precision == "fp16")
 
+    def layers(self, source: Path) -> list[str]:
+        """ONNX node names of ``source`` that OpenVINO keeps as ops (shape ops may be folded away)."""
+        import onnx
+
+        from edgevision.convert.openvino import read_onnx
+
+        names = {op.get_friendly_name() for op in read_onnx(Path(source)).get_ordered_ops()}
+        prefixes = {name.split("/WithoutBiases")[0] for name in names}
+        graph = onnx.load(str(source), load_external_data=False).graph
+        return [n.name for n in graph.node if n.name in names or n.name in prefixes]
+
     def _check(self, options: QuantizeOptions, calibration: Sequence[Feeds]) -> None:
         if options.precision == "int8-dynamic":
             raise EdgevisionError(

@@ -100,10 +100,16 @@ def exclusion_unit(graph, name: str) -> list[str]:
 
 
 def head_units(graph) -> list[str]:
-    """The weighted layers of the output head with their followers (see ``exclusion_unit``)."""
+    """Every node of the output head (``output_head``) in graph order, weighted layers with
+    their followers (see ``exclusion_unit``).
+
+    Decoding steps inside the graph (MoveNet's distance weighting, ArgMax and GatherND)
+    belong to the head: quantized, their ArgMax picks other cells.
+    """
     head = output_head(graph)
+    ordered = [n.name for n in graph.node if n.name in head]
     weighted = [n.name for n in graph.node if n.name in head and n.op_type in WEIGHTED_OPS]
-    return unique(name for layer in weighted for name in exclusion_unit(graph, layer))
+    return unique(ordered + [name for layer in weighted for name in exclusion_unit(graph, layer)])
 
 
 def unique(names) -> list[str]:

@@ -1,0 +1,51 @@
+"""The accuracy-budget loop's choices: what it keeps float together, and in which order."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from edgevision.quantize.budget import Attempt, choose, exclusion_plan
+from edgevision.quantize.sensitivity import LayerSensitivity, exclusion_unit, head_units
+
+
+def _graph():
+    """conv0 -> leaky0 -> conv1 -> leaky1 -> head (conv) -> split -> sigmoid / reshape -> outputs."""
+    w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
+    shape = numpy_helper.from_array(np.array([1, -1], np.int64), "shape")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c0"], name="conv0"),
+        helper.make_node("LeakyRelu", ["c0"], ["a0"], name="leaky0"),
+        helper.make_node("Conv", ["a0", "w"], ["c1"], name="conv1"),
+        helper.make_node("LeakyRelu", ["c1"], ["a1"], name="leaky1"),
+        helper.make_node("Conv", ["a1", "w"], ["h"], name="head"),
+        helper.make_node("Split", ["h"], ["s0", "s1"], name="split", axis=1, num_outputs=2),
+        helper.make_node("Sigmoid", ["s0"], ["scores"], name="sigmoid"),
+        helper.make_node("Reshape", ["s1", "shape"], ["boxes"], name="reshape"),
+    ]
+    io = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)  # noqa: E731
+    return helper.make_graph(nodes, "g", [io("x")], [io("scores"), io("boxes")], [w, shape])
+
+
+def _ranked(*names):
+    return [LayerSensitivity(n, "Conv", 20.0, 0.1, 64) for n in names]
+
+
+def test_a_layer_goes_float_with_the_activation_after_it():
+    assert exclusion_unit(_graph(), "conv1") == ["conv1", "leaky1"]
+    assert exclusion_unit(_graph(), "head") == ["head", "split", "sigmoid"]
+
+
+def test_the_head_is_kept_float_first_then_the_noisiest_layers():
+    head = ["head", "split", "sigmoid", "reshape"]
+    plan = exclusion_plan(_graph(), _ranked("conv1", "conv0", "head"))
+    assert sorted(head_units(_graph())) == sorted(head)
+    assert plan[0] == head
+    assert plan[1] == head + ["conv1", "leaky1"]
+    assert plan[-1] == head + ["conv1", "leaky1", "conv0", "leaky0"]
+
+
+def test_choose_takes_the_smallest_variant_within_budget_else_the_best():
+    a = [Attempt([], 0.70, 100, None), Attempt(["x"], 0.985, 120, None), Attempt(["x", "y"], 0.99, 140, None)]
+    assert choose(a, 0.02).agreement == 0.985
+    assert choose(a[:1] + [Attempt(["x"], 0.9, 120, None)], 0.02).agreement == 0.9

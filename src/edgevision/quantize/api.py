@@ -96,7 +96,10 @@ def resolve_source(model: str, *, weights: Path | None = None, random_weights: b
     from edgevision.zoo import list_models
 
     if model in list_models():
-        return ResolvedModel(model, zoo_onnx(model, weights=weights, random_weights=random_weights), zoo_processor(model))
+        processor = zoo_processor(model)
+        # Random weights make decoded predictions meaningless: compare raw outputs instead.
+        processor = RawOutputsOf(processor) if random_weights else processor
+        return ResolvedModel(model, zoo_onnx(model, weights=weights, random_weights=random_weights), processor)
     path = Path(model)
     if not path.is_file():
         from edgevision.zoo import get_spec
@@ -161,6 +164,20 @@ class RawImageProcessor:
         x = resized[..., ::-1].astype(self.dtype) / (255.0 if np.dtype(self.dtype).kind == "f" else 1)
         x = x.transpose(2, 0, 1)[None] if self.nchw else x[None]
         return np.ascontiguousarray(x, dtype=self.dtype), transform
+
+    def decode(self, outputs: dict[str, np.ndarray], transform: ImageTransform) -> RawOutputs:
+        return RawOutputs(outputs)
+
+
+@dataclass
+class RawOutputsOf:
+    """A family processor's pre-processing without its decoding (agreement by output cosine)."""
+
+    inner: object
+    task = "raw"
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
+        return self.inner.preprocess(image)
 
     def decode(self, outputs: dict[str, np.ndarray], transform: ImageTransform) -> RawOutputs:
         return RawOutputs(outputs)

@@ -70,3 +70,7 @@ class Quantizer(ABC):
         quantizable = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
         model = onnx.load(str(source), load_external_data=False)
         return [n.name for n in model.graph.node if n.op_type in quantizable]
+
+    def float_candidates(self, source: Path) -> list[str]:
+        """Node names of the source that an exclusion list may name (the budget loop's choices)."""
+        return self.layers(source)

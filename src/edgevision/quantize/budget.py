@@ -252,7 +252,7 @@ class _Trial:
     def layers(self) -> list[str]:
         """Source node names the backend can keep in float (cached)."""
         if self._layers is None:
-            self._layers = self.quantizer.layers(self.source)
+            self._layers = self.quantizer.float_candidates(self.source)
         return self._layers
 
     def graph(self):
@@ -277,9 +277,9 @@ class _Trial:
 
 
 def model_bytes(path: Path) -> int:
-    """Bytes of a model file and its companions (``.bin`` of OpenVINO, external data)."""
-    companions = [p for p in path.parent.glob(path.stem + ".*") if p.is_file() and ".edgevision" not in p.name]
-    return sum(p.stat().st_size for p in companions) or path.stat().st_size
+    """Bytes of a model file and its companions (``.bin`` of OpenVINO IR, ONNX external data)."""
+    companions = [path, path.with_suffix(".bin") if path.suffix == ".xml" else None, path.with_name(path.name + ".data")]
+    return sum(p.stat().st_size for p in companions if p is not None and p.is_file())
 
 
 # ----------------------------------------------------------------------------- speed

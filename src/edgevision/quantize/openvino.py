@@ -105,7 +105,7 @@ class OpenVinoQuantizer(Quantizer):
         self.notes = self._notes(options, len(calibration))
         return save_ir(model, Path(output), compress_to_fp16=options.precision == "fp16")
 
-    def layers(self, source: Path) -> list[str]:
+    def float_candidates(self, source: Path) -> list[str]:
         """ONNX node names of ``source`` that OpenVINO keeps as ops (shape ops may be folded away)."""
         import onnx
 

@@ -63,6 +63,23 @@ def build_openpose():
     return OpenPoseBody().eval()
 
 
+def he_scaled_init(module) -> None:
+    """He-normal conv weights and small biases, seeded by the caller.
+
+    PyTorch's default initialisation shrinks OpenPose's activations towards a constant over
+    its ~60 plain convolutions, so random-weight outputs would compare as near-identical
+    whatever a conversion or quantization did to them. He scaling keeps activations of
+    order 1, so parity and cosine measured on random weights mean something.
+    """
+    import torch
+
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                torch.nn.init.normal_(layer.bias, std=0.01)
+
+
 def load_openpose_checkpoint(module, path: str | Path) -> None:
     """Load ``body_pose_model.pth`` (flat Caffe layer names such as ``conv1_1.weight``).
 
@@ -334,6 +351,7 @@ register_model(
             layout="flat state dict of Caffe layer names (conv1_1.weight, ..., Mconv7_stage6_L2.bias)",
         ),
         load_weights=load_openpose_checkpoint,
+        random_init=he_scaled_init,
         output_names=OUTPUT_NAMES,
         flops_input=(1, 3, 368, 368),
     )

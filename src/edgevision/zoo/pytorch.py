@@ -61,6 +61,8 @@ def build_module(spec: ModelSpec, *, weights: Path | None = None, random_weights
     module = spec.build()
     if weights is not None:
         spec.load_weights(module, Path(weights))
+    elif spec.random_init is not None:
+        spec.random_init(module)
     return module.eval()
 
 

@@ -77,4 +77,5 @@ class ModelSpec:
     weights: Weights | None = None
     load_weights: Callable[[Any, Path], None] | None = None  # (module, checkpoint path), strict
     output_names: tuple[str, ...] = ()  # names given to the exported graph's outputs
+    random_init: Callable[[Any], None] | None = None  # re-initialise a module built for --random-weights
     flops_input: tuple[int, ...] = ()  # NCHW shape at which FLOPs are counted

@@ -238,9 +238,10 @@ def build_variants(
         say(f"building {key}")
         try:
             built.append(build_variant(source, KINDS[key], options))
-        except EdgevisionError as exc:
-            logger.warning("%s not built: %s", key, exc)
-            failed[key] = str(exc)
+        except Exception as exc:  # a converter crash loses one variant, not the whole benchmark
+            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            logger.warning("%s not built: %s", key, message)
+            failed[key] = message
     return built, failed
 
 

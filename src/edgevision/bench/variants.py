@@ -277,11 +277,16 @@ def _torch_variant(source: BenchSource, kind: VariantKind, start: float) -> Vari
 def _convert(source: BenchSource, kind: VariantKind, target: Path) -> None:
     from edgevision.convert.api import convert_model
 
+    from edgevision.convert.parity import ParityOptions
+
     to = {"openvino": "openvino", "litert": "tflite"}[kind.runtime]
+    # Decoded predictions of random weights are noise: only the raw outputs' parity is meaningful then.
+    parity = ParityOptions(min_agreement=0.0) if source.random_weights else ParityOptions()
     if source.pytorch:
-        convert_model(source.label, to=to, output=target, weights=source.weights, random_weights=source.weights is None)
+        convert_model(source.label, to=to, output=target, weights=source.weights, random_weights=source.weights is None,
+                      parity=parity)  # fmt: skip
     else:
-        convert_model(str(source.onnx) if source.source_model is None else source.label, to=to, output=target)
+        convert_model(str(source.onnx) if source.source_model is None else source.label, to=to, output=target, parity=parity)
 
 
 def _quantize(source: BenchSource, kind: VariantKind, target: Path, options: BuildOptions, quantizer: str) -> None:

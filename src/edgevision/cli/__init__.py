@@ -36,7 +36,7 @@ def _configure_logging() -> None:
 
     handler = RichHandler(console=stderr, show_time=False, show_path=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
-    for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "onnxslim", "onnx2tf"):
+    for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "onnxslim", "onnx2tf", "nncf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

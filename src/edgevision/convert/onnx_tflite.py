@@ -354,7 +354,14 @@ def saved_model_to_tflite(saved: SavedModel, options: TfliteOptions) -> bytes:
         converter.representative_dataset = _representative(saved, options.calibration)
         # A private switch, but the only one TensorFlow's converter offers for per-tensor weights.
         converter._experimental_disable_per_channel = not options.per_channel
-    return converter.convert()
+    try:
+        return converter.convert()
+    except (RuntimeError, ValueError) as exc:  # TensorFlow's converter and calibrator raise these
+        first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+        raise EdgevisionError(
+            f"TensorFlow's TFLite converter failed at {options.precision} ({first}); "
+            "try another precision or --backend openvino / ort."
+        ) from None
 
 
 def restore_io_names(tflite: Path, saved: SavedModel) -> dict[str, str]:

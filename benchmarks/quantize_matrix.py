@@ -61,18 +61,19 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def print_table(rows: list[dict]) -> None:
-    print("| model | backend | precision | MB | × fp32 size | worst cosine | agreement | budget | p50 fp32 → variant ms |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+def print_table(rows: list[dict], file=None) -> None:
+    print("| model | backend | precision | MB | × fp32 size | worst cosine | agreement | budget | p50 fp32 → variant ms |", file=file)
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", file=file)
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | {r['backend']} | {r['precision']} | failed: {r['error'][:90]} |||||")
+            print(f"| {r['model']} | {r['backend']} | {r['precision']} | failed: {r['error'][:90]} |||||", file=file)
             continue
         budget = {True: "met", False: "missed", None: "-"}[r["budget_met"]]
         print(
             f"| {r['model']} | {r['backend']} | {r['precision']} | {r['size_mb']:.2f} | {r['size_ratio']:.2f} | "
             f"{_fmt(r['worst_cosine'], '.4f')} | {_fmt(r['agreement'], '.3f')} {r['metric']} | {budget} | "
-            f"{_fmt(r['p50_fp32_ms'], '.1f')} → {_fmt(r['p50_variant_ms'], '.1f')} |"
+            f"{_fmt(r['p50_fp32_ms'], '.1f')} → {_fmt(r['p50_variant_ms'], '.1f')} |",
+            file=file,
         )
 
 
@@ -97,9 +98,7 @@ def main() -> int:
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         with open(args.markdown, "w") as f:
-            sys.stdout, saved = f, sys.stdout
-            print_table(rows)
-            sys.stdout = saved
+            print_table(rows, file=f)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))

@@ -49,3 +49,29 @@ def test_choose_takes_the_smallest_variant_within_budget_else_the_best():
     a = [Attempt([], 0.70, 100, None), Attempt(["x"], 0.985, 120, None), Attempt(["x", "y"], 0.99, 140, None)]
     assert choose(a, 0.02).agreement == 0.985
     assert choose(a[:1] + [Attempt(["x"], 0.9, 120, None)], 0.02).agreement == 0.9
+
+
+def test_a_backend_that_cannot_keep_layers_float_reports_instead_of_failing(tmp_path, monkeypatch):
+    from edgevision.quantize import budget
+
+    class NoExclude:
+        name, can_exclude = "fake", False
+
+    class Judge:
+        metric = "mean output cosine"
+
+    first = budget.Attempt(excluded=[], agreement=0.5, size_bytes=10, path=tmp_path / "m.onnx")
+
+    class Trial:
+        def __init__(self, *args):
+            pass
+
+        def run(self, exclude):
+            return first
+
+    monkeypatch.setattr(budget, "_Trial", Trial)
+    result = budget.run_budget(
+        tmp_path / "src.onnx", quantizer=NoExclude(), options=budget.QuantizeOptions(), calibration=None,
+        judge=Judge(), max_drop=0.02, workdir=tmp_path,
+    )  # fmt: skip
+    assert result.met is False and result.best is first and len(result.attempts) == 1

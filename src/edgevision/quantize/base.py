@@ -47,6 +47,7 @@ class Quantizer(ABC):
     methods: ClassVar[tuple[str, ...]] = ("minmax",)
     default_method: ClassVar[str] = "minmax"
     extra: ClassVar[str | None] = None
+    can_exclude: ClassVar[bool] = True  # can keep named layers in float (the budget loop needs it)
     notes: list[str]  # set by ``quantize``: what was done, for the metadata file
 
     def resolve(self, options: QuantizeOptions) -> QuantizeOptions:

@@ -175,6 +175,9 @@ def run_budget(
     ranking: list[LayerSensitivity] = []
     if _meets(attempts[0], max_drop) or options.precision != "int8":
         return BudgetResult(attempts, attempts[0], _meets(attempts[0], max_drop), judge.metric)
+    if not quantizer.can_exclude:
+        say(f"{quantizer.name} cannot keep layers in float, so the budget cannot be repaired on this backend")
+        return BudgetResult(attempts, attempts[0], False, judge.metric)
     ranking = trial.rank(attempts[0])
     say(f"ranked {len(ranking)} layers by added noise; worst: {', '.join(r.name for r in ranking[:3])}")
     for exclude in exclusion_plan(trial.graph(), ranking):

@@ -43,6 +43,7 @@ class LiteRtQuantizer(Quantizer):
     precisions = ("fp32", "fp16", "int8-dynamic", "int8")
     methods = ("minmax",)
     extra = "litert-convert"
+    can_exclude = False
 
     @classmethod
     def is_available(cls) -> bool:

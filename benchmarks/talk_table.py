@@ -25,7 +25,8 @@ from edgevision.bench.report import p50
 MODELS: dict[str, dict] = {
     "openpose-body": {"random_weights": True, "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8"},
     "yolox-nano": {"random_weights": True,
-                   "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32,litert-int8"},
+                   # litert-int8 is left out: TensorFlow's int8 calibration fails on YOLOX's concatenated head here.
+                   "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32"},
     "nanodet-m": {"random_weights": False,
                   "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32,litert-int8"},
     "movenet-lightning": {"random_weights": False, "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-int8"},
@@ -103,6 +104,13 @@ def _nanodet_target(rows: list[dict]) -> str:
             f"agreement mAP {_cell(rec['agreement'], '.3f')} (target: faster with >= 0.97): {'met' if ok else 'NOT met'}")  # fmt: skip
 
 
+def load_result(path: Path) -> BenchResult:
+    """A finished benchmark read back from its results.json."""
+    d = json.loads(path.read_text())
+    return BenchResult(d["model"], d["variants"], d["recommended"], d["machine"], d["settings"], d["peak"],
+                       d["harness_overhead"], d["compute"], d["failures"])  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
@@ -111,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.5, help="seconds each variant runs per round")
     parser.add_argument("--out", type=Path, default=Path("runs/talk"), help="folder for each model's bench report")
     parser.add_argument("--json", type=Path, default=Path("runs/talk/table.json"))
+    parser.add_argument("--reuse", default="", help="comma-separated models whose results.json in --out is reused")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     threads = parse_threads(args.threads)
@@ -119,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         config = MODELS[model]
         options = BenchOptions(random_weights=config["random_weights"],
                                timing=TimingOptions(rounds=args.rounds, round_seconds=args.seconds))  # fmt: skip
-        results[model] = run_bench(model, variants=config["variants"], threads=threads, output=args.out / model,
-                                   options=options)  # fmt: skip
+        if model in args.reuse.split(","):
+            results[model] = load_result(args.out / model / "results.json")
+        else:
+            results[model] = run_bench(model, variants=config["variants"], threads=threads, output=args.out / model,
+                                       options=options)  # fmt: skip
         for t in threads:
             rows += rows_for(results[model], t, config["random_weights"])
     first = next(iter(results.values()))

@@ -193,3 +193,13 @@ def test_annotations_match_by_file_name(tmp_path):
     coco.write_text(json.dumps({"images": [{"id": 7, "file_name": "a/b/img1.png"}], "annotations": []}))
     _, indices, ids = match_annotations(coco, ["x/img0.png", "y/img1.png"])
     assert (indices, ids) == ([1], [7])
+
+
+def test_raw_outputs_pair_by_size_when_a_converter_renames_and_reorders_them():
+    from edgevision.bench.api import agreement
+
+    boxes, scores = np.ones((1, 10, 4), np.float32), np.arange(80, dtype=np.float32).reshape(1, 10, 8)
+    reference = {"task": "raw", "outputs": [{"boxes": boxes, "scores": scores}]}
+    candidate = {"task": "raw", "outputs": [{"Identity_1": scores, "Identity": boxes}]}
+    value, metric = agreement(reference, candidate)
+    assert value == pytest.approx(1.0) and "cosine" in metric

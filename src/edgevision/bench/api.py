@@ -354,15 +354,30 @@ def _score(result: BenchResult, predictions: dict, coco, source: BenchSource, *,
 def agreement(reference: dict, candidate: dict, raw_only: bool = False) -> tuple[float, str]:
     """Task-level agreement of a variant's predictions with the baseline's (raw-output cosine without a task)."""
     from edgevision.bench.metrics import detection_agreement, mean_cosine, pose_agreement, stack_outputs, tensor_agreement
-    from edgevision.quantize.budget import align_outputs
 
     task = reference.get("task", "raw")
     if raw_only or task not in ("detection", "pose"):
-        ref, cand = align_outputs(stack_outputs(reference["outputs"]), stack_outputs(candidate["outputs"]))
+        ref, cand = pair_outputs(stack_outputs(reference["outputs"]), stack_outputs(candidate["outputs"]))
         return mean_cosine(tensor_agreement(ref, cand)), "mean output cosine vs fp32"
     if task == "detection":
         return detection_agreement(reference["predictions"], candidate["predictions"]), "detection mAP@[.5:.95] vs fp32"
     return pose_agreement(reference["predictions"], candidate["predictions"]), "pose OKS AP vs fp32"
+
+
+def pair_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """Pair outputs by name, else each reference output with an unused candidate of the same size.
+
+    Converters rename outputs and may reorder them (onnx2tf), so order alone is not enough.
+    """
+    if set(ref) == set(cand):
+        return ref, cand
+    unused = dict(cand)
+    pairs = {}
+    for name, tensor in ref.items():
+        match = next((k for k, v in unused.items() if v.size == tensor.size), None)
+        if match is not None:
+            pairs[name] = unused.pop(match)
+    return {n: ref[n] for n in pairs}, pairs
 
 
 def _coco_ap(predictions: list, coco) -> dict:

@@ -15,6 +15,7 @@ output means nothing, so there is no task accuracy to hold).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -219,11 +220,24 @@ def _file_source(path: Path) -> BenchSource:
 # ----------------------------------------------------------------------------- building
 
 
+@functools.cache
+def quantizer_fingerprint() -> str:
+    """Hash of the quantization code, so cached variants are rebuilt when it changes."""
+    import edgevision.quantize as package
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def variant_folder(source: BenchSource, kind: VariantKind, options: BuildOptions) -> Path:
-    """Cache folder of a variant; int8 folders also depend on the calibration settings."""
+    """Cache folder of a variant; int8 folders also depend on calibration settings and quantizer code."""
     name = kind.key
     if kind.precision == "int8":
-        settings = json.dumps([options.calib or DEFAULT_CALIB, options.calib_count, options.max_drop])
+        settings = json.dumps(
+            [options.calib or DEFAULT_CALIB, options.calib_count, options.max_drop, quantizer_fingerprint()]
+        )
         name += "-" + hashlib.sha256(settings.encode()).hexdigest()[:8]
     return cache_dir("bench", source.slug, source.sha256[:12], name)
 

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,7 +14,7 @@ import tiny_models
 
 
 @pytest.fixture(scope="session")
-def tiny_model_files(tmp_path_factory) -> dict[str, "object"]:
+def tiny_model_files(tmp_path_factory) -> dict[str, Path]:
     """The tiny reference model in every format, keyed by backend name."""
     folder = tmp_path_factory.mktemp("tiny")
     files = tiny_models.build_torch(folder)
@@ -26,12 +31,8 @@ def tiny_input() -> np.ndarray:
     return np.random.default_rng(1).uniform(-1, 1, tiny_models.INPUT_SHAPE).astype(np.float32)
 
 
-def run_cli(*args: str, env: dict | None = None, cwd=None) -> "subprocess.CompletedProcess[str]":
+def run_cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess[str]:
     """Run the real ``edgevision`` command in a fresh process."""
-    import os
-    import subprocess
-    import sys
-
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "edgevision", *map(str, args)],
@@ -50,7 +51,7 @@ def assert_clean_error(done, *needles: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def samples_cache() -> dict[str, "object"]:
+def samples_cache() -> dict[str, Path]:
     """Real sample media, fetched into the user cache once per machine."""
     from edgevision.samples import pull_samples
 

@@ -74,13 +74,11 @@ def tfjs_to_onnx(
 
 
 def _import_converters():
-    try:
-        import numpy
+    from edgevision.convert.tflite import import_tf2onnx
 
-        if not hasattr(numpy, "product"):  # tf2onnx 1.17 still calls the alias numpy 2 removed
-            numpy.product = numpy.prod
+    tf2onnx = import_tf2onnx()
+    try:
         import tensorflow as tf
-        import tf2onnx
     except ImportError:
         raise MissingExtraError("tensorflow", "convert") from None
     return tf, tf2onnx

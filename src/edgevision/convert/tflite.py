@@ -41,7 +41,7 @@ def tflite_to_onnx(
     ``sample`` feeds the parity check; when None a smooth synthetic image scaled to
     ``input_range`` (the model's expected pixel range, e.g. ``(-1, 1)``) is used.
     """
-    tf2onnx = _import_tf2onnx()
+    tf2onnx = import_tf2onnx()
     start = time.perf_counter()
     tflite = Path(tflite)
     model = _run_tf2onnx(tf2onnx, tflite, opset)
@@ -54,7 +54,8 @@ def tflite_to_onnx(
     logger.info("%s -> %s in %.1f s (%d fp16 weights folded)", tflite.name, out_onnx, elapsed, folded)
 
 
-def _import_tf2onnx():
+def import_tf2onnx():
+    """tf2onnx, made importable under numpy 2; a clear error when the convert extra is missing."""
     try:
         import numpy
 

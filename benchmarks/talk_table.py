@@ -19,7 +19,13 @@ import logging
 import sys
 from pathlib import Path
 
-from edgevision.bench.api import BenchOptions, BenchResult, TimingOptions, parse_threads, run_bench
+from edgevision.bench.api import (
+    BenchOptions,
+    BenchResult,
+    TimingOptions,
+    parse_threads,
+    run_bench,
+)
 from edgevision.bench.report import p50
 
 MODELS: dict[str, dict] = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgevision.pipeline.sources import read_image
+from edgevision.media import read_image
 from edgevision.predict import load_predictor
 from edgevision.types import Detections, Poses
 from edgevision.zoo import get_spec, is_cached, list_models, pull

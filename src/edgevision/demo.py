@@ -19,13 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgevision.bench.api import BenchOptions, BenchResult, TimingOptions, run_bench
+from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.stats import RunSummary
 from edgevision.pipeline.zones import parse_line, parse_zone
 from edgevision.predict import load_predictor
 from edgevision.samples import DEFAULT_VIDEO, PHOTOS, sample_path
 from edgevision.zoo import pull
-from edgevision.zoo.cache import write_atomic
 
 logger = logging.getLogger(__name__)
 

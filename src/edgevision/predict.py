@@ -16,10 +16,10 @@ from pathlib import Path
 from edgevision.annotate import draw, draw_banner
 from edgevision.backends import create_backend
 from edgevision.errors import EdgevisionError
+from edgevision.media import is_video, iter_frames, video_fps
 from edgevision.models.base import Predictor, RawPredictor, SingleStagePredictor
 from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink
-from edgevision.pipeline.sources import Frame, is_video, iter_frames, video_fps
-from edgevision.types import Prediction
+from edgevision.types import Frame, Prediction
 from edgevision.variants import read_meta
 from edgevision.zoo import MANIFEST, ModelSpec, get_spec, list_models, pull
 from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgevision.errors import EdgevisionError
-from edgevision.zoo.cache import cache_dir
-from edgevision.zoo.sources import fetch_artifact, sha256_file
+from edgevision.files import cache_dir, sha256_file
+from edgevision.zoo.sources import fetch_artifact
 from edgevision.zoo.spec import Artifact
 
 _OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data/"

@@ -1,4 +1,4 @@
-"""The currency every stage passes: detections, poses, raw tensors and tensor specs.
+"""The currency every stage passes: frames, detections, poses, raw tensors and tensor specs.
 
 Boxes are ``xyxy`` in pixels of the source image; keypoints are ``(x, y, score)`` in
 pixels of the source image. Arrays are parallel: row ``i`` of every array is object ``i``.
@@ -189,6 +189,21 @@ class RawOutputs:
             }
             for name, t in self.tensors.items()
         ]
+
+
+@dataclass
+class Frame:
+    """One image to run on: its pixels (BGR uint8), where it came from, and its index.
+
+    ``time`` is the frame's time in the source in seconds; ``captured`` the
+    ``time.perf_counter()`` moment it was read (for end-to-end latency).
+    """
+
+    image: np.ndarray
+    source: str
+    index: int = 0
+    time: float = 0.0
+    captured: float = 0.0
 
 
 Prediction = Detections | Poses | RawOutputs

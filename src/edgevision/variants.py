@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from edgevision.zoo.cache import write_atomic
+from edgevision.files import write_atomic
 
 SUFFIX = ".edgevision.json"
 _TOOLS = ("edgevision", "onnx", "onnxruntime", "openvino", "nncf", "ai-edge-litert", "tensorflow-cpu", "tf2onnx", "onnx2tf", "onnxslim", "torch")

@@ -20,9 +20,27 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.bench.harness import Timing, TimingOptions, WorkerPool, WorkerTask, measure_overhead, summarize, time_variants
-from edgevision.bench.variants import FP32_BASELINES, BenchSource, BuildOptions, Variant, build_variants, choose_variants, resolve_bench_source, with_baseline
+from edgevision.bench.harness import (
+    Timing,
+    TimingOptions,
+    WorkerPool,
+    WorkerTask,
+    measure_overhead,
+    summarize,
+    time_variants,
+)
+from edgevision.bench.variants import (
+    FP32_BASELINES,
+    BenchSource,
+    BuildOptions,
+    Variant,
+    build_variants,
+    choose_variants,
+    resolve_bench_source,
+    with_baseline,
+)
 from edgevision.errors import EdgevisionError
+from edgevision.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +122,7 @@ def load_data(data: str | None, count: int) -> DataSet:
     if data is not None:
         images, names = read_images(data, count, min_images=1)
         return DataSet(images, names)
-    from edgevision.pipeline.sources import read_image
+    from edgevision.media import read_image
     from edgevision.samples import DEFAULT_VIDEO, PHOTOS, sample_path
 
     images = [read_image(sample_path(name)) for name in PHOTOS]
@@ -353,7 +371,13 @@ def _score(result: BenchResult, predictions: dict, coco, source: BenchSource, *,
 
 def agreement(reference: dict, candidate: dict, raw_only: bool = False) -> tuple[float, str]:
     """Task-level agreement of a variant's predictions with the baseline's (raw-output cosine without a task)."""
-    from edgevision.bench.metrics import detection_agreement, mean_cosine, pose_agreement, stack_outputs, tensor_agreement
+    from edgevision.bench.metrics import (
+        detection_agreement,
+        mean_cosine,
+        pose_agreement,
+        stack_outputs,
+        tensor_agreement,
+    )
 
     task = reference.get("task", "raw")
     if raw_only or task not in ("detection", "pose"):
@@ -401,8 +425,7 @@ def _json_default(value):
 
 def write_json(path: Path, payload: dict) -> Path:
     """Write ``payload`` as indented JSON (numpy scalars and paths converted)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=_json_default, allow_nan=True))
+    write_atomic(path, json.dumps(payload, indent=2, default=_json_default, allow_nan=True).encode())
     return path
 
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgevision.files import write_atomic
+
 if TYPE_CHECKING:
     from edgevision.bench.api import BenchResult
 
@@ -225,8 +227,8 @@ def write_reports(result: BenchResult, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json(folder / "results.json", result.to_json())}
     paths["md"] = folder / "report.md"
-    paths["md"].write_text(render_markdown(result))
+    write_atomic(paths["md"], render_markdown(result).encode())
     paths["html"] = folder / "report.html"
-    paths["html"].write_text(render_html(result, all_plots(result)))
+    write_atomic(paths["html"], render_html(result, all_plots(result)).encode())
     logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths

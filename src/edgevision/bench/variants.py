@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgevision.errors import EdgevisionError, MissingExtraError
+from edgevision.files import cache_dir
 from edgevision.variants import read_meta
-from edgevision.zoo.cache import cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -185,8 +185,8 @@ def with_baseline(keys: list[str]) -> list[str]:
 
 def resolve_bench_source(model: str, *, weights: Path | None = None, random_weights: bool = False) -> BenchSource:
     """The fp32 ONNX file of zoo model or file ``model`` (PyTorch families exported first)."""
+    from edgevision.files import sha256_file
     from edgevision.predict import resolve_model
-    from edgevision.zoo.sources import sha256_file
 
     target = resolve_model(model)
     if isinstance(target, Path):
@@ -205,8 +205,8 @@ def resolve_bench_source(model: str, *, weights: Path | None = None, random_weig
 
 
 def _file_source(path: Path) -> BenchSource:
+    from edgevision.files import sha256_file
     from edgevision.zoo import list_models
-    from edgevision.zoo.sources import sha256_file
 
     if path.suffix.lower() != ".onnx":
         raise EdgevisionError(
@@ -290,7 +290,6 @@ def _torch_variant(source: BenchSource, kind: VariantKind, start: float) -> Vari
 
 def _convert(source: BenchSource, kind: VariantKind, target: Path) -> None:
     from edgevision.convert.api import convert_model
-
     from edgevision.convert.parity import ParityOptions
 
     to = {"openvino": "openvino", "litert": "tflite"}[kind.runtime]

@@ -8,8 +8,18 @@ import sys
 import typer
 from rich.markup import escape
 
-from edgevision.cli import convert, optimize, predict, quantize, run, samples, zoo
-from edgevision.cli import bench, demo, inspect
+from edgevision.cli import (
+    bench,
+    convert,
+    demo,
+    inspect,
+    optimize,
+    predict,
+    quantize,
+    run,
+    samples,
+    zoo,
+)
 from edgevision.cli.console import stderr
 from edgevision.errors import EdgevisionError
 

@@ -35,7 +35,12 @@ def bench(
     random_weights: RandomWeightsOption = False,
 ) -> None:
     """Build (or reuse) variants across runtimes and precisions, time each in its own process, report."""
-    from edgevision.bench.api import BenchOptions, TimingOptions, parse_threads, run_bench
+    from edgevision.bench.api import (
+        BenchOptions,
+        TimingOptions,
+        parse_threads,
+        run_bench,
+    )
 
     thread_counts = parse_threads(threads)  # bad values fail before any work
     timing = TimingOptions(rounds=rounds, round_seconds=seconds, pipeline_seconds=min(0.3, seconds))

@@ -6,11 +6,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from edgevision.cli.console import BackendOption, RandomWeightsOption, ThreadsOption, WeightsOption, stderr
-from edgevision.pipeline.sources import count_frames, is_video
-from edgevision.predict import PredictOutputs, load_predictor, predict as run_predict, resolve_model
+from edgevision.cli.console import (
+    BackendOption,
+    RandomWeightsOption,
+    ThreadsOption,
+    WeightsOption,
+    stderr,
+)
+from edgevision.media import count_frames, is_video
+from edgevision.predict import PredictOutputs, load_predictor, resolve_model
+from edgevision.predict import predict as run_predict
 
 
 def _default_output(source: str) -> Path:

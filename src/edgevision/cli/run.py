@@ -10,7 +10,13 @@ from typing import Annotated
 
 import typer
 
-from edgevision.cli.console import BackendOption, RandomWeightsOption, ThreadsOption, WeightsOption, stderr
+from edgevision.cli.console import (
+    BackendOption,
+    RandomWeightsOption,
+    ThreadsOption,
+    WeightsOption,
+    stderr,
+)
 from edgevision.pipeline.capture import StreamConfig
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.stats import Progress, RunSummary

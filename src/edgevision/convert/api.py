@@ -18,7 +18,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgevision.convert.parity import Parity, ParityOptions, measure_parity, processor_for, require
+from edgevision.convert.parity import (
+    Parity,
+    ParityOptions,
+    measure_parity,
+    processor_for,
+    require,
+)
 from edgevision.errors import EdgevisionError, UnsupportedOpsError
 from edgevision.models.base import Processor
 from edgevision.variants import VariantMeta, read_meta, write_meta
@@ -94,7 +100,7 @@ def resolve_source(
 
 
 def _sha(path: Path) -> str:
-    from edgevision.zoo.sources import sha256_file
+    from edgevision.files import sha256_file
 
     return sha256_file(path)
 

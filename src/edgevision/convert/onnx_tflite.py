@@ -245,8 +245,7 @@ def cached_saved_model(source: Path) -> SavedModel:
     """
     from importlib import metadata
 
-    from edgevision.zoo.cache import cache_dir, staging_dir
-    from edgevision.zoo.sources import sha256_file
+    from edgevision.files import cache_dir, sha256_file, staging_dir
 
     key = f"{sha256_file(Path(source))[:16]}-onnx2tf{metadata.version('onnx2tf') if onnx2tf_available() else ''}"
     final = cache_dir("onnx2tf") / key

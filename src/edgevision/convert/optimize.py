@@ -26,8 +26,8 @@ from pathlib import Path
 from edgevision.convert.api import SourceModel, resolve_source
 from edgevision.convert.parity import Parity, ParityOptions, measure_parity, require
 from edgevision.errors import MissingExtraError
+from edgevision.files import write_atomic
 from edgevision.variants import VariantMeta, write_meta
-from edgevision.zoo.cache import write_atomic
 
 logger = logging.getLogger(__name__)
 

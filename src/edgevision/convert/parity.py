@@ -105,7 +105,7 @@ class ParityInputs:
 
 def photos(names: Sequence[str]) -> list[np.ndarray]:
     """The named sample photos, BGR uint8 (fetched into the cache on first use)."""
-    from edgevision.pipeline.sources import read_image
+    from edgevision.media import read_image
     from edgevision.samples import sample_path
 
     return [read_image(sample_path(name)) for name in names]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.errors import EdgevisionError, MissingExtraError
-from edgevision.zoo.cache import write_atomic
+from edgevision.files import write_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,6 @@ and the result is saved again as one file.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -29,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.errors import EdgevisionError, MissingExtraError
+from edgevision.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -149,22 +147,24 @@ def export_onnx(
         raise EdgevisionError("export_onnx needs at least one parity input to check the exported model.")
     start = time.perf_counter()
     module = module.eval()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}-", dir=out_path.parent))
     try:
-        candidate = tmp_dir / out_path.name
-        _torch_export(module, candidate, _Export(input_name, tuple(output_names), input_shape, opset, dynamic_batch))
-        _simplify_in_place(candidate)
-        report = _check(module, candidate, input_name, output_names, parity_inputs, tolerance)
-        report.file_bytes = candidate.stat().st_size
-        if report.passed:
-            os.replace(candidate, out_path)
-            report.path = out_path
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        with atomic_path(out_path) as candidate:
+            _torch_export(module, candidate, _Export(input_name, tuple(output_names), input_shape, opset, dynamic_batch))
+            _simplify_in_place(candidate)
+            report = _check(module, candidate, input_name, output_names, parity_inputs, tolerance)
+            report.file_bytes = candidate.stat().st_size
+            if not report.passed:
+                raise _Refused
+        report.path = out_path
+    except _Refused:
+        pass  # nothing written; the report says why (see ``require_parity``)
     report.seconds = time.perf_counter() - start
     logger.info("%s: %s", out_path.name, report.table().replace("\n", "; "))
     return report
+
+
+class _Refused(Exception):
+    """The export did not match PyTorch: leave nothing at the output path."""
 
 
 @dataclass(frozen=True)
@@ -232,13 +232,6 @@ def export_pt2(module, out_path: str | Path, input_shape: tuple[int, ...]) -> Pa
 
     out_path = Path(out_path)
     program = torch.export.export(module.eval(), (torch.zeros(input_shape),))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}-", suffix=".pt2", dir=out_path.parent)
-    os.close(fd)
-    try:
-        torch.export.save(program, tmp)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out_path) as tmp:
+        torch.export.save(program, str(tmp))
     return out_path

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.files import write_atomic
 from edgevision.types import TensorSpec
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,14 @@ def _file_bytes(path: Path) -> int:
 
 
 def _onnx_report(path: Path) -> ModelReport:
-    from edgevision.inspect.graph import load_onnx, node_parameters, onnx_macs, op_histogram, parameter_count, weight_precision
+    from edgevision.inspect.graph import (
+        load_onnx,
+        node_parameters,
+        onnx_macs,
+        op_histogram,
+        parameter_count,
+        weight_precision,
+    )
     from edgevision.zoo.info import onnx_summary
 
     model = load_onnx(path)
@@ -219,12 +227,8 @@ def write_graph(model: str | Path, output: Path, *, weights: Path | None = None)
     if output.suffix.lower() not in (".svg", ".html", ".htm"):
         raise EdgevisionError(f"--graph writes .html or .svg, not {output.name}.")
     svg = render_svg(to_dot(load_onnx(path)))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".svg":
-        output.write_text(svg)
-    else:
-        report = inspect_model(path)
-        output.write_text(graph_html(report, svg))
+    page = svg if output.suffix.lower() == ".svg" else graph_html(inspect_model(path), svg)
+    write_atomic(output, page.encode())
     return output
 
 

@@ -25,7 +25,13 @@ from edgevision.backends import Backend
 from edgevision.errors import EdgevisionError
 from edgevision.models.base import Predictor
 from edgevision.models.ops import nms, sigmoid
-from edgevision.models.ssd import BoxCoding, SsdAnchorOptions, decode_boxes, decode_keypoints, ssd_anchors
+from edgevision.models.ssd import (
+    BoxCoding,
+    SsdAnchorOptions,
+    decode_boxes,
+    decode_keypoints,
+    ssd_anchors,
+)
 from edgevision.models.transforms import ImageTransform, letterbox
 from edgevision.types import Poses
 from edgevision.zoo import register_model

@@ -17,7 +17,12 @@ import numpy as np
 from edgevision.errors import EdgevisionError
 from edgevision.models.base import Predictor, SingleStagePredictor
 from edgevision.models.coco import COCO17_EDGES, COCO17_KEYPOINTS
-from edgevision.models.human_models import ONNX_FILE, artifact, convert_tfjs, onnx_runtime_for
+from edgevision.models.human_models import (
+    ONNX_FILE,
+    artifact,
+    convert_tfjs,
+    onnx_runtime_for,
+)
 from edgevision.models.transforms import ImageTransform, letterbox
 from edgevision.types import Poses
 from edgevision.zoo import register_model

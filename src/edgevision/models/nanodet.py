@@ -17,7 +17,12 @@ import numpy as np
 from edgevision.errors import EdgevisionError
 from edgevision.models.base import Predictor, SingleStagePredictor
 from edgevision.models.coco import COCO80_CLASSES
-from edgevision.models.human_models import ONNX_FILE, artifact, convert_tfjs, onnx_runtime_for
+from edgevision.models.human_models import (
+    ONNX_FILE,
+    artifact,
+    convert_tfjs,
+    onnx_runtime_for,
+)
 from edgevision.models.ops import nms, softmax
 from edgevision.models.transforms import ImageTransform, resize
 from edgevision.types import Detections

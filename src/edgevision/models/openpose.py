@@ -86,7 +86,11 @@ def load_openpose_checkpoint(module, path: str | Path) -> None:
     The module's own layout (``model0.conv1_1.weight``) is accepted too. Keys and shapes
     are checked strictly; a missing, unexpected or misshaped key raises ``EdgevisionError``.
     """
-    from edgevision.models.nets.checkpoint import is_state_dict, load_strict, read_checkpoint
+    from edgevision.models.nets.checkpoint import (
+        is_state_dict,
+        load_strict,
+        read_checkpoint,
+    )
 
     path = Path(path)
     state = read_checkpoint(path)

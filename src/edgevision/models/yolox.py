@@ -99,7 +99,11 @@ def load_yolox_checkpoint(module, path: str | Path) -> None:
     A bare state dict is accepted too. Keys and shapes are checked strictly: a missing,
     unexpected or misshaped key raises ``EdgevisionError`` naming it.
     """
-    from edgevision.models.nets.checkpoint import is_state_dict, load_strict, read_checkpoint
+    from edgevision.models.nets.checkpoint import (
+        is_state_dict,
+        load_strict,
+        read_checkpoint,
+    )
 
     path = Path(path)
     content = read_checkpoint(path)

@@ -1,6 +1,6 @@
 """Frame sources of a run: video files, image folders, cameras and network streams.
 
-Every source gives :class:`~edgevision.pipeline.sources.Frame` objects stamped with their
+Every source gives :class:`~edgevision.types.Frame` objects stamped with their
 time in the source (``frame.time``, seconds) and the moment they were captured
 (``frame.captured``, ``time.perf_counter()``), and ``None`` when it ends.
 
@@ -25,7 +25,8 @@ from pathlib import Path
 import cv2
 
 from edgevision.errors import EdgevisionError
-from edgevision.pipeline.sources import Frame, is_video, list_images, open_video
+from edgevision.media import is_video, list_images, open_video
+from edgevision.types import Frame
 
 logger = logging.getLogger(__name__)
 

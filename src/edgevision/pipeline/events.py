@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.media import write_image
 from edgevision.pipeline.tracking import boxes_of
 from edgevision.types import Prediction
 
@@ -109,10 +110,7 @@ class EventLog:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         name = f"{self.count:06d}-{event.type}-{event.zone}-{event.track_id}.jpg"
         target = self.snapshot_dir / name
-        tmp = target.with_name(f".{name}")
-        if not cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, 85]):
-            raise EdgevisionError(f"cannot write event snapshot {target}; is the folder writable?")
-        os.replace(tmp, target)
+        write_image(target, image, (cv2.IMWRITE_JPEG_QUALITY, 85))
         return f"{self.snapshot_dir.name}/{name}"
 
     def close(self) -> None:

@@ -30,20 +30,29 @@ import numpy as np
 
 from edgevision.annotate import draw, draw_banner
 from edgevision.errors import EdgevisionError
+from edgevision.files import write_atomic
 from edgevision.models.base import Predictor
-from edgevision.pipeline.capture import CaptureSource, LiveSource, StreamConfig, open_source
+from edgevision.pipeline.capture import (
+    CaptureSource,
+    LiveSource,
+    StreamConfig,
+    open_source,
+)
 from edgevision.pipeline.events import Event, EventLog
 from edgevision.pipeline.overlay import draw_box, draw_line, draw_zone
 from edgevision.pipeline.rules import RuleConfig, RuleEngine
 from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink
-from edgevision.pipeline.sources import Frame
 from edgevision.pipeline.stages import Pipe, StageGroup
 from edgevision.pipeline.stats import Progress, RunStats, RunSummary
 from edgevision.pipeline.stream import MjpegServer
 from edgevision.pipeline.tracking import Tracker, TrackerConfig
 from edgevision.pipeline.zones import Line, Zone, check_geometry
-from edgevision.predict import RANDOM_WEIGHTS_BANNER, frame_record, random_weights_record
-from edgevision.types import Detections, Poses, Prediction
+from edgevision.predict import (
+    RANDOM_WEIGHTS_BANNER,
+    frame_record,
+    random_weights_record,
+)
+from edgevision.types import Detections, Frame, Poses, Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -342,7 +351,6 @@ def _request_stop(run: _Run) -> None:
         run.capture.stop()
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
 __all__ = ["Progress", "RunConfig", "RunOutputs", "RunSummary", "run_pipeline", "select_classes"]

@@ -7,9 +7,7 @@ when complete, so an interrupted run never leaves half a file under the real nam
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -17,15 +15,8 @@ import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError
-from edgevision.zoo.cache import make_readable
-
-
-def _temp_beside(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    make_readable(Path(tmp))
-    return Path(tmp)
+from edgevision.files import PendingFile
+from edgevision.media import write_image
 
 
 class VideoSink:
@@ -37,14 +28,14 @@ class VideoSink:
             raise EdgevisionError(f"annotated video must be .mp4 or .avi, got {self.path.name}.")
         self.fps = fps
         self.frames = 0
-        self._tmp = _temp_beside(self.path)
+        self._file = PendingFile(self.path)
         self._writer: cv2.VideoWriter | None = None
 
     def write(self, image: np.ndarray) -> None:
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4" else "MJPG"))
             h, w = image.shape[:2]
-            self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w, h))
+            self._writer = cv2.VideoWriter(str(self._file.tmp), fourcc, self.fps, (w, h))
             if not self._writer.isOpened():
                 raise EdgevisionError(f"cannot write video {self.path}; is the folder writable?")
         self._writer.write(image)
@@ -55,9 +46,9 @@ class VideoSink:
         if self._writer is not None:
             self._writer.release()
         if keep and self.frames:
-            os.replace(self._tmp, self.path)
+            self._file.commit()
         else:
-            self._tmp.unlink(missing_ok=True)
+            self._file.discard()
 
 
 class ImageFolderSink:
@@ -71,12 +62,7 @@ class ImageFolderSink:
         self.frames = 0
 
     def write(self, image: np.ndarray, name: str) -> Path:
-        target = self.folder / Path(name).name
-        tmp = _temp_beside(target)
-        if not cv2.imwrite(str(tmp), image):
-            tmp.unlink(missing_ok=True)
-            raise EdgevisionError(f"cannot write {target}.")
-        os.replace(tmp, target)
+        target = write_image(self.folder / Path(name).name, image)
         self.frames += 1
         return target
 
@@ -89,18 +75,18 @@ class JsonLinesSink:
 
     def __init__(self, path: str) -> None:
         self.path = None if path == "-" else Path(path)
-        self._tmp = None if self.path is None else _temp_beside(self.path)
-        self._file: IO[str] = sys.stdout if self._tmp is None else open(self._tmp, "w")
+        self._pending = None if self.path is None else PendingFile(self.path)
+        self._file: IO[str] = sys.stdout if self._pending is None else open(self._pending.tmp, "w")
 
     def write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
     def close(self, *, keep: bool = True) -> None:
-        if self._tmp is None:
+        if self._pending is None:
             return
         self._file.close()
         if keep:
-            os.replace(self._tmp, self.path)
+            self._pending.commit()
         else:
-            self._tmp.unlink(missing_ok=True)
+            self._pending.discard()

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,15 +20,20 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.files import copy_atomic, sha256_file
 from edgevision.models.transforms import ImageTransform, resize
 from edgevision.quantize import get_quantizer
 from edgevision.quantize.base import QuantizeOptions, Quantizer
-from edgevision.quantize.budget import AgreementJudge, BudgetResult, compare_latency, model_bytes, run_budget
+from edgevision.quantize.budget import (
+    AgreementJudge,
+    BudgetResult,
+    compare_latency,
+    model_bytes,
+    run_budget,
+)
 from edgevision.quantize.calibration import CalibrationSet, load_calibration
 from edgevision.types import RawOutputs
 from edgevision.variants import VariantMeta, read_meta, write_meta
-from edgevision.zoo.cache import make_readable
-from edgevision.zoo.sources import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -313,15 +316,7 @@ def _move_model(chosen: Path, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     for part in sorted(chosen.parent.glob(chosen.stem + ".*")):
         target = output.with_suffix(part.suffix) if part.suffix != chosen.suffix else output
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(part, tmp)
-            make_readable(Path(tmp))
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        copy_atomic(part, target)
 
 
 def _result(source, quantizer, options, output: Path, outcome: BudgetResult | None, budget) -> QuantizeResult:

@@ -27,7 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.bench.metrics import detection_agreement, mean_cosine, pose_agreement, stack_outputs, tensor_agreement
+from edgevision.bench.metrics import (
+    detection_agreement,
+    mean_cosine,
+    pose_agreement,
+    stack_outputs,
+    tensor_agreement,
+)
 from edgevision.models.base import Processor
 from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
 from edgevision.quantize.calibration import CalibrationSet

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.media import is_video, list_images, open_video, read_image
 from edgevision.models.base import Processor
 from edgevision.models.transforms import ImageTransform
-from edgevision.pipeline.sources import is_video, list_images, open_video, read_image
 from edgevision.quantize.base import Feeds
 
 logger = logging.getLogger(__name__)

@@ -134,7 +134,10 @@ class OpenVinoQuantizer(Quantizer):
 
     def _nncf(self, model, options: QuantizeOptions, calibration: Sequence[Feeds]):
         import nncf
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+        from nncf.quantization.advanced_parameters import (
+            AdvancedQuantizationParameters,
+            QuantizationParameters,
+        )
 
         preset = str(options.extra.get("preset", "mixed")).lower()
         if preset not in PRESETS:

@@ -25,8 +25,6 @@ import contextlib
 import difflib
 import io
 import logging
-import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.files import atomic_path
 from edgevision.quantize import register_quantizer
 from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
-from edgevision.zoo.cache import make_readable
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +69,7 @@ class OrtQuantizer(Quantizer):
         self.check(options, calibration)
         prepared = self.prepare(Path(source))
         check_exclude(prepared, options.exclude)
-        with atomic_output(Path(output)) as tmp:
+        with atomic_path(Path(output)) as tmp:
             if options.precision == "fp16":
                 to_fp16(prepared, tmp, exclude=options.exclude)
             elif options.precision == "int8-dynamic":
@@ -300,19 +298,3 @@ def _quiet_root_logger() -> Iterator[None]:
         yield
     finally:
         root.setLevel(level)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it only when the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    tmp = folder / path.name
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise EdgevisionError(f"quantization wrote no model for {path}.")
-        make_readable(tmp)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

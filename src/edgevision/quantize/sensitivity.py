@@ -163,7 +163,10 @@ def relative_noise(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarr
 def _activations(model: Path, augmented: Path, feeds: Sequence[Feeds]) -> dict[str, list[np.ndarray]]:
     """Every float tensor of ``model`` for every feed (ORT's ``qdq_loss_debug`` helpers)."""
     import onnxruntime as ort
-    from onnxruntime.quantization.qdq_loss_debug import collect_activations, modify_model_output_intermediate_tensors
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        modify_model_output_intermediate_tensors,
+    )
 
     with contextlib.redirect_stdout(io.StringIO()):
         modify_model_output_intermediate_tensors(str(model), str(augmented))

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from edgevision.discovery import import_submodules
 from edgevision.errors import EdgevisionError
-from edgevision.zoo.cache import cache_dir, staging_dir
-from edgevision.zoo.sources import fetch_artifact, sha256_file
+from edgevision.files import cache_dir, sha256_file, staging_dir
+from edgevision.zoo.sources import fetch_artifact
 from edgevision.zoo.spec import Artifact, ModelSpec
 
 logger = logging.getLogger(__name__)

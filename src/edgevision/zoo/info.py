@@ -8,9 +8,9 @@ import numpy as np
 from rich.console import Group
 from rich.table import Table
 
+from edgevision.files import cache_dir
 from edgevision.types import TensorSpec
 from edgevision.zoo import get_spec, pull
-from edgevision.zoo.cache import cache_dir
 from edgevision.zoo.pytorch import build_module, is_pytorch_family
 from edgevision.zoo.spec import ModelSpec
 

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.files import cache_dir, sha256_file
 from edgevision.variants import VariantMeta, read_meta, write_meta
-from edgevision.zoo.cache import cache_dir
-from edgevision.zoo.sources import sha256_file
 from edgevision.zoo.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ def build_module(spec: ModelSpec, *, weights: Path | None = None, random_weights
 
 def parity_inputs(spec: ModelSpec) -> list[np.ndarray]:
     """Real sample photos pre-processed as at inference, for export parity checks."""
-    from edgevision.pipeline.sources import read_image
+    from edgevision.media import read_image
     from edgevision.samples import sample_path
 
     processor = spec.processor()

@@ -8,7 +8,6 @@ checked against their pinned sha256, and only then written.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import shutil
@@ -20,24 +19,12 @@ import zipfile
 from pathlib import Path
 
 from edgevision.errors import EdgevisionError
-from edgevision.zoo.cache import cache_dir, write_atomic
+from edgevision.files import cache_dir, sha256_bytes, write_atomic
 from edgevision.zoo.spec import Artifact
 
 logger = logging.getLogger(__name__)
 
 _ARCHIVE_SUFFIXES = (".tgz", ".whl", ".deb")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download_command(registry: str, package: str, version: str, dest: Path) -> list[str]:

@@ -1,37 +1,27 @@
-"""Read frames from an image, a folder or glob of images, or a video file."""
+"""Media in and out: images, folders and globs of images, and video files.
+
+>>> is_video("clip.mp4"), is_video("photo.jpg")
+(True, False)
+"""
 
 from __future__ import annotations
 
 import glob
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.files import atomic_path
+from edgevision.types import Frame
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
-
-
-@dataclass
-class Frame:
-    """One image to run on: its pixels (BGR uint8), where it came from, and its index.
-
-    ``time`` is the frame's time in the source in seconds; ``captured`` the
-    ``time.perf_counter()`` moment it was read (for end-to-end latency).
-    """
-
-    image: np.ndarray
-    source: str
-    index: int = 0
-    time: float = 0.0
-    captured: float = 0.0
 
 
 def is_video(path: str | Path) -> bool:
@@ -115,3 +105,15 @@ def video_fps(source: str, default: float = 10.0) -> float:
     fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
     cap.release()
     return fps if 0 < fps < 1000 else default
+
+
+def write_image(path: Path, image: np.ndarray, params: tuple[int, ...] = ()) -> Path:
+    """Write ``image`` to ``path`` (format by suffix) atomically; a clear error when it cannot."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            if not cv2.imwrite(str(tmp), image, list(params)):
+                raise OSError("the encoder refused the image or the suffix")
+    except OSError as exc:
+        raise EdgevisionError(f"cannot write image {path} ({exc}); check the folder and the file suffix.") from None
+    return path

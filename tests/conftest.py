@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import tiny_models
 
 # Shared with test modules: from conftest import run_cli

@@ -9,9 +9,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 import tiny_models
 from conftest import assert_clean_error, run_cli
+
 from edgevision.bench.harness import TimingOptions, summarize
 from edgevision.bench.report import pareto_front, recommend
 

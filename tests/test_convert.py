@@ -7,9 +7,9 @@ import json
 import numpy as np
 import onnx
 import pytest
+from conftest import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import run_cli
 from edgevision.backends import create_backend
 from edgevision.convert.api import convert_model
 from edgevision.convert.optimize import op_counts, optimize_model

@@ -8,7 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from edgevision.convert.tfjs import check_parity, fold_maxpool_pads, read_weights, split_fused_ops
+from edgevision.convert.tfjs import (
+    fold_maxpool_pads,
+    read_weights,
+    split_fused_ops,
+)
 from edgevision.errors import EdgevisionError
 from edgevision.models.coco import COCO17_KEYPOINTS
 from edgevision.models.movenet import MoveNetProcessor
@@ -319,10 +323,12 @@ def test_fold_maxpool_pads_leaves_zero_padding_alone():
     ("delta", "ok"), [(0.0, True), (5e-5, True), (5e-3, False), (np.nan, False)]
 )
 def test_check_parity_refuses_changed_numbers(delta, ok):
-    want = [np.linspace(0, 1, 10, dtype=np.float32)]
-    got = [want[0] + np.float32(delta)]
+    from edgevision.compare import check_parity
+
+    want = {"y": np.linspace(0, 1, 10, dtype=np.float32)}
+    got = {"y": want["y"] + np.float32(delta)}
     if ok:
-        check_parity(want, got, "m")
+        assert check_parity(want, got, tolerance=1e-4).passed
     else:
         with pytest.raises(EdgevisionError, match="refused"):
-            check_parity(want, got, "m")
+            check_parity(want, got, tolerance=1e-4)

@@ -235,15 +235,16 @@ def test_landmark_boxes_span_the_landmarks_inside_the_image():
 
 
 def test_parity_check_refuses_a_large_difference():
-    from edgevision.convert.tflite import check_parity
+    from edgevision.compare import check_parity
+    from edgevision.convert.tflite import PARITY_TOLERANCE
 
     want = {"y": np.linspace(-3, 3, 10, dtype=np.float32)}
-    diffs = check_parity(want, {"y": want["y"] + 1e-4}, "m.tflite")
-    assert diffs["y"] == pytest.approx(1e-4, rel=1e-2)
+    report = check_parity(want, {"y": want["y"] + 1e-4}, tolerance=PARITY_TOLERANCE, reference="LiteRT")
+    assert report.outputs[0].max_abs_diff == pytest.approx(1e-4, rel=1e-2)
     with pytest.raises(EdgevisionError, match="differs from LiteRT"):
-        check_parity(want, {"y": want["y"] + 0.05}, "m.tflite")
+        check_parity(want, {"y": want["y"] + 0.05}, tolerance=PARITY_TOLERANCE, reference="LiteRT")
     with pytest.raises(EdgevisionError, match="lacks outputs"):
-        check_parity(want, {}, "m.tflite")
+        check_parity(want, {}, tolerance=PARITY_TOLERANCE, reference="LiteRT")
 
 
 def test_fp16_weights_behind_a_cast_are_folded_to_float32():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 import tiny_models
 from conftest import run_cli
+
 from edgevision.inspect import diff_models, inspect_model
 
 TINY_MACS = 16 * 16 * 8 * 3 * 3 * 3 + 8 * 4  # the 3x3 conv to 8 channels at 16x16, then the 8 -> 4 linear layer

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edgevision.bench.metrics import (
+from edgevision.compare import (
     coco_ap_against_ground_truth,
     detection_agreement,
     pose_agreement,

@@ -10,8 +10,8 @@ import threading
 import cv2
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from edgevision.pipeline.stages import END, Pipe, StageGroup
 
 # A zone over the paved path, checked by eye on the frames: in frames 172-261 of vtest.avi
@@ -191,11 +191,11 @@ def test_stream_that_never_connects_times_out():
 
 def test_events_written_before_an_error_are_kept(path_clip, tmp_path):
     """A stream that fails after events fired: the events file keeps them."""
+    from edgevision.errors import EdgevisionError
     from edgevision.pipeline.capture import VideoFileSource
     from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
     from edgevision.pipeline.zones import parse_zone
     from edgevision.predict import load_predictor
-    from edgevision.errors import EdgevisionError
 
     class DiesAfter(VideoFileSource):
         def read(self):

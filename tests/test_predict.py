@@ -7,8 +7,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from edgevision.backends import list_backends
 from edgevision.predict import load_predictor
 from edgevision.zoo import get_spec

@@ -7,7 +7,6 @@ import json
 
 import cv2
 import pytest
-
 from conftest import run_cli
 
 torch = pytest.importorskip("torch")

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 import tiny_models
 from conftest import run_cli
+from onnx import TensorProto, helper, numpy_helper
+
 from edgevision.errors import EdgevisionError
 from edgevision.quantize import QuantizeOptions, get_quantizer
 from edgevision.quantize.api import RawImageProcessor, quantize_model

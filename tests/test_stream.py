@@ -17,7 +17,6 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
-
 from test_pipeline import PATH_ZONE, path_clip  # noqa: F401 - fixture
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")

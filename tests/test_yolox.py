@@ -245,7 +245,8 @@ def test_decode_refuses_unknown_outputs():
 
 def test_onnx_export_parity(tmp_path, nano):
     from edgevision.backends import create_backend
-    from edgevision.convert.torch_onnx import export_onnx, require_parity
+    from edgevision.compare import require_parity
+    from edgevision.convert.torch_onnx import export_onnx
     from edgevision.models.base import SingleStagePredictor
 
     image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)
@@ -265,7 +266,8 @@ def test_onnx_export_parity(tmp_path, nano):
 
 
 def test_failed_parity_writes_nothing(tmp_path):
-    from edgevision.convert.torch_onnx import export_onnx, require_parity
+    from edgevision.compare import require_parity
+    from edgevision.convert.torch_onnx import export_onnx
 
     tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
     x = np.ones((1, 3, 8, 8), np.float32)

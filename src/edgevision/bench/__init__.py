@@ -1,1 +1,1 @@
-"""Measuring variants: task-level agreement and fidelity metrics (``edgevision.bench.metrics``)."""
+"""Benchmark every variant of a model: build, time in worker processes, score, report."""

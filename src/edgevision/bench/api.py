@@ -13,7 +13,6 @@ import logging
 import os
 import pickle
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +37,12 @@ from edgevision.bench.variants import (
     choose_variants,
     resolve_bench_source,
     with_baseline,
+)
+from edgevision.compare import (
+    coco_ap_against_ground_truth,
+    metric_name,
+    model_bytes,
+    task_agreement,
 )
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
@@ -315,8 +320,6 @@ def _overhead(pool: WorkerPool, built: list[Variant], threads: int, timing: Timi
 def _record(variant: Variant, timings: dict[str, Timing], threads: tuple[int, ...], macs: int, peak: dict,
             source: BenchSource) -> dict:  # fmt: skip
     """The results.json record of one variant."""
-    from edgevision.convert.parity import model_bytes
-
     per_thread = {str(t): _thread_figures(timings[f"{variant.key}@{t}"], variant, macs, peak.get(str(t), {})) for t in threads}
     errors = [f["error"] for f in per_thread.values() if f.get("error")]
     memory = [f["peak_rss_mb"] for f in per_thread.values() if f.get("peak_rss_mb")]
@@ -371,48 +374,15 @@ def _score(result: BenchResult, predictions: dict, coco, source: BenchSource, *,
 
 def agreement(reference: dict, candidate: dict, raw_only: bool = False) -> tuple[float, str]:
     """Task-level agreement of a variant's predictions with the baseline's (raw-output cosine without a task)."""
-    from edgevision.bench.metrics import (
-        detection_agreement,
-        mean_cosine,
-        pose_agreement,
-        stack_outputs,
-        tensor_agreement,
-    )
-
     task = reference.get("task", "raw")
     if raw_only or task not in ("detection", "pose"):
-        ref, cand = pair_outputs(stack_outputs(reference["outputs"]), stack_outputs(candidate["outputs"]))
-        return mean_cosine(tensor_agreement(ref, cand)), "mean output cosine vs fp32"
-    if task == "detection":
-        return detection_agreement(reference["predictions"], candidate["predictions"]), "detection mAP@[.5:.95] vs fp32"
-    return pose_agreement(reference["predictions"], candidate["predictions"]), "pose OKS AP vs fp32"
-
-
-def pair_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Pair outputs by name, else each reference output with an unused candidate of the same size.
-
-    Converters rename outputs and may reorder them (onnx2tf), so order alone is not enough.
-    """
-    if set(ref) == set(cand):
-        return ref, cand
-    unused = dict(cand)
-    pairs = {}
-    for name, tensor in ref.items():
-        match = next((k for k, v in unused.items() if v.size == tensor.size), None)
-        if match is not None:
-            pairs[name] = unused.pop(match)
-    return {n: ref[n] for n in pairs}, pairs
+        return task_agreement("raw", reference["outputs"], candidate["outputs"]), metric_name("raw")
+    return task_agreement(task, reference["predictions"], candidate["predictions"]), metric_name(task)
 
 
 def _coco_ap(predictions: list, coco) -> dict:
-    from edgevision.bench.metrics import coco_ap_against_ground_truth
-
     gt, indices, image_ids = coco
     return coco_ap_against_ground_truth([predictions[i] for i in indices], gt, image_ids)
-
-
-def timestamp() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _json_default(value):

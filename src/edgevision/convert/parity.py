@@ -8,9 +8,9 @@ Both files run on their own edgevision backend (ONNX Runtime for ``.onnx``, Open
 true fp32 for ``.xml``, LiteRT for ``.tflite``) over the sample photos, pre-processed by
 the model family's own processor when it is known, else resized to the input shape. Each
 output's worst max abs diff and cosine are kept (the per-output figures and the verdict
-are ``edgevision.convert.torch_onnx.ParityReport``); for detection and pose models the
+are ``edgevision.compare.ParityReport``); for detection and pose models the
 decoded results are also compared with the task-level agreement of
-``edgevision.bench.metrics`` (COCO mAP / OKS AP with the source as ground truth).
+``edgevision.compare`` (COCO mAP / OKS AP with the source as ground truth).
 """
 
 from __future__ import annotations
@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.convert.torch_onnx import OutputParity, ParityReport, compare_outputs
+from edgevision.compare import (
+    OutputParity,
+    ParityReport,
+    compare_outputs,
+    metric_name,
+    model_bytes,
+)
+from edgevision.compare import task_agreement as compare_tasks
 from edgevision.errors import EdgevisionError
 from edgevision.models.base import Processor
 from edgevision.models.transforms import ImageTransform
@@ -178,13 +185,9 @@ def task_agreement(processor: Processor | None, inputs: ParityInputs, reference,
     """COCO mAP (detection) or OKS AP (pose) of the candidate's decoded results vs the source's."""
     if processor is None or processor.task not in ("detection", "pose"):
         return {}
-    from edgevision.bench import metrics
-
     ref = [processor.decode(out, tr) for out, tr in zip(reference, inputs.transforms)]
     cand = [processor.decode(out, tr) for out, tr in zip(candidate, inputs.transforms)]
-    if processor.task == "detection":
-        return {"metric": "mAP@[.5:.95] vs source", "value": metrics.detection_agreement(ref, cand)}
-    return {"metric": "OKS AP vs source", "value": metrics.pose_agreement(ref, cand)}
+    return {"metric": metric_name(processor.task), "value": compare_tasks(processor.task, ref, cand)}
 
 
 def measure_parity(
@@ -208,13 +211,6 @@ def measure_parity(
     parity = Parity(report, task_agreement(processor, inputs, reference, got), options.min_agreement)
     logger.debug("parity %s vs %s: %s", candidate.name, source.name, parity.table().replace("\n", "; "))
     return parity
-
-
-def model_bytes(path: Path) -> int:
-    """Size of a model file, with the ``.bin`` weights of an OpenVINO ``.xml``."""
-    path = Path(path)
-    weights = path.with_suffix(".bin") if path.suffix == ".xml" else None
-    return path.stat().st_size + (weights.stat().st_size if weights and weights.exists() else 0)
 
 
 # ----------------------------------------------------------------------------- model families

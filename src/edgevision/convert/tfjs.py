@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.compare import check_parity
 from edgevision.errors import EdgevisionError, MissingExtraError
 from edgevision.files import write_atomic
 
@@ -68,7 +69,8 @@ def tfjs_to_onnx(
     folded = fold_maxpool_pads(onnx_model)
     feeds = _sample_feeds(graph_def, inputs, sample)
     expected = _run_tensorflow(tf, graph_def, feeds, outputs)
-    check_parity(expected, _run_onnx(onnx_model, feeds, outputs), model_json.name)
+    got = _run_onnx(onnx_model, feeds, outputs)
+    check_parity(dict(zip(outputs, expected)), dict(zip(outputs, got)), tolerance=PARITY_TOLERANCE, reference="TensorFlow")
     write_atomic(Path(out_onnx), onnx_model.SerializeToString())
     logger.info("%s -> %s in %.1f s (%d pads folded)", model_json.name, out_onnx, time.perf_counter() - start, folded)
 
@@ -391,21 +393,3 @@ def _run_onnx(model, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[n
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     return session.run(outputs, dict(zip(names, feeds.values())))
-
-
-def check_parity(expected: list[np.ndarray], got: list[np.ndarray], label: str, tol: float = PARITY_TOLERANCE) -> None:
-    """Raise when any output differs by more than ``tol`` (relative to its magnitude when > 1)."""
-    if len(expected) != len(got):
-        raise EdgevisionError(f"{label}: ONNX has {len(got)} outputs, TensorFlow {len(expected)}; conversion refused.")
-    for i, (want, have) in enumerate(zip(expected, got)):
-        want, have = np.asarray(want), np.asarray(have)
-        if want.shape != have.shape:
-            raise EdgevisionError(f"{label}: output {i} has shape {have.shape} in ONNX, {want.shape} in TensorFlow.")
-        scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-        diff = float(np.abs(want.astype(np.float64) - have.astype(np.float64)).max(initial=0.0))
-        logger.info("%s: output %d max abs diff %.2e", label, i, diff)
-        if not diff <= tol * scale:
-            raise EdgevisionError(
-                f"{label}: ONNX output {i} differs from TensorFlow by {diff:.2e} "
-                f"(> {tol * scale:.1e}); conversion refused."
-            )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.compare import check_parity
 from edgevision.errors import EdgevisionError, MissingExtraError
 from edgevision.files import write_atomic
 
@@ -48,7 +49,7 @@ def tflite_to_onnx(
     folded = fold_fp16_initializers(model)
     model = _simplify(model)
     feeds = _parity_feeds(tflite, sample, input_range)
-    check_parity(run_litert(tflite, feeds), run_onnx(model, feeds), tflite.name, tolerance)
+    check_parity(run_litert(tflite, feeds), run_onnx(model, feeds), tolerance=tolerance, reference="LiteRT")
     write_atomic(Path(out_onnx), model.SerializeToString())
     elapsed = time.perf_counter() - start
     logger.info("%s -> %s in %.1f s (%d fp16 weights folded)", tflite.name, out_onnx, elapsed, folded)
@@ -181,24 +182,3 @@ def run_onnx(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, session.run(names, feeds)))
 
 
-def check_parity(
-    expected: dict[str, np.ndarray], got: dict[str, np.ndarray], label: str, tol: float = PARITY_TOLERANCE
-) -> dict[str, float]:
-    """Max abs difference per output; raises when one exceeds ``tol`` (relative when > 1)."""
-    missing = sorted(set(expected) - set(got))
-    if missing:
-        raise EdgevisionError(f"{label}: the ONNX model lacks outputs {missing}; conversion refused.")
-    diffs = {}
-    for name, want in expected.items():
-        have = np.asarray(got[name])
-        if want.shape != have.shape:
-            raise EdgevisionError(f"{label}: output {name} has shape {have.shape} in ONNX, {want.shape} in LiteRT.")
-        diff = float(np.abs(want.astype(np.float64) - have.astype(np.float64)).max(initial=0.0))
-        limit = tol * max(1.0, float(np.abs(want).max(initial=0.0)))
-        logger.info("%s: output %s max abs diff %.2e (limit %.1e)", label, name, diff, limit)
-        if not diff <= limit:
-            raise EdgevisionError(
-                f"{label}: ONNX output {name} differs from LiteRT by {diff:.2e} (> {limit:.1e}); conversion refused."
-            )
-        diffs[name] = diff
-    return diffs

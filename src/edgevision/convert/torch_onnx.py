@@ -20,109 +20,21 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgevision.compare import (
+    FP32_TOLERANCE,
+    OutputParity,
+    ParityReport,
+    compare_outputs,
+)
 from edgevision.errors import EdgevisionError, MissingExtraError
 from edgevision.files import atomic_path
 
 logger = logging.getLogger(__name__)
-
-FP32_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class OutputParity:
-    """How one output of the converted model compares with the reference."""
-
-    name: str
-    shape: tuple[int, ...]
-    max_abs_diff: float
-    cosine: float
-    scale: float  # largest magnitude in the reference output
-
-    def passes(self, tolerance: float) -> bool:
-        """Max abs diff within ``tolerance``, relative to the output's magnitude when over 1."""
-        return self.max_abs_diff <= tolerance * max(1.0, self.scale)
-
-
-@dataclass
-class ParityReport:
-    """Per-output agreement of an exported file with the PyTorch module it came from."""
-
-    outputs: list[OutputParity]
-    tolerance: float = FP32_TOLERANCE
-    path: Path | None = None  # the written file; None when parity failed and nothing was written
-    seconds: float = 0.0  # export + simplify + check
-    file_bytes: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.outputs) and all(o.passes(self.tolerance) for o in self.outputs)
-
-    def to_dict(self) -> dict:
-        """JSON-ready summary: verdict, tolerance and per-output numbers."""
-        return {
-            "passed": self.passed,
-            "tolerance": self.tolerance,
-            "seconds": round(self.seconds, 2),
-            "file_bytes": self.file_bytes,
-            "outputs": [
-                {"name": o.name, "shape": list(o.shape), "max_abs_diff": o.max_abs_diff, "cosine": o.cosine}
-                for o in self.outputs
-            ],
-        }
-
-    def lines(self) -> list[str]:
-        """One line per output: name, shape, max abs diff, cosine, verdict."""
-        return [
-            f"{o.name:<12} {str(list(o.shape)):<18} max|diff| {o.max_abs_diff:.3e}  cosine {o.cosine:.8f}  "
-            f"{'ok' if o.passes(self.tolerance) else 'FAIL'}"
-            for o in self.outputs
-        ]
-
-    def table(self) -> str:
-        """The lines under a header with the tolerance, verdict, time and size."""
-        verdict = "passed" if self.passed else "FAILED"
-        head = (
-            f"parity {verdict} (tolerance {self.tolerance:.0e} x max(1, |ref|)), "
-            f"{self.seconds:.1f} s, {self.file_bytes / 1e6:.1f} MB"
-        )
-        return "\n".join([head, *self.lines(), *self.notes])
-
-
-def compare_outputs(
-    names: Sequence[str], expected: Sequence[np.ndarray], got: Sequence[np.ndarray]
-) -> list[OutputParity]:
-    """Max abs diff and cosine similarity of each pair of outputs."""
-    if len(expected) != len(got):
-        raise EdgevisionError(f"the converted model has {len(got)} outputs, the reference {len(expected)}.")
-    return [_compare(name, np.asarray(e), np.asarray(g)) for name, e, g in zip(names, expected, got)]
-
-
-def _compare(name: str, want: np.ndarray, have: np.ndarray) -> OutputParity:
-    if want.shape != have.shape:
-        raise EdgevisionError(f"output '{name}' has shape {have.shape} after conversion, {want.shape} before.")
-    a, b = want.astype(np.float64).ravel(), have.astype(np.float64).ravel()
-    denom = np.linalg.norm(a) * np.linalg.norm(b)
-    cosine = float(a @ b / denom) if denom > 0 else float(np.array_equal(a, b))
-    diff = float(np.abs(a - b).max(initial=0.0))
-    return OutputParity(name, tuple(want.shape), diff, cosine, float(np.abs(a).max(initial=0.0)))
-
-
-def require_parity(report: ParityReport) -> None:
-    """Raise ``EdgevisionError`` with the numbers when ``report`` did not pass."""
-    if not report.passed:
-        failed = [o for o in report.outputs if not o.passes(report.tolerance)] or report.outputs
-        worst = ", ".join(f"{o.name} max|diff| {o.max_abs_diff:.2e} cosine {o.cosine:.6f}" for o in failed)
-        raise EdgevisionError(
-            f"converted model differs from PyTorch beyond {report.tolerance:.0e} ({worst or 'no outputs'}); "
-            "the file was not written."
-        )
-
 
 def export_onnx(
     module,

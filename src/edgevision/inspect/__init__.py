@@ -84,7 +84,7 @@ def inspect_model(model: str | Path, *, weights: Path | None = None) -> ModelRep
 
 
 def _file_bytes(path: Path) -> int:
-    from edgevision.convert.parity import model_bytes
+    from edgevision.compare import model_bytes
 
     return model_bytes(path)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.compare import model_bytes
 from edgevision.errors import EdgevisionError
 from edgevision.files import copy_atomic, sha256_file
 from edgevision.models.transforms import ImageTransform, resize
@@ -28,7 +29,6 @@ from edgevision.quantize.budget import (
     AgreementJudge,
     BudgetResult,
     compare_latency,
-    model_bytes,
     run_budget,
 )
 from edgevision.quantize.calibration import CalibrationSet, load_calibration

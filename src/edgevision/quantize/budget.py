@@ -27,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.bench.metrics import (
-    detection_agreement,
+from edgevision.compare import (
     mean_cosine,
-    pose_agreement,
+    metric_name,
+    model_bytes,
+    pair_outputs,
     stack_outputs,
+    task_agreement,
     tensor_agreement,
 )
 from edgevision.models.base import Processor
@@ -95,17 +97,13 @@ class AgreementJudge:
 
     @property
     def metric(self) -> str:
-        if self.processor is None:
-            return "mean output cosine"
-        return "detection mAP@[.5:.95] vs float" if self.processor.task == "detection" else "pose OKS AP vs float"
+        return metric_name(self.processor.task if self.processor else "raw")
 
     def __call__(self, model: Path, runtime: str) -> float:
         outputs = run_model(model, runtime, self.calibration.holdout_feeds, threads=self.threads)
         if self.processor is None:
             return mean_cosine(self.parity_of(outputs))
-        candidate = self._decode(outputs)
-        agree = detection_agreement if self.processor.task == "detection" else pose_agreement
-        return agree(self._reference, candidate)
+        return task_agreement(self.processor.task, self._reference, self._decode(outputs))
 
     def parity(self, model: Path, runtime: str) -> dict[str, dict[str, float]]:
         """Per-output cosine / SQNR / max abs diff of ``model`` against the reference."""
@@ -114,7 +112,7 @@ class AgreementJudge:
     def parity_of(self, outputs: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
         if not outputs:
             return {}
-        ref, cand = align_outputs(stack_outputs(self._reference_outputs), stack_outputs(outputs))
+        ref, cand = pair_outputs(stack_outputs(self._reference_outputs), stack_outputs(outputs))
         return tensor_agreement(ref, cand)
 
     def _decode(self, outputs: list[dict[str, np.ndarray]]) -> list:
@@ -149,14 +147,6 @@ def _fit_feeds(backend, feeds: Feeds) -> Feeds:
     if len(feeds) == 1 and len(backend.inputs) == 1:
         return {backend.inputs[0].name: next(iter(feeds.values()))}
     return feeds
-
-
-def align_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Pair outputs by name, else by order (converters rename outputs)."""
-    if set(ref) == set(cand):
-        return ref, cand
-    pairs = list(zip(ref.items(), cand.values()))
-    return {name: r for (name, r), _ in pairs}, {name: c for (name, _), c in pairs}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -283,12 +273,6 @@ class _Trial:
             proxy.quantize(self.source, quant, options=proxy_options, calibration=self.calibration.feeds)
         feeds = self.calibration.feeds[:8]
         return rank_layers(proxy.prepare(self.source), quant, feeds, skip=first.excluded)
-
-
-def model_bytes(path: Path) -> int:
-    """Bytes of a model file and its companions (``.bin`` of OpenVINO IR, ONNX external data)."""
-    companions = [path, path.with_suffix(".bin") if path.suffix == ".xml" else None, path.with_name(path.name + ".data")]
-    return sum(p.stat().st_size for p in companions if p is not None and p.is_file())
 
 
 # ----------------------------------------------------------------------------- speed

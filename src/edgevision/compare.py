@@ -1,4 +1,11 @@
-"""How much a model variant still agrees with its reference, at the task level and per tensor.
+"""Comparing a model with its reference: tensor parity, output pairing, model size, task agreement.
+
+Every feature that compares (convert's parity checks, quantize's accuracy budget, bench's
+agreement column) uses these functions, so a number means the same thing everywhere.
+
+Tensor parity: per output, max abs difference (relative to the output's magnitude when
+above 1), cosine and SQNR. Outputs are paired by name, else by size (converters rename
+and reorder outputs).
 
 Detection and pose agreement are COCO APs (computed by faster-coco-eval) of a variant's
 predictions, with the reference model's own predictions taken as ground truth:
@@ -25,10 +32,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgevision.errors import EdgevisionError
 from edgevision.types import Detections, Poses
 
 logger = logging.getLogger(__name__)
@@ -42,6 +51,129 @@ COCO17_SIGMAS = np.array(
 # Other skeletons (18-keypoint OpenPose, 33-keypoint BlazePose) have no published sigmas:
 # every keypoint gets the mean COCO sigma (~0.067), the tolerance of an average body joint.
 UNIFORM_SIGMA = float(COCO17_SIGMAS.mean())
+
+
+# ----------------------------------------------------------------------------- parity
+
+FP32_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class OutputParity:
+    """How one output of the converted model compares with the reference."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_abs_diff: float
+    cosine: float
+    scale: float  # largest magnitude in the reference output
+
+    def passes(self, tolerance: float) -> bool:
+        """Max abs diff within ``tolerance``, relative to the output's magnitude when over 1."""
+        return self.max_abs_diff <= tolerance * max(1.0, self.scale)
+
+
+@dataclass
+class ParityReport:
+    """Per-output agreement of an exported file with the PyTorch module it came from."""
+
+    outputs: list[OutputParity]
+    tolerance: float = FP32_TOLERANCE
+    path: Path | None = None  # the written file; None when parity failed and nothing was written
+    seconds: float = 0.0  # export + simplify + check
+    file_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.outputs) and all(o.passes(self.tolerance) for o in self.outputs)
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary: verdict, tolerance and per-output numbers."""
+        return {
+            "passed": self.passed,
+            "tolerance": self.tolerance,
+            "seconds": round(self.seconds, 2),
+            "file_bytes": self.file_bytes,
+            "outputs": [
+                {"name": o.name, "shape": list(o.shape), "max_abs_diff": o.max_abs_diff, "cosine": o.cosine}
+                for o in self.outputs
+            ],
+        }
+
+    def lines(self) -> list[str]:
+        """One line per output: name, shape, max abs diff, cosine, verdict."""
+        return [
+            f"{o.name:<12} {str(list(o.shape)):<18} max|diff| {o.max_abs_diff:.3e}  cosine {o.cosine:.8f}  "
+            f"{'ok' if o.passes(self.tolerance) else 'FAIL'}"
+            for o in self.outputs
+        ]
+
+    def table(self) -> str:
+        """The lines under a header with the tolerance, verdict, time and size."""
+        verdict = "passed" if self.passed else "FAILED"
+        head = (
+            f"parity {verdict} (tolerance {self.tolerance:.0e} x max(1, |ref|)), "
+            f"{self.seconds:.1f} s, {self.file_bytes / 1e6:.1f} MB"
+        )
+        return "\n".join([head, *self.lines(), *self.notes])
+
+
+def compare_outputs(
+    names: Sequence[str], expected: Sequence[np.ndarray], got: Sequence[np.ndarray]
+) -> list[OutputParity]:
+    """Max abs diff and cosine similarity of each pair of outputs."""
+    if len(expected) != len(got):
+        raise EdgevisionError(f"the converted model has {len(got)} outputs, the reference {len(expected)}.")
+    return [_compare(name, np.asarray(e), np.asarray(g)) for name, e, g in zip(names, expected, got)]
+
+
+def _compare(name: str, want: np.ndarray, have: np.ndarray) -> OutputParity:
+    if want.shape != have.shape:
+        raise EdgevisionError(f"output '{name}' has shape {have.shape} after conversion, {want.shape} before.")
+    a, b = want.astype(np.float64).ravel(), have.astype(np.float64).ravel()
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    cosine = float(a @ b / denom) if denom > 0 else float(np.array_equal(a, b))
+    diff = float(np.abs(a - b).max(initial=0.0))
+    return OutputParity(name, tuple(want.shape), diff, cosine, float(np.abs(a).max(initial=0.0)))
+
+
+def require_parity(report: ParityReport, reference: str = "PyTorch") -> None:
+    """Raise ``EdgevisionError`` with the numbers when ``report`` did not pass."""
+    if not report.passed:
+        failed = [o for o in report.outputs if not o.passes(report.tolerance)] or report.outputs
+        worst = ", ".join(f"{o.name} max|diff| {o.max_abs_diff:.2e} cosine {o.cosine:.6f}" for o in failed)
+        raise EdgevisionError(
+            f"converted model differs from {reference} beyond {report.tolerance:.0e} ({worst or 'no outputs'}); "
+            "conversion refused, nothing was written."
+        )
+
+
+def pair_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """Pair outputs by name, else each reference output with an unused candidate of the same size.
+
+    Converters rename outputs and may reorder them (onnx2tf), so order alone is not enough.
+
+    >>> a, b = pair_outputs({"x": np.zeros(2), "y": np.zeros(3)}, {"p:1": np.ones(3), "p:0": np.ones(2)})
+    >>> {k: len(v) for k, v in b.items()}
+    {'x': 2, 'y': 3}
+    """
+    if set(ref) == set(cand):
+        return ref, cand
+    unused = dict(cand)
+    pairs = {}
+    for name, tensor in ref.items():
+        match = next((k for k, v in unused.items() if v.size == tensor.size), None)
+        if match is not None:
+            pairs[name] = unused.pop(match)
+    return {n: ref[n] for n in pairs}, pairs
+
+
+def model_bytes(path: Path) -> int:
+    """Bytes of a model file and its companions (``.bin`` of OpenVINO IR, ONNX external data)."""
+    path = Path(path)
+    companions = [path, path.with_suffix(".bin") if path.suffix == ".xml" else None, path.with_name(path.name + ".data")]
+    return sum(p.stat().st_size for p in companions if p is not None and p.is_file())
 
 
 # ----------------------------------------------------------------------------- tensors
@@ -302,3 +434,50 @@ def _pose_results_for(predictions: Sequence[Poses], gt: dict, image_ids: Sequenc
         for row in _pose_results([poses]):
             results.append({**row, "image_id": image_id, "category_id": person})
     return results
+
+
+# ----------------------------------------------------------------------------- one metric per task
+
+METRICS = {
+    "detection": "detection mAP@[.5:.95] vs fp32",
+    "pose": "pose OKS AP vs fp32",
+    "raw": "mean output cosine vs fp32",
+}
+
+
+def metric_name(task: str) -> str:
+    """The label of the agreement measured for ``task`` (raw-output cosine for unknown tasks)."""
+    return METRICS.get(task, METRICS["raw"])
+
+
+def task_agreement(task: str, reference: Sequence, candidate: Sequence) -> float:
+    """Agreement of decoded ``candidate`` predictions with ``reference`` ones (one per image).
+
+    Detection: COCO mAP@[.5:.95]; pose: OKS AP; anything else must be raw output dicts,
+    compared by the mean per-output cosine after pairing outputs.
+    """
+    if task == "detection":
+        return detection_agreement(reference, candidate)
+    if task == "pose":
+        return pose_agreement(reference, candidate)
+    ref, cand = pair_outputs(stack_outputs(reference), stack_outputs(candidate))
+    return mean_cosine(tensor_agreement(ref, cand))
+
+
+def check_parity(
+    expected: dict[str, np.ndarray], got: dict[str, np.ndarray], *, tolerance: float = FP32_TOLERANCE,
+    reference: str = "the source",
+) -> ParityReport:
+    """Compare outputs by name; raise ``EdgevisionError`` with the numbers when one is missing or off.
+
+    >>> x = {"y": np.array([1.0, 2.0])}
+    >>> check_parity(x, {"y": x["y"] + 1e-6}).passed
+    True
+    """
+    missing = [n for n in expected if n not in got]
+    if missing:
+        raise EdgevisionError(f"the converted model lacks outputs {missing} (it has {sorted(got)}); conversion refused.")
+    names = list(expected)
+    report = ParityReport(compare_outputs(names, [expected[n] for n in names], [got[n] for n in names]), tolerance)
+    require_parity(report, reference)
+    return report

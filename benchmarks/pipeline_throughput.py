@@ -22,8 +22,8 @@ import cv2
 
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.zones import parse_line, parse_zone
-from edgevision.predict import load_predictor
 from edgevision.samples import sample_path
+from edgevision.zoo.assemble import load_predictor
 
 ZONE = "path:300,185,420,185,420,330,300,310"
 LINE = "crossing:560,170,560,420"

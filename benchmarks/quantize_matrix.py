@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+import edgevision
 from edgevision.errors import EdgevisionError
 from edgevision.quantize import QuantizeOptions
-from edgevision.quantize.api import quantize_model
 from edgevision.samples import sample_path
 
 MODELS = {"nanodet-m": False, "movenet-lightning": False, "yolox-nano": True}  # name -> random weights
@@ -47,11 +47,10 @@ def _row(model: str, backend: str, label: str, result) -> dict:
 def run_one(model: str, backend: str, label: str, out: Path, max_drop: float) -> dict:
     """One variant; failures are recorded, not fatal."""
     try:
-        result = quantize_model(
-            model, backend=backend, precision=PRECISIONS[label], calib=str(sample_path("vtest.avi")),
-            output=out / f"{model}-{backend}-{label}" / f"model{SUFFIXES[backend]}", options=QuantizeOptions(), max_drop=max_drop,
-            strict=False, calib_count=48, random_weights=MODELS[model],
-        )  # fmt: skip
+        options = QuantizeOptions(precision=PRECISIONS[label], max_drop=max_drop, calib=str(sample_path("vtest.avi")),
+                                  calib_count=48)  # fmt: skip
+        result = edgevision.quantize(model, backend=backend, output=out / f"{model}-{backend}-{label}" / f"model{SUFFIXES[backend]}",
+                                     options=options, random_weights=MODELS[model])  # fmt: skip
     except EdgevisionError as exc:
         return {"model": model, "backend": backend, "precision": label, "error": str(exc)}
     return _row(model, backend, label, result)

@@ -19,12 +19,12 @@ import logging
 import sys
 from pathlib import Path
 
+import edgevision
 from edgevision.bench.api import (
     BenchOptions,
     BenchResult,
     TimingOptions,
     parse_threads,
-    run_bench,
 )
 from edgevision.bench.report import p50
 
@@ -132,13 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     rows, results = [], {}
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         config = MODELS[model]
-        options = BenchOptions(random_weights=config["random_weights"],
+        options = BenchOptions(random_weights=config["random_weights"], variants=config["variants"], threads=threads,
                                timing=TimingOptions(rounds=args.rounds, round_seconds=args.seconds))  # fmt: skip
         if model in args.reuse.split(","):
             results[model] = load_result(args.out / model / "results.json")
         else:
-            results[model] = run_bench(model, variants=config["variants"], threads=threads, output=args.out / model,
-                                       options=options)  # fmt: skip
+            results[model] = edgevision.bench(model, output=args.out / model, options=options)
         for t in threads:
             rows += rows_for(results[model], t, config["random_weights"])
     first = next(iter(results.values()))

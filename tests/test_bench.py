@@ -39,11 +39,11 @@ def image_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_bench(tiny_onnx, image_folder, tmp_path_factory):
-    from edgevision.bench.api import BenchOptions, run_bench
+    import edgevision
 
     out = tmp_path_factory.mktemp("bench-out")
-    return run_bench(str(tiny_onnx), variants="ort-fp32,openvino-fp32", threads="1,2", data=str(image_folder),
-                     output=out, options=BenchOptions(timing=QUICK))  # fmt: skip
+    return edgevision.bench(str(tiny_onnx), variants="ort-fp32,openvino-fp32", threads="1,2", data=str(image_folder),
+                            output=out, timing=QUICK)
 
 
 RECORD_FIELDS = {"variant", "runtime", "precision", "size_bytes", "macs", "peak_rss_mb", "threads", "agreement",

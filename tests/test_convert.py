@@ -10,9 +10,10 @@ import pytest
 from conftest import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
+from edgevision.api import convert as convert_model
+from edgevision.api import optimize as optimize_model
 from edgevision.backends import create_backend
-from edgevision.convert.api import convert_model
-from edgevision.convert.optimize import op_counts, optimize_model
+from edgevision.convert.optimize import op_counts
 from edgevision.errors import EdgevisionError
 from edgevision.variants import read_meta
 

@@ -11,7 +11,7 @@ HEAVY = ("torch", "tensorflow", "openvino", "ai_edge_litert", "tf2onnx")
 
 def test_core_import_pulls_no_heavy_runtime():
     code = (
-        "import sys, edgevision, edgevision.predict, edgevision.cli\n"
+        "import sys, edgevision, edgevision.zoo.assemble, edgevision.cli\n"
         "from edgevision.zoo import list_models\n"
         "from edgevision.backends import list_backends\n"
         "list_models(); list_backends(available_only=True)\n"

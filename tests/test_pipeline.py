@@ -195,7 +195,7 @@ def test_events_written_before_an_error_are_kept(path_clip, tmp_path):
     from edgevision.pipeline.capture import VideoFileSource
     from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
     from edgevision.pipeline.zones import parse_zone
-    from edgevision.predict import load_predictor
+    from edgevision.zoo.assemble import load_predictor
 
     class DiesAfter(VideoFileSource):
         def read(self):

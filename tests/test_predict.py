@@ -10,8 +10,8 @@ import pytest
 from conftest import run_cli
 
 from edgevision.backends import list_backends
-from edgevision.predict import load_predictor
 from edgevision.zoo import get_spec
+from edgevision.zoo.assemble import load_predictor
 
 
 def people(detections, min_score=0.4):

@@ -13,8 +13,9 @@ from conftest import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
 from edgevision.errors import EdgevisionError
+from edgevision.models.raw import RawImageProcessor
 from edgevision.quantize import QuantizeOptions, get_quantizer
-from edgevision.quantize.api import RawImageProcessor, quantize_model
+from edgevision.quantize.api import quantize_model
 from edgevision.quantize.calibration import load_calibration
 from edgevision.quantize.ort import nonfinite_constants, prepare_model
 from edgevision.variants import read_meta
@@ -178,10 +179,8 @@ def test_nanodet_int8_is_smaller_and_described(samples_cache, tmp_path):
 
     out = tmp_path / "nanodet-int8" / "model.onnx"
     first_conv = _conv(model_file("nanodet-m", "onnx")).name  # converter-assigned name
-    result = quantize_model(
-        "nanodet-m", backend="ort", precision="int8", calib=str(samples_cache["vtest.avi"]), output=out,
-        options=QuantizeOptions(exclude=(first_conv,)), max_drop=None, strict=False, calib_count=20,
-    )  # fmt: skip
+    options = QuantizeOptions(exclude=(first_conv,), max_drop=None, calib=str(samples_cache["vtest.avi"]), calib_count=20)
+    result = quantize_model("nanodet-m", backend="ort", output=out, options=options)
     assert out.exists() and result.size_ratio < 0.3
     meta = read_meta(out)
     assert meta.precision == "int8" and meta.runtime == "onnxruntime" and meta.source_model == "nanodet-m"

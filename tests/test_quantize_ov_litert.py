@@ -127,9 +127,9 @@ def test_refusals_are_clear(backend, options, message, convnet, tmp_path):
 
 
 def test_nanodet_openvino_int8_is_small_and_decodes(tmp_path, samples_cache):
-    from edgevision.convert.parity import photos, processor_for
-    from edgevision.predict import load_predictor
+    from edgevision.convert.parity import photos
     from edgevision.quantize.calibration import load_calibration
+    from edgevision.zoo.assemble import load_predictor, processor_for
 
     source = model_file("nanodet-m", "onnx")
     processor = processor_for("nanodet-m")

@@ -247,7 +247,7 @@ def test_onnx_export_parity(tmp_path, nano):
     from edgevision.backends import create_backend
     from edgevision.compare import require_parity
     from edgevision.convert.torch_onnx import export_onnx
-    from edgevision.models.base import SingleStagePredictor
+    from edgevision.zoo.assemble import SingleStagePredictor
 
     image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)
     processor = YoloxProcessor()

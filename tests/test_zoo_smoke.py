@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from edgevision.media import read_image
-from edgevision.predict import load_predictor
 from edgevision.types import Detections, Poses
 from edgevision.zoo import get_spec, is_cached, list_models, pull
+from edgevision.zoo.assemble import load_predictor
 
 PULLED = [n for n in list_models() if get_spec(n).artifacts]
 

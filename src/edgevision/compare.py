@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,11 @@ from edgevision.types import Detections, Poses
 
 logger = logging.getLogger(__name__)
 
+# The accuracy budget everywhere (quantize --precision auto, bench's recommendation, the demo):
+# the largest drop of agreement with fp32 a variant may have.
+DEFAULT_MAX_DROP = 0.02
 SCORE_FLOOR = 0.3
+EVAL_THRESHOLD = 0.05  # decoding threshold for agreement, as in COCO-style evaluation
 KEYPOINT_FLOOR = 0.3  # reference keypoints below this score are "not labelled"
 # COCO's per-keypoint OKS sigmas (cocoapi), for 17-keypoint skeletons.
 COCO17_SIGMAS = np.array(
@@ -437,6 +441,22 @@ def _pose_results_for(predictions: Sequence[Poses], gt: dict, image_ids: Sequenc
 
 
 # ----------------------------------------------------------------------------- one metric per task
+
+
+def evaluation_processor(processor):
+    """The processor with a low score threshold, as mAP evaluation wants (None without a task).
+
+    Both sides are decoded down to ``EVAL_THRESHOLD``; the reference's objects below the
+    metric's score floor become ignore regions. With the deployment threshold on both sides,
+    an object at 0.36 in float and 0.34 in int8 would count as lost.
+    """
+    if processor is None or processor.task not in ("detection", "pose"):
+        return None
+    if is_dataclass(processor) and hasattr(processor, "score_threshold"):
+        return replace(processor, score_threshold=min(EVAL_THRESHOLD, processor.score_threshold))
+    return processor
+
+
 
 METRICS = {
     "detection": "detection mAP@[.5:.95] vs fp32",

@@ -5,8 +5,8 @@ a few variants of the detector (a short run), picks the recommended one (fastest
 the accuracy budget), and runs it over the video with a no-entry zone on the lawn and a
 counting line across the path. Everything lands in one folder.
 
->>> from edgevision.demo import run_demo
->>> summary = run_demo(Path("runs/demo"))   # doctest: +SKIP
+>>> import edgevision.api as ev
+>>> summary = ev.demo("runs/demo")           # doctest: +SKIP
 >>> summary.variant, summary.run.events      # doctest: +SKIP
 """
 
@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgevision.bench.api import BenchOptions, BenchResult, TimingOptions, run_bench
+from edgevision.compare import DEFAULT_MAX_DROP
 from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.stats import RunSummary
 from edgevision.pipeline.zones import parse_line, parse_zone
-from edgevision.predict import load_predictor
 from edgevision.samples import DEFAULT_VIDEO, PHOTOS, sample_path
 from edgevision.zoo import pull
+from edgevision.zoo.assemble import load_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class DemoOptions:
     model: str = "nanodet-m"
     variants: str = "ort-fp32,ort-int8,openvino-fp32,openvino-int8"
     threads: int = 2
-    max_drop: float = 0.02
+    max_drop: float = DEFAULT_MAX_DROP
     # vtest.avi is 768x576: the lawn in the foreground, the path running across the middle.
     zone: str = "no-entry-lawn:0,310,420,335,640,576,0,576"
     line: str = "path-count:560,150,560,420:both"
@@ -102,10 +103,11 @@ def run_demo(
     photos = [sample_path(name) for name in PHOTOS]
     pull(options.model)
     say("benchmarking variants (short run)")
-    bench = run_bench(
-        options.model, variants=options.variants, threads=(options.threads,), data=str(photos[0].parent / "*.jpg"),
-        output=output / "bench", options=BenchOptions(max_drop=options.max_drop, timing=options.timing), progress=say,
+    settings = BenchOptions(
+        variants=options.variants, threads=(options.threads,), data=str(photos[0].parent / "*.jpg"),
+        max_drop=options.max_drop, timing=options.timing,
     )  # fmt: skip
+    bench = run_bench(options.model, output=output / "bench", options=settings, progress=say)
     chosen = _record(bench, bench.recommended or "ort-fp32")
     say(f"running {chosen['variant']} on {video.name}")
     summary = _run_video(chosen["file"], video, output, options, say)

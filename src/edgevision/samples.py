@@ -11,8 +11,7 @@ from pathlib import Path
 
 from edgevision.errors import EdgevisionError
 from edgevision.files import cache_dir, sha256_file
-from edgevision.zoo.sources import fetch_artifact
-from edgevision.zoo.spec import Artifact
+from edgevision.packages import Artifact, fetch_artifact
 
 _OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data/"
 _OPENCV_URL = "https://github.com/opencv/opencv/raw/4.6.0/samples/data/"

@@ -1,7 +1,7 @@
 """``run_bench``: build every variant of a model, time each in its own process, score, report.
 
->>> from edgevision.bench.api import run_bench
->>> result = run_bench("nanodet-m", variants="ort-fp32,openvino-int8", threads=(1, 2))  # doctest: +SKIP
+>>> import edgevision
+>>> result = edgevision.bench("nanodet-m", variants="ort-fp32,openvino-int8", threads=(1, 2))  # doctest: +SKIP
 >>> result.recommended, result.paths["html"]                                           # doctest: +SKIP
 ('openvino-int8', PosixPath('runs/bench/nanodet-m/report.html'))
 """
@@ -39,6 +39,7 @@ from edgevision.bench.variants import (
     with_baseline,
 )
 from edgevision.compare import (
+    DEFAULT_MAX_DROP,
     coco_ap_against_ground_truth,
     metric_name,
     model_bytes,
@@ -56,11 +57,19 @@ MAX_SAMPLES_KEPT = 2000  # latency samples kept per variant and thread count in 
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """The rarer knobs of a benchmark; every field has a sensible default."""
+    """Everything a benchmark can be told; every field has a sensible default.
 
+    >>> BenchOptions(variants="ort-fp32,openvino-int8", threads=(1, 2)).max_drop
+    0.02
+    """
+
+    variants: str | None = None  # comma-separated keys, e.g. "ort-fp32,openvino-int8"; None: all installed
+    threads: str | tuple[int, ...] = (2,)  # thread counts timed, e.g. (1, 2) or "1,2"
+    data: str | None = None  # images (folder, glob) or video scored for accuracy; None: sample photos + frames
+    annotations: Path | None = None  # COCO JSON of the data images: real AP against ground truth
     calib: str | None = None  # int8 calibration: folder, glob or video (default: the sample video)
     calib_count: int = 64
-    max_drop: float = 0.02  # largest agreement drop of the recommended variant
+    max_drop: float = DEFAULT_MAX_DROP  # largest agreement drop of the recommended variant
     data_count: int = 16  # images (or video frames) scored for accuracy
     timing: TimingOptions = TimingOptions()
     weights: Path | None = None  # checkpoint of a PyTorch zoo model
@@ -215,15 +224,7 @@ def measure_peaks(threads: tuple[int, ...], say: Progress, before: dict | None =
 
 
 def run_bench(
-    model: str,
-    *,
-    variants: str | None = None,
-    threads: str | tuple[int, ...] = (2,),
-    data: str | None = None,
-    annotations: Path | None = None,
-    output: Path | None = None,
-    options: BenchOptions = BenchOptions(),
-    progress: Progress | None = None,
+    model: str, *, output: Path | None = None, options: BenchOptions = BenchOptions(), progress: Progress | None = None
 ) -> BenchResult:
     """Benchmark ``model`` (zoo name or ONNX file) across variants; write results and reports.
 
@@ -231,7 +232,8 @@ def run_bench(
     ``runs/bench/<model>/``).
     """
     say = progress or logger.info
-    thread_counts = parse_threads(threads)
+    thread_counts = parse_threads(options.threads)
+    variants, data, annotations = options.variants, options.data, options.annotations
     source = resolve_bench_source(model, weights=options.weights, random_weights=options.random_weights)
     keys = with_baseline(choose_variants(variants, source))
     dataset = load_data(data, options.data_count)

@@ -19,14 +19,25 @@ import functools
 import hashlib
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgevision.compare import DEFAULT_MAX_DROP
+from edgevision.convert.api import convert_model
+from edgevision.convert.parity import ParityOptions
 from edgevision.errors import EdgevisionError, MissingExtraError
-from edgevision.files import cache_dir
+from edgevision.files import cache_dir, sha256_file
+from edgevision.quantize import QuantizeOptions, get_quantizer
+from edgevision.quantize.api import quantize_model
+from edgevision.samples import sample_path
 from edgevision.variants import read_meta
+from edgevision.zoo.assemble import resolve_model, resolve_source
+from edgevision.zoo.pull import model_file
+from edgevision.zoo.pytorch import export_torch_model
+from edgevision.zoo.registry import get_spec, list_models
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +80,7 @@ class BuildOptions:
 
     calib: str | None = None  # folder, glob or video; default: frames of the sample video
     calib_count: int = 64
-    max_drop: float = 0.02
+    max_drop: float = DEFAULT_MAX_DROP
     threads: int = 2  # threads of the quick checks quantization runs
 
 
@@ -130,8 +141,6 @@ def _runtime_missing(kind: VariantKind) -> MissingExtraError | None:
 def _builder_missing(kind: VariantKind) -> MissingExtraError | None:
     if kind.quantizer is None:
         return None
-    from edgevision.quantize import get_quantizer
-
     try:
         get_quantizer(kind.quantizer)
     except MissingExtraError as exc:
@@ -185,29 +194,19 @@ def with_baseline(keys: list[str]) -> list[str]:
 
 def resolve_bench_source(model: str, *, weights: Path | None = None, random_weights: bool = False) -> BenchSource:
     """The fp32 ONNX file of zoo model or file ``model`` (PyTorch families exported first)."""
-    from edgevision.files import sha256_file
-    from edgevision.predict import resolve_model
-
     target = resolve_model(model)
     if isinstance(target, Path):
         return _file_source(target)
     if target.build is not None:
-        from edgevision.zoo.pytorch import export_torch_model
-
         onnx = export_torch_model(target, weights=weights, random_weights=random_weights)
         return BenchSource(target.name, onnx, sha256_file(onnx), target.name, True, weights, weights is None)
     if weights is not None or random_weights:
         raise EdgevisionError(f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models.")
-    from edgevision.zoo import model_file
-
     onnx = model_file(target.name, "onnx")
     return BenchSource(target.name, onnx, sha256_file(onnx), target.name)
 
 
 def _file_source(path: Path) -> BenchSource:
-    from edgevision.files import sha256_file
-    from edgevision.zoo import list_models
-
     if path.suffix.lower() != ".onnx":
         raise EdgevisionError(
             f"bench starts from a zoo model or an .onnx file, not {path.name}; time a single file with edgevision predict."
@@ -266,8 +265,6 @@ def build_variant(source: BenchSource, kind: VariantKind, options: BuildOptions)
         return Variant(kind, source.onnx, cached=True, meta=_meta_dict(source.onnx))
     if kind.key == "torch-fp32":
         return _torch_variant(source, kind, start)
-    from edgevision.quantize import get_quantizer
-
     suffix = {"onnxruntime": ".onnx", "openvino": ".xml", "litert": ".tflite"}[kind.runtime]
     target = variant_folder(source, kind, options) / f"model{suffix}"
     if target.exists() and read_meta(target) is not None:
@@ -280,7 +277,6 @@ def build_variant(source: BenchSource, kind: VariantKind, options: BuildOptions)
 
 
 def _torch_variant(source: BenchSource, kind: VariantKind, start: float) -> Variant:
-    from edgevision.zoo import get_spec
     from edgevision.zoo.pytorch import export_torch_model
 
     spec = get_spec(source.label)
@@ -289,17 +285,15 @@ def _torch_variant(source: BenchSource, kind: VariantKind, start: float) -> Vari
 
 
 def _convert(source: BenchSource, kind: VariantKind, target: Path) -> None:
-    from edgevision.convert.api import convert_model
-    from edgevision.convert.parity import ParityOptions
-
     to = {"openvino": "openvino", "litert": "tflite"}[kind.runtime]
     # Decoded predictions of random weights are noise: only the raw outputs' parity is meaningful then.
     parity = ParityOptions(min_agreement=0.0) if source.random_weights else ParityOptions()
-    if source.pytorch:
-        convert_model(source.label, to=to, output=target, weights=source.weights, random_weights=source.weights is None,
-                      parity=parity)  # fmt: skip
-    else:
-        convert_model(str(source.onnx) if source.source_model is None else source.label, to=to, output=target, parity=parity)
+    with tempfile.TemporaryDirectory(prefix="edgevision-bench-") as tmp:
+        if source.pytorch:
+            model = resolve_source(source.label, Path(tmp), weights=source.weights, random_weights=source.weights is None)
+        else:
+            model = resolve_source(str(source.onnx) if source.source_model is None else source.label, Path(tmp))
+        convert_model(model, to=to, output=target, parity=parity)
 
 
 def _quantize(source: BenchSource, kind: VariantKind, target: Path, options: BuildOptions, quantizer: str) -> None:
@@ -318,17 +312,11 @@ def _quantize(source: BenchSource, kind: VariantKind, target: Path, options: Bui
 
 def _quantize_call(source: BenchSource, kind: VariantKind, target: Path, options: BuildOptions, quantizer: str, *,
                    precision: str, max_drop: float | None) -> None:  # fmt: skip
-    from edgevision.quantize import QuantizeOptions
-    from edgevision.quantize.api import quantize_model
-    from edgevision.samples import sample_path
-
     calib = (options.calib or str(sample_path(DEFAULT_CALIB))) if kind.precision == "int8" else None
     zoo_file = source.source_model == source.label and not source.pytorch
-    quantize_model(
-        source.label if zoo_file else str(source.onnx), backend=quantizer, precision=precision, calib=calib,
-        output=target, options=QuantizeOptions(precision=kind.precision), max_drop=max_drop, strict=False,
-        calib_count=options.calib_count, threads=options.threads,
-    )  # fmt: skip
+    settings = QuantizeOptions(precision=precision, max_drop=max_drop, calib=calib, calib_count=options.calib_count,
+                               threads=options.threads)  # fmt: skip
+    quantize_model(source.label if zoo_file else str(source.onnx), backend=quantizer, output=target, options=settings)
 
 
 def _meta_dict(path: Path) -> dict:

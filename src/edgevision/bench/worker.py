@@ -58,17 +58,15 @@ class VariantRunner:
         return {"load_s": load_s, "first_ms": first_ms}
 
     def _prepare(self, source_model: str | None) -> None:
-        from edgevision.convert.parity import processor_for
-        from edgevision.models.base import RawPredictor, SingleStagePredictor
+        from edgevision.zoo.assemble import (
+            RawPredictor,
+            SingleStagePredictor,
+            processor_for,
+        )
 
         self.processor = processor_for(source_model)
-        if self.processor is None:
-            self.predictor = RawPredictor(self.backend)
-            self.feeds = self.predictor._prepare(self.image)
-            return
-        self.predictor = SingleStagePredictor(self.backend, self.processor)
-        tensor, _ = self.processor.preprocess(self.image)
-        self.feeds = {self.backend.inputs[0].name: tensor}
+        self.predictor = RawPredictor(self.backend) if self.processor is None else SingleStagePredictor(self.backend, self.processor)
+        self.feeds = self.predictor.feeds(self.image)[0]
 
     def timed(self, step: Callable[[], object], n: int, seconds: float) -> dict:
         """Milliseconds of each of at least ``n`` calls of ``step`` lasting at least ``seconds``."""
@@ -96,7 +94,7 @@ class VariantRunner:
 
     def predict(self, images: str, out: str) -> dict:
         """Predictions on every image, raw outputs, and the showcase (first) image's renderings."""
-        from edgevision.quantize.budget import evaluation_processor
+        from edgevision.compare import evaluation_processor
 
         with open(images, "rb") as f:
             frames = pickle.load(f)
@@ -114,10 +112,8 @@ class VariantRunner:
         return {"images": len(frames)}
 
     def _infer(self, image: np.ndarray):
-        if self.processor is None:
-            return self.backend.run(self.predictor._prepare(image)), None
-        tensor, transform = self.processor.preprocess(image)
-        return self.backend.run({self.backend.inputs[0].name: tensor}), transform
+        feeds, transform = self.predictor.feeds(image)
+        return self.backend.run(feeds), transform
 
     def _showcase(self, image: np.ndarray) -> dict:
         """The deployment-threshold prediction and, for heatmap models, a heatmap overlay."""

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edgevision import api
 from edgevision.cli.console import stderr, stdout
 
 WeightsOption = Annotated[
@@ -31,13 +32,9 @@ def convert(
     ] = False,
 ) -> None:
     """Convert a model, check it against the source on real photos, save it with metadata."""
-    from edgevision.convert.api import ExportOptions, convert_model
-
-    export = ExportOptions(opset=opset, dynamic_batch=dynamic_batch)
+    export = api.ExportOptions(opset=opset, dynamic_batch=dynamic_batch)
     with stderr.status(f"converting {model} to {to}"):
-        result = convert_model(
-            model, to=to, output=output, weights=weights, random_weights=random_weights, export=export
-        )
+        result = api.convert(model, to=to, output=output, weights=weights, random_weights=random_weights, export=export)
     for line in result.export_lines():
         stdout.print(line, highlight=False)
     stdout.print(result.parity.table(), highlight=False)

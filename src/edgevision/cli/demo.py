@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from edgevision import api
 from edgevision.cli.console import stderr, stdout
 
 
@@ -18,14 +19,12 @@ def demo(
     threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="Inference threads.")] = 2,
 ) -> None:
     """The whole story in one command on the built-in defaults."""
-    from edgevision.demo import DemoOptions, run_demo
-
     with stderr.status("demo: starting") as status:
 
         def say(line: str) -> None:
             status.update(f"demo: {escape(line)}")
             stderr.print(f"[dim]demo:[/] {escape(line)}", highlight=False)
 
-        summary = run_demo(output, options=DemoOptions(threads=threads), say=say)
+        summary = api.demo(output, options=api.DemoOptions(threads=threads), say=say)
     for line in summary.lines():
         stdout.print(line, highlight=False, soft_wrap=True)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edgevision import api
 from edgevision.cli.console import stderr, stdout
 from edgevision.cli.convert import RandomWeightsOption, WeightsOption
 
@@ -20,10 +21,8 @@ def optimize(
     random_weights: RandomWeightsOption = False,
 ) -> None:
     """Simplify and fuse an ONNX graph; print op counts before/after and the parity check."""
-    from edgevision.convert.optimize import optimize_model
-
     with stderr.status(f"optimizing {model}"):
-        result = optimize_model(model, output=output, weights=weights, random_weights=random_weights)
+        result = api.optimize(model, output=output, weights=weights, random_weights=random_weights)
     stdout.print(result.report.table(), highlight=False)
     if result.report.parity is not None:
         stdout.print(result.report.parity.table(), highlight=False)

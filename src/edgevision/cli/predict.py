@@ -14,6 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from edgevision.api import count_frames, is_video, load, predict_to_files, resolve_model
 from edgevision.cli.console import (
     BackendOption,
     RandomWeightsOption,
@@ -21,9 +22,6 @@ from edgevision.cli.console import (
     WeightsOption,
     stderr,
 )
-from edgevision.media import count_frames, is_video
-from edgevision.predict import PredictOutputs, load_predictor, resolve_model
-from edgevision.predict import predict as run_predict
 
 
 def _default_output(source: str) -> Path:
@@ -51,10 +49,8 @@ def predict(
     resolve_model(model)
     total = count_frames(source)
     with stderr.status(f"loading {model}"):
-        predictor = load_predictor(
-            model, backend=backend, threads=threads, weights=weights, random_weights=random_weights
-        )
-    if predictor.random_weights:
+        loaded = load(model, backend=backend, threads=threads, weights=weights, random_weights=random_weights)
+    if loaded.random_weights:
         stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")
     progress = Progress(
         TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -66,6 +62,6 @@ def predict(
         def on_frame(frame, prediction) -> None:
             progress.update(task, advance=1, objects=f"{len(prediction)} {'outputs' if prediction.task == 'raw' else 'objects'}")
 
-        frames = run_predict(predictor, source, PredictOutputs(annotated, json_path), on_frame=on_frame)
+        frames = predict_to_files(loaded, source, annotated=annotated, json_lines=json_path, on_frame=on_frame)
     where = f"; annotated output: {annotated}" if annotated else ""
     stderr.print(f"{frames} frame(s) from {source} with {model}{where}")

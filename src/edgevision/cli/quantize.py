@@ -10,9 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from edgevision.cli.console import ThreadsOption, stderr, stdout
-from edgevision.quantize import QuantizeOptions
-from edgevision.quantize.api import BudgetNotMetError, QuantizeResult, quantize_model
+from edgevision import api
+from edgevision.api import BudgetNotMetError, QuantizeOptions, QuantizeResult
+from edgevision.cli.console import stderr, stdout
 
 
 def quantize(
@@ -35,30 +35,35 @@ def quantize(
     ] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Layer to keep in float (repeatable).")] = None,
     max_drop: Annotated[
-        float | None, typer.Option("--max-drop", min=0.0, max=1.0, help="Largest agreement drop allowed (auto: 0.02).")
-    ] = None,
+        float,
+        typer.Option("--max-drop", min=0.0, max=1.0, help="Largest agreement drop: auto keeps layers float until it holds; "
+                     "int8 reports whether it holds."),
+    ] = api.DEFAULT_MAX_DROP,
     strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when the budget cannot be met.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the model.")] = None,
-    threads: ThreadsOption = 2,
+    threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="Threads of the agreement and latency checks.")] = 2,
     weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint of a PyTorch zoo model.")] = None,
     random_weights: Annotated[
         bool, typer.Option("--random-weights", help="PyTorch zoo model with seeded random weights (size and speed only).")
     ] = False,
 ) -> None:
     """Quantize a model, check it against float on held-out images, write it with its metadata."""
-    options = QuantizeOptions(precision=precision, method=method, exclude=tuple(exclude or ()))
-    say = lambda line: stderr.print(f"[dim]•[/] {escape(line)}", highlight=False)  # noqa: E731
+    options = QuantizeOptions(
+        precision=precision, max_drop=max_drop, strict=strict, calib=calib, calib_count=count, holdout=holdout,
+        threads=threads, method=method, exclude=tuple(exclude or ()),
+    )  # fmt: skip
     try:
-        result = quantize_model(
-            model, backend=backend, precision=precision, calib=calib, output=output, options=options,
-            max_drop=max_drop, strict=strict, holdout=holdout, calib_count=count, threads=threads or 2, progress=say,
-            weights=weights, random_weights=random_weights,
-        )  # fmt: skip
+        result = api.quantize(model, backend=backend, output=output, options=options, weights=weights,
+                              random_weights=random_weights, progress=_say)  # fmt: skip
     except BudgetNotMetError as exc:
         show(exc.result)
         stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     show(result)
+
+
+def _say(line: str) -> None:
+    stderr.print(f"[dim]•[/] {escape(line)}", highlight=False)
 
 
 def show(result: QuantizeResult) -> None:

@@ -10,6 +10,18 @@ from typing import Annotated
 
 import typer
 
+from edgevision.api import (
+    Progress,
+    RunConfig,
+    RunOutputs,
+    RunSummary,
+    StreamConfig,
+    load,
+    parse_line,
+    parse_zone,
+    resolve_model,
+)
+from edgevision.api import run as run_model
 from edgevision.cli.console import (
     BackendOption,
     RandomWeightsOption,
@@ -17,11 +29,6 @@ from edgevision.cli.console import (
     WeightsOption,
     stderr,
 )
-from edgevision.pipeline.capture import StreamConfig
-from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
-from edgevision.pipeline.stats import Progress, RunSummary
-from edgevision.pipeline.zones import parse_line, parse_zone
-from edgevision.predict import load_predictor, resolve_model
 
 
 def _quiet_video_libraries() -> None:
@@ -125,9 +132,9 @@ def run(
     outputs = RunOutputs(video=out, json_lines=json_path, events=events, serve_port=serve, stats=stats)
     resolve_model(model)
     with stderr.status(f"loading {model}"):
-        predictor = load_predictor(model, backend=backend, threads=threads, weights=weights, random_weights=random_weights)
-    if predictor.random_weights:
+        loaded = load(model, backend=backend, threads=threads, weights=weights, random_weights=random_weights)
+    if loaded.random_weights:
         stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")
     with _Reporter() as reporter:
-        summary = run_pipeline(predictor, source, config, outputs, on_progress=reporter)
+        summary = run_model(loaded, source, config=config, outputs=outputs, on_progress=reporter)
     _print_summary(summary)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from edgevision import samples
+from edgevision import api
 from edgevision.cli.console import stderr, stdout
 
 app = typer.Typer(no_args_is_help=True, help="Real sample photos and the pedestrian video.")
@@ -14,7 +14,7 @@ app = typer.Typer(no_args_is_help=True, help="Real sample photos and the pedestr
 def pull_command() -> None:
     """Fetch every sample into the cache, verified by hash."""
     with stderr.status("pulling samples"):
-        paths = samples.pull_samples()
+        paths = api.pull_samples()
     for path in paths:
         stdout.print(str(path))
 
@@ -22,11 +22,11 @@ def pull_command() -> None:
 @app.command("list")
 def list_command() -> None:
     """Sample names and where each comes from."""
-    for name, artifact in samples.SAMPLES.items():
-        stdout.print(f"{name:18} {artifact.source}")
+    for name, source in api.sample_sources().items():
+        stdout.print(f"{name:18} {source}", soft_wrap=True)
 
 
 @app.command("path")
-def path_command(name: str = typer.Argument(samples.DEFAULT_VIDEO, help="Sample name.")) -> None:
+def path_command(name: str = typer.Argument(api.DEFAULT_VIDEO, help="Sample name.")) -> None:
     """Print the cached path of one sample (fetching it first if needed)."""
-    stdout.print(str(samples.sample_path(name)), soft_wrap=True)
+    stdout.print(str(api.sample_path(name)), soft_wrap=True)

@@ -1,8 +1,8 @@
-"""``convert_model``: any zoo model or model file to ONNX, OpenVINO IR or TFLite, parity-checked.
+"""``convert_model``: a source model (as ONNX) to ONNX, OpenVINO IR or TFLite, parity-checked.
 
->>> from edgevision.convert.api import convert_model
->>> result = convert_model("nanodet-m", to="openvino", output=Path("nanodet.xml"))  # doctest: +SKIP
->>> print(result.parity.table())                                                  # doctest: +SKIP
+>>> import edgevision
+>>> result = edgevision.convert("nanodet-m", to="openvino", output="nanodet.xml")  # doctest: +SKIP
+>>> print(result.parity.table())                                                 # doctest: +SKIP
 
 Every conversion goes through ONNX: zoo models give their pulled ONNX file (PyTorch
 families are exported first), ``.tflite`` files are converted with tf2onnx. The result is
@@ -22,12 +22,11 @@ from edgevision.convert.parity import (
     Parity,
     ParityOptions,
     measure_parity,
-    processor_for,
     require,
 )
 from edgevision.errors import EdgevisionError, UnsupportedOpsError
 from edgevision.models.base import Processor
-from edgevision.variants import VariantMeta, read_meta, write_meta
+from edgevision.variants import VariantMeta, write_meta
 
 logger = logging.getLogger(__name__)
 
@@ -79,82 +78,6 @@ class ConversionResult:
         return [head, *rows]
 
 
-# ----------------------------------------------------------------------------- sources
-
-
-def resolve_source(
-    model: str,
-    workdir: Path,
-    *,
-    weights: Path | None = None,
-    random_weights: bool = False,
-    export: ExportOptions = ExportOptions(),
-) -> SourceModel:
-    """The ONNX form of zoo model or file ``model`` (converted into ``workdir`` when needed)."""
-    from edgevision.predict import resolve_model
-
-    target = resolve_model(model)
-    if isinstance(target, Path):
-        return _file_source(target, workdir)
-    return _zoo_source(target, workdir, weights=weights, random_weights=random_weights, export=export)
-
-
-def _sha(path: Path) -> str:
-    from edgevision.files import sha256_file
-
-    return sha256_file(path)
-
-
-def _file_source(path: Path, workdir: Path) -> SourceModel:
-    meta = read_meta(path)
-    processor = processor_for(meta.source_model) if meta else None
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return SourceModel(str(path), path, _sha(path), processor)
-    if suffix == ".tflite":
-        from edgevision.convert.tflite import tflite_to_onnx
-
-        onnx = workdir / f"{path.stem}.onnx"
-        tflite_to_onnx(path, onnx)
-        return SourceModel(str(path), onnx, _sha(path), processor, original=path, notes=["via tf2onnx from .tflite"])
-    raise EdgevisionError(f"cannot convert {path.name}: give an .onnx or .tflite file, or a zoo model name.")
-
-
-def _zoo_source(
-    spec, workdir: Path, *, weights: Path | None, random_weights: bool, export: ExportOptions
-) -> SourceModel:
-    from edgevision.zoo import model_file
-
-    processor = processor_for(spec.name)
-    if spec.build is not None:
-        return _pytorch_source(spec, processor, weights=weights, random_weights=random_weights, export=export)
-    if weights is not None or random_weights:
-        raise EdgevisionError(f"{spec.name} ships its own weights; --weights and --random-weights are for PyTorch models.")
-    if "onnx" in spec.files:
-        onnx = model_file(spec.name, "onnx")
-        return SourceModel(spec.name, onnx, _sha(onnx), processor)
-    if "tflite" in spec.files:
-        source = _file_source(model_file(spec.name, "tflite"), workdir)
-        return SourceModel(spec.name, source.onnx, source.sha256, processor, source.original, notes=source.notes)
-    raise EdgevisionError(f"{spec.name} has no ONNX or TFLite file to convert from.")
-
-
-def _pytorch_source(
-    spec, processor, *, weights: Path | None, random_weights: bool, export: ExportOptions
-) -> SourceModel:
-    from edgevision.zoo.pytorch import export_torch_model
-
-    onnx = export_torch_model(
-        spec, weights=weights, random_weights=random_weights, opset=export.opset, dynamic_batch=export.dynamic_batch
-    )
-    sha = _sha(Path(weights)) if weights else "random weights"
-    exported = read_meta(onnx)
-    return SourceModel(
-        spec.name, onnx, sha, processor, random_weights=weights is None,
-        notes=list(exported.notes) if exported else [], export_parity=exported.parity if exported else {},
-    )  # fmt: skip
-
-
 # ----------------------------------------------------------------------------- conversion
 
 
@@ -201,22 +124,15 @@ def place(candidate: Path, output: Path) -> Path:
 
 
 def convert_model(
-    model: str,
-    *,
-    to: str,
-    output: Path | None = None,
-    weights: Path | None = None,
-    random_weights: bool = False,
-    parity: ParityOptions = ParityOptions(),
-    export: ExportOptions = ExportOptions(),
+    source: SourceModel, *, to: str, output: Path | None = None, parity: ParityOptions = ParityOptions()
 ) -> ConversionResult:
-    """Convert zoo model or file ``model`` to ``to`` (onnx, openvino, tflite) at ``output``.
+    """Convert ``source`` to ``to`` (onnx, openvino, tflite) at ``output``.
 
     Refused, with nothing written, when the result's outputs differ from the source's
     beyond ``parity.tolerance`` or its task-level agreement is below ``parity.min_agreement``.
+    ``edgevision.zoo.assemble.resolve_source`` makes the source from a zoo name or a file.
     """
     with tempfile.TemporaryDirectory(prefix="edgevision-convert-") as tmp:
-        source = resolve_source(model, Path(tmp), weights=weights, random_weights=random_weights, export=export)
         output = Path(output) if output else default_output(source, to)
         _check_target(to, output)
         candidate, notes = write_candidate(source, to, Path(tmp))

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgevision.convert.api import SourceModel, resolve_source
+from edgevision.convert.api import SourceModel
 from edgevision.convert.parity import Parity, ParityOptions, measure_parity, require
 from edgevision.errors import MissingExtraError
 from edgevision.files import write_atomic
@@ -113,18 +113,12 @@ class OptimizeResult:
 
 
 def optimize_model(
-    model: str,
-    *,
-    output: Path | None = None,
-    weights: Path | None = None,
-    random_weights: bool = False,
-    parity: ParityOptions = ParityOptions(),
+    source: SourceModel, *, output: Path | None = None, parity: ParityOptions = ParityOptions()
 ) -> OptimizeResult:
-    """Optimise zoo model or file ``model`` into ``output``; refused if the numbers change."""
+    """Optimise ``source`` into ``output``; refused, with nothing written, if the numbers change."""
     import onnx
 
     with tempfile.TemporaryDirectory(prefix="edgevision-optimize-") as tmp:
-        source = resolve_source(model, Path(tmp), weights=weights, random_weights=random_weights)
         original = onnx.load(str(source.onnx))
         optimised, passes = simplify(original, Path(tmp))
         candidate = Path(tmp) / "candidate.onnx"

@@ -211,22 +211,3 @@ def measure_parity(
     parity = Parity(report, task_agreement(processor, inputs, reference, got), options.min_agreement)
     logger.debug("parity %s vs %s: %s", candidate.name, source.name, parity.table().replace("\n", "; "))
     return parity
-
-
-# ----------------------------------------------------------------------------- model families
-
-
-def processor_for(model: str | None) -> Processor | None:
-    """The pre-processing and decoding of zoo model ``model`` (None when unknown)."""
-    from edgevision.zoo import get_spec, list_models, pull
-
-    if not model or model not in list_models():
-        return None
-    spec = get_spec(model)
-    if spec.processor is not None:
-        return spec.processor()
-    if spec.predictor is None or "onnx" not in spec.files:
-        return None
-    # The families that build their processor inside their predictor: build one and take it.
-    predictor = spec.predictor(spec, pull(spec.name), "onnxruntime", 1)
-    return getattr(predictor, "processor", None)

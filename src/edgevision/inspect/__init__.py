@@ -24,6 +24,9 @@ import numpy as np
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
 from edgevision.types import TensorSpec
+from edgevision.zoo.assemble import resolve_model
+from edgevision.zoo.pull import model_file
+from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +62,12 @@ class ModelReport:
 
 def resolve_path(model: str, *, weights: Path | None = None) -> Path:
     """A model file for ``model``: the file itself, or a zoo model's ONNX file."""
-    from edgevision.predict import resolve_model
-
     target = resolve_model(model)
     if isinstance(target, Path):
         return target
-    from edgevision.bench.variants import resolve_bench_source
-
-    pytorch = target.build is not None
-    return resolve_bench_source(model, weights=weights, random_weights=pytorch and weights is None).onnx
+    if is_pytorch_family(target):
+        return export_torch_model(target, weights=weights, random_weights=weights is None)
+    return model_file(target.name, "onnx" if "onnx" in target.files else next(iter(target.files)))
 
 
 def inspect_model(model: str | Path, *, weights: Path | None = None) -> ModelReport:

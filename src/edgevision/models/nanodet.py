@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 
 import numpy as np
 
 from edgevision.errors import EdgevisionError
-from edgevision.models.base import Predictor, SingleStagePredictor
 from edgevision.models.coco import COCO80_CLASSES
-from edgevision.models.human_models import (
-    ONNX_FILE,
-    artifact,
-    convert_tfjs,
-    onnx_runtime_for,
-)
 from edgevision.models.ops import nms, softmax
 from edgevision.models.transforms import ImageTransform, resize
 from edgevision.types import Detections
-from edgevision.zoo import register_model
-from edgevision.zoo.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -111,42 +100,3 @@ def gfl_boxes(dists: np.ndarray, cells: np.ndarray, grid_w: int, stride: int) ->
     cx = (cells % grid_w + 0.5) * stride
     cy = (cells // grid_w + 0.5) * stride
     return np.stack([cx - sides[:, 0], cy - sides[:, 1], cx + sides[:, 2], cy + sides[:, 3]], axis=1).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- zoo entry
-
-
-def predictor(spec: ModelSpec, folder: Path, backend: str | None = None, threads: int | None = None) -> Predictor:
-    """NanoDet on ONNX Runtime (default) or OpenVINO, both reading ``model.onnx``."""
-    from edgevision.backends import create_backend
-
-    runtime = onnx_runtime_for(spec.name, backend)
-    return SingleStagePredictor(
-        create_backend(runtime, folder / spec.files["onnx"], threads=threads), spec.processor()
-    )
-
-
-register_model(
-    ModelSpec(
-        name="nanodet-m",
-        task="detection",
-        family="nanodet",
-        input_size=(416, 416),
-        license="Apache-2.0",
-        summary=(
-            "NanoDet 416x416, COCO 80 classes, GFL head (reg_max 10), from the TF.js export in human-models "
-            "(3.8 M parameters, plain convs and LeakyReLU: its layout matches NanoDet-g more than NanoDet-m)."
-        ),
-        preprocessing="stretch to 416x416, BGR, (x - mean) / std with NanoDet's mean/std, NCHW float32",
-        artifacts=(
-            artifact("nanodet.json", "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d"),
-            artifact("nanodet.bin", "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9"),
-        ),
-        predictor=predictor,
-        processor=partial(NanoDetProcessor, input_size=(416, 416)),
-        prepare=partial(convert_tfjs, "nanodet.json"),
-        files={"onnx": ONNX_FILE},
-        needs_extra="convert",
-        homepage="https://github.com/RangiLyu/nanodet",
-    )
-)

@@ -6,7 +6,7 @@ Four stages run on their own threads joined by bounded queues: capture, inferenc
 files) keep only the freshest frame in front of inference and count the ones dropped;
 files otherwise give every frame (or every ``stride``-th).
 
->>> from edgevision.predict import load_predictor
+>>> from edgevision.zoo.assemble import load_predictor
 >>> from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 >>> from edgevision.pipeline.zones import parse_line, parse_zone
 >>> config = RunConfig(zones=(parse_zone("lawn:0.1,0.6,0.5,0.6,0.5,0.95,0.1,0.95"),),
@@ -40,6 +40,11 @@ from edgevision.pipeline.capture import (
 )
 from edgevision.pipeline.events import Event, EventLog
 from edgevision.pipeline.overlay import draw_box, draw_line, draw_zone
+from edgevision.pipeline.predict import (
+    RANDOM_WEIGHTS_BANNER,
+    frame_record,
+    random_weights_record,
+)
 from edgevision.pipeline.rules import RuleConfig, RuleEngine
 from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink
 from edgevision.pipeline.stages import Pipe, StageGroup
@@ -47,11 +52,6 @@ from edgevision.pipeline.stats import Progress, RunStats, RunSummary
 from edgevision.pipeline.stream import MjpegServer
 from edgevision.pipeline.tracking import Tracker, TrackerConfig
 from edgevision.pipeline.zones import Line, Zone, check_geometry
-from edgevision.predict import (
-    RANDOM_WEIGHTS_BANNER,
-    frame_record,
-    random_weights_record,
-)
 from edgevision.types import Detections, Frame, Poses, Prediction
 
 logger = logging.getLogger(__name__)

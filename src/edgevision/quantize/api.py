@@ -1,11 +1,9 @@
 """``quantize_model``: one call from a zoo name or ONNX file to a quantized file with metadata.
 
->>> from edgevision.quantize import QuantizeOptions
->>> from edgevision.quantize.api import quantize_model
->>> r = quantize_model("nanodet-m", backend="ort", precision="auto", calib="vtest.avi",
-...                    output=None, options=QuantizeOptions(), max_drop=0.02, strict=False)  # doctest: +SKIP
->>> r.size_ratio, r.agreement                                                               # doctest: +SKIP
-(0.27, 0.97)
+>>> import edgevision
+>>> r = edgevision.quantize("nanodet-m", backend="openvino", precision="auto", calib="vtest.avi")  # doctest: +SKIP
+>>> r.size_ratio, r.agreement                                                                   # doctest: +SKIP
+(0.28, 0.98)
 """
 
 from __future__ import annotations
@@ -17,14 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from edgevision.compare import model_bytes
 from edgevision.errors import EdgevisionError
 from edgevision.files import copy_atomic, sha256_file
-from edgevision.models.transforms import ImageTransform, resize
+from edgevision.models.raw import RawImageProcessor, RawOutputsOf
 from edgevision.quantize import get_quantizer
-from edgevision.quantize.base import QuantizeOptions, Quantizer
+from edgevision.quantize.base import PRECISIONS, QuantizeOptions, Quantizer
 from edgevision.quantize.budget import (
     AgreementJudge,
     BudgetResult,
@@ -32,13 +28,13 @@ from edgevision.quantize.budget import (
     run_budget,
 )
 from edgevision.quantize.calibration import CalibrationSet, load_calibration
-from edgevision.types import RawOutputs
-from edgevision.variants import VariantMeta, read_meta, write_meta
+from edgevision.variants import VariantMeta, write_meta
+from edgevision.zoo.assemble import processor_for, resolve_model, source_model_of
+from edgevision.zoo.pull import model_file
+from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp16", "int8-dynamic", "int8", "auto")
-DEFAULT_MAX_DROP = 0.02
 
 
 @dataclass
@@ -94,96 +90,37 @@ def resolve_source(model: str, *, weights: Path | None = None, random_weights: b
     """Zoo name -> its ONNX file and processor; an ONNX file -> itself (its source's processor when known).
 
     PyTorch zoo models are exported to ONNX first (with ``weights``, or seeded random
-    weights when ``random_weights``), through ``edgevision.zoo.pytorch.export_torch_model``.
+    weights when ``random_weights``). Random weights make decoded predictions meaningless:
+    their raw outputs are compared instead.
     """
-    from edgevision.zoo import list_models
-
-    if model in list_models():
-        processor = zoo_processor(model)
-        # Random weights make decoded predictions meaningless: compare raw outputs instead.
-        processor = RawOutputsOf(processor) if random_weights else processor
-        return ResolvedModel(model, zoo_onnx(model, weights=weights, random_weights=random_weights), processor)
-    path = Path(model)
-    if not path.is_file():
-        from edgevision.zoo import get_spec
-
-        if path.suffix or "/" in model:
-            raise EdgevisionError(f"model file {model} does not exist.")
-        get_spec(model)  # raises, naming the closest zoo models
-    if path.suffix.lower() != ".onnx":
-        raise EdgevisionError(f"{path.name} is not an ONNX file; quantization starts from ONNX (see: edgevision convert).")
-    meta = read_meta(path)
-    if meta is not None and meta.source_model in list_models():
-        return ResolvedModel(meta.source_model, path, zoo_processor(meta.source_model))
-    return ResolvedModel(path.stem, path, RawImageProcessor.for_model(path))
-
-
-def zoo_onnx(name: str, *, weights: Path | None, random_weights: bool) -> Path:
-    """The zoo model's ONNX file: pulled, or exported from PyTorch for PyTorch families."""
-    from edgevision.zoo import get_spec, model_file
-    from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
-
-    spec = get_spec(name)
-    if is_pytorch_family(spec):
-        return export_torch_model(spec, weights=weights, random_weights=random_weights)
+    target = resolve_model(model)
+    if isinstance(target, Path):
+        if target.suffix.lower() != ".onnx":
+            raise EdgevisionError(
+                f"{target.name} is not an ONNX file; quantization starts from ONNX (see: edgevision convert)."
+            )
+        name = source_model_of(target)
+        processor = processor_for(name)
+        return ResolvedModel(name or target.stem, target, processor or _raw_processor(target))
+    processor = processor_for(target.name)
+    if processor is None:
+        raise EdgevisionError(f"{target.name} has no single-stage processor; quantize its ONNX file as a raw model.")
+    if is_pytorch_family(target):
+        onnx = export_torch_model(target, weights=weights, random_weights=random_weights)
+        return ResolvedModel(target.name, onnx, RawOutputsOf(processor) if weights is None else processor)
     if weights is not None or random_weights:
-        raise EdgevisionError(f"{name} comes with its own weights; --weights and --random-weights are for PyTorch models.")
-    return model_file(name, "onnx")
+        raise EdgevisionError(f"{target.name} comes with its own weights; --weights and --random-weights are for PyTorch models.")
+    return ResolvedModel(target.name, model_file(target.name, "onnx"), processor)
 
 
-def zoo_processor(name: str):
-    """The zoo model's processor (its spec's factory); raw image feeding when it has none."""
-    from edgevision.zoo import get_spec
+def _raw_processor(path: Path) -> RawImageProcessor:
+    from edgevision.zoo.info import onnx_summary
 
-    spec = get_spec(name)
-    if spec.processor is None:
-        raise EdgevisionError(f"{name} has no single-stage processor; quantize its ONNX file as a raw model.")
-    return spec.processor()
-
-
-@dataclass
-class RawImageProcessor:
-    """Feeds an image to a model without a known family: resize, RGB, /255, NCHW or NHWC."""
-
-    size: tuple[int, int]  # (width, height)
-    nchw: bool
-    dtype: str = "float32"
-    task = "raw"
-
-    @classmethod
-    def for_model(cls, path: Path) -> RawImageProcessor:
-        from edgevision.zoo.info import onnx_summary
-
-        spec = onnx_summary(path)[1][0]
-        shape = [d or 1 for d in spec.shape]
-        if len(shape) != 4 or 3 not in (shape[1], shape[3]):
-            raise EdgevisionError(f"{path.name}: input {spec.name} {spec.shape} is not an image; cannot calibrate it.")
-        nchw = shape[1] == 3 and shape[3] != 3
-        h, w = (shape[2], shape[3]) if nchw else (shape[1], shape[2])
-        return cls((w if w > 1 else 224, h if h > 1 else 224), nchw, spec.dtype)
-
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
-        resized, transform = resize(image, self.size)
-        x = resized[..., ::-1].astype(self.dtype) / (255.0 if np.dtype(self.dtype).kind == "f" else 1)
-        x = x.transpose(2, 0, 1)[None] if self.nchw else x[None]
-        return np.ascontiguousarray(x, dtype=self.dtype), transform
-
-    def decode(self, outputs: dict[str, np.ndarray], transform: ImageTransform) -> RawOutputs:
-        return RawOutputs(outputs)
-
-
-@dataclass
-class RawOutputsOf:
-    """A family processor's pre-processing without its decoding (agreement by output cosine)."""
-
-    inner: object
-    task = "raw"
-
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
-        return self.inner.preprocess(image)
-
-    def decode(self, outputs: dict[str, np.ndarray], transform: ImageTransform) -> RawOutputs:
-        return RawOutputs(outputs)
+    spec = onnx_summary(path)[1][0]
+    processor = RawImageProcessor.for_input(spec)
+    if processor is None:
+        raise EdgevisionError(f"{path.name}: input {spec.name} {spec.shape} is not an image; cannot calibrate it.")
+    return processor
 
 
 # ----------------------------------------------------------------------------- the call
@@ -197,60 +134,53 @@ def quantize_model(
     model: str,
     *,
     backend: str,
-    precision: str,
-    calib: str | None,
-    output: Path | None,
-    options: QuantizeOptions,
-    max_drop: float | None,
-    strict: bool,
-    holdout: str | None = None,
-    calib_count: int = 64,
-    threads: int = 2,
-    progress: Callable[[str], None] | None = None,
+    output: Path | None = None,
+    options: QuantizeOptions = QuantizeOptions(),
     weights: Path | None = None,
     random_weights: bool = False,
-    default_holdout: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> QuantizeResult:
-    """Quantize ``model`` for ``backend`` at ``precision`` ("auto": int8 within ``max_drop``).
+    """Quantize zoo model or ONNX file ``model`` for ``backend`` as ``options`` say.
 
     Writes the model and its metadata file atomically. A budget that cannot be met keeps
-    the best variant and reports it; with ``strict`` it then raises ``BudgetNotMetError``.
-    Agreement is measured on images of ``calib`` held apart from calibration, plus the
-    sample photos (``default_holdout``) and the images of ``holdout``. ``weights`` /
-    ``random_weights`` choose the weights of PyTorch zoo models.
+    the best variant and reports it; with ``options.strict`` it then raises
+    ``BudgetNotMetError``. ``weights`` / ``random_weights`` choose the weights of PyTorch
+    zoo models.
     """
     start = time.perf_counter()
     say = progress or logger.info
-    if precision not in PRECISIONS:
-        raise EdgevisionError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}.")
-    quantizer = get_quantizer(backend)
-    concrete = "int8" if precision == "auto" else precision
-    options = quantizer.resolve(replace(options, precision=concrete))
-    _check_supported(quantizer, options)
+    quantizer, concrete = _quantizer_for(backend, options)
     source = resolve_source(model, weights=weights, random_weights=random_weights)
     say(f"source: {source.path} ({source.path.stat().st_size / 1e6:.2f} MB)")
-    holdouts = default_holdout_photos(source.processor) if default_holdout and calib else []
-    holdouts += [holdout] if holdout else []
-    calibration = _calibration(source, calib, holdouts, calib_count, concrete, say)
-    output = Path(output) if output else default_output(source.name, backend, precision, quantizer.suffix)
-    budget = max_drop if max_drop is not None else (DEFAULT_MAX_DROP if precision == "auto" else None)
-    result = _quantize(source, quantizer, options, calibration, budget, output, threads, say)
-    result.precision = precision
+    holdouts = default_holdout_photos(source.processor) if options.default_holdout and options.calib else []
+    holdouts += [options.holdout] if options.holdout else []
+    calibration = _calibration(source, options, holdouts, say)
+    output = Path(output) if output else default_output(source.name, backend, options.precision, quantizer.suffix)
+    _check_output(output, quantizer)
+    result = _quantize(source, quantizer, concrete, calibration, output, options.precision == "auto", say)
+    result.precision = options.precision
     result.seconds = time.perf_counter() - start
-    _write_meta(result, source, quantizer, options, calibration, budget)
-    if strict and result.budget_met is False:
+    _write_meta(result, source, quantizer, concrete, calibration, options.max_drop)
+    if options.strict and result.budget_met is False:
         raise BudgetNotMetError(result)
     return result
 
 
-def _check_supported(quantizer: Quantizer, options: QuantizeOptions) -> None:
-    if options.precision not in quantizer.precisions:
+def _quantizer_for(backend: str, options: QuantizeOptions) -> tuple[Quantizer, QuantizeOptions]:
+    """The backend's quantizer and the options it runs with (auto -> int8, its default method)."""
+    if options.precision not in PRECISIONS:
+        raise EdgevisionError(f"unknown precision '{options.precision}'; choose one of {', '.join(PRECISIONS)}.")
+    quantizer = get_quantizer(backend)
+    concrete = quantizer.resolve(replace(options, precision="int8" if options.precision == "auto" else options.precision))
+    quantizer.check(concrete)
+    return quantizer, concrete
+
+
+def _check_output(output: Path, quantizer: Quantizer) -> None:
+    if output.suffix.lower() != quantizer.suffix:
         raise EdgevisionError(
-            f"backend '{quantizer.name}' makes {', '.join(quantizer.precisions)}; not '{options.precision}'."
-        )
-    if options.method not in quantizer.methods:
-        raise EdgevisionError(
-            f"backend '{quantizer.name}' calibrates with {', '.join(quantizer.methods)}; not '{options.method}'."
+            f"backend '{quantizer.name}' writes {quantizer.suffix} files; give an output ending in {quantizer.suffix}, "
+            f"not {output.name}."
         )
 
 
@@ -272,9 +202,9 @@ def default_holdout_photos(processor) -> list[str]:
         return []
 
 
-def _calibration(source: ResolvedModel, calib: str | None, holdout: list[str], count: int, precision: str, say):
-    if calib is None:
-        if precision == "int8":
+def _calibration(source: ResolvedModel, options: QuantizeOptions, holdout: list[str], say) -> CalibrationSet | None:
+    if options.calib is None:
+        if options.precision in ("int8", "auto"):
             raise EdgevisionError(
                 "int8 needs calibration images: give a folder, glob or video with --calib "
                 "(e.g. --calib \"$(edgevision samples path vtest.avi)\")."
@@ -284,12 +214,16 @@ def _calibration(source: ResolvedModel, calib: str | None, holdout: list[str], c
     from edgevision.zoo.info import onnx_summary
 
     input_name = onnx_summary(source.path)[1][0].name
-    calibration = load_calibration(calib, source.processor, input_name=input_name, count=count, holdout_source=holdout)
+    calibration = load_calibration(
+        options.calib, source.processor, input_name=input_name, count=options.calib_count, holdout_source=holdout
+    )
     say(f"calibration: {calibration.description['count']} images, {calibration.description['holdout']} held out")
     return calibration
 
 
-def _quantize(source, quantizer, options, calibration, budget, output, threads, say) -> QuantizeResult:
+def _quantize(source, quantizer, options: QuantizeOptions, calibration, output: Path, repair: bool, say) -> QuantizeResult:
+    """Quantize (through the budget loop when there are held-out images) and measure the result."""
+    budget, threads = options.max_drop, options.threads
     with tempfile.TemporaryDirectory(prefix="edgevision-quantize-") as tmp:
         work = Path(tmp)
         if calibration is None or not calibration.holdout_feeds:
@@ -300,7 +234,7 @@ def _quantize(source, quantizer, options, calibration, budget, output, threads, 
             judge = AgreementJudge(source.path, calibration, source.processor, threads=threads)
             outcome = run_budget(source.path, quantizer=quantizer, options=options, calibration=calibration,
                                  judge=judge, max_drop=budget if budget is not None else 1.0, workdir=work,
-                                 progress=say)  # fmt: skip
+                                 repair=repair, progress=say)  # fmt: skip
             chosen = outcome.best.path
         _move_model(chosen, output)
         result = _result(source, quantizer, options, output, outcome, budget)

@@ -10,20 +10,42 @@ from typing import ClassVar
 
 import numpy as np
 
+from edgevision.compare import DEFAULT_MAX_DROP
+
 Feeds = dict[str, np.ndarray]
+
+
+PRECISIONS = ("fp16", "int8-dynamic", "int8", "auto")
 
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    """Rare knobs of a quantization run; every field has a sensible default.
+    """Everything a quantization run can be told; every field has a sensible default.
+
+    ``precision`` is fp16, int8-dynamic, int8, or auto: int8 with layers kept in float until
+    the agreement with float drops by at most ``max_drop``. ``max_drop`` None means no
+    budget (agreement is still measured when there are held-out images); for plain int8 a
+    budget is only reported, and ``strict`` turns a missed budget into an error (the best
+    variant is kept either way). Agreement is measured on images of ``calib`` held apart
+    from calibration, plus the sample photos (``default_holdout``) and the images of
+    ``holdout``.
 
     ``method`` is the calibration method (``minmax``, ``percentile``, ``entropy`` ...; None:
     the backend's ``default_method``) and is refused by backends that do not really
-    implement it. ``exclude`` names layers (nodes of
-    the source ONNX graph) to keep in float.
+    implement it. ``exclude`` names layers (nodes of the source ONNX graph) to keep in float.
+
+    >>> QuantizeOptions(precision="auto").max_drop
+    0.02
     """
 
-    precision: str = "int8"  # fp16, int8-dynamic, int8
+    precision: str = "int8"
+    max_drop: float | None = DEFAULT_MAX_DROP
+    strict: bool = False
+    calib: str | None = None  # folder, glob or video
+    calib_count: int = 64
+    holdout: str | None = None
+    default_holdout: bool = True
+    threads: int = 2  # of the agreement and latency checks
     method: str | None = None
     per_channel: bool = True
     exclude: tuple[str, ...] = ()
@@ -57,6 +79,13 @@ class Quantizer(ABC):
     @classmethod
     def is_available(cls) -> bool:
         return True
+
+    @abstractmethod
+    def check(self, options: QuantizeOptions, calibration: Sequence[Feeds] | None = None) -> None:
+        """Raise ``EdgevisionError`` for a precision, method or option this backend cannot do.
+
+        With ``calibration`` None only the options are checked (before any expensive work).
+        """
 
     @abstractmethod
     def quantize(

@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgevision.compare import (
+    evaluation_processor,
     mean_cosine,
     metric_name,
     model_bytes,
@@ -51,7 +52,6 @@ from edgevision.quantize.sensitivity import (
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-EVAL_THRESHOLD = 0.05  # decoding threshold for agreement, as in COCO-style evaluation
 
 
 @dataclass
@@ -120,20 +120,6 @@ class AgreementJudge:
         return [self.processor.decode(o, t) for o, t in zip(outputs, transforms)] if self.processor else []
 
 
-def evaluation_processor(processor: Processor | None) -> Processor | None:
-    """The processor with a low score threshold, as mAP evaluation wants (None without a task).
-
-    Both sides are decoded down to ``EVAL_THRESHOLD``; the reference's objects below the
-    metric's score floor become ignore regions. With the deployment threshold on both sides,
-    an object at 0.36 in float and 0.34 in int8 would count as lost.
-    """
-    if processor is None or processor.task not in ("detection", "pose"):
-        return None
-    if is_dataclass(processor) and hasattr(processor, "score_threshold"):
-        return replace(processor, score_threshold=min(EVAL_THRESHOLD, processor.score_threshold))
-    return processor
-
-
 def run_model(model: Path, runtime: str, feeds: Sequence[Feeds], *, threads: int = 2) -> list[dict[str, np.ndarray]]:
     """Outputs of ``model`` on ``runtime`` for every feed."""
     from edgevision.backends import create_backend
@@ -161,15 +147,16 @@ def run_budget(
     judge: AgreementJudge,
     max_drop: float,
     workdir: Path,
+    repair: bool = True,
     progress: Progress | None = None,
 ) -> BudgetResult:
-    """Quantize ``source``; while the drop exceeds ``max_drop``, keep more layers in float."""
+    """Quantize ``source``; while the drop exceeds ``max_drop`` (and ``repair``), keep more layers in float."""
     say = progress or logger.info
     trial = _Trial(source, quantizer, options, calibration, judge, workdir)
     attempts = [trial.run(list(options.exclude))]
     say(f"all layers int8: agreement {attempts[0].agreement:.3f} ({judge.metric})")
     ranking: list[LayerSensitivity] = []
-    if _meets(attempts[0], max_drop) or options.precision != "int8":
+    if _meets(attempts[0], max_drop) or options.precision != "int8" or not repair:
         return BudgetResult(attempts, attempts[0], _meets(attempts[0], max_drop), judge.metric)
     if not quantizer.can_exclude:
         say(f"{quantizer.name} cannot keep layers in float, so the budget cannot be repaired on this backend")

@@ -56,13 +56,14 @@ class LiteRtQuantizer(Quantizer):
         from edgevision.convert.onnx_tflite import TfliteOptions, onnx_to_tflite
 
         options = self.resolve(options)
-        self._check(options, calibration)
+        self.check(options, calibration)
         tflite = TfliteOptions(options.precision, options.per_channel, tuple(calibration) if options.precision == "int8" else ())
         self.notes = onnx_to_tflite(Path(source), Path(output), options=tflite)
         logger.info("litert %s: %s", options.precision, output)
         return Path(output)
 
-    def _check(self, options: QuantizeOptions, calibration: Sequence[Feeds]) -> None:
+    def check(self, options: QuantizeOptions, calibration: Sequence[Feeds] | None = None) -> None:
+        """Refuse what this backend cannot make; ``calibration`` None skips the data check."""
         if options.precision not in self.precisions:
             raise EdgevisionError(f"litert precisions are {', '.join(self.precisions)}, got {options.precision}.")
         if options.precision != "int8":
@@ -77,5 +78,5 @@ class LiteRtQuantizer(Quantizer):
                 "TensorFlow's TFLite converter cannot keep named layers in float; "
                 "use --backend openvino or ort to exclude layers."
             )
-        if not calibration:
+        if calibration is not None and not calibration:
             raise EdgevisionError("int8 quantization needs calibration images (--calib).")

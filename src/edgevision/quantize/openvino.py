@@ -98,7 +98,7 @@ class OpenVinoQuantizer(Quantizer):
         from edgevision.convert.openvino import read_onnx, save_ir
 
         options = self.resolve(options)
-        self._check(options, calibration)
+        self.check(options, calibration)
         model = read_onnx(Path(source))
         if options.precision == "int8":
             model = self._nncf(model, options, calibration)
@@ -116,7 +116,8 @@ class OpenVinoQuantizer(Quantizer):
         graph = onnx.load(str(source), load_external_data=False).graph
         return [n.name for n in graph.node if n.name in names or n.name in prefixes]
 
-    def _check(self, options: QuantizeOptions, calibration: Sequence[Feeds]) -> None:
+    def check(self, options: QuantizeOptions, calibration: Sequence[Feeds] | None = None) -> None:
+        """Refuse what this backend cannot make; ``calibration`` None skips the data check."""
         if options.precision == "int8-dynamic":
             raise EdgevisionError(
                 "OpenVINO has no int8-dynamic file format: its CPU plugin quantizes activations dynamically "
@@ -129,7 +130,7 @@ class OpenVinoQuantizer(Quantizer):
                 f"NNCF has no '{options.method}' calibration; choose one of {', '.join(self.methods)} "
                 "(histogram picks ranges that minimise the quantization error)."
             )
-        if options.precision == "int8" and not calibration:
+        if options.precision == "int8" and calibration is not None and not calibration:
             raise EdgevisionError("int8 quantization needs calibration images (--calib).")
 
     def _nncf(self, model, options: QuantizeOptions, calibration: Sequence[Feeds]):

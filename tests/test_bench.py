@@ -12,8 +12,8 @@ import pytest
 import tiny_models
 from conftest import assert_clean_error, run_cli
 
-from edgevision.bench.harness import TimingOptions, summarize
-from edgevision.bench.report import pareto_front, recommend
+from edgevision.benchmark.harness import TimingOptions, summarize
+from edgevision.benchmark.report import pareto_front, recommend
 
 QUICK = TimingOptions(rounds=2, round_seconds=0.1, min_iterations=3, warmup_iterations=2, warmup_seconds=0.05,
                       pipeline_seconds=0.05, overhead_blocks=2)  # fmt: skip
@@ -187,7 +187,7 @@ def test_annotations_that_are_not_coco(tiny_onnx, image_folder, tmp_path):
 
 
 def test_annotations_match_by_file_name(tmp_path):
-    from edgevision.bench.api import match_annotations
+    from edgevision.benchmark.api import match_annotations
 
     coco = tmp_path / "coco.json"
     coco.write_text(json.dumps({"images": [{"id": 7, "file_name": "a/b/img1.png"}], "annotations": []}))
@@ -196,7 +196,7 @@ def test_annotations_match_by_file_name(tmp_path):
 
 
 def test_raw_outputs_pair_by_size_when_a_converter_renames_and_reorders_them():
-    from edgevision.bench.api import agreement
+    from edgevision.benchmark.api import agreement
 
     boxes, scores = np.ones((1, 10, 4), np.float32), np.arange(80, dtype=np.float32).reshape(1, 10, 8)
     reference = {"task": "raw", "outputs": [{"boxes": boxes, "scores": scores}]}

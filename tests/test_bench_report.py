@@ -31,8 +31,8 @@ def _record(key: str, runtime: str, precision: str, p50: float, agreement: float
 @pytest.fixture(scope="module")
 def synthetic_report(tmp_path_factory):
     """A report written from synthetic records: three variants, boxes and a heatmap tile."""
-    from edgevision.bench.api import BenchResult
-    from edgevision.bench.report import write_reports
+    from edgevision.benchmark.api import BenchResult
+    from edgevision.benchmark.report import write_reports
 
     records = [_record("ort-fp32", "onnxruntime", "fp32", 20, 1.0, baseline=True),
                _record("ort-int8", "onnxruntime", "int8", 9, 0.985), _record("openvino-int8", "openvino", "int8", 7, 0.95)]  # fmt: skip

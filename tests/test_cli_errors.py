@@ -74,8 +74,9 @@ def _fake_npm_package(path, member: str, data: bytes) -> None:
 @pytest.fixture
 def fake_zoo_entry(tmp_path, monkeypatch):
     """A zoo entry whose pinned hash does not match its (locally seeded) package."""
-    from edgevision import zoo
-    from edgevision.zoo.spec import Artifact, ModelSpec
+    from edgevision.packages import Artifact
+    from edgevision.zoo import registry
+    from edgevision.zoo.spec import ModelSpec
 
     monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path / "cache"))
     package = tmp_path / "cache" / "packages" / "npm" / "fake-pkg-1.0.0.tgz"
@@ -83,8 +84,8 @@ def fake_zoo_entry(tmp_path, monkeypatch):
     _fake_npm_package(package, "package/model.onnx", b"not the pinned bytes")
     artifact = Artifact("model.onnx", "npm", "fake-pkg", "1.0.0", "package/model.onnx", "0" * 64)
     spec = ModelSpec("fake-model", "detection", "fake", (32, 32), "MIT", "test entry", "none", (artifact,), None)
-    zoo.list_models()  # fill the registry before adding to it
-    monkeypatch.setitem(zoo._REGISTRY, "fake-model", spec)
+    registry.list_models()  # fill the registry before adding to it
+    monkeypatch.setitem(registry._REGISTRY, "fake-model", spec)
     return tmp_path / "cache"
 
 

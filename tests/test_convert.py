@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgevision.api import convert as convert_model
 from edgevision.api import optimize as optimize_model
 from edgevision.backends import create_backend
-from edgevision.convert.optimize import op_counts
+from edgevision.conversion.optimize import op_counts
 from edgevision.errors import EdgevisionError
 from edgevision.variants import read_meta
 
@@ -91,7 +91,7 @@ def test_nanodet_to_openvino_agrees_at_task_level(tmp_path, samples_cache):
 
 
 def test_conversion_that_changes_numbers_is_refused_and_not_saved(tiny_onnx, tmp_path, monkeypatch, samples_cache):
-    import edgevision.convert.openvino as ov_convert
+    import edgevision.conversion.openvino as ov_convert
 
     real_read = ov_convert.read_onnx
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edgevision.convert.tfjs import (
+from edgevision.conversion.tfjs import (
     fold_maxpool_pads,
     read_weights,
     split_fused_ops,
@@ -256,7 +256,7 @@ def test_tiny_tfjs_model_converts_and_matches_numpy(tmp_path):
     pytest.importorskip("tf2onnx")
     import onnxruntime as ort
 
-    from edgevision.convert.tfjs import tfjs_to_onnx
+    from edgevision.conversion.tfjs import tfjs_to_onnx
 
     weights = _tiny_tfjs(tmp_path)
     tfjs_to_onnx(tmp_path / "tiny.json", tmp_path / "tiny.onnx")

@@ -114,7 +114,8 @@ def test_ssd_nms_is_class_aware():
 def test_oidv4_label_constant_matches_the_pinned_label_map():
     import hashlib
 
-    from edgevision.models.ssd import _LABELMAP, OIDV4_LABELS
+    from edgevision.models.ssd import OIDV4_LABELS
+    from edgevision.zoo.catalog.ssd import _LABELMAP
 
     text = "".join(f"{name}\n" for name in OIDV4_LABELS).encode()
     assert len(OIDV4_LABELS) == 24 and len(text) == _LABELMAP.size
@@ -236,7 +237,7 @@ def test_landmark_boxes_span_the_landmarks_inside_the_image():
 
 def test_parity_check_refuses_a_large_difference():
     from edgevision.compare import check_parity
-    from edgevision.convert.tflite import PARITY_TOLERANCE
+    from edgevision.conversion.tflite import PARITY_TOLERANCE
 
     want = {"y": np.linspace(-3, 3, 10, dtype=np.float32)}
     report = check_parity(want, {"y": want["y"] + 1e-4}, tolerance=PARITY_TOLERANCE, reference="LiteRT")
@@ -252,7 +253,7 @@ def test_fp16_weights_behind_a_cast_are_folded_to_float32():
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgevision.convert.tflite import fold_fp16_initializers
+    from edgevision.conversion.tflite import fold_fp16_initializers
 
     weight = np.array([[1.5, -2.0], [0.25, 4.0]], np.float16)
     graph = helper.make_graph(
@@ -273,7 +274,7 @@ def test_fp16_weights_behind_a_cast_are_folded_to_float32():
 
 
 def test_synthetic_image_fills_the_requested_range():
-    from edgevision.convert.tflite import synthetic_image
+    from edgevision.conversion.tflite import synthetic_image
 
     image = synthetic_image(64, 48, (-1.0, 1.0))
     assert image.shape == (64, 48, 3) and image.dtype == np.float32
@@ -283,7 +284,7 @@ def test_synthetic_image_fills_the_requested_range():
 def test_missing_tf2onnx_names_the_extra(monkeypatch, tmp_path):
     import sys
 
-    from edgevision.convert.tflite import tflite_to_onnx
+    from edgevision.conversion.tflite import tflite_to_onnx
     from edgevision.errors import MissingExtraError
 
     monkeypatch.setitem(sys.modules, "tf2onnx", None)

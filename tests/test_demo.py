@@ -6,7 +6,7 @@ import json
 
 import cv2
 
-from edgevision.bench.api import TimingOptions
+from edgevision.benchmark.api import TimingOptions
 from edgevision.demo import DemoOptions, run_demo
 
 

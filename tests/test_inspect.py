@@ -16,7 +16,7 @@ TINY_MACS = 16 * 16 * 8 * 3 * 3 * 3 + 8 * 4  # the 3x3 conv to 8 channels at 16x
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory):
     """The tiny model in fp32 ONNX and its dynamic-int8 quantization by edgevision's ORT quantizer."""
-    from edgevision.quantize import QuantizeOptions, get_quantizer
+    from edgevision.quantization import QuantizeOptions, get_quantizer
 
     folder = tmp_path_factory.mktemp("inspect")
     fp32 = tiny_models.build_torch(folder)["onnx"]

@@ -253,7 +253,7 @@ def test_preprocess_pads_with_128_and_scales():
 
 def test_onnx_export_parity_reduced_input(tmp_path, body, port_checkpoint):
     from edgevision.compare import require_parity
-    from edgevision.convert.torch_onnx import export_onnx
+    from edgevision.conversion.torch_onnx import export_onnx
 
     load_openpose_checkpoint(body, port_checkpoint[0])
     image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)

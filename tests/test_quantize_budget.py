@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from edgevision.quantize.budget import Attempt, choose, exclusion_plan
-from edgevision.quantize.sensitivity import LayerSensitivity, exclusion_unit, head_units
+from edgevision.quantization.budget import Attempt, choose, exclusion_plan
+from edgevision.quantization.sensitivity import (
+    LayerSensitivity,
+    exclusion_unit,
+    head_units,
+)
 
 
 def _graph():
@@ -52,7 +56,7 @@ def test_choose_takes_the_smallest_variant_within_budget_else_the_best():
 
 
 def test_a_backend_that_cannot_keep_layers_float_reports_instead_of_failing(tmp_path, monkeypatch):
-    from edgevision.quantize import budget
+    from edgevision.quantization import budget
 
     class NoExclude:
         name, can_exclude = "fake", False

@@ -14,10 +14,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgevision.errors import EdgevisionError
 from edgevision.models.raw import RawImageProcessor
-from edgevision.quantize import QuantizeOptions, get_quantizer
-from edgevision.quantize.api import quantize_model
-from edgevision.quantize.calibration import load_calibration
-from edgevision.quantize.ort import nonfinite_constants, prepare_model
+from edgevision.quantization import QuantizeOptions, get_quantizer
+from edgevision.quantization.api import quantize_model
+from edgevision.quantization.calibration import load_calibration
+from edgevision.quantization.ort import nonfinite_constants, prepare_model
 from edgevision.variants import read_meta
 
 

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgevision.backends import create_backend
 from edgevision.errors import EdgevisionError
-from edgevision.quantize import QuantizeOptions, get_quantizer, list_quantizers
+from edgevision.quantization import QuantizeOptions, get_quantizer, list_quantizers
 from edgevision.zoo import model_file
 
 
@@ -127,8 +127,8 @@ def test_refusals_are_clear(backend, options, message, convnet, tmp_path):
 
 
 def test_nanodet_openvino_int8_is_small_and_decodes(tmp_path, samples_cache):
-    from edgevision.convert.parity import photos
-    from edgevision.quantize.calibration import load_calibration
+    from edgevision.conversion.parity import photos
+    from edgevision.quantization.calibration import load_calibration
     from edgevision.zoo.assemble import load_predictor, processor_for
 
     source = model_file("nanodet-m", "onnx")

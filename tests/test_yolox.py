@@ -26,7 +26,7 @@ def test_family_modules_import_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "import edgevision.models.yolox, edgevision.models.openpose, edgevision.models.flops\n"
-        "import edgevision.convert.torch_onnx\n"
+        "import edgevision.conversion.torch_onnx\n"
         "from edgevision.zoo import list_models; assert 'yolox-nano' in list_models()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -246,7 +246,7 @@ def test_decode_refuses_unknown_outputs():
 def test_onnx_export_parity(tmp_path, nano):
     from edgevision.backends import create_backend
     from edgevision.compare import require_parity
-    from edgevision.convert.torch_onnx import export_onnx
+    from edgevision.conversion.torch_onnx import export_onnx
     from edgevision.zoo.assemble import SingleStagePredictor
 
     image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)
@@ -267,7 +267,7 @@ def test_onnx_export_parity(tmp_path, nano):
 
 def test_failed_parity_writes_nothing(tmp_path):
     from edgevision.compare import require_parity
-    from edgevision.convert.torch_onnx import export_onnx
+    from edgevision.conversion.torch_onnx import export_onnx
 
     tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
     x = np.ones((1, 3, 8, 8), np.float32)
@@ -279,7 +279,7 @@ def test_failed_parity_writes_nothing(tmp_path):
 
 def test_pt2_export_runs_on_torch_backend(tmp_path, nano):
     from edgevision.backends import create_backend
-    from edgevision.convert.torch_onnx import export_pt2
+    from edgevision.conversion.torch_onnx import export_pt2
 
     path = export_pt2(nano, tmp_path / "yolox_nano.pt2", (1, 3, 416, 416))
     x = np.random.default_rng(1).uniform(0, 255, (1, 3, 416, 416)).astype(np.float32)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.bench.api import (
+from edgevision.benchmark.api import (
     BenchOptions,
     BenchResult,
     TimingOptions,
@@ -30,9 +30,9 @@ from edgevision.bench.api import (
     run_bench,
 )
 from edgevision.compare import DEFAULT_MAX_DROP
-from edgevision.convert.api import ConversionResult, ExportOptions, convert_model
-from edgevision.convert.optimize import OptimizeResult, optimize_model
-from edgevision.convert.parity import ParityOptions
+from edgevision.conversion.api import ConversionResult, ExportOptions, convert_model
+from edgevision.conversion.optimize import OptimizeResult, optimize_model
+from edgevision.conversion.parity import ParityOptions
 from edgevision.demo import DemoOptions, DemoSummary, run_demo
 from edgevision.inspect import ModelReport, diff_models, inspect_model, write_graph
 from edgevision.media import count_frames, is_video, iter_frames
@@ -42,8 +42,12 @@ from edgevision.pipeline.predict import PredictOutputs, frame_record, predict
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.stats import Progress, RunSummary
 from edgevision.pipeline.zones import parse_line, parse_zone
-from edgevision.quantize.api import BudgetNotMetError, QuantizeResult, quantize_model
-from edgevision.quantize.base import QuantizeOptions
+from edgevision.quantization.api import (
+    BudgetNotMetError,
+    QuantizeResult,
+    quantize_model,
+)
+from edgevision.quantization.base import QuantizeOptions
 from edgevision.samples import (
     DEFAULT_VIDEO,
     SAMPLES,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgevision.bench.api import BenchOptions, BenchResult, TimingOptions, run_bench
+from edgevision.benchmark.api import BenchOptions, BenchResult, TimingOptions, run_bench
 from edgevision.compare import DEFAULT_MAX_DROP
 from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline

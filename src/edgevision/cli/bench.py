@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edgevision import api
 from edgevision.cli.console import RandomWeightsOption, WeightsOption, stderr, stdout
 
 
@@ -26,7 +27,7 @@ def bench(
     calib: Annotated[str | None, typer.Option("--calib", help="int8 calibration images or video (default: sample video).")] = None,
     max_drop: Annotated[
         float, typer.Option("--max-drop", min=0.0, max=1.0, help="Largest agreement drop of the recommended variant.")
-    ] = 0.02,
+    ] = api.DEFAULT_MAX_DROP,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Timing rounds, alternating between variants.")] = 5,
     seconds: Annotated[float, typer.Option("--seconds", min=0.01, help="Seconds each variant runs per round.")] = 1.0,
     count: Annotated[int, typer.Option("--count", min=1, help="Images scored for accuracy.")] = 16,
@@ -35,29 +36,25 @@ def bench(
     random_weights: RandomWeightsOption = False,
 ) -> None:
     """Build (or reuse) variants across runtimes and precisions, time each in its own process, report."""
-    from edgevision.bench.api import (
-        BenchOptions,
-        TimingOptions,
-        parse_threads,
-        run_bench,
-    )
-
-    thread_counts = parse_threads(threads)  # bad values fail before any work
-    timing = TimingOptions(rounds=rounds, round_seconds=seconds, pipeline_seconds=min(0.3, seconds))
-    options = BenchOptions(calib=calib, max_drop=max_drop, data_count=count, timing=timing, weights=weights,
-                           random_weights=random_weights)  # fmt: skip
+    timing = api.TimingOptions(rounds=rounds, round_seconds=seconds, pipeline_seconds=min(0.3, seconds))
+    options = api.BenchOptions(variants=variants, threads=threads, data=data, annotations=annotations, calib=calib,
+                               max_drop=max_drop, data_count=count, timing=timing, weights=weights,
+                               random_weights=random_weights)  # fmt: skip
     columns = (SpinnerColumn(), TextColumn("[bold]bench[/] {task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task(model)
-        result = run_bench(model, variants=variants, threads=thread_counts, data=data, annotations=annotations,
-                           output=output, options=options,
+        result = api.bench(model, output=output, options=options,
                            progress=lambda line: progress.update(task, description=escape(line)))  # fmt: skip
     show(result)
 
 
 def show(result) -> None:
     """The results table, the summary lines and where the reports are."""
-    from edgevision.bench.report import TERMINAL_COLUMNS, summary_lines, terminal_rows
+    from edgevision.benchmark.report import (
+        TERMINAL_COLUMNS,
+        summary_lines,
+        terminal_rows,
+    )
 
     headers = [c.replace(" ms", "\nms").replace(" MB", "\nMB").replace("% of ", "%\n") for c in TERMINAL_COLUMNS]
     table = Table(*headers, title=f"edgevision bench: {result.model} (load, first-inference and more in report.md)",

@@ -111,7 +111,7 @@ def _onnx_report(path: Path) -> ModelReport:
 
 
 def _openvino_report(path: Path) -> ModelReport:
-    from edgevision.convert.openvino import import_openvino
+    from edgevision.conversion.openvino import import_openvino
 
     ov = import_openvino()
     model = ov.Core().read_model(str(path))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.backends import Backend, create_backend
-from edgevision.convert.api import ExportOptions, SourceModel
+from edgevision.conversion.api import ExportOptions, SourceModel
 from edgevision.errors import EdgevisionError
 from edgevision.files import sha256_file
 from edgevision.models.base import Predictor, Processor
@@ -211,7 +211,7 @@ def _file_source(path: Path, workdir: Path) -> SourceModel:
     if suffix == ".onnx":
         return SourceModel(str(path), path, sha256_file(path), processor, random_weights=random_weights)
     if suffix == ".tflite":
-        from edgevision.convert.tflite import tflite_to_onnx
+        from edgevision.conversion.tflite import tflite_to_onnx
 
         onnx = workdir / f"{path.stem}.onnx"
         tflite_to_onnx(path, onnx)

@@ -113,7 +113,7 @@ def export_torch_model(
 
 def _export(spec: ModelSpec, module, target: Path, *, fmt: str, opset: int, dynamic_batch: bool) -> dict:
     from edgevision.compare import require_parity
-    from edgevision.convert.torch_onnx import export_onnx, export_pt2
+    from edgevision.conversion.torch_onnx import export_onnx, export_pt2
 
     if fmt == "pt2":
         export_pt2(module, target, input_shape=spec.flops_input)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgevision.backends import create_backend
-from edgevision.convert.tflite import tflite_to_onnx
+from edgevision.conversion.tflite import tflite_to_onnx
 from edgevision.models.base import Predictor
 from edgevision.models.blazepose import DETECTOR_FILE, BlazePosePredictor
 from edgevision.zoo.registry import register_model

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgevision.convert.tfjs import tfjs_to_onnx
+from edgevision.conversion.tfjs import tfjs_to_onnx
 from edgevision.errors import EdgevisionError
 from edgevision.packages import Artifact
 

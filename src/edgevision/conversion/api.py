@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgevision.convert.parity import (
+from edgevision.conversion.parity import (
     Parity,
     ParityOptions,
     measure_parity,
@@ -102,10 +102,10 @@ def write_candidate(source: SourceModel, to: str, folder: Path) -> tuple[Path, l
             shutil.copyfile(source.onnx, candidate)
             return candidate, []
         if to == "openvino":
-            from edgevision.convert.openvino import onnx_to_openvino
+            from edgevision.conversion.openvino import onnx_to_openvino
 
             return onnx_to_openvino(source.onnx, candidate), ["OpenVINO IR with fp32 weights"]
-        from edgevision.convert.onnx_tflite import onnx_to_tflite
+        from edgevision.conversion.onnx_tflite import onnx_to_tflite
 
         return candidate, onnx_to_tflite(source.onnx, candidate)
     except UnsupportedOpsError as exc:
@@ -115,7 +115,7 @@ def write_candidate(source: SourceModel, to: str, folder: Path) -> tuple[Path, l
 def place(candidate: Path, output: Path) -> Path:
     """Move ``candidate`` (and an IR's ``.bin``) to ``output``."""
     if candidate.suffix == ".xml":
-        from edgevision.convert.openvino import move_ir
+        from edgevision.conversion.openvino import move_ir
 
         return move_ir(candidate, output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +184,7 @@ def _ort_takes(onnx: Path) -> bool:
 
 
 def _openvino_takes(onnx: Path) -> bool:
-    from edgevision.convert.openvino import read_onnx
+    from edgevision.conversion.openvino import read_onnx
 
     read_onnx(onnx)
     return True
@@ -193,7 +193,7 @@ def _openvino_takes(onnx: Path) -> bool:
 def _litert_takes(onnx: Path) -> bool:
     import onnx as onnx_lib
 
-    from edgevision.convert.onnx_tflite import onnx2tf_available, unsupported_ops
+    from edgevision.conversion.onnx_tflite import onnx2tf_available, unsupported_ops
 
     return onnx2tf_available() and not unsupported_ops(onnx_lib.load(str(onnx), load_external_data=False))
 

@@ -1,6 +1,6 @@
 """ONNX -> TFLite: onnx2tf writes a TensorFlow SavedModel, TensorFlow's converter the ``.tflite``.
 
->>> from edgevision.convert.onnx_tflite import TfliteOptions, onnx_to_tflite
+>>> from edgevision.conversion.onnx_tflite import TfliteOptions, onnx_to_tflite
 >>> onnx_to_tflite(Path("model.onnx"), Path("model.tflite"), options=TfliteOptions())  # doctest: +SKIP
 
 What the produced file keeps of the source:
@@ -211,7 +211,7 @@ def _static_shapes(model) -> dict[str, tuple[int, ...]]:
 
 def _write_sample(folder: Path) -> None:
     """onnx2tf's calibration sample, made of synthetic images so that it never downloads one."""
-    from edgevision.convert.tflite import synthetic_image
+    from edgevision.conversion.tflite import synthetic_image
 
     images = np.stack([np.roll(synthetic_image(128, 128), 9 * k, axis=1) for k in range(20)])
     np.save(folder / ONNX2TF_SAMPLE, images.astype(np.float32))

@@ -24,7 +24,7 @@ from edgevision.errors import EdgevisionError
 from edgevision.media import is_video, list_images, open_video, read_image
 from edgevision.models.base import Processor
 from edgevision.models.transforms import ImageTransform
-from edgevision.quantize.base import Feeds
+from edgevision.quantization.base import Feeds
 
 logger = logging.getLogger(__name__)
 

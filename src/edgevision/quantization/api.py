@@ -19,15 +19,15 @@ from edgevision.compare import model_bytes
 from edgevision.errors import EdgevisionError
 from edgevision.files import copy_atomic, sha256_file
 from edgevision.models.raw import RawImageProcessor, RawOutputsOf
-from edgevision.quantize import get_quantizer
-from edgevision.quantize.base import PRECISIONS, QuantizeOptions, Quantizer
-from edgevision.quantize.budget import (
+from edgevision.quantization import get_quantizer
+from edgevision.quantization.base import PRECISIONS, QuantizeOptions, Quantizer
+from edgevision.quantization.budget import (
     AgreementJudge,
     BudgetResult,
     compare_latency,
     run_budget,
 )
-from edgevision.quantize.calibration import CalibrationSet, load_calibration
+from edgevision.quantization.calibration import CalibrationSet, load_calibration
 from edgevision.variants import VariantMeta, write_meta
 from edgevision.zoo.assemble import processor_for, resolve_model, source_model_of
 from edgevision.zoo.pull import model_file

@@ -1,6 +1,6 @@
 """TFLite -> ONNX with tf2onnx, refused unless ONNX Runtime reproduces LiteRT's numbers.
 
->>> from edgevision.convert.tflite import tflite_to_onnx
+>>> from edgevision.conversion.tflite import tflite_to_onnx
 >>> tflite_to_onnx(Path("model.tflite"), Path("model.onnx"))  # doctest: +SKIP
 
 The steps: convert with tf2onnx's TFLite reader, fold any float16 weights left behind by

@@ -1,6 +1,6 @@
 """The process that runs one model variant and times it when told to.
 
-``python -m edgevision.bench.worker`` reads one JSON command per line on stdin and answers
+``python -m edgevision.benchmark.worker`` reads one JSON command per line on stdin and answers
 one JSON line on its own copy of stdout (anything runtimes print goes to stderr). Running
 only one variant per process keeps other runtimes' idle thread pools off the cores, and a
 persistent worker can be told "run N iterations now" round after round, so variants are
@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgevision.bench.memory import peak_rss_mb
+from edgevision.benchmark.memory import peak_rss_mb
 
 
 class VariantRunner:

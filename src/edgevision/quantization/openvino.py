@@ -1,6 +1,6 @@
 """OpenVINO IR at fp32, fp16 (compressed weights) or int8 (NNCF post-training quantization).
 
->>> from edgevision.quantize import get_quantizer, QuantizeOptions
+>>> from edgevision.quantization import get_quantizer, QuantizeOptions
 >>> q = get_quantizer("openvino")                                            # doctest: +SKIP
 >>> q.quantize(Path("model.onnx"), Path("model-int8.xml"),
 ...            options=QuantizeOptions(precision="int8"), calibration=feeds)  # doctest: +SKIP
@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgevision.errors import EdgevisionError
-from edgevision.quantize import register_quantizer
-from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
+from edgevision.quantization import register_quantizer
+from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class OpenVinoQuantizer(Quantizer):
         self, source: Path, output: Path, *, options: QuantizeOptions, calibration: Sequence[Feeds] = ()
     ) -> Path:
         """Write ``output`` (``.xml`` + ``.bin``) at ``options.precision``."""
-        from edgevision.convert.openvino import read_onnx, save_ir
+        from edgevision.conversion.openvino import read_onnx, save_ir
 
         options = self.resolve(options)
         self.check(options, calibration)
@@ -109,7 +109,7 @@ class OpenVinoQuantizer(Quantizer):
         """ONNX node names of ``source`` that OpenVINO keeps as ops (shape ops may be folded away)."""
         import onnx
 
-        from edgevision.convert.openvino import read_onnx
+        from edgevision.conversion.openvino import read_onnx
 
         names = {op.get_friendly_name() for op in read_onnx(Path(source)).get_ordered_ops()}
         prefixes = {name.split("/WithoutBiases")[0] for name in names}

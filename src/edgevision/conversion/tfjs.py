@@ -1,6 +1,6 @@
 """TF.js graph model -> ONNX, refused unless ONNX Runtime reproduces TensorFlow's numbers.
 
->>> from edgevision.convert.tfjs import tfjs_to_onnx
+>>> from edgevision.conversion.tfjs import tfjs_to_onnx
 >>> tfjs_to_onnx(Path("nanodet.json"), Path("model.onnx"))  # doctest: +SKIP
 
 The steps: read ``model.json`` and its ``.bin`` shards into a TensorFlow ``GraphDef``,
@@ -76,7 +76,7 @@ def tfjs_to_onnx(
 
 
 def _import_converters():
-    from edgevision.convert.tflite import import_tf2onnx
+    from edgevision.conversion.tflite import import_tf2onnx
 
     tf2onnx = import_tf2onnx()
     try:

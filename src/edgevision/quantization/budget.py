@@ -9,7 +9,7 @@
 Agreement is task-level, on held-out images the calibration never saw: detection mAP or
 pose OKS AP with the float model's predictions as ground truth, mean output cosine for
 models without a decoder. When ``1 - agreement`` exceeds ``max_drop``, layers are ranked
-once by the noise they add (``edgevision.quantize.sensitivity``, measured with an ONNX
+once by the noise they add (``edgevision.quantization.sensitivity``, measured with an ONNX
 Runtime QDQ model of the same source, so it also ranks for other backends) and excluded
 first the output head (the last weighted layers and the activations after them), then the
 head plus growing batches of the noisiest other layers (1, 2, 4, 8 ..., a handful of
@@ -38,9 +38,9 @@ from edgevision.compare import (
     tensor_agreement,
 )
 from edgevision.models.base import Processor
-from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
-from edgevision.quantize.calibration import CalibrationSet
-from edgevision.quantize.sensitivity import (
+from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
+from edgevision.quantization.calibration import CalibrationSet
+from edgevision.quantization.sensitivity import (
     WEIGHTED_OPS,
     LayerSensitivity,
     exclusion_unit,
@@ -249,7 +249,7 @@ class _Trial:
 
     def rank(self, first: Attempt) -> list[LayerSensitivity]:
         """Layers by added noise, measured on an ONNX Runtime QDQ model of the same source."""
-        from edgevision.quantize.ort import OrtQuantizer
+        from edgevision.quantization.ort import OrtQuantizer
 
         proxy = self.quantizer if isinstance(self.quantizer, OrtQuantizer) else OrtQuantizer()
         quant = first.path

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.quantize.base import Feeds
+from edgevision.quantization.base import Feeds
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """LiteRT ``.tflite`` at fp32, fp16, int8-dynamic or int8, through onnx2tf and TensorFlow's converter.
 
->>> from edgevision.quantize import get_quantizer, QuantizeOptions
+>>> from edgevision.quantization import get_quantizer, QuantizeOptions
 >>> q = get_quantizer("litert")                                              # doctest: +SKIP
 >>> q.quantize(Path("model.onnx"), Path("model-int8.tflite"),
 ...            options=QuantizeOptions(precision="int8"), calibration=feeds)  # doctest: +SKIP
@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgevision.errors import EdgevisionError
-from edgevision.quantize import register_quantizer
-from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
+from edgevision.quantization import register_quantizer
+from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class LiteRtQuantizer(Quantizer):
         self, source: Path, output: Path, *, options: QuantizeOptions, calibration: Sequence[Feeds] = ()
     ) -> Path:
         """Write ``output`` at ``options.precision``; notes for the metadata go to ``self.notes``."""
-        from edgevision.convert.onnx_tflite import TfliteOptions, onnx_to_tflite
+        from edgevision.conversion.onnx_tflite import TfliteOptions, onnx_to_tflite
 
         options = self.resolve(options)
         self.check(options, calibration)

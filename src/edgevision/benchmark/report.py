@@ -24,7 +24,7 @@ import numpy as np
 from edgevision.files import write_atomic
 
 if TYPE_CHECKING:
-    from edgevision.bench.api import BenchResult
+    from edgevision.benchmark.api import BenchResult
 
 logger = logging.getLogger(__name__)
 
@@ -221,8 +221,8 @@ def render_html(result: BenchResult, plots: list[tuple[str, bytes]]) -> str:
 
 def write_reports(result: BenchResult, folder: Path) -> dict[str, Path]:
     """results.json, report.md and report.html in ``folder``."""
-    from edgevision.bench.api import write_json
-    from edgevision.bench.plots import all_plots
+    from edgevision.benchmark.api import write_json
+    from edgevision.benchmark.plots import all_plots
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json(folder / "results.json", result.to_json())}

@@ -1,6 +1,6 @@
 """ONNX -> OpenVINO IR (``.xml`` + ``.bin``) with OpenVINO's own converter.
 
->>> from edgevision.convert.openvino import onnx_to_openvino
+>>> from edgevision.conversion.openvino import onnx_to_openvino
 >>> onnx_to_openvino(Path("model.onnx"), Path("model.xml"))  # doctest: +SKIP
 
 ``ov.save_model`` compresses weights to fp16 unless told not to: fp32 IR is written with

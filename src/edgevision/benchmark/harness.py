@@ -77,14 +77,14 @@ class WorkerError(EdgevisionError):
 
 
 class Worker:
-    """A persistent ``edgevision.bench.worker`` process running one variant."""
+    """A persistent ``edgevision.benchmark.worker`` process running one variant."""
 
     def __init__(self, task: WorkerTask, log: Path) -> None:
         self.task = task
         self.log = log
         self._log_file = open(log, "w")  # noqa: SIM115 - closed in close()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "edgevision.bench.worker"],
+            [sys.executable, "-m", "edgevision.benchmark.worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file, text=True, bufsize=1,
         )  # fmt: skip
 

@@ -1,6 +1,6 @@
 """Graph simplification and fusion of an ONNX model, with a before/after op count and parity.
 
->>> from edgevision.convert.optimize import optimize_model
+>>> from edgevision.conversion.optimize import optimize_model
 >>> result = optimize_model("nanodet-m", output=Path("nanodet-opt.onnx"))  # doctest: +SKIP
 >>> print(result.report.table())                                          # doctest: +SKIP
 
@@ -23,8 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgevision.convert.api import SourceModel
-from edgevision.convert.parity import Parity, ParityOptions, measure_parity, require
+from edgevision.conversion.api import SourceModel
+from edgevision.conversion.parity import Parity, ParityOptions, measure_parity, require
 from edgevision.errors import MissingExtraError
 from edgevision.files import write_atomic
 from edgevision.variants import VariantMeta, write_meta

@@ -1,6 +1,6 @@
 """ONNX Runtime quantization: fp16, dynamic int8 and static int8 (QDQ) ONNX files.
 
->>> from edgevision.quantize import get_quantizer, QuantizeOptions
+>>> from edgevision.quantization import get_quantizer, QuantizeOptions
 >>> ort_q = get_quantizer("ort")                                                  # doctest: +SKIP
 >>> ort_q.quantize(src, out, options=QuantizeOptions(), calibration=feeds)        # doctest: +SKIP
 
@@ -33,8 +33,8 @@ import numpy as np
 
 from edgevision.errors import EdgevisionError
 from edgevision.files import atomic_path
-from edgevision.quantize import register_quantizer
-from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
+from edgevision.quantization import register_quantizer
+from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def prepare_model(source: Path, folder: Path) -> Path:
     model = onnx.load(str(source))
     bad = nonfinite_constants(model)
     if bad:
-        from edgevision.convert.tfjs import fold_maxpool_pads
+        from edgevision.conversion.tfjs import fold_maxpool_pads
 
         folded = fold_maxpool_pads(model)
         bad = nonfinite_constants(model)

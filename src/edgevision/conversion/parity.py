@@ -1,6 +1,6 @@
 """Parity of a converted model with its source, on real photos, per output and per task.
 
->>> from edgevision.convert.parity import measure_parity
+>>> from edgevision.conversion.parity import measure_parity
 >>> parity = measure_parity(Path("model.onnx"), Path("model.xml"), processor=processor)  # doctest: +SKIP
 >>> print(parity.table())                                                            # doctest: +SKIP
 
@@ -33,6 +33,7 @@ from edgevision.compare import (
 from edgevision.compare import task_agreement as compare_tasks
 from edgevision.errors import EdgevisionError
 from edgevision.models.base import Processor
+from edgevision.models.raw import RawImageProcessor
 from edgevision.models.transforms import ImageTransform
 
 logger = logging.getLogger(__name__)
@@ -127,18 +128,12 @@ def parity_inputs(backend, processor: Processor | None, images: Sequence[np.ndar
     if processor is not None:
         pairs = [processor.preprocess(image) for image in images]
         return ParityInputs([{name: t} for t, _ in pairs], [tr for _, tr in pairs])
-    try:
-        prepare = _image_feeds(backend)
-    except EdgevisionError:
-        return ParityInputs([random_feeds(backend, seed) for seed in range(len(images))], [None] * len(images))
-    return ParityInputs([prepare(image) for image in images], [None] * len(images))
-
-
-def _image_feeds(backend):
     # The same fitting of an image to an unknown model's input that ``predict`` uses.
-    from edgevision.models.base import _guess_input
-
-    return _guess_input(backend)
+    raw = RawImageProcessor.for_input(backend.inputs[0])
+    if raw is None:
+        return ParityInputs([random_feeds(backend, seed) for seed in range(len(images))], [None] * len(images))
+    zeros = {s.name: np.zeros([d or 1 for d in s.shape], dtype=s.dtype) for s in backend.inputs[1:]}
+    return ParityInputs([{name: raw.preprocess(image)[0], **zeros} for image in images], [None] * len(images))
 
 
 def random_feeds(backend, seed: int = 0) -> Feeds:

@@ -1,6 +1,6 @@
 """Quantization: one backend-neutral entry point, one file per runtime, found automatically.
 
->>> from edgevision.quantize import list_quantizers
+>>> from edgevision.quantization import list_quantizers
 >>> sorted(list_quantizers())  # doctest: +SKIP
 ['litert', 'openvino', 'ort']
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from edgevision.discovery import import_submodules
 from edgevision.errors import EdgevisionError, MissingExtraError
-from edgevision.quantize.base import Feeds, QuantizeOptions, Quantizer
+from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
 
 _REGISTRY: dict[str, type[Quantizer]] = {}
 _NOT_BACKENDS = frozenset({"base", "calibration", "sensitivity", "budget", "api"})

@@ -6,7 +6,7 @@
 A variant is a runtime and a precision: ``torch-fp32`` (PyTorch eager, PyTorch zoo models
 only), ``ort-fp32|fp16|int8``, ``openvino-fp32|fp16|int8`` (fp32 runs with OpenVINO's
 inference precision forced to f32) and ``litert-fp32|fp16|int8``. They are made through
-``edgevision.convert`` and ``edgevision.quantize`` and cached under
+``edgevision.conversion`` and ``edgevision.quantization`` and cached under
 ``<cache>/bench/<model>/<source hash>/<variant>/``, so a second benchmark starts at once.
 int8 variants take the accuracy-budget path (``precision="auto"``) where the backend can
 keep layers in float; models with random weights are quantized plainly (their decoded
@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgevision.compare import DEFAULT_MAX_DROP
-from edgevision.convert.api import convert_model
-from edgevision.convert.parity import ParityOptions
+from edgevision.conversion.api import convert_model
+from edgevision.conversion.parity import ParityOptions
 from edgevision.errors import EdgevisionError, MissingExtraError
 from edgevision.files import cache_dir, sha256_file
-from edgevision.quantize import QuantizeOptions, get_quantizer
-from edgevision.quantize.api import quantize_model
+from edgevision.quantization import QuantizeOptions, get_quantizer
+from edgevision.quantization.api import quantize_model
 from edgevision.samples import sample_path
 from edgevision.variants import read_meta
 from edgevision.zoo.assemble import resolve_model, resolve_source
@@ -222,7 +222,7 @@ def _file_source(path: Path) -> BenchSource:
 @functools.cache
 def quantizer_fingerprint() -> str:
     """Hash of the quantization code, so cached variants are rebuilt when it changes."""
-    import edgevision.quantize as package
+    import edgevision.quantization as package
 
     digest = hashlib.sha256()
     for path in sorted(Path(package.__file__).parent.glob("*.py")):

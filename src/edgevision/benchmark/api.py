@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.bench.harness import (
+from edgevision.benchmark.harness import (
     Timing,
     TimingOptions,
     WorkerPool,
@@ -28,7 +28,7 @@ from edgevision.bench.harness import (
     summarize,
     time_variants,
 )
-from edgevision.bench.variants import (
+from edgevision.benchmark.variants import (
     FP32_BASELINES,
     BenchSource,
     BuildOptions,
@@ -131,7 +131,7 @@ class DataSet:
 
 def load_data(data: str | None, count: int) -> DataSet:
     """``count`` images of ``data`` (folder, glob or video); default: the sample photos and video frames."""
-    from edgevision.quantize.calibration import read_images
+    from edgevision.quantization.calibration import read_images
 
     if data is not None:
         images, names = read_images(data, count, min_images=1)
@@ -211,7 +211,7 @@ def count_model_macs(source: BenchSource) -> dict:
 
 def measure_peaks(threads: tuple[int, ...], say: Progress, before: dict | None = None) -> dict:
     """GEMM peaks per thread count; with ``before`` (an earlier measurement) the best of both."""
-    from edgevision.bench.peak import best_of, measure_peak
+    from edgevision.benchmark.peak import best_of, measure_peak
 
     peaks = {}
     for t in threads:
@@ -246,7 +246,7 @@ def run_bench(
     result.failures.update(failures)
     _score(result, predictions, coco, source, max_drop=options.max_drop, threads=max(thread_counts))
     result.settings.update(_settings(variants, thread_counts, data, annotations, options, len(dataset.images)))
-    from edgevision.bench.report import write_reports
+    from edgevision.benchmark.report import write_reports
 
     result.paths = write_reports(result, Path(output) if output else Path("runs/bench") / source.slug)
     return result
@@ -360,7 +360,7 @@ def _thin(ms: list[float]) -> list[float]:
 
 def _score(result: BenchResult, predictions: dict, coco, source: BenchSource, *, max_drop: float, threads: int) -> None:
     """Agreement with the fp32 baseline, COCO AP when annotations were given, the recommendation."""
-    from edgevision.bench.report import recommend
+    from edgevision.benchmark.report import recommend
 
     baseline = next((k for k in FP32_BASELINES if k in predictions), None)
     for record in result.records:

@@ -12,7 +12,7 @@ keeps the best batch. MACs per product are ``n**3``.
 >>> peak["fp32"]["gmacs"], peak["int8"]["gmacs"]  # doctest: +SKIP
 (88.1, 426.0)
 
-Run ``python -m edgevision.bench.peak --threads 2`` to print one measurement as JSON.
+Run ``python -m edgevision.benchmark.peak --threads 2`` to print one measurement as JSON.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def best_of(*measurements: dict) -> dict:
 def measure_peak(*, threads: int, seconds: float = 1.0) -> dict:
     """fp32 and int8 GEMM peaks at ``threads`` threads, each measured in a fresh process."""
     env = {**os.environ, **{name: str(threads) for name in _THREAD_VARS}}
-    command = [sys.executable, "-m", "edgevision.bench.peak", "--threads", str(threads), "--seconds", str(seconds)]
+    command = [sys.executable, "-m", "edgevision.benchmark.peak", "--threads", str(threads), "--seconds", str(seconds)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     if done.returncode != 0:
         logger.warning("peak probe failed: %s", done.stderr.strip().splitlines()[-1:] or done.returncode)

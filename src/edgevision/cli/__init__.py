@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from edgevision.cli import convert, optimize, predict, quantize, run, samples, zoo
 from edgevision.cli import bench, demo, inspect
-from edgevision.cli.console import stderr
+from edgevision.cli.console import logs, stderr
 from edgevision.errors import EdgevisionError
 
 app = typer.Typer(
@@ -34,7 +34,7 @@ app.command("inspect")(inspect.inspect)
 def _configure_logging() -> None:
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=stderr, show_time=False, show_path=False)
+    handler = RichHandler(console=logs, show_time=False, show_path=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
     for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "onnxslim", "onnx2tf", "nncf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edgevision.cli.console import RandomWeightsOption, WeightsOption, stderr, stdout
+from edgevision.cli.console import RandomWeightsOption, WeightsOption, json_stdout, print_json, stderr, stdout
 
 
 def bench(
@@ -33,6 +34,9 @@ def bench(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Report folder (default runs/bench/MODEL).")] = None,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the results record (as in results.json) to standard output; tables to stderr.")
+    ] = False,
 ) -> None:
     """Build (or reuse) variants across runtimes and precisions, time each in its own process, report."""
     from edgevision.bench.api import BenchOptions, TimingOptions, parse_threads, run_bench
@@ -42,16 +46,20 @@ def bench(
     options = BenchOptions(calib=calib, max_drop=max_drop, data_count=count, timing=timing, weights=weights,
                            random_weights=random_weights)  # fmt: skip
     columns = (SpinnerColumn(), TextColumn("[bold]bench[/] {task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=True) as progress:
+    with json_stdout() if json_output else nullcontext(), Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task(model)
         result = run_bench(model, variants=variants, threads=thread_counts, data=data, annotations=annotations,
                            output=output, options=options,
                            progress=lambda line: progress.update(task, description=escape(line)))  # fmt: skip
-    show(result)
+    if json_output:
+        show(result, console=stderr)
+        print_json(Path(result.paths["json"]).read_text())
+    else:
+        show(result)
 
 
-def show(result) -> None:
-    """The results table, the summary lines and where the reports are."""
+def show(result, console=stdout) -> None:
+    """The results table and the summary lines on ``console``, and where the reports are on stderr."""
     from edgevision.bench.report import TERMINAL_COLUMNS, summary_lines, terminal_rows
 
     headers = [c.replace(" ms", "\nms").replace(" MB", "\nMB").replace("% of ", "%\n") for c in TERMINAL_COLUMNS]
@@ -62,7 +70,7 @@ def show(result) -> None:
         column.justify = "right"
     for row in terminal_rows(result):
         table.add_row(*row, style="bold green" if "★" in row[0] else None)
-    stdout.print(table)
+    console.print(table)
     for line in summary_lines(result):
-        stdout.print(escape(line), highlight=False, soft_wrap=True)
+        console.print(escape(line), highlight=False, soft_wrap=True)
     stderr.print(f"reports: {result.paths['md']}, {result.paths['html']}, {result.paths['json']}")

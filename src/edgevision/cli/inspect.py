@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
-from edgevision.cli.console import WeightsOption, stderr, stdout
+from edgevision.cli.console import JsonOption, WeightsOption, json_stdout, print_json, stderr, stdout
 
 
 def inspect(
@@ -18,18 +18,58 @@ def inspect(
     graph: Annotated[Path | None, typer.Option("--graph", help="Draw the graph to this .html or .svg file.")] = None,
     diff: Annotated[str | None, typer.Option("--diff", help="Another model: show what changed from MODEL to it.")] = None,
     weights: WeightsOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Inputs and outputs, parameters, MACs, op types, weight precision and largest layers."""
-    from edgevision.inspect import diff_models, inspect_model, write_graph
+    from edgevision.inspect import diff_models, inspect_model
 
+    if json_output:
+        with json_stdout():
+            found = diff_models(model, diff) if diff is not None else inspect_model(model, weights=weights)
+            _draw(model, graph, weights)
+        print_json(diff_record(found) if diff is not None else report_record(found))
+        return
     if diff is not None:
         stdout.print(render_diff(diff_models(model, diff)))
     else:
         stdout.print(render_report(inspect_model(model, weights=weights)))
+    _draw(model, graph, weights)
+
+
+def _draw(model: str, graph: Path | None, weights: Path | None) -> None:
+    from edgevision.inspect import write_graph
+
     if graph is not None:
         with stderr.status(f"drawing {model}"):
             path = write_graph(model, graph, weights=weights)
         stderr.print(f"graph: {path}")
+
+
+def _tensors(specs) -> list[dict]:
+    return [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in specs]
+
+
+def report_record(report) -> dict:
+    """The facts of one ``ModelReport`` as JSON-ready data (what ``render_report`` shows)."""
+    return {"file": str(report.path), "format": report.format, "size_bytes": report.size_bytes,
+            "params": report.params, "macs": report.macs, "inputs": _tensors(report.inputs),
+            "outputs": _tensors(report.outputs), "nodes": sum(report.ops.values()), "ops": dict(report.ops.most_common()),
+            "precision": report.precision,
+            "largest_layers": [{"name": layer.name, "op": layer.op, "params": layer.params, "macs": layer.macs}
+                               for layer in report.layers]}  # fmt: skip
+
+
+def _side(report) -> dict:
+    return {"file": str(report.path), "format": report.format, "size_bytes": report.size_bytes, "params": report.params,
+            "nodes": sum(report.ops.values())}  # fmt: skip
+
+
+def diff_record(diff) -> dict:
+    """What changed between two models as JSON-ready data (what ``render_diff`` shows, names in full)."""
+    return {"from": _side(diff.a), "to": _side(diff.b), "size_ratio": diff.size_ratio,
+            "ops": [{"op": op, "from": a, "to": b} for op, a, b in diff.ops],
+            "precision": [{"precision": kind, "from": a, "to": b} for kind, a, b in diff.precision],
+            "added": diff.added, "removed": diff.removed}  # fmt: skip
 
 
 def _precision_table(precision: dict, title: str = "weight precision") -> Table:

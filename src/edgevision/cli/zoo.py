@@ -22,7 +22,9 @@ def list_command(
 ) -> None:
     """List zoo models with task, input size, licence and whether each is cached."""
     if json_output:
-        print_json([model_record(zoo.get_spec(name)) for name in zoo.list_models(pattern)])
+        with json_stdout():
+            records = [model_record(zoo.get_spec(name)) for name in zoo.list_models(pattern)]
+        print_json(records)
         return
     table = Table("name", "task", "input", "licence", "cached")
     for column in table.columns:

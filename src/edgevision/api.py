@@ -58,6 +58,7 @@ from edgevision.samples import (
 from edgevision.types import Frame, Prediction
 from edgevision.zoo import get_spec, is_cached, list_models, pull
 from edgevision.zoo.assemble import load_predictor, resolve_model, resolve_source
+from edgevision.zoo.info import model_info, model_record
 
 Say = Callable[[str], None]
 
@@ -298,6 +299,8 @@ __all__ = [
     "list_models",
     "list_samples",
     "load",
+    "model_info",
+    "model_record",
     "optimize",
     "parse_line",
     "parse_zone",

@@ -20,7 +20,7 @@ from edgevision.cli import (
     samples,
     zoo,
 )
-from edgevision.cli.console import stderr
+from edgevision.cli.console import logs, stderr
 from edgevision.errors import EdgevisionError
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ app.command("inspect")(inspect.inspect)
 def _configure_logging() -> None:
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=stderr, show_time=False, show_path=False)
+    handler = RichHandler(console=logs, show_time=False, show_path=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
     for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "onnxslim", "onnx2tf", "nncf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

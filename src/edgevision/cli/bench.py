@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,14 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgevision import api
-from edgevision.cli.console import RandomWeightsOption, WeightsOption, stderr, stdout
+from edgevision.cli.console import (
+    RandomWeightsOption,
+    WeightsOption,
+    json_stdout,
+    print_json,
+    stderr,
+    stdout,
+)
 
 
 def bench(
@@ -34,6 +42,9 @@ def bench(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Report folder (default runs/bench/MODEL).")] = None,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the results record (as in results.json) to standard output; tables to stderr.")
+    ] = False,
 ) -> None:
     """Build (or reuse) variants across runtimes and precisions, time each in its own process, report."""
     timing = api.TimingOptions(rounds=rounds, round_seconds=seconds, pipeline_seconds=min(0.3, seconds))
@@ -41,15 +52,19 @@ def bench(
                                max_drop=max_drop, data_count=count, timing=timing, weights=weights,
                                random_weights=random_weights)  # fmt: skip
     columns = (SpinnerColumn(), TextColumn("[bold]bench[/] {task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=True) as progress:
+    with json_stdout() if json_output else nullcontext(), Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task(model)
         result = api.bench(model, output=output, options=options,
                            progress=lambda line: progress.update(task, description=escape(line)))  # fmt: skip
-    show(result)
+    if json_output:
+        show(result, console=stderr)
+        print_json(Path(result.paths["json"]).read_text())
+    else:
+        show(result)
 
 
-def show(result) -> None:
-    """The results table, the summary lines and where the reports are."""
+def show(result, console=stdout) -> None:
+    """The results table and the summary lines on ``console``, and where the reports are on stderr."""
     from edgevision.benchmark.report import (
         TERMINAL_COLUMNS,
         summary_lines,
@@ -64,7 +79,7 @@ def show(result) -> None:
         column.justify = "right"
     for row in terminal_rows(result):
         table.add_row(*row, style="bold green" if "★" in row[0] else None)
-    stdout.print(table)
+    console.print(table)
     for line in summary_lines(result):
-        stdout.print(escape(line), highlight=False, soft_wrap=True)
+        console.print(escape(line), highlight=False, soft_wrap=True)
     stderr.print(f"reports: {result.paths['md']}, {result.paths['html']}, {result.paths['json']}")

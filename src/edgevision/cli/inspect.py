@@ -10,7 +10,15 @@ from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
-from edgevision.cli.console import WeightsOption, stderr, stdout
+from edgevision import api
+from edgevision.cli.console import (
+    JsonOption,
+    WeightsOption,
+    json_stdout,
+    print_json,
+    stderr,
+    stdout,
+)
 
 
 def inspect(
@@ -18,17 +26,26 @@ def inspect(
     graph: Annotated[Path | None, typer.Option("--graph", help="Draw the graph to this .html or .svg file.")] = None,
     diff: Annotated[str | None, typer.Option("--diff", help="Another model: show what changed from MODEL to it.")] = None,
     weights: WeightsOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Inputs and outputs, parameters, MACs, op types, weight precision and largest layers."""
-    from edgevision.inspect import diff_models, inspect_model, write_graph
-
+    if json_output:
+        with json_stdout():
+            found = api.diff_models(model, diff) if diff is not None else api.inspect(model, weights=weights)
+            _draw(model, graph, weights)
+        print_json(found.to_dict())
+        return
     if diff is not None:
-        stdout.print(render_diff(diff_models(model, diff)))
+        stdout.print(render_diff(api.diff_models(model, diff)))
     else:
-        stdout.print(render_report(inspect_model(model, weights=weights)))
+        stdout.print(render_report(api.inspect(model, weights=weights)))
+    _draw(model, graph, weights)
+
+
+def _draw(model: str, graph: Path | None, weights: Path | None) -> None:
     if graph is not None:
         with stderr.status(f"drawing {model}"):
-            path = write_graph(model, graph, weights=weights)
+            path = api.write_graph(model, graph, weights=weights)
         stderr.print(f"graph: {path}")
 
 

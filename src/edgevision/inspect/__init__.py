@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,20 @@ class ModelReport:
     precision: dict[str, dict[str, int]]  # fp32/fp16/int8... -> tensors, elements, bytes
     layers: list[Layer] = field(default_factory=list)  # largest first
     node_names: set[str] = field(default_factory=set)
+
+    def to_dict(self) -> dict:
+        """The facts as JSON-ready data (what ``edgevision inspect`` shows)."""
+        return {
+            "file": str(self.path), "format": self.format, "size_bytes": self.size_bytes, "params": self.params,
+            "macs": self.macs, "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
+            "nodes": sum(self.ops.values()), "ops": dict(self.ops.most_common()), "precision": self.precision,
+            "largest_layers": [asdict(layer) for layer in self.layers],
+        }  # fmt: skip
+
+    def side(self) -> dict:
+        """File, format, size, parameters and node count: one side of a diff."""
+        return {"file": str(self.path), "format": self.format, "size_bytes": self.size_bytes, "params": self.params,
+                "nodes": sum(self.ops.values())}  # fmt: skip
 
 
 def resolve_path(model: str, *, weights: Path | None = None) -> Path:
@@ -125,7 +139,7 @@ def _openvino_report(path: Path) -> ModelReport:
             if elements > 1:
                 layers.append(Layer(op.get_friendly_name(), f"Constant {kind}", elements, 0))
     ops = Counter(op.get_type_name() for op in model.get_ordered_ops())
-    specs = lambda ports: [TensorSpec(p.get_any_name(), tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape()), str(p.get_element_type())) for p in ports]  # noqa: E731
+    specs = lambda ports: [TensorSpec(p.get_any_name(), tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape()), np.dtype(p.get_element_type().to_dtype()).name) for p in ports]  # noqa: E731
     layers.sort(key=lambda layer: -layer.params)
     return ModelReport(path, "openvino", _file_bytes(path), specs(model.inputs), specs(model.outputs),
                        _weights_total(precision), None, ops, precision, layers[:TOP_LAYERS],
@@ -201,6 +215,15 @@ class ModelDiff:
     @property
     def ops_changed(self) -> list[tuple[str, int, int]]:
         return [row for row in self.ops if row[1] != row[2]]
+
+    def to_dict(self) -> dict:
+        """What changed as JSON-ready data (node names in full)."""
+        return {
+            "from": self.a.side(), "to": self.b.side(), "size_ratio": self.size_ratio,
+            "ops": [{"op": op, "from": a, "to": b} for op, a, b in self.ops],
+            "precision": [{"precision": kind, "from": a, "to": b} for kind, a, b in self.precision],
+            "added": self.added, "removed": self.removed,
+        }  # fmt: skip
 
 
 def diff_models(a: str | Path, b: str | Path) -> ModelDiff:

@@ -1,17 +1,21 @@
-"""What ``edgevision zoo info`` shows: provenance, files, parameters, FLOPs, inputs and outputs."""
+"""What the zoo knows of a model, as data: provenance, files, parameters, FLOPs, inputs and outputs.
+
+>>> from edgevision.zoo.info import model_record
+>>> model_record("nanodet-m")["input_size"]
+[416, 416]
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from rich.console import Group
-from rich.table import Table
 
 from edgevision.files import cache_dir
 from edgevision.types import TensorSpec
-from edgevision.zoo import get_spec, pull
+from edgevision.zoo.pull import is_cached, model_dir, pull
 from edgevision.zoo.pytorch import build_module, is_pytorch_family
+from edgevision.zoo.registry import get_spec
 from edgevision.zoo.spec import ModelSpec
 
 
@@ -33,79 +37,79 @@ def onnx_summary(path: Path) -> tuple[int, list[TensorSpec], list[TensorSpec]]:
     return params, inputs, [spec(v) for v in model.graph.output]
 
 
-def size_text(n: float) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+def model_record(name: str) -> dict:
+    """What ``zoo list`` says of one model (``model_info`` starts from it too).
+
+    ``cached``: the pulled files are in the cache; for PyTorch families (``weights: user``),
+    an export of the network is.
+    """
+    spec = get_spec(name)
+    w, h = spec.input_size
+    pytorch = is_pytorch_family(spec)
+    return {
+        "name": spec.name,
+        "task": spec.task,
+        "family": spec.family,
+        "input_size": [w, h],
+        "licence": spec.license,
+        "weights": "user" if pytorch else "registry package",
+        "cached": _has_exports(spec.name) if pytorch else is_cached(spec.name),
+        "formats": sorted(spec.files),
+        "summary": spec.summary,
+        "preprocessing": spec.preprocessing,
+        "homepage": spec.homepage,
+        "needs_extra": spec.needs_extra,
+    }
 
 
-def _facts(rows: list[tuple[str, str]], title: str | None = None) -> Table:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")
-    if title:
-        table.title, table.title_justify = title, "left"
-    for key, value in rows:
-        table.add_row(f"[bold]{key}[/]", value)
-    return table
+def model_info(name: str) -> dict:
+    """``model_record`` plus files, parameters, tensors and provenance (pulled models are pulled
+    first), or parameters, compute and the checkpoint to download (PyTorch families)."""
+    spec = get_spec(name)
+    extra = _pytorch_info(spec) if is_pytorch_family(spec) else _pulled_info(spec)
+    return model_record(name) | extra
 
 
-def _tensor_table(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> Table:
-    table = Table("", "name", "shape", "dtype", title="inputs and outputs", title_justify="left")
-    for kind, specs in (("input", inputs), ("output", outputs)):
-        for s in specs:
-            table.add_row(kind, s.name, "x".join("?" if d is None else str(d) for d in s.shape), s.dtype)
-    return table
+def _has_exports(name: str) -> bool:
+    folder = model_dir(name)
+    return folder.is_dir() and any(p.is_dir() for p in folder.iterdir())
 
 
-def _general(spec: ModelSpec) -> list[tuple[str, str]]:
-    return [
-        ("model", spec.name), ("task", spec.task), ("summary", spec.summary),
-        ("input size", "{}x{}".format(*spec.input_size)), ("pre-processing", spec.preprocessing),
-        ("licence", spec.license), ("homepage", spec.homepage),
-    ]  # fmt: skip
+def _tensors(specs: list[TensorSpec]) -> list[dict]:
+    return [s.to_dict() for s in specs]
 
 
-def _pulled_parts(spec: ModelSpec) -> list:
+def _pulled_info(spec: ModelSpec) -> dict:
     folder = pull(spec.name)
-    files = Table("file", "size", "parameters", title="files", title_justify="left")
-    tensors = None
+    info: dict = {"cache": str(folder), "files": [], "params": None, "inputs": [], "outputs": []}
     for fmt, filename in spec.files.items():
         path = folder / filename
-        params = "-"
+        entry = {"file": filename, "format": fmt, "size_bytes": path.stat().st_size, "params": None}
         if fmt == "onnx":
-            count, inputs, outputs = onnx_summary(path)
-            params = f"{count / 1e6:.3f} M"
-            tensors = _tensor_table(inputs, outputs)
-        files.add_row(filename, size_text(path.stat().st_size), params)
-    provenance = [
-        (a.filename, f"{a.source}\n  sha256 {a.sha256}\n  upstream {a.url}") for a in spec.artifacts
-    ]
-    parts = [_facts([("cache", str(folder))]), files]
-    return parts + ([tensors] if tensors else []) + [_facts(provenance, "provenance")]
+            entry["params"], inputs, outputs = onnx_summary(path)
+            info.update(params=entry["params"], inputs=_tensors(inputs), outputs=_tensors(outputs))
+        info["files"].append(entry)
+    info["provenance"] = [
+        {"file": a.filename, "source": a.source, "registry": a.registry, "package": a.package, "version": a.version,
+         "member": a.member, "sha256": a.sha256, "upstream": a.url}
+        for a in spec.artifacts
+    ]  # fmt: skip
+    return info
 
 
-def _pytorch_parts(spec: ModelSpec) -> list:
+def _pytorch_info(spec: ModelSpec) -> dict:
     from edgevision.models.flops import count_macs, count_params
 
     module = build_module(spec, random_weights=True)
     params, macs = count_params(module), count_macs(module, spec.flops_input)
-    shape = "x".join(map(str, spec.flops_input))
-    exports = sorted(p.name for p in cache_dir("models", spec.name).iterdir() if p.is_dir())
     w = spec.weights
-    rows = [
-        ("parameters", f"{params / 1e6:.2f} M ({size_text(params * 4)} in fp32)"),
-        ("compute", f"{macs / 1e9:.2f} GMACs = {2 * macs / 1e9:.2f} GFLOPs at {shape}"),
-        ("weights", "not in any registry package: download them, then pass --weights PATH "
-                    "(or --random-weights for size and speed studies)"),
-        ("checkpoint", f"{w.filename} ({w.layout})" if w else "-"),
-        ("download", w.url if w else "-"),
-        ("sha256", (w.sha256 or "not published") if w else "-"),
-        ("cached exports", ", ".join(exports) or "none yet"),
-    ]  # fmt: skip
-    return [_facts(rows)]
-
-
-def describe(name: str) -> Group:
-    """A rich renderable describing zoo model ``name`` (pulled first when it comes from a package)."""
-    spec = get_spec(name)
-    parts = _pytorch_parts(spec) if is_pytorch_family(spec) else _pulled_parts(spec)
-    return Group(_facts(_general(spec)), *parts)
+    checkpoint = {"file": w.filename, "layout": w.layout, "url": w.url, "sha256": w.sha256 or None} if w else None
+    return {
+        "params": params,
+        "fp32_bytes": params * 4,
+        "macs": macs,
+        "flops": 2 * macs,
+        "flops_input": list(spec.flops_input),
+        "checkpoint": checkpoint,
+        "cached_exports": sorted(p.name for p in cache_dir("models", spec.name).iterdir() if p.is_dir()),
+    }

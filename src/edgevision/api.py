@@ -29,6 +29,9 @@ from edgevision.benchmark.api import (
     parse_threads,
     run_bench,
 )
+from edgevision.benchmark.report import TERMINAL_COLUMNS as BENCH_COLUMNS
+from edgevision.benchmark.report import summary_lines as bench_summary
+from edgevision.benchmark.report import terminal_rows as bench_rows
 from edgevision.compare import DEFAULT_MAX_DROP
 from edgevision.conversion.api import ConversionResult, ExportOptions, convert_model
 from edgevision.conversion.optimize import OptimizeResult, optimize_model
@@ -265,6 +268,7 @@ def _path(value: str | Path | None) -> Path | None:
 
 
 __all__ = [
+    "BENCH_COLUMNS",
     "DEFAULT_MAX_DROP",
     "DEFAULT_VIDEO",
     "BenchOptions",
@@ -287,6 +291,8 @@ __all__ = [
     "StreamConfig",
     "TimingOptions",
     "bench",
+    "bench_rows",
+    "bench_summary",
     "convert",
     "count_frames",
     "demo",

@@ -65,21 +65,15 @@ def bench(
 
 def show(result, console=stdout) -> None:
     """The results table and the summary lines on ``console``, and where the reports are on stderr."""
-    from edgevision.benchmark.report import (
-        TERMINAL_COLUMNS,
-        summary_lines,
-        terminal_rows,
-    )
-
-    headers = [c.replace(" ms", "\nms").replace(" MB", "\nMB").replace("% of ", "%\n") for c in TERMINAL_COLUMNS]
+    headers = [c.replace(" ms", "\nms").replace(" MB", "\nMB").replace("% of ", "%\n") for c in api.BENCH_COLUMNS]
     table = Table(*headers, title=f"edgevision bench: {result.model} (load, first-inference and more in report.md)",
                   title_justify="left")  # fmt: skip
     table.columns[0].no_wrap = True
     for column in table.columns[1:]:
         column.justify = "right"
-    for row in terminal_rows(result):
+    for row in api.bench_rows(result):
         table.add_row(*row, style="bold green" if "★" in row[0] else None)
     console.print(table)
-    for line in summary_lines(result):
+    for line in api.bench_summary(result):
         console.print(escape(line), highlight=False, soft_wrap=True)
     stderr.print(f"reports: {result.paths['md']}, {result.paths['html']}, {result.paths['json']}")

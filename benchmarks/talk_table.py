@@ -26,7 +26,7 @@ from edgevision.benchmark.api import (
     TimingOptions,
     parse_threads,
 )
-from edgevision.benchmark.report import p50
+from edgevision.benchmark.score import p50
 
 MODELS: dict[str, dict] = {
     "openpose-body": {"random_weights": True, "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8"},

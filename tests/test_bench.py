@@ -13,7 +13,7 @@ import tiny_models
 from conftest import assert_clean_error, run_cli
 
 from edgevision.benchmark.harness import TimingOptions, summarize
-from edgevision.benchmark.report import pareto_front, recommend
+from edgevision.benchmark.score import pareto_front, recommend
 
 QUICK = TimingOptions(rounds=2, round_seconds=0.1, min_iterations=3, warmup_iterations=2, warmup_seconds=0.05,
                       pipeline_seconds=0.05, overhead_blocks=2)  # fmt: skip
@@ -196,7 +196,7 @@ def test_annotations_match_by_file_name(tmp_path):
 
 
 def test_raw_outputs_pair_by_size_when_a_converter_renames_and_reorders_them():
-    from edgevision.benchmark.api import agreement
+    from edgevision.benchmark.score import agreement
 
     boxes, scores = np.ones((1, 10, 4), np.float32), np.arange(80, dtype=np.float32).reshape(1, 10, 8)
     reference = {"task": "raw", "outputs": [{"boxes": boxes, "scores": scores}]}

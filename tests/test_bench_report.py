@@ -31,7 +31,7 @@ def _record(key: str, runtime: str, precision: str, p50: float, agreement: float
 @pytest.fixture(scope="module")
 def synthetic_report(tmp_path_factory):
     """A report written from synthetic records: three variants, boxes and a heatmap tile."""
-    from edgevision.benchmark.api import BenchResult
+    from edgevision.benchmark.result import BenchResult
     from edgevision.benchmark.report import write_reports
 
     records = [_record("ort-fp32", "onnxruntime", "fp32", 20, 1.0, baseline=True),

@@ -102,6 +102,24 @@ def test_no_import_cycle_between_parts():
     assert cycle is None, f"import cycle {' -> '.join(cycle)} ({', '.join(where)})"
 
 
+def module_graph(root: Path = PACKAGE) -> dict[str, dict[str, list[str]]]:
+    """``{module: {imported module: ["file:line"]}}`` inside the package (names resolved to files)."""
+    modules = {module_name(p, root): p for p in root.rglob("*.py")}
+    graph: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for module, path in modules.items():
+        for name, line in imported_modules(path, root):
+            while name not in modules and "." in name:  # ``from pkg.mod import function``
+                name = name.rsplit(".", 1)[0]
+            if name != module and name in modules:
+                graph[module].setdefault(name, []).append(f"{path.relative_to(root)}:{line}")
+    return graph
+
+
+def test_no_import_cycle_between_modules():
+    cycle = find_cycle(module_graph())
+    assert cycle is None, f"import cycle {' -> '.join(cycle)}"
+
+
 def test_every_part_has_a_layer():
     parts = {part_of(module_name(p)) for p in PACKAGE.rglob("*.py")}
     assert parts - set(LAYER_OF) == set(), "give new parts a layer in LAYERS"

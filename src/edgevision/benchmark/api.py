@@ -8,28 +8,36 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import pickle
-import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
+from edgevision.benchmark.data import (
+    DataSet,
+    load_data,
+    match_annotations,
+    parse_threads,
+)
 from edgevision.benchmark.harness import (
-    Timing,
     TimingOptions,
     WorkerPool,
     WorkerTask,
     measure_overhead,
-    summarize,
     time_variants,
 )
+from edgevision.benchmark.machine import (
+    count_model_macs,
+    machine_info,
+    measure_peaks,
+    versions,
+)
+from edgevision.benchmark.records import variant_record
+from edgevision.benchmark.report import write_reports
+from edgevision.benchmark.result import BenchResult
+from edgevision.benchmark.score import score
 from edgevision.benchmark.variants import (
-    FP32_BASELINES,
     BenchSource,
     BuildOptions,
     Variant,
@@ -40,19 +48,12 @@ from edgevision.benchmark.variants import (
 )
 from edgevision.compare import (
     DEFAULT_MAX_DROP,
-    coco_ap_against_ground_truth,
-    metric_name,
-    model_bytes,
-    task_agreement,
 )
 from edgevision.errors import EdgevisionError
-from edgevision.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-DEFAULT_VIDEO_FRAMES = 11
-MAX_SAMPLES_KEPT = 2000  # latency samples kept per variant and thread count in results.json
 
 
 @dataclass(frozen=True)
@@ -75,149 +76,6 @@ class BenchOptions:
     weights: Path | None = None  # checkpoint of a PyTorch zoo model
     random_weights: bool = False
     measure_peak: bool = True
-
-
-@dataclass
-class BenchResult:
-    """Everything a benchmark measured, and where it was written."""
-
-    model: str
-    records: list[dict]
-    recommended: str | None
-    machine: dict
-    settings: dict
-    peak: dict = field(default_factory=dict)
-    overhead: dict = field(default_factory=dict)
-    compute: dict = field(default_factory=dict)
-    failures: dict = field(default_factory=dict)
-    showcase: dict = field(default_factory=dict)  # variant key -> {"prediction": ..., "heatmap": BGR | None}
-    showcase_image: np.ndarray | None = None  # the real image every variant decoded, BGR
-    paths: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        settings = {k: v for k, v in self.settings.items() if k != "versions"}
-        return {"model": self.model, "recommended": self.recommended, "machine": self.machine,
-                "versions": self.settings.get("versions", {}), "settings": settings,
-                "peak": self.peak, "harness_overhead": self.overhead, "compute": self.compute,
-                "failures": self.failures, "variants": self.records}  # fmt: skip
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def parse_threads(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
-    """Thread counts from ``"1,2"``; zero, negative or non-numbers are a clear error.
-
-    >>> parse_threads("1,2")
-    (1, 2)
-    """
-    parts = [str(p).strip() for p in (text.split(",") if isinstance(text, str) else text)]
-    try:
-        values = tuple(int(p) for p in parts if p)
-    except ValueError:
-        raise EdgevisionError(f"--threads takes whole numbers separated by commas, like 1,2; got '{text}'.") from None
-    if not values or min(values) < 1:
-        raise EdgevisionError(f"--threads values must be 1 or more, like 1,2; got '{','.join(parts)}'.")
-    return tuple(dict.fromkeys(values))
-
-
-@dataclass
-class DataSet:
-    """Images scored for accuracy: BGR arrays and the names (file names) they came from."""
-
-    images: list[np.ndarray]
-    names: list[str]
-
-
-def load_data(data: str | None, count: int) -> DataSet:
-    """``count`` images of ``data`` (folder, glob or video); default: the sample photos and video frames."""
-    from edgevision.quantization.calibration import read_images
-
-    if data is not None:
-        images, names = read_images(data, count, min_images=1)
-        return DataSet(images, names)
-    from edgevision.media import read_image
-    from edgevision.samples import DEFAULT_VIDEO, PHOTOS, sample_path
-
-    images = [read_image(sample_path(name)) for name in PHOTOS]
-    frames, frame_names = read_images(str(sample_path(DEFAULT_VIDEO)), max(count - len(images), 0) or 1, min_images=1)
-    return DataSet(images + frames, list(PHOTOS) + frame_names)
-
-
-def match_annotations(annotations: Path, names: list[str]) -> tuple[dict, list[int], list[int]]:
-    """The COCO file, and (data index, image id) pairs of the images it annotates, by file name.
-
-    Raises a clear error when the file is unreadable, not COCO, or annotates none of the images.
-    """
-    try:
-        gt = json.loads(Path(annotations).read_text())
-    except (OSError, ValueError) as exc:
-        raise EdgevisionError(f"cannot read annotations {annotations}: {exc}.") from None
-    if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) or "annotations" not in gt:
-        raise EdgevisionError(f"{annotations} is not a COCO annotations file (it needs 'images' and 'annotations').")
-    by_name = {Path(str(im.get("file_name", ""))).name: im["id"] for im in gt["images"]}
-    pairs = [(i, by_name[Path(n).name]) for i, n in enumerate(names) if Path(n).name in by_name]
-    if not pairs:
-        raise EdgevisionError(
-            f"{annotations} annotates none of the {len(names)} images given with --data "
-            f"(matched by file name, e.g. {Path(names[0]).name}); give the images the annotations describe."
-        )
-    return gt, [i for i, _ in pairs], [image_id for _, image_id in pairs]
-
-
-# ----------------------------------------------------------------------------- machine
-
-
-def machine_info() -> dict:
-    """CPU model, core counts, notable instruction-set flags, OS and Python."""
-    flags, model = set(), platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine()):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith(("flags", "Features")) and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    notable = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "avx_vnni", "asimddp", "neon")
-    return {"cpu": model or platform.machine(), "logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "flags": [f for f in notable if f in flags], "os": platform.platform(), "python": platform.python_version()}  # fmt: skip
-
-
-def versions() -> dict:
-    from edgevision.variants import tool_versions
-
-    return tool_versions()
-
-
-# ----------------------------------------------------------------------------- compute
-
-
-def count_model_macs(source: BenchSource) -> dict:
-    """MACs per inference: PyTorch's FlopCounterMode for PyTorch models, else the ONNX graph counter."""
-    if source.pytorch:
-        from edgevision.models.flops import count_macs
-        from edgevision.zoo import get_spec
-        from edgevision.zoo.pytorch import build_module
-
-        spec = get_spec(source.label)
-        module = build_module(spec, weights=source.weights, random_weights=source.weights is None)
-        return {"macs": int(count_macs(module, spec.flops_input)), "method": "torch.utils.flop_counter (FLOPs / 2)"}
-    from edgevision.inspect.graph import load_onnx, onnx_macs
-
-    return {"macs": int(sum(onnx_macs(load_onnx(source.onnx)).values())),
-            "method": "Conv/ConvTranspose/Gemm/MatMul MACs from the ONNX graph with shape inference"}  # fmt: skip
-
-
-def measure_peaks(threads: tuple[int, ...], say: Progress, before: dict | None = None) -> dict:
-    """GEMM peaks per thread count; with ``before`` (an earlier measurement) the best of both."""
-    from edgevision.benchmark.peak import best_of, measure_peak
-
-    peaks = {}
-    for t in threads:
-        say(f"measuring the GEMM peak at {t} thread(s)")
-        peaks[str(t)] = best_of(measure_peak(threads=t), *([before[str(t)]] if before else []))
-    return peaks
 
 
 # ----------------------------------------------------------------------------- the run
@@ -244,10 +102,8 @@ def run_bench(
         raise EdgevisionError(f"no variant of {source.label} could be built: {'; '.join(failures.values())}")
     result, predictions = _measure(source, built, thread_counts, dataset, options, say)
     result.failures.update(failures)
-    _score(result, predictions, coco, source, max_drop=options.max_drop, threads=max(thread_counts))
+    score(result, predictions, coco, source, max_drop=options.max_drop, threads=max(thread_counts))
     result.settings.update(_settings(variants, thread_counts, data, annotations, options, len(dataset.images)))
-    from edgevision.benchmark.report import write_reports
-
     result.paths = write_reports(result, Path(output) if output else Path("runs/bench") / source.slug)
     return result
 
@@ -276,7 +132,7 @@ def _measure(source: BenchSource, built: list[Variant], threads: tuple[int, ...]
     timings = time_variants(tasks, dataset.images[0], options.timing, progress=say, extra=extra)
     peak = measure_peaks(threads, say, before=peak) if options.measure_peak else {}
     compute = count_model_macs(source)
-    records = [_record(v, timings, threads, compute["macs"], peak, source) for v in built]
+    records = [variant_record(v, timings, threads, compute["macs"], peak, source) for v in built]
     result = BenchResult(source.label, records, None, machine_info(), {"versions": versions()}, peak, overhead, compute)
     result.showcase = {key: p["showcase"] for key, p in predictions.items() if p.get("showcase")}
     result.showcase_image = dataset.images[0]
@@ -317,88 +173,6 @@ def _overhead(pool: WorkerPool, built: list[Variant], threads: int, timing: Timi
     except EdgevisionError as exc:
         logger.warning("overhead not measured: %s", exc)
         return {}
-
-
-def _record(variant: Variant, timings: dict[str, Timing], threads: tuple[int, ...], macs: int, peak: dict,
-            source: BenchSource) -> dict:  # fmt: skip
-    """The results.json record of one variant."""
-    per_thread = {str(t): _thread_figures(timings[f"{variant.key}@{t}"], variant, macs, peak.get(str(t), {})) for t in threads}
-    errors = [f["error"] for f in per_thread.values() if f.get("error")]
-    memory = [f["peak_rss_mb"] for f in per_thread.values() if f.get("peak_rss_mb")]
-    return {"variant": variant.key, "label": variant.kind.label, "runtime": variant.kind.runtime,
-            "precision": variant.kind.precision, "file": str(variant.path), "size_bytes": model_bytes(variant.path),
-            "cached": variant.cached, "build_s": round(variant.build_s, 1), "macs": macs,
-            "peak_rss_mb": min(memory) if memory else None, "threads": per_thread,
-            "random_weights": source.random_weights, "notes": variant.meta.get("notes", []),
-            "excluded_layers": len(variant.meta.get("excluded", [])), "error": errors[0] if errors else None,
-            "baseline": False, "agreement": None, "agreement_metric": None, "coco": None}  # fmt: skip
-
-
-def _thread_figures(timing: Timing, variant: Variant, macs: int, peak: dict) -> dict:
-    figures = {"load_s": timing.load_s, "first_ms": timing.first_ms, "latency": summarize(timing.ms),
-               "pipeline": summarize(timing.pipeline_ms), "peak_rss_mb": timing.peak_rss_mb, "error": timing.error,
-               "samples_ms": _thin(timing.ms)}  # fmt: skip
-    p50 = figures["latency"].get("p50")
-    if p50 and macs:
-        figures["macs_per_s"] = macs / (p50 / 1e3)
-        kind = "int8" if variant.kind.precision == "int8" else "fp32"
-        peak_rate = peak.get(kind, {}).get("gmacs")
-        figures["fraction_of_peak"] = figures["macs_per_s"] / (peak_rate * 1e9) if peak_rate else None
-        figures["peak_kind"] = kind
-    return figures
-
-
-def _thin(ms: list[float]) -> list[float]:
-    if len(ms) <= MAX_SAMPLES_KEPT:
-        return [round(v, 4) for v in ms]
-    idx = np.linspace(0, len(ms) - 1, MAX_SAMPLES_KEPT).astype(int)
-    return [round(ms[i], 4) for i in idx]
-
-
-# ----------------------------------------------------------------------------- accuracy
-
-
-def _score(result: BenchResult, predictions: dict, coco, source: BenchSource, *, max_drop: float, threads: int) -> None:
-    """Agreement with the fp32 baseline, COCO AP when annotations were given, the recommendation."""
-    from edgevision.benchmark.report import recommend
-
-    baseline = next((k for k in FP32_BASELINES if k in predictions), None)
-    for record in result.records:
-        record["baseline"] = record["variant"] == baseline
-        mine = predictions.get(record["variant"])
-        if mine is None or baseline is None:
-            continue
-        record["agreement"], record["agreement_metric"] = agreement(predictions[baseline], mine, source.random_weights)
-        if coco is not None and mine["predictions"]:
-            record["coco"] = _coco_ap(mine["predictions"], coco)
-    result.recommended = recommend(result.records, max_drop=max_drop, threads=threads)
-
-
-def agreement(reference: dict, candidate: dict, raw_only: bool = False) -> tuple[float, str]:
-    """Task-level agreement of a variant's predictions with the baseline's (raw-output cosine without a task)."""
-    task = reference.get("task", "raw")
-    if raw_only or task not in ("detection", "pose"):
-        return task_agreement("raw", reference["outputs"], candidate["outputs"]), metric_name("raw")
-    return task_agreement(task, reference["predictions"], candidate["predictions"]), metric_name(task)
-
-
-def _coco_ap(predictions: list, coco) -> dict:
-    gt, indices, image_ids = coco
-    return coco_ap_against_ground_truth([predictions[i] for i in indices], gt, image_ids)
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def write_json(path: Path, payload: dict) -> Path:
-    """Write ``payload`` as indented JSON (numpy scalars and paths converted)."""
-    write_atomic(path, json.dumps(payload, indent=2, default=_json_default, allow_nan=True).encode())
-    return path
 
 
 __all__ = ["BenchOptions", "BenchResult", "TimingOptions", "run_bench", "parse_threads", "load_data", "match_annotations"]

@@ -12,10 +12,10 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from edgevision.benchmark.report import p50, pareto_front
+from edgevision.benchmark.score import p50, pareto_front
 
 if TYPE_CHECKING:
-    from edgevision.benchmark.api import BenchResult
+    from edgevision.benchmark.result import BenchResult
 
 logger = logging.getLogger(__name__)
 

@@ -15,16 +15,17 @@ from __future__ import annotations
 import base64
 import html
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgevision.benchmark.result import write_json
+from edgevision.benchmark.score import p50
 from edgevision.files import write_atomic
 
 if TYPE_CHECKING:
-    from edgevision.benchmark.api import BenchResult
+    from edgevision.benchmark.result import BenchResult
 
 logger = logging.getLogger(__name__)
 
@@ -32,43 +33,6 @@ SHOWCASE_WIDTH = 420
 
 
 # ----------------------------------------------------------------------------- choosing
-
-
-def p50(record: dict, threads: int | str) -> float | None:
-    """The record's p50 latency (ms) at ``threads``, or None when not measured."""
-    return record.get("threads", {}).get(str(threads), {}).get("latency", {}).get("p50")
-
-
-def recommend(records: Sequence[dict], *, max_drop: float, threads: int) -> str | None:
-    """The fastest variant (p50 at ``threads``) whose agreement is within ``max_drop`` of fp32.
-
-    When none is within budget (or nothing was scored) the fp32 baseline is recommended.
-    """
-    baseline = next((r for r in records if r.get("baseline")), None)
-    floor = (baseline.get("agreement") or 1.0) - max_drop - 1e-9 if baseline else 1.0 - max_drop - 1e-9
-    within = [r for r in records if not r.get("error") and r.get("agreement") is not None
-              and r["agreement"] >= floor and p50(r, threads) is not None]  # fmt: skip
-    if within:
-        return min(within, key=lambda r: p50(r, threads))["variant"]
-    return baseline["variant"] if baseline else None
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats, by (lower latency, higher accuracy), fastest first.
-
-    A point is dominated when another is at least as fast and at least as accurate, and
-    strictly better in one of the two.
-    """
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], -np.inf
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
-
-
-# ----------------------------------------------------------------------------- text
 
 
 def _fmt(value, spec: str = ".1f", none: str = "-") -> str:
@@ -221,8 +185,9 @@ def render_html(result: BenchResult, plots: list[tuple[str, bytes]]) -> str:
 
 def write_reports(result: BenchResult, folder: Path) -> dict[str, Path]:
     """results.json, report.md and report.html in ``folder``."""
-    from edgevision.benchmark.api import write_json
-    from edgevision.benchmark.plots import all_plots
+    from edgevision.benchmark.plots import (
+        all_plots,  # matplotlib, only when a report is written
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json(folder / "results.json", result.to_json())}

@@ -1,4 +1,4 @@
-"""``edgevision samples list|pull``."""
+"""``edgevision samples list|pull|path``."""
 
 from __future__ import annotations
 

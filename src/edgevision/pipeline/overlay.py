@@ -40,8 +40,3 @@ def draw_line(image: np.ndarray, name: str, ends: np.ndarray, counts: dict[str, 
 def draw_box(image: np.ndarray, box, *, bgr: tuple[int, int, int] = ALERT_BGR, thickness: int = 3) -> None:
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     cv2.rectangle(image, (x1, y1), (x2, y2), bgr, thickness)
-
-
-def draw_status(image: np.ndarray, text: str) -> None:
-    """A status line (fps, counts) at the bottom left (in place)."""
-    _text(image, text, (8, image.shape[0] - 10), (255, 255, 255))

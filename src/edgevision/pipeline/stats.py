@@ -90,10 +90,6 @@ class RunStats:
             self._totals[stage] += seconds
             self._counts[stage] += 1
 
-    def add_dropped(self, n: int = 1) -> None:
-        with self._lock:
-            self.dropped += n
-
     def add_event(self, kind: str, zone: str) -> None:
         with self._lock:
             self.event_counts[f"{kind} {zone}"] += 1

@@ -1,8 +1,8 @@
 """The accuracy budget: quantize, measure agreement with float, keep the worst layers in float.
 
+>>> judge = AgreementJudge(src, calib, NanoDetProcessor())
 >>> result = run_budget(src, quantizer=get_quantizer("ort"), options=QuantizeOptions(),
-...                     calibration=calib, processor=NanoDetProcessor(), max_drop=0.02,
-...                     workdir=tmp)                                      # doctest: +SKIP
+...                     calibration=calib, judge=judge, max_drop=0.02, workdir=tmp)  # doctest: +SKIP
 >>> [(a.excluded_count, round(a.agreement, 3)) for a in result.attempts]  # doctest: +SKIP
 [(0, 0.539), (1, 0.71), (2, 0.79), (4, 0.97)]
 

@@ -80,6 +80,13 @@ class Detections:
         tracker_ids = None if self.tracker_ids is None else self.tracker_ids[index]
         return Detections(self.xyxy[index], self.scores[index], self.class_ids[index], self.class_names, tracker_ids)
 
+    def __repr__(self) -> str:
+        """``Detections(3: person 0.80 [412,211,448,310], ...)``: count, then each object."""
+        shown = [f"{self.label(i)} {self.scores[i]:.2f} [{','.join(str(round(float(v))) for v in self.xyxy[i])}]"
+                 for i in range(min(len(self), 10))]  # fmt: skip
+        more = f", ... {len(self) - 10} more" if len(self) > 10 else ""
+        return f"Detections({len(self)}" + (": " + ", ".join(shown) if shown else "") + more + ")"
+
     def label(self, i: int) -> str:
         cid = int(self.class_ids[i])
         return self.class_names[cid] if 0 <= cid < len(self.class_names) else str(cid)
@@ -136,6 +143,11 @@ class Poses:
         return Poses(
             self.keypoints[index], self.scores[index], self.keypoint_names, self.edges, xyxy, tracker_ids
         )
+
+    def __repr__(self) -> str:
+        """``Poses(2 of 17 keypoints: 0.91, 0.55)``: count, keypoints per person, each person's score."""
+        scores = ", ".join(f"{v:.2f}" for v in self.scores[:10]) + (", ..." if len(self) > 10 else "")
+        return f"Poses({len(self)} of {len(self.keypoint_names)} keypoints" + (f": {scores}" if len(self) else "") + ")"
 
     def boxes(self) -> np.ndarray:
         """Person boxes: the given ones, or the extent of each person's visible keypoints."""

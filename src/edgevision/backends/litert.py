@@ -11,7 +11,7 @@ from edgevision.backends.base import Backend, load_error
 from edgevision.types import TensorSpec
 
 
-def _spec(detail: dict) -> TensorSpec:
+def tensor_spec(detail: dict) -> TensorSpec:
     signature = detail.get("shape_signature", detail["shape"])
     shape = tuple(None if s < 0 else int(s) for s in signature)
     return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]).name)
@@ -39,8 +39,8 @@ class LiteRtBackend(Backend):
             raise load_error(self.path, "LiteRT", exc) from None
         self._in = self.interpreter.get_input_details()
         self._out = self.interpreter.get_output_details()
-        self.inputs = [_spec(d) for d in self._in]
-        self.outputs = [_spec(d) for d in self._out]
+        self.inputs = [tensor_spec(d) for d in self._in]
+        self.outputs = [tensor_spec(d) for d in self._out]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         resized = False

@@ -164,7 +164,7 @@ def _weights_total(precision: dict) -> int:
 
 
 def _tflite_report(path: Path) -> ModelReport:
-    from edgevision.backends.litert import LiteRtBackend, _spec
+    from edgevision.backends.litert import LiteRtBackend, tensor_spec
 
     if not LiteRtBackend.is_available():
         from edgevision.errors import MissingExtraError
@@ -188,8 +188,8 @@ def _tflite_report(path: Path) -> ModelReport:
         if elements > 1:
             layers.append(Layer(d["name"], f"tensor {kind}", elements, 0))
     layers.sort(key=lambda layer: -layer.params)
-    return ModelReport(path, "tflite", _file_bytes(path), [_spec(d) for d in interpreter.get_input_details()],
-                       [_spec(d) for d in interpreter.get_output_details()], _weights_total(precision), None,
+    return ModelReport(path, "tflite", _file_bytes(path), [tensor_spec(d) for d in interpreter.get_input_details()],
+                       [tensor_spec(d) for d in interpreter.get_output_details()], _weights_total(precision), None,
                        Counter(op["op_name"] for op in ops), precision, layers[:TOP_LAYERS],
                        {f"{op['op_name']}:{op['index']}" for op in ops})  # fmt: skip
 

@@ -50,8 +50,9 @@ def model_only_fps(predictor, frames: list) -> float:
 
 def pipeline_run(predictor, video: Path, frames: int, workdir: Path) -> dict:
     config = RunConfig(zones=(parse_zone(ZONE),), lines=(parse_line(LINE),), max_frames=frames)
-    outputs = RunOutputs(video=workdir / "annotated.mp4", json_lines=str(workdir / "detections.jsonl"),
-                         events=workdir / "events.jsonl")
+    outputs = RunOutputs(
+        video=workdir / "annotated.mp4", json_lines=str(workdir / "detections.jsonl"), events=workdir / "events.jsonl"
+    )
     return run_pipeline(predictor, str(video), config, outputs).to_dict()
 
 
@@ -77,7 +78,10 @@ def main() -> None:
             runs.append(pipeline_run(predictor, video, len(frames), Path(tmp)))
             print(f"round {round_ + 1}: model-only {model[-1]:.2f} fps, pipeline {runs[-1]['fps']:.2f} fps", flush=True)
     result = {
-        "model": args.model, "backend": args.backend or "default", "threads": args.threads, "frames": len(frames),
+        "model": args.model,
+        "backend": args.backend or "default",
+        "threads": args.threads,
+        "frames": len(frames),
         "model_only_fps": round(statistics.median(model), 2),
         "pipeline_fps": round(statistics.median(r["fps"] for r in runs), 2),
         "latency_p50_ms": statistics.median(r["latency_p50_ms"] for r in runs),

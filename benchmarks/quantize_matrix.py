@@ -37,20 +37,35 @@ def _worst_cosine(parity: dict) -> float | None:
 def _row(model: str, backend: str, label: str, result) -> dict:
     lat = result.latency_ms or {}
     return {
-        "model": model, "backend": backend, "precision": label, "size_mb": result.output_bytes / 1e6,
-        "size_ratio": result.size_ratio, "worst_cosine": _worst_cosine(result.parity), "metric": result.metric,
-        "agreement": result.agreement, "budget_met": result.budget_met, "excluded": len(result.excluded),
-        "p50_fp32_ms": lat.get("fp32"), "p50_variant_ms": next((v for k, v in lat.items() if k != "fp32"), None), "seconds": result.seconds,
-    }  # fmt: skip
+        "model": model,
+        "backend": backend,
+        "precision": label,
+        "size_mb": result.output_bytes / 1e6,
+        "size_ratio": result.size_ratio,
+        "worst_cosine": _worst_cosine(result.parity),
+        "metric": result.metric,
+        "agreement": result.agreement,
+        "budget_met": result.budget_met,
+        "excluded": len(result.excluded),
+        "p50_fp32_ms": lat.get("fp32"),
+        "p50_variant_ms": next((v for k, v in lat.items() if k != "fp32"), None),
+        "seconds": result.seconds,
+    }
 
 
 def run_one(model: str, backend: str, label: str, out: Path, max_drop: float) -> dict:
     """One variant; failures are recorded, not fatal."""
     try:
-        options = QuantizeOptions(precision=PRECISIONS[label], max_drop=max_drop, calib=str(sample_path("vtest.avi")),
-                                  calib_count=48)  # fmt: skip
-        result = edgevision.quantize(model, backend=backend, output=out / f"{model}-{backend}-{label}" / f"model{SUFFIXES[backend]}",
-                                     options=options, random_weights=MODELS[model])  # fmt: skip
+        options = QuantizeOptions(
+            precision=PRECISIONS[label], max_drop=max_drop, calib=str(sample_path("vtest.avi")), calib_count=48
+        )
+        result = edgevision.quantize(
+            model,
+            backend=backend,
+            output=out / f"{model}-{backend}-{label}" / f"model{SUFFIXES[backend]}",
+            options=options,
+            random_weights=MODELS[model],
+        )
     except EdgevisionError as exc:
         return {"model": model, "backend": backend, "precision": label, "error": str(exc)}
     return _row(model, backend, label, result)
@@ -61,7 +76,10 @@ def _fmt(value, spec: str) -> str:
 
 
 def print_table(rows: list[dict], file=None) -> None:
-    print("| model | backend | precision | MB | × fp32 size | worst cosine | agreement | budget | p50 fp32 → variant ms |", file=file)
+    print(
+        "| model | backend | precision | MB | × fp32 size | worst cosine | agreement | budget | p50 fp32 → variant ms |",
+        file=file,
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", file=file)
     for r in rows:
         if "error" in r:

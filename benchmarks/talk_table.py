@@ -30,13 +30,20 @@ from edgevision.benchmark.score import p50
 
 MODELS: dict[str, dict] = {
     "openpose-body": {"random_weights": True, "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8"},
-    "yolox-nano": {"random_weights": True,
-                   # litert-int8 is left out: TensorFlow's int8 calibration fails on YOLOX's concatenated head here.
-                   "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32"},
-    "nanodet-m": {"random_weights": False,
-                  "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32,litert-int8"},
-    "movenet-lightning": {"random_weights": False, "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-int8"},
-}  # fmt: skip
+    "yolox-nano": {
+        "random_weights": True,
+        # litert-int8 is left out: TensorFlow's int8 calibration fails on YOLOX's concatenated head here.
+        "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32",
+    },
+    "nanodet-m": {
+        "random_weights": False,
+        "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32,litert-int8",
+    },
+    "movenet-lightning": {
+        "random_weights": False,
+        "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-int8",
+    },
+}
 HEADER = ["model", "weights", "variant", "size MB", "size ratio", "p50 ms", "speed-up", "agreement", "% of peak"]
 
 
@@ -53,14 +60,24 @@ def rows_for(result: BenchResult, threads: int, random_weights: bool) -> list[di
     for r in result.records:
         latency, base_latency = p50(r, threads), p50(base, threads)
         fraction = r["threads"].get(str(threads), {}).get("fraction_of_peak")
-        rows.append({
-            "model": result.model, "weights": "random" if random_weights else "real", "variant": r["variant"],
-            "baseline": r is base, "recommended": r["variant"] == result.recommended, "threads": threads,
-            "size_mb": r["size_bytes"] / 1e6, "size_ratio": r["size_bytes"] / base["size_bytes"],
-            "p50_ms": latency, "speedup": base_latency / latency if latency and base_latency else None,
-            "agreement": r.get("agreement"), "agreement_metric": r.get("agreement_metric"),
-            "fraction_of_peak": fraction, "precision": r["precision"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": result.model,
+                "weights": "random" if random_weights else "real",
+                "variant": r["variant"],
+                "baseline": r is base,
+                "recommended": r["variant"] == result.recommended,
+                "threads": threads,
+                "size_mb": r["size_bytes"] / 1e6,
+                "size_ratio": r["size_bytes"] / base["size_bytes"],
+                "p50_ms": latency,
+                "speedup": base_latency / latency if latency and base_latency else None,
+                "agreement": r.get("agreement"),
+                "agreement_metric": r.get("agreement_metric"),
+                "fraction_of_peak": fraction,
+                "precision": r["precision"],
+            }
+        )
     return rows
 
 
@@ -72,11 +89,23 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for r in rows:
         name = r["variant"] + (" (baseline)" if r["baseline"] else "") + (" ★" if r["recommended"] else "")
-        lines.append("| " + " | ".join([
-            r["model"], r["weights"], name, _cell(r["size_mb"], ".1f"), _cell(r["size_ratio"], ".2f") + "×",
-            _cell(r["p50_ms"], ".1f"), _cell(r["speedup"], ".2f") + "×", _cell(r["agreement"], ".3f"),
-            _cell(r["fraction_of_peak"] and 100 * r["fraction_of_peak"], ".0f"),
-        ]) + " |")  # fmt: skip
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["model"],
+                    r["weights"],
+                    name,
+                    _cell(r["size_mb"], ".1f"),
+                    _cell(r["size_ratio"], ".2f") + "×",
+                    _cell(r["p50_ms"], ".1f"),
+                    _cell(r["speedup"], ".2f") + "×",
+                    _cell(r["agreement"], ".3f"),
+                    _cell(r["fraction_of_peak"] and 100 * r["fraction_of_peak"], ".0f"),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -87,13 +116,17 @@ def targets(rows: list[dict], results: dict[str, BenchResult]) -> list[str]:
         mine = [r for r in rows if r["model"] == model and r["speedup"]]
         if mine:
             best = max(mine, key=lambda r: r["speedup"])
-            out.append(f"{model}: best variant {best['variant']} p50 is {best['speedup']:.2f}x lower than PyTorch fp32 "
-                       f"at {best['threads']} threads (target >= 5x): {'met' if best['speedup'] >= 5 else 'NOT met'}")  # fmt: skip
+            out.append(
+                f"{model}: best variant {best['variant']} p50 is {best['speedup']:.2f}x lower than PyTorch fp32 "
+                f"at {best['threads']} threads (target >= 5x): {'met' if best['speedup'] >= 5 else 'NOT met'}"
+            )
     int8 = [r for r in rows if r["model"] == "openpose-body" and r["precision"] == "int8" and r["fraction_of_peak"]]
     if int8:
         best = max(int8, key=lambda r: r["fraction_of_peak"])
-        out.append(f"openpose-body: best int8 ({best['variant']}) runs at {100 * best['fraction_of_peak']:.0f}% of the "
-                   f"measured int8 peak (target >= 80%): {'met' if best['fraction_of_peak'] >= 0.8 else 'NOT met'}")  # fmt: skip
+        out.append(
+            f"openpose-body: best int8 ({best['variant']}) runs at {100 * best['fraction_of_peak']:.0f}% of the "
+            f"measured int8 peak (target >= 80%): {'met' if best['fraction_of_peak'] >= 0.8 else 'NOT met'}"
+        )
     if "nanodet-m" in results:
         out.append(_nanodet_target(rows))
     return out
@@ -106,15 +139,26 @@ def _nanodet_target(rows: list[dict]) -> str:
     if rec is None or base is None:
         return "nanodet-m: no recommendation"
     ok = rec["p50_ms"] < base["p50_ms"] and (rec["agreement"] or 0) >= 0.97
-    return (f"nanodet-m: recommended {rec['variant']} p50 {rec['p50_ms']:.1f} ms vs ORT fp32 {base['p50_ms']:.1f} ms, "
-            f"agreement mAP {_cell(rec['agreement'], '.3f')} (target: faster with >= 0.97): {'met' if ok else 'NOT met'}")  # fmt: skip
+    return (
+        f"nanodet-m: recommended {rec['variant']} p50 {rec['p50_ms']:.1f} ms vs ORT fp32 {base['p50_ms']:.1f} ms, "
+        f"agreement mAP {_cell(rec['agreement'], '.3f')} (target: faster with >= 0.97): {'met' if ok else 'NOT met'}"
+    )
 
 
 def load_result(path: Path) -> BenchResult:
     """A finished benchmark read back from its results.json."""
     d = json.loads(path.read_text())
-    return BenchResult(d["model"], d["variants"], d["recommended"], d["machine"], d["settings"], d["peak"],
-                       d["harness_overhead"], d["compute"], d["failures"])  # fmt: skip
+    return BenchResult(
+        d["model"],
+        d["variants"],
+        d["recommended"],
+        d["machine"],
+        d["settings"],
+        d["peak"],
+        d["harness_overhead"],
+        d["compute"],
+        d["failures"],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     rows, results = [], {}
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         config = MODELS[model]
-        options = BenchOptions(random_weights=config["random_weights"], variants=config["variants"], threads=threads,
-                               timing=TimingOptions(rounds=args.rounds, round_seconds=args.seconds))  # fmt: skip
+        options = BenchOptions(
+            random_weights=config["random_weights"],
+            variants=config["variants"],
+            threads=threads,
+            timing=TimingOptions(rounds=args.rounds, round_seconds=args.seconds),
+        )
         if model in args.reuse.split(","):
             results[model] = load_result(args.out / model / "results.json")
         else:
@@ -149,9 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {line}")
     for model, peak in peaks.items():
         for t, p in peak.items():
-            print(f"- peak during {model} at {t} threads: fp32 {p['fp32']['gmacs']} GMAC/s, int8 {p['int8']['gmacs']} GMAC/s")
+            print(
+                f"- peak during {model} at {t} threads: fp32 {p['fp32']['gmacs']} GMAC/s, int8 {p['int8']['gmacs']} GMAC/s"
+            )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": m, "rows": rows, "targets": targets(rows, results), "peaks": peaks}, indent=2))
+    args.json.write_text(
+        json.dumps({"machine": m, "rows": rows, "targets": targets(rows, results), "peaks": peaks}, indent=2)
+    )
     return 0
 
 

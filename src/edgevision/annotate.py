@@ -8,9 +8,26 @@ import numpy as np
 from edgevision.types import Detections, Poses, Prediction
 
 _PALETTE = np.array(
-    [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
-     (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0),
-     (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132), (133, 0, 82), (255, 56, 203)],
+    [
+        (56, 56, 255),
+        (151, 157, 255),
+        (31, 112, 255),
+        (29, 178, 255),
+        (49, 210, 207),
+        (10, 249, 72),
+        (23, 204, 146),
+        (134, 219, 61),
+        (52, 147, 26),
+        (187, 212, 0),
+        (168, 153, 44),
+        (255, 194, 0),
+        (147, 69, 52),
+        (255, 115, 100),
+        (236, 24, 0),
+        (255, 56, 132),
+        (133, 0, 82),
+        (255, 56, 203),
+    ],
     dtype=np.uint8,
 )
 
@@ -56,7 +73,14 @@ def draw_poses(image: np.ndarray, poses: Poses, *, min_score: float = 0.3) -> np
         bgr = color(poses.tracker_ids[person] if poses.tracker_ids is not None else person)
         for a, b in poses.edges:
             if kps[a, 2] >= min_score and kps[b, 2] >= min_score:
-                cv2.line(out, tuple(kps[a, :2].round().astype(int)), tuple(kps[b, :2].round().astype(int)), bgr, t + 1, cv2.LINE_AA)
+                cv2.line(
+                    out,
+                    tuple(kps[a, :2].round().astype(int)),
+                    tuple(kps[b, :2].round().astype(int)),
+                    bgr,
+                    t + 1,
+                    cv2.LINE_AA,
+                )
         for x, y, s in kps:
             if s >= min_score:
                 cv2.circle(out, (round(x), round(y)), t + 2, (255, 255, 255), -1, cv2.LINE_AA)

@@ -179,9 +179,14 @@ def quantize(
     """
     settings = dataclasses.replace(options or QuantizeOptions(), **option_fields)
     return quantize_model(
-        str(model), backend=backend, output=_path(output), options=settings, weights=_path(weights),
-        random_weights=random_weights, progress=progress,
-    )  # fmt: skip
+        str(model),
+        backend=backend,
+        output=_path(output),
+        options=settings,
+        weights=_path(weights),
+        random_weights=random_weights,
+        progress=progress,
+    )
 
 
 def bench(
@@ -223,13 +228,19 @@ def run(
     cleanly with every output complete.
     """
     config = config or RunConfig()
-    extra = {"zones": config.zones + tuple(parse_zone(z) for z in zones),
-             "lines": config.lines + tuple(parse_line(line) for line in lines)}  # fmt: skip
+    extra = {
+        "zones": config.zones + tuple(parse_zone(z) for z in zones),
+        "lines": config.lines + tuple(parse_line(line) for line in lines),
+    }
     loaded = model if isinstance(model, Model) else load(model, backend=backend, threads=threads)
     return run_pipeline(
-        loaded.predictor, str(source), dataclasses.replace(config, **extra), outputs or RunOutputs(),
-        on_progress=on_progress, on_event=on_event,
-    )  # fmt: skip
+        loaded.predictor,
+        str(source),
+        dataclasses.replace(config, **extra),
+        outputs or RunOutputs(),
+        on_progress=on_progress,
+        on_event=on_event,
+    )
 
 
 def predict_to_files(
@@ -253,7 +264,9 @@ def inspect(model: str | Path, *, weights: str | Path | None = None) -> ModelRep
     return inspect_model(str(model), weights=_path(weights))
 
 
-def demo(output: str | Path = "runs/demo", *, options: DemoOptions = DemoOptions(), say: Say | None = None) -> DemoSummary:
+def demo(
+    output: str | Path = "runs/demo", *, options: DemoOptions = DemoOptions(), say: Say | None = None
+) -> DemoSummary:
     """Pull the default detector and sample video, bench a few variants, run the recommended one."""
     return run_demo(Path(output), options=options, **({"say": say} if say else {}))
 

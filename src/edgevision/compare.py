@@ -49,9 +49,10 @@ SCORE_FLOOR = 0.3
 EVAL_THRESHOLD = 0.05  # decoding threshold for agreement, as in COCO-style evaluation
 KEYPOINT_FLOOR = 0.3  # reference keypoints below this score are "not labelled"
 # COCO's per-keypoint OKS sigmas (cocoapi), for 17-keypoint skeletons.
-COCO17_SIGMAS = np.array(
-    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
-) / 10.0
+COCO17_SIGMAS = (
+    np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89])
+    / 10.0
+)
 # Other skeletons (18-keypoint OpenPose, 33-keypoint BlazePose) have no published sigmas:
 # every keypoint gets the mean COCO sigma (~0.067), the tolerance of an average body joint.
 UNIFORM_SIGMA = float(COCO17_SIGMAS.mean())
@@ -176,7 +177,11 @@ def pair_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray]) -> tup
 def model_bytes(path: Path) -> int:
     """Bytes of a model file and its companions (``.bin`` of OpenVINO IR, ONNX external data)."""
     path = Path(path)
-    companions = [path, path.with_suffix(".bin") if path.suffix == ".xml" else None, path.with_name(path.name + ".data")]
+    companions = [
+        path,
+        path.with_suffix(".bin") if path.suffix == ".xml" else None,
+        path.with_name(path.name + ".data"),
+    ]
     return sum(p.stat().st_size for p in companions if p is not None and p.is_file())
 
 
@@ -301,8 +306,15 @@ def _detection_gt(reference: Sequence[Detections], score_floor: float) -> list[d
         for box, score, cls in zip(dets.xyxy, dets.scores, dets.class_ids):
             xywh = _xywh(box)
             crowd = int(score < score_floor)
-            anns.append({"image_id": image_id, "category_id": int(cls), "bbox": xywh,
-                         "area": xywh[2] * xywh[3], "iscrowd": crowd})  # fmt: skip
+            anns.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(cls),
+                    "bbox": xywh,
+                    "area": xywh[2] * xywh[3],
+                    "iscrowd": crowd,
+                }
+            )
     return anns
 
 
@@ -345,9 +357,17 @@ def _pose_gt(reference: Sequence[Poses], score_floor: float) -> list[dict]:
             visible = kps[:, 2] >= KEYPOINT_FLOOR
             flat = np.column_stack([kps[:, :2], np.where(visible, 2, 0)]).ravel()
             xywh = _xywh(box)
-            anns.append({"image_id": image_id, "category_id": 1, "keypoints": [float(v) for v in flat],
-                         "num_keypoints": int(visible.sum()), "bbox": xywh,
-                         "area": max(xywh[2] * xywh[3], 1.0), "iscrowd": int(score < score_floor)})  # fmt: skip
+            anns.append(
+                {
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "keypoints": [float(v) for v in flat],
+                    "num_keypoints": int(visible.sum()),
+                    "bbox": xywh,
+                    "area": max(xywh[2] * xywh[3], 1.0),
+                    "iscrowd": int(score < score_floor),
+                }
+            )
     return anns
 
 
@@ -356,8 +376,9 @@ def _pose_results(candidate: Sequence[Poses]) -> list[dict]:
     for image_id, poses in enumerate(candidate):
         for kps, score in zip(poses.keypoints, poses.scores):
             flat = np.column_stack([kps[:, :2], np.ones(len(kps))]).ravel()
-            results.append({"image_id": image_id, "category_id": 1,
-                            "keypoints": [float(v) for v in flat], "score": float(score)})  # fmt: skip
+            results.append(
+                {"image_id": image_id, "category_id": 1, "keypoints": [float(v) for v in flat], "score": float(score)}
+            )
     return results
 
 
@@ -407,7 +428,9 @@ def coco_ap_against_ground_truth(
         raise ValueError(f"{len(predictions)} predictions for {len(image_ids)} image ids")
     gt = annotations_json if isinstance(annotations_json, dict) else json.loads(Path(annotations_json).read_text())
     is_pose = any(isinstance(p, Poses) for p in predictions)
-    results = _pose_results_for(predictions, gt, image_ids) if is_pose else _detection_results_for(predictions, gt, image_ids)
+    results = (
+        _pose_results_for(predictions, gt, image_ids) if is_pose else _detection_results_for(predictions, gt, image_ids)
+    )
     sigmas = oks_sigmas(_keypoint_count(predictions)) if is_pose else None
     evaluator = _evaluate(gt, results, "keypoints" if is_pose else "bbox", sigmas, image_ids)
     evaluator.summarize()
@@ -457,7 +480,6 @@ def evaluation_processor(processor):
     return processor
 
 
-
 METRICS = {
     "detection": "detection mAP@[.5:.95] vs fp32",
     "pose": "pose OKS AP vs fp32",
@@ -485,7 +507,10 @@ def task_agreement(task: str, reference: Sequence, candidate: Sequence) -> float
 
 
 def check_parity(
-    expected: dict[str, np.ndarray], got: dict[str, np.ndarray], *, tolerance: float = FP32_TOLERANCE,
+    expected: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    *,
+    tolerance: float = FP32_TOLERANCE,
     reference: str = "the source",
 ) -> ParityReport:
     """Compare outputs by name; raise ``EdgevisionError`` with the numbers when one is missing or off.
@@ -496,7 +521,9 @@ def check_parity(
     """
     missing = [n for n in expected if n not in got]
     if missing:
-        raise EdgevisionError(f"the converted model lacks outputs {missing} (it has {sorted(got)}); conversion refused.")
+        raise EdgevisionError(
+            f"the converted model lacks outputs {missing} (it has {sorted(got)}); conversion refused."
+        )
     names = list(expected)
     report = ParityReport(compare_outputs(names, [expected[n] for n in names], [got[n] for n in names]), tolerance)
     require_parity(report, reference)

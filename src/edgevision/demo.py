@@ -68,7 +68,8 @@ class DemoSummary:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.run.event_counts.items())) or "none"
         return [
             f"recommended variant: {self.variant} (p50 {self.variant_p50_ms:.1f} ms{speed}{agreement})"
-            if self.variant_p50_ms else f"recommended variant: {self.variant}",
+            if self.variant_p50_ms
+            else f"recommended variant: {self.variant}",
             f"video: {self.run.frames} frames at {self.run.fps:.1f} fps, end-to-end latency p50 "
             f"{self.run.latency_p50_ms} ms, p95 {self.run.latency_p95_ms} ms",
             f"events: {self.run.events} ({counts})",
@@ -104,18 +105,26 @@ def run_demo(
     pull(options.model)
     say("benchmarking variants (short run)")
     settings = BenchOptions(
-        variants=options.variants, threads=(options.threads,), data=str(photos[0].parent / "*.jpg"),
-        max_drop=options.max_drop, timing=options.timing,
-    )  # fmt: skip
+        variants=options.variants,
+        threads=(options.threads,),
+        data=str(photos[0].parent / "*.jpg"),
+        max_drop=options.max_drop,
+        timing=options.timing,
+    )
     bench = run_bench(options.model, output=output / "bench", options=settings, progress=say)
     chosen = _record(bench, bench.recommended or "ort-fp32")
     say(f"running {chosen['variant']} on {video.name}")
     summary = _run_video(chosen["file"], video, output, options, say)
     demo = DemoSummary(
-        options.model, chosen["variant"], chosen["file"], _p50(chosen, options.threads),
-        _p50(_record(bench, "ort-fp32"), options.threads), _agreement(chosen), summary,
+        options.model,
+        chosen["variant"],
+        chosen["file"],
+        _p50(chosen, options.threads),
+        _p50(_record(bench, "ort-fp32"), options.threads),
+        _agreement(chosen),
+        summary,
         {"report": str(bench.paths.get("html", "")), **summary.outputs},
-    )  # fmt: skip
+    )
     write_atomic(output / "summary.json", json.dumps(asdict(demo), indent=2, default=str).encode())
     write_atomic(output / "summary.txt", ("\n".join(demo.lines()) + "\n").encode())
     return demo
@@ -124,11 +133,15 @@ def run_demo(
 def _run_video(model_file: str, video: Path, output: Path, options: DemoOptions, say) -> RunSummary:
     predictor = load_predictor(model_file, threads=options.threads)
     config = RunConfig(
-        zones=(parse_zone(options.zone),), lines=(parse_line(options.line),), classes=("person",),
+        zones=(parse_zone(options.zone),),
+        lines=(parse_line(options.line),),
+        classes=("person",),
         max_frames=options.max_frames,
-    )  # fmt: skip
+    )
     outputs = RunOutputs(
-        video=output / "vtest-annotated.mp4", json_lines=str(output / "detections.jsonl"),
-        events=output / "events.jsonl", stats=output / "stats.json",
-    )  # fmt: skip
+        video=output / "vtest-annotated.mp4",
+        json_lines=str(output / "detections.jsonl"),
+        events=output / "events.jsonl",
+        stats=output / "stats.json",
+    )
     return run_pipeline(predictor, str(video), config, outputs, on_progress=lambda p: None)

@@ -51,6 +51,7 @@ class Artifact:
         cut = f"[{self.offset}:{self.offset + self.size}]" if self.size is not None else ""
         return f"{self.registry}:{self.package}{sep}{self.version}:{self.member}{cut}"
 
+
 _ARCHIVE_SUFFIXES = (".tgz", ".whl", ".deb")
 
 
@@ -58,7 +59,17 @@ def _download_command(registry: str, package: str, version: str, dest: Path) -> 
     if registry == "npm":
         return ["npm", "pack", f"{package}@{version}", "--pack-destination", str(dest), "--silent"]
     if registry == "pypi":
-        return [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), f"{package}=={version}"]
+        return [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "-d",
+            str(dest),
+            f"{package}=={version}",
+        ]
     if registry == "debian":
         return ["apt-get", "download", "-q", f"{package}={version}"]
     raise EdgevisionError(f"unknown registry '{registry}'.")

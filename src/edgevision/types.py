@@ -82,8 +82,10 @@ class Detections:
 
     def __repr__(self) -> str:
         """``Detections(3: person 0.80 [412,211,448,310], ...)``: count, then each object."""
-        shown = [f"{self.label(i)} {self.scores[i]:.2f} [{','.join(str(round(float(v))) for v in self.xyxy[i])}]"
-                 for i in range(min(len(self), 10))]  # fmt: skip
+        shown = [
+            f"{self.label(i)} {self.scores[i]:.2f} [{','.join(str(round(float(v))) for v in self.xyxy[i])}]"
+            for i in range(min(len(self), 10))
+        ]
         more = f", ... {len(self) - 10} more" if len(self) > 10 else ""
         return f"Detections({len(self)}" + (": " + ", ".join(shown) if shown else "") + more + ")"
 
@@ -140,9 +142,7 @@ class Poses:
     def __getitem__(self, index) -> Poses:
         xyxy = None if self.xyxy is None else self.xyxy[index]
         tracker_ids = None if self.tracker_ids is None else self.tracker_ids[index]
-        return Poses(
-            self.keypoints[index], self.scores[index], self.keypoint_names, self.edges, xyxy, tracker_ids
-        )
+        return Poses(self.keypoints[index], self.scores[index], self.keypoint_names, self.edges, xyxy, tracker_ids)
 
     def __repr__(self) -> str:
         """``Poses(2 of 17 keypoints: 0.91, 0.55)``: count, keypoints per person, each person's score."""

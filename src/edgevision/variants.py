@@ -17,7 +17,19 @@ from pathlib import Path
 from edgevision.files import write_atomic
 
 SUFFIX = ".edgevision.json"
-_TOOLS = ("edgevision", "onnx", "onnxruntime", "openvino", "nncf", "ai-edge-litert", "tensorflow-cpu", "tf2onnx", "onnx2tf", "onnxslim", "torch")
+_TOOLS = (
+    "edgevision",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "ai-edge-litert",
+    "tensorflow-cpu",
+    "tf2onnx",
+    "onnx2tf",
+    "onnxslim",
+    "torch",
+)
 
 
 @dataclass

@@ -49,9 +49,7 @@ class TorchBackend(Backend):
             raise load_error(self.path, "PyTorch", exc) from None
         self.module = program.module()
         self.inputs = _placeholder_specs(program)
-        self.outputs = [
-            TensorSpec(spec.arg.name, (), "float32") for spec in program.graph_signature.output_specs
-        ]
+        self.outputs = [TensorSpec(spec.arg.name, (), "float32") for spec in program.graph_signature.output_specs]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch

@@ -110,14 +110,27 @@ def run_bench(
 
 def _settings(variants, threads, data, annotations, options: BenchOptions, images: int) -> dict:
     timing = asdict(options.timing)
-    return {"variants": variants or "all available", "threads": list(threads), "data": data or "sample photos + video frames",
-            "data_images": images, "annotations": str(annotations) if annotations else None,
-            "calib": options.calib or "frames of the sample video vtest.avi", "calib_count": options.calib_count,
-            "max_drop": options.max_drop, "timing": timing}  # fmt: skip
+    return {
+        "variants": variants or "all available",
+        "threads": list(threads),
+        "data": data or "sample photos + video frames",
+        "data_images": images,
+        "annotations": str(annotations) if annotations else None,
+        "calib": options.calib or "frames of the sample video vtest.avi",
+        "calib_count": options.calib_count,
+        "max_drop": options.max_drop,
+        "timing": timing,
+    }
 
 
-def _measure(source: BenchSource, built: list[Variant], threads: tuple[int, ...], dataset: DataSet,
-             options: BenchOptions, say: Progress) -> tuple[BenchResult, dict]:  # fmt: skip
+def _measure(
+    source: BenchSource,
+    built: list[Variant],
+    threads: tuple[int, ...],
+    dataset: DataSet,
+    options: BenchOptions,
+    say: Progress,
+) -> tuple[BenchResult, dict]:
     """Time every variant at every thread count in worker processes; collect predictions."""
     tasks = [WorkerTask(v.key, v.path, v.kind.runtime, t, source.source_model) for v in built for t in threads]
     predictions: dict[str, dict] = {}
@@ -175,4 +188,12 @@ def _overhead(pool: WorkerPool, built: list[Variant], threads: int, timing: Timi
         return {}
 
 
-__all__ = ["BenchOptions", "BenchResult", "TimingOptions", "run_bench", "parse_threads", "load_data", "match_annotations"]
+__all__ = [
+    "BenchOptions",
+    "BenchResult",
+    "TimingOptions",
+    "run_bench",
+    "parse_threads",
+    "load_data",
+    "match_annotations",
+]

@@ -85,8 +85,12 @@ class Worker:
         self._log_file = open(log, "w")  # noqa: SIM115 - closed in close()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "edgevision.benchmark.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file, text=True, bufsize=1,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log_file,
+            text=True,
+            bufsize=1,
+        )
 
     def call(self, cmd: str, **args) -> dict:
         """Send one command and wait for its answer; a clear error when the worker fails."""
@@ -129,8 +133,14 @@ def summarize(ms: list[float]) -> dict:
         return {}
     values = np.asarray(ms, dtype=np.float64)
     p50, p90, p99 = (float(v) for v in np.percentile(values, [50, 90, 99]))
-    return {"p50": p50, "p90": p90, "p99": p99, "mean": float(values.mean()),
-            "throughput": float(len(values) / (values.sum() / 1e3)), "samples": int(len(values))}  # fmt: skip
+    return {
+        "p50": p50,
+        "p90": p90,
+        "p99": p99,
+        "mean": float(values.mean()),
+        "throughput": float(len(values) / (values.sum() / 1e3)),
+        "samples": int(len(values)),
+    }
 
 
 # ----------------------------------------------------------------------------- the rounds
@@ -153,8 +163,14 @@ class WorkerPool:
 
     def _load(self, worker: Worker, options: TimingOptions) -> None:
         t = worker.task
-        reply = worker.call("load", path=str(t.path), runtime=t.runtime, threads=t.threads,
-                            source_model=t.source_model, image=str(self.image_path))  # fmt: skip
+        reply = worker.call(
+            "load",
+            path=str(t.path),
+            runtime=t.runtime,
+            threads=t.threads,
+            source_model=t.source_model,
+            image=str(self.image_path),
+        )
         timing = self.timings[t.id]
         timing.load_s, timing.first_ms = reply["load_s"], reply["first_ms"]
         worker.call("run", n=options.warmup_iterations, seconds=options.warmup_seconds)
@@ -176,7 +192,7 @@ class WorkerPool:
     def round(self, index: int, options: TimingOptions, say: Progress) -> None:
         """One round: each live worker in turn (order rotated by ``index``) runs, then runs the pipeline."""
         order = self.live()
-        order = order[index % len(order):] + order[: index % len(order)] if order else order
+        order = order[index % len(order) :] + order[: index % len(order)] if order else order
         for task_id in order:
             say(f"round {index + 1}/{options.rounds}: {task_id}")
             self._guard(task_id, lambda t=task_id: self._round_step(t, index, options))
@@ -194,7 +210,11 @@ class WorkerPool:
 
 
 def time_variants(
-    tasks: list[WorkerTask], image: np.ndarray, options: TimingOptions, *, progress: Progress | None = None,
+    tasks: list[WorkerTask],
+    image: np.ndarray,
+    options: TimingOptions,
+    *,
+    progress: Progress | None = None,
     extra: Callable[[WorkerPool], None] | None = None,
 ) -> dict[str, Timing]:
     """Load every task in its own worker, then time them in interleaved rounds.
@@ -226,6 +246,11 @@ def measure_overhead(worker: Worker, options: TimingOptions) -> dict:
         ours += worker.call("run", n=options.min_iterations, seconds=options.round_seconds / 2)["ms"]
         bare += worker.call("bare", n=options.min_iterations, seconds=options.round_seconds / 2)["ms"]
     p50_ours, p50_bare = float(np.median(ours)), float(np.median(bare))
-    return {"variant": worker.task.id, "edgevision_p50_ms": p50_ours, "bare_p50_ms": p50_bare,
-            "overhead_us": 1e3 * (p50_ours - p50_bare), "overhead_pct": 100.0 * (p50_ours / p50_bare - 1.0),
-            "samples": [len(ours), len(bare)]}  # fmt: skip
+    return {
+        "variant": worker.task.id,
+        "edgevision_p50_ms": p50_ours,
+        "bare_p50_ms": p50_bare,
+        "overhead_us": 1e3 * (p50_ours - p50_bare),
+        "overhead_pct": 100.0 * (p50_ours / p50_bare - 1.0),
+        "samples": [len(ours), len(bare)],
+    }

@@ -28,9 +28,26 @@ def machine_info() -> dict:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    notable = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "avx_vnni", "asimddp", "neon")
-    return {"cpu": model or platform.machine(), "logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "flags": [f for f in notable if f in flags], "os": platform.platform(), "python": platform.python_version()}  # fmt: skip
+    notable = (
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_vnni",
+        "avx512_bf16",
+        "amx_int8",
+        "amx_bf16",
+        "avx_vnni",
+        "asimddp",
+        "neon",
+    )
+    return {
+        "cpu": model or platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "flags": [f for f in notable if f in flags],
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 def versions() -> dict:
@@ -45,8 +62,10 @@ def count_model_macs(source: BenchSource) -> dict:
         spec = get_spec(source.label)
         module = build_module(spec, weights=source.weights, random_weights=source.weights is None)
         return {"macs": int(count_macs(module, spec.flops_input)), "method": "torch.utils.flop_counter (FLOPs / 2)"}
-    return {"macs": int(sum(onnx_macs(load_onnx(source.onnx)).values())),
-            "method": "Conv/ConvTranspose/Gemm/MatMul MACs from the ONNX graph with shape inference"}  # fmt: skip
+    return {
+        "macs": int(sum(onnx_macs(load_onnx(source.onnx)).values())),
+        "method": "Conv/ConvTranspose/Gemm/MatMul MACs from the ONNX graph with shape inference",
+    }
 
 
 def measure_peaks(threads: tuple[int, ...], say: Progress, before: dict | None = None) -> dict:

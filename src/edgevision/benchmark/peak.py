@@ -88,18 +88,28 @@ def _probe_ort_int8(threads: int, size: int, seconds: float) -> dict:
 
     node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
     graph = helper.make_graph(
-        [node], "peak", [helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size]),
-                         helper.make_tensor_value_info("b", TensorProto.INT8, [size, size])],
+        [node],
+        "peak",
+        [
+            helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size]),
+            helper.make_tensor_value_info("b", TensorProto.INT8, [size, size]),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.INT32, [size, size])],
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    feeds = {"a": rng.integers(0, 255, (size, size), dtype=np.uint8), "b": rng.integers(-128, 127, (size, size), dtype=np.int8)}
+    feeds = {
+        "a": rng.integers(0, 255, (size, size), dtype=np.uint8),
+        "b": rng.integers(-128, 127, (size, size), dtype=np.int8),
+    }
     rate, calls = _best_rate(lambda: session.run(None, feeds), float(size) ** 3, seconds)
-    return {"gmacs": round(rate, 1), "method": f"onnxruntime MatMulInteger u8 x s8 {size}x{size}x{size}, best of {calls}"}
+    return {
+        "gmacs": round(rate, 1),
+        "method": f"onnxruntime MatMulInteger u8 x s8 {size}x{size}x{size}, best of {calls}",
+    }
 
 
 def best_of(*measurements: dict) -> dict:

@@ -44,13 +44,23 @@ def _colour(record: dict) -> str:
 def latency_vs_accuracy(records: Sequence[dict], *, threads: int) -> bytes:
     """Scatter of p50 latency against agreement, with the Pareto front as a step line."""
     fig, ax = _figure()
-    points = [(p50(r, threads), r["agreement"], r) for r in records if p50(r, threads) and r.get("agreement") is not None]
+    points = [
+        (p50(r, threads), r["agreement"], r) for r in records if p50(r, threads) and r.get("agreement") is not None
+    ]
     for x, y, r in points:
         ax.scatter(x, y, s=60, color=_colour(r), marker="s" if r.get("precision") == "int8" else "o", zorder=3)
         ax.annotate(r["variant"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     front = [points[i] for i in pareto_front([(x, y) for x, y, _ in points])]
     if front:
-        ax.step([x for x, _, _ in front], [y for _, y, _ in front], where="post", color="#444", ls="--", lw=1, label="Pareto front")
+        ax.step(
+            [x for x, _, _ in front],
+            [y for _, y, _ in front],
+            where="post",
+            color="#444",
+            ls="--",
+            lw=1,
+            label="Pareto front",
+        )
         ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel(f"p50 latency at {threads} thread(s), ms (lower is better)")
     ax.set_ylabel("agreement with fp32 (higher is better)")
@@ -66,8 +76,13 @@ def latency_distributions(records: Sequence[dict], *, threads: int) -> bytes:
     shown = [r for r in records if r.get("threads", {}).get(str(threads), {}).get("samples_ms")]
     data = [r["threads"][str(threads)]["samples_ms"] for r in shown]
     if data:
-        boxes = ax.boxplot(data, tick_labels=[r["variant"] for r in shown], showfliers=True, patch_artist=True,
-                           flierprops={"markersize": 2})  # fmt: skip
+        boxes = ax.boxplot(
+            data,
+            tick_labels=[r["variant"] for r in shown],
+            showfliers=True,
+            patch_artist=True,
+            flierprops={"markersize": 2},
+        )
         for patch, r in zip(boxes["boxes"], shown):
             patch.set_facecolor(_colour(r))
             patch.set_alpha(0.5)
@@ -98,8 +113,14 @@ def thread_scaling(records: Sequence[dict]) -> bytes:
     for r in records:
         pairs = sorted((int(t), f["latency"]["p50"]) for t, f in r.get("threads", {}).items() if f.get("latency"))
         if pairs:
-            ax.plot([t for t, _ in pairs], [v for _, v in pairs], marker="o", color=_colour(r),
-                    ls="--" if r.get("precision") == "int8" else "-", label=r["variant"])  # fmt: skip
+            ax.plot(
+                [t for t, _ in pairs],
+                [v for _, v in pairs],
+                marker="o",
+                color=_colour(r),
+                ls="--" if r.get("precision") == "int8" else "-",
+                label=r["variant"],
+            )
     ax.set_xlabel("threads")
     ax.set_ylabel("p50 latency, ms (log)")
     ax.set_yscale("log")

@@ -11,25 +11,48 @@ from edgevision.compare import model_bytes
 MAX_SAMPLES_KEPT = 2000  # latency samples kept per variant and thread count in results.json
 
 
-def variant_record(variant: Variant, timings: dict[str, Timing], threads: tuple[int, ...], macs: int, peak: dict,
-            source: BenchSource) -> dict:  # fmt: skip
+def variant_record(
+    variant: Variant, timings: dict[str, Timing], threads: tuple[int, ...], macs: int, peak: dict, source: BenchSource
+) -> dict:
     """The results.json record of one variant."""
-    per_thread = {str(t): _thread_figures(timings[f"{variant.key}@{t}"], variant, macs, peak.get(str(t), {})) for t in threads}
+    per_thread = {
+        str(t): _thread_figures(timings[f"{variant.key}@{t}"], variant, macs, peak.get(str(t), {})) for t in threads
+    }
     errors = [f["error"] for f in per_thread.values() if f.get("error")]
     memory = [f["peak_rss_mb"] for f in per_thread.values() if f.get("peak_rss_mb")]
-    return {"variant": variant.key, "label": variant.kind.label, "runtime": variant.kind.runtime,
-            "precision": variant.kind.precision, "file": str(variant.path), "size_bytes": model_bytes(variant.path),
-            "cached": variant.cached, "build_s": round(variant.build_s, 1), "macs": macs,
-            "peak_rss_mb": min(memory) if memory else None, "threads": per_thread,
-            "random_weights": source.random_weights, "notes": variant.meta.get("notes", []),
-            "excluded_layers": len(variant.meta.get("excluded", [])), "error": errors[0] if errors else None,
-            "baseline": False, "agreement": None, "agreement_metric": None, "coco": None}  # fmt: skip
+    return {
+        "variant": variant.key,
+        "label": variant.kind.label,
+        "runtime": variant.kind.runtime,
+        "precision": variant.kind.precision,
+        "file": str(variant.path),
+        "size_bytes": model_bytes(variant.path),
+        "cached": variant.cached,
+        "build_s": round(variant.build_s, 1),
+        "macs": macs,
+        "peak_rss_mb": min(memory) if memory else None,
+        "threads": per_thread,
+        "random_weights": source.random_weights,
+        "notes": variant.meta.get("notes", []),
+        "excluded_layers": len(variant.meta.get("excluded", [])),
+        "error": errors[0] if errors else None,
+        "baseline": False,
+        "agreement": None,
+        "agreement_metric": None,
+        "coco": None,
+    }
 
 
 def _thread_figures(timing: Timing, variant: Variant, macs: int, peak: dict) -> dict:
-    figures = {"load_s": timing.load_s, "first_ms": timing.first_ms, "latency": summarize(timing.ms),
-               "pipeline": summarize(timing.pipeline_ms), "peak_rss_mb": timing.peak_rss_mb, "error": timing.error,
-               "samples_ms": _thin(timing.ms)}  # fmt: skip
+    figures = {
+        "load_s": timing.load_s,
+        "first_ms": timing.first_ms,
+        "latency": summarize(timing.ms),
+        "pipeline": summarize(timing.pipeline_ms),
+        "peak_rss_mb": timing.peak_rss_mb,
+        "error": timing.error,
+        "samples_ms": _thin(timing.ms),
+    }
     p50 = figures["latency"].get("p50")
     if p50 and macs:
         figures["macs_per_s"] = macs / (p50 / 1e3)

@@ -45,23 +45,60 @@ def table_rows(result: BenchResult) -> list[list[str]]:
     for r in result.records:
         for threads, f in r["threads"].items():
             lat, pipe = f.get("latency", {}), f.get("pipeline", {})
-            rows.append([
-                r["variant"] + (" ★" if r["variant"] == result.recommended else ""), threads,
-                f"{r['size_bytes'] / 1e6:.2f}", _fmt(f.get("load_s"), ".2f"), _fmt(f.get("first_ms")),
-                _fmt(lat.get("p50"), ".2f"), _fmt(lat.get("p90"), ".2f"), _fmt(lat.get("p99"), ".2f"),
-                _fmt(lat.get("throughput")), _fmt(pipe.get("p50"), ".2f"), _fmt(f.get("peak_rss_mb"), ".0f"),
-                _fmt(r.get("agreement"), ".3f"), _fmt((r.get("coco") or {}).get("map"), ".3f"),
-                _fmt(f.get("macs_per_s") and f["macs_per_s"] / 1e9), _fmt(f.get("fraction_of_peak") and 100 * f["fraction_of_peak"], ".0f"),
-            ])  # fmt: skip
+            rows.append(
+                [
+                    r["variant"] + (" ★" if r["variant"] == result.recommended else ""),
+                    threads,
+                    f"{r['size_bytes'] / 1e6:.2f}",
+                    _fmt(f.get("load_s"), ".2f"),
+                    _fmt(f.get("first_ms")),
+                    _fmt(lat.get("p50"), ".2f"),
+                    _fmt(lat.get("p90"), ".2f"),
+                    _fmt(lat.get("p99"), ".2f"),
+                    _fmt(lat.get("throughput")),
+                    _fmt(pipe.get("p50"), ".2f"),
+                    _fmt(f.get("peak_rss_mb"), ".0f"),
+                    _fmt(r.get("agreement"), ".3f"),
+                    _fmt((r.get("coco") or {}).get("map"), ".3f"),
+                    _fmt(f.get("macs_per_s") and f["macs_per_s"] / 1e9),
+                    _fmt(f.get("fraction_of_peak") and 100 * f["fraction_of_peak"], ".0f"),
+                ]
+            )
     return rows
 
 
-TABLE_HEADER = ["variant", "threads", "size MB", "load s", "first ms", "p50 ms", "p90 ms", "p99 ms", "inf/s",
-                "pipeline p50 ms", "peak MB", "agreement", "COCO AP", "GMAC/s", "% of peak"]  # fmt: skip
+TABLE_HEADER = [
+    "variant",
+    "threads",
+    "size MB",
+    "load s",
+    "first ms",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "inf/s",
+    "pipeline p50 ms",
+    "peak MB",
+    "agreement",
+    "COCO AP",
+    "GMAC/s",
+    "% of peak",
+]
 
 
-TERMINAL_COLUMNS = ("variant", "threads", "size MB", "p50 ms", "p90 ms", "p99 ms", "pipeline p50 ms", "peak MB",
-                    "agreement", "COCO AP", "% of peak")  # fmt: skip
+TERMINAL_COLUMNS = (
+    "variant",
+    "threads",
+    "size MB",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "pipeline p50 ms",
+    "peak MB",
+    "agreement",
+    "COCO AP",
+    "% of peak",
+)
 
 
 def terminal_rows(result: BenchResult) -> list[list[str]]:
@@ -83,13 +120,19 @@ def summary_lines(result: BenchResult) -> list[str]:
     for threads, peak in result.peak.items():
         for kind in ("fp32", "int8"):
             if kind in peak:
-                lines.append(f"peak {kind} at {threads} thread(s): {peak[kind]['gmacs']:.1f} GMAC/s ({peak[kind]['method']})")
+                lines.append(
+                    f"peak {kind} at {threads} thread(s): {peak[kind]['gmacs']:.1f} GMAC/s ({peak[kind]['method']})"
+                )
     if result.overhead:
         o = result.overhead
-        lines.append(f"harness overhead ({o['variant']}): edgevision p50 {o['edgevision_p50_ms']:.3f} ms vs bare session.run "
-                     f"{o['bare_p50_ms']:.3f} ms = {o['overhead_pct']:+.1f}% ({o['overhead_us']:+.1f} µs)")  # fmt: skip
+        lines.append(
+            f"harness overhead ({o['variant']}): edgevision p50 {o['edgevision_p50_ms']:.3f} ms vs bare session.run "
+            f"{o['bare_p50_ms']:.3f} ms = {o['overhead_pct']:+.1f}% ({o['overhead_us']:+.1f} µs)"
+        )
     m = result.machine
-    lines.append(f"machine: {m['cpu']}, {m['usable_cores']} usable core(s), flags {' '.join(m['flags']) or '-'}, {m['os']}")
+    lines.append(
+        f"machine: {m['cpu']}, {m['usable_cores']} usable core(s), flags {' '.join(m['flags']) or '-'}, {m['os']}"
+    )
     lines += [f"not measured: {key}: {why}" for key, why in result.failures.items()]
     return lines
 
@@ -100,18 +143,30 @@ def recommendation_sentence(result: BenchResult) -> str:
         return "recommended: none (nothing was scored)"
     budget = result.settings.get("max_drop")
     threads = max(result.settings.get("threads", [1]))
-    what = f"the fp32 baseline: no faster variant within {budget} of its agreement" if rec.get("baseline") else \
-        f"{rec['label']}, the fastest within {budget} of fp32 agreement"
-    return (f"recommended: {rec['variant']}: {what}, "
-            f"p50 {_fmt(p50(rec, threads), '.2f')} ms at {threads} thread(s), agreement {_fmt(rec.get('agreement'), '.3f')}")  # fmt: skip
+    what = (
+        f"the fp32 baseline: no faster variant within {budget} of its agreement"
+        if rec.get("baseline")
+        else f"{rec['label']}, the fastest within {budget} of fp32 agreement"
+    )
+    return (
+        f"recommended: {rec['variant']}: {what}, "
+        f"p50 {_fmt(p50(rec, threads), '.2f')} ms at {threads} thread(s), agreement {_fmt(rec.get('agreement'), '.3f')}"
+    )
 
 
 def render_markdown(result: BenchResult) -> str:
     """report.md: summary, the table, and notes per variant."""
     parts = [f"# edgevision bench: {result.model}", ""]
     if any(r.get("random_weights") for r in result.records):
-        parts += ["**Random weights**: sizes and speeds are real, predictions are not; agreement is raw-output cosine.", ""]
-    parts += [f"- {line}" for line in summary_lines(result)] + ["", _markdown_table(TABLE_HEADER, table_rows(result)), ""]
+        parts += [
+            "**Random weights**: sizes and speeds are real, predictions are not; agreement is raw-output cosine.",
+            "",
+        ]
+    parts += [f"- {line}" for line in summary_lines(result)] + [
+        "",
+        _markdown_table(TABLE_HEADER, table_rows(result)),
+        "",
+    ]
     metric = next((r["agreement_metric"] for r in result.records if r.get("agreement_metric")), None)
     if metric:
         parts.append(f"agreement: {metric}; ★ recommended.")
@@ -144,7 +199,11 @@ def showcase_tiles(result: BenchResult) -> list[tuple[str, bytes]]:
     tiles = []
     random = any(r.get("random_weights") for r in result.records)
     for key, shown in result.showcase.items():
-        image = draw(result.showcase_image, shown["prediction"]) if shown.get("prediction") is not None else result.showcase_image
+        image = (
+            draw(result.showcase_image, shown["prediction"])
+            if shown.get("prediction") is not None
+            else result.showcase_image
+        )
         image = draw_banner(image, "RANDOM WEIGHTS") if random else image
         tiles.append((f"{key}: {_count(shown.get('prediction'))}", image_png(image)))
         if shown.get("heatmap") is not None:
@@ -170,17 +229,23 @@ def render_html(result: BenchResult, plots: list[tuple[str, bytes]]) -> str:
     rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table_rows(result))
     head = "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEADER)
     facts = "".join(f"<li>{esc(line)}</li>" for line in summary_lines(result)[1:])
-    figures = "".join(f'<figure><img alt="{esc(c)}" src="{png_data_uri(p)}"><figcaption>{esc(c)}</figcaption></figure>'
-                      for c, p in plots)  # fmt: skip
-    tiles = "".join(f'<figure><img class="tile" alt="{esc(c)}" src="{png_data_uri(p)}"><figcaption>{esc(c)}</figcaption></figure>'
-                    for c, p in showcase_tiles(result))  # fmt: skip
+    figures = "".join(
+        f'<figure><img alt="{esc(c)}" src="{png_data_uri(p)}"><figcaption>{esc(c)}</figcaption></figure>'
+        for c, p in plots
+    )
+    tiles = "".join(
+        f'<figure><img class="tile" alt="{esc(c)}" src="{png_data_uri(p)}"><figcaption>{esc(c)}</figcaption></figure>'
+        for c, p in showcase_tiles(result)
+    )
     random = any(r.get("random_weights") for r in result.records)
     warning = "<p><b>Random weights:</b> sizes and speeds are real, predictions are not.</p>" if random else ""
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgevision bench: {esc(result.model)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>edgevision bench: {esc(result.model)}</h1>{warning}"
-            f"<p class='rec'>{esc(recommendation_sentence(result))}</p><ul>{facts}</ul>"
-            f"<table><tr>{head}</tr>{rows}</table><h2>Plots</h2><div class='grid'>{figures}</div>"
-            f"<h2>The same image, decoded by every variant</h2><div class='grid'>{tiles}</div></body></html>")  # fmt: skip
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgevision bench: {esc(result.model)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>edgevision bench: {esc(result.model)}</h1>{warning}"
+        f"<p class='rec'>{esc(recommendation_sentence(result))}</p><ul>{facts}</ul>"
+        f"<table><tr>{head}</tr>{rows}</table><h2>Plots</h2><div class='grid'>{figures}</div>"
+        f"<h2>The same image, decoded by every variant</h2><div class='grid'>{tiles}</div></body></html>"
+    )
 
 
 def write_reports(result: BenchResult, folder: Path) -> dict[str, Path]:

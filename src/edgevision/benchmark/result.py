@@ -30,10 +30,18 @@ class BenchResult:
 
     def to_json(self) -> dict:
         settings = {k: v for k, v in self.settings.items() if k != "versions"}
-        return {"model": self.model, "recommended": self.recommended, "machine": self.machine,
-                "versions": self.settings.get("versions", {}), "settings": settings,
-                "peak": self.peak, "harness_overhead": self.overhead, "compute": self.compute,
-                "failures": self.failures, "variants": self.records}  # fmt: skip
+        return {
+            "model": self.model,
+            "recommended": self.recommended,
+            "machine": self.machine,
+            "versions": self.settings.get("versions", {}),
+            "settings": settings,
+            "peak": self.peak,
+            "harness_overhead": self.overhead,
+            "compute": self.compute,
+            "failures": self.failures,
+            "variants": self.records,
+        }
 
 
 def _json_default(value):
@@ -48,4 +56,3 @@ def write_json(path: Path, payload: dict) -> Path:
     """Write ``payload`` as indented JSON (numpy scalars and paths converted)."""
     write_atomic(path, json.dumps(payload, indent=2, default=_json_default, allow_nan=True).encode())
     return path
-

@@ -50,8 +50,14 @@ def recommend(records: Sequence[dict], *, max_drop: float, threads: int) -> str 
     """
     baseline = next((r for r in records if r.get("baseline")), None)
     floor = (baseline.get("agreement") or 1.0) - max_drop - 1e-9 if baseline else 1.0 - max_drop - 1e-9
-    within = [r for r in records if not r.get("error") and r.get("agreement") is not None
-              and r["agreement"] >= floor and p50(r, threads) is not None]  # fmt: skip
+    within = [
+        r
+        for r in records
+        if not r.get("error")
+        and r.get("agreement") is not None
+        and r["agreement"] >= floor
+        and p50(r, threads) is not None
+    ]
     if within:
         return min(within, key=lambda r: p50(r, threads))["variant"]
     return baseline["variant"] if baseline else None

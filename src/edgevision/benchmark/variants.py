@@ -176,7 +176,9 @@ def _installed(kind: VariantKind) -> bool:
 
 def _check_named(kind: VariantKind, source: BenchSource) -> None:
     if not _applies(kind, source):
-        raise EdgevisionError(f"{kind.key} needs a PyTorch zoo model (yolox-*, openpose-body); {source.label} is not one.")
+        raise EdgevisionError(
+            f"{kind.key} needs a PyTorch zoo model (yolox-*, openpose-body); {source.label} is not one."
+        )
     missing = _runtime_missing(kind)
     if missing is not None:
         raise EdgevisionError(f"variant {kind.key}: {missing}")
@@ -201,7 +203,9 @@ def resolve_bench_source(model: str, *, weights: Path | None = None, random_weig
         onnx = export_torch_model(target, weights=weights, random_weights=random_weights)
         return BenchSource(target.name, onnx, sha256_file(onnx), target.name, True, weights, weights is None)
     if weights is not None or random_weights:
-        raise EdgevisionError(f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models.")
+        raise EdgevisionError(
+            f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models."
+        )
     onnx = model_file(target.name, "onnx")
     return BenchSource(target.name, onnx, sha256_file(onnx), target.name)
 
@@ -213,7 +217,9 @@ def _file_source(path: Path) -> BenchSource:
         )
     meta = read_meta(path)
     source_model = meta.source_model if meta and meta.source_model in list_models() else None
-    return BenchSource(str(path), path, sha256_file(path), source_model, random_weights=bool(meta and meta.random_weights))
+    return BenchSource(
+        str(path), path, sha256_file(path), source_model, random_weights=bool(meta and meta.random_weights)
+    )
 
 
 # ----------------------------------------------------------------------------- building
@@ -290,7 +296,9 @@ def _convert(source: BenchSource, kind: VariantKind, target: Path) -> None:
     parity = ParityOptions(min_agreement=0.0) if source.random_weights else ParityOptions()
     with tempfile.TemporaryDirectory(prefix="edgevision-bench-") as tmp:
         if source.pytorch:
-            model = resolve_source(source.label, Path(tmp), weights=source.weights, random_weights=source.weights is None)
+            model = resolve_source(
+                source.label, Path(tmp), weights=source.weights, random_weights=source.weights is None
+            )
         else:
             model = resolve_source(str(source.onnx) if source.source_model is None else source.label, Path(tmp))
         convert_model(model, to=to, output=target, parity=parity)
@@ -310,12 +318,21 @@ def _quantize(source: BenchSource, kind: VariantKind, target: Path, options: Bui
         _quantize_call(source, kind, target, options, quantizer, precision="int8", max_drop=None)
 
 
-def _quantize_call(source: BenchSource, kind: VariantKind, target: Path, options: BuildOptions, quantizer: str, *,
-                   precision: str, max_drop: float | None) -> None:  # fmt: skip
+def _quantize_call(
+    source: BenchSource,
+    kind: VariantKind,
+    target: Path,
+    options: BuildOptions,
+    quantizer: str,
+    *,
+    precision: str,
+    max_drop: float | None,
+) -> None:
     calib = (options.calib or str(sample_path(DEFAULT_CALIB))) if kind.precision == "int8" else None
     zoo_file = source.source_model == source.label and not source.pytorch
-    settings = QuantizeOptions(precision=precision, max_drop=max_drop, calib=calib, calib_count=options.calib_count,
-                               threads=options.threads)  # fmt: skip
+    settings = QuantizeOptions(
+        precision=precision, max_drop=max_drop, calib=calib, calib_count=options.calib_count, threads=options.threads
+    )
     quantize_model(source.label if zoo_file else str(source.onnx), backend=quantizer, output=target, options=settings)
 
 

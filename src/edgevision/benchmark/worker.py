@@ -65,7 +65,9 @@ class VariantRunner:
         )
 
         self.processor = processor_for(source_model)
-        self.predictor = RawPredictor(self.backend) if self.processor is None else SingleStagePredictor(self.backend, self.processor)
+        self.predictor = (
+            RawPredictor(self.backend) if self.processor is None else SingleStagePredictor(self.backend, self.processor)
+        )
         self.feeds = self.predictor.feeds(self.image)[0]
 
     def timed(self, step: Callable[[], object], n: int, seconds: float) -> dict:

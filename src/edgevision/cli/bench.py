@@ -25,37 +25,60 @@ from edgevision.cli.console import (
 def bench(
     model: Annotated[str, typer.Argument(help="Zoo model name or ONNX file.")],
     variants: Annotated[
-        str | None, typer.Option("--variants", "-v", help="Comma-separated, e.g. ort-fp32,openvino-int8 (default: all installed).")
+        str | None,
+        typer.Option("--variants", "-v", help="Comma-separated, e.g. ort-fp32,openvino-int8 (default: all installed)."),
     ] = None,
     threads: Annotated[str, typer.Option("--threads", "-t", help="Thread counts to time, e.g. 1,2.")] = "2",
-    data: Annotated[str | None, typer.Option("--data", help="Images (folder, glob) or video scored for accuracy.")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Images (folder, glob) or video scored for accuracy.")
+    ] = None,
     annotations: Annotated[
         Path | None, typer.Option("--annotations", help="COCO JSON of the --data images: real AP against ground truth.")
     ] = None,
-    calib: Annotated[str | None, typer.Option("--calib", help="int8 calibration images or video (default: sample video).")] = None,
+    calib: Annotated[
+        str | None, typer.Option("--calib", help="int8 calibration images or video (default: sample video).")
+    ] = None,
     max_drop: Annotated[
         float, typer.Option("--max-drop", min=0.0, max=1.0, help="Largest agreement drop of the recommended variant.")
     ] = api.DEFAULT_MAX_DROP,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Timing rounds, alternating between variants.")] = 5,
     seconds: Annotated[float, typer.Option("--seconds", min=0.01, help="Seconds each variant runs per round.")] = 1.0,
     count: Annotated[int, typer.Option("--count", min=1, help="Images scored for accuracy.")] = 16,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Report folder (default runs/bench/MODEL).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Report folder (default runs/bench/MODEL).")
+    ] = None,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print the results record (as in results.json) to standard output; tables to stderr.")
+        bool,
+        typer.Option(
+            "--json", help="Print the results record (as in results.json) to standard output; tables to stderr."
+        ),
     ] = False,
 ) -> None:
     """Build (or reuse) variants across runtimes and precisions, time each in its own process, report."""
     timing = api.TimingOptions(rounds=rounds, round_seconds=seconds, pipeline_seconds=min(0.3, seconds))
-    options = api.BenchOptions(variants=variants, threads=threads, data=data, annotations=annotations, calib=calib,
-                               max_drop=max_drop, data_count=count, timing=timing, weights=weights,
-                               random_weights=random_weights)  # fmt: skip
+    options = api.BenchOptions(
+        variants=variants,
+        threads=threads,
+        data=data,
+        annotations=annotations,
+        calib=calib,
+        max_drop=max_drop,
+        data_count=count,
+        timing=timing,
+        weights=weights,
+        random_weights=random_weights,
+    )
     columns = (SpinnerColumn(), TextColumn("[bold]bench[/] {task.description}"), TimeElapsedColumn())
-    with json_stdout() if json_output else nullcontext(), Progress(*columns, console=stderr, transient=True) as progress:
+    with (
+        json_stdout() if json_output else nullcontext(),
+        Progress(*columns, console=stderr, transient=True) as progress,
+    ):
         task = progress.add_task(model)
-        result = api.bench(model, output=output, options=options,
-                           progress=lambda line: progress.update(task, description=escape(line)))  # fmt: skip
+        result = api.bench(
+            model, output=output, options=options, progress=lambda line: progress.update(task, description=escape(line))
+        )
     if json_output:
         show(result, console=stderr)
         print_json(Path(result.paths["json"]).read_text())
@@ -66,8 +89,11 @@ def bench(
 def show(result, console=stdout) -> None:
     """The results table and the summary lines on ``console``, and where the reports are on stderr."""
     headers = [c.replace(" ms", "\nms").replace(" MB", "\nMB").replace("% of ", "%\n") for c in api.BENCH_COLUMNS]
-    table = Table(*headers, title=f"edgevision bench: {result.model} (load, first-inference and more in report.md)",
-                  title_justify="left")  # fmt: skip
+    table = Table(
+        *headers,
+        title=f"edgevision bench: {result.model} (load, first-inference and more in report.md)",
+        title_justify="left",
+    )
     table.columns[0].no_wrap = True
     for column in table.columns[1:]:
         column.justify = "right"

@@ -13,9 +13,9 @@ from edgevision.cli.console import stderr, stdout
 
 
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the report, video, events, summary.")] = Path(
-        "runs/demo"
-    ),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for the report, video, events, summary.")
+    ] = Path("runs/demo"),
     threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="Inference threads.")] = 2,
 ) -> None:
     """The whole story in one command on the built-in defaults."""

@@ -24,7 +24,9 @@ from edgevision.cli.console import (
 def inspect(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file (.onnx, .xml, .tflite).")],
     graph: Annotated[Path | None, typer.Option("--graph", help="Draw the graph to this .html or .svg file.")] = None,
-    diff: Annotated[str | None, typer.Option("--diff", help="Another model: show what changed from MODEL to it.")] = None,
+    diff: Annotated[
+        str | None, typer.Option("--diff", help="Another model: show what changed from MODEL to it.")
+    ] = None,
     weights: WeightsOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -63,7 +65,9 @@ def render_report(report) -> Group:
     facts.add_row("[bold]format", report.format)
     facts.add_row("[bold]size", f"{report.size_bytes / 1e6:.2f} MB")
     facts.add_row("[bold]parameters", f"{report.params:,}")
-    facts.add_row("[bold]MACs", f"{report.macs / 1e9:.3f} G per inference" if report.macs else "not counted for this format")
+    facts.add_row(
+        "[bold]MACs", f"{report.macs / 1e9:.3f} G per inference" if report.macs else "not counted for this format"
+    )
     tensors = Table("", "name", "shape", "dtype", title="inputs and outputs", title_justify="left")
     for kind, specs in (("input", report.inputs), ("output", report.outputs)):
         for s in specs:
@@ -73,7 +77,9 @@ def render_report(report) -> Group:
         ops.add_row(op, str(n))
     layers = Table("layer", "op", "weights", "MMACs", title="largest layers", title_justify="left")
     for layer in report.layers:
-        layers.add_row(escape(layer.name), layer.op, f"{layer.params:,}", f"{layer.macs / 1e6:.1f}" if layer.macs else "-")
+        layers.add_row(
+            escape(layer.name), layer.op, f"{layer.params:,}", f"{layer.macs / 1e6:.1f}" if layer.macs else "-"
+        )
     return Group(facts, tensors, ops, _precision_table(report.precision), layers)
 
 
@@ -83,8 +89,11 @@ def render_diff(diff) -> Group:
     head.add_row("[bold]from", escape(str(diff.a.path)), f"{diff.a.size_bytes / 1e6:.2f} MB")
     head.add_row("[bold]to", escape(str(diff.b.path)), f"{diff.b.size_bytes / 1e6:.2f} MB")
     head.add_row("[bold]size ratio", f"{diff.size_ratio:.3f}x", "")
-    head.add_row("[bold]nodes", f"{sum(diff.a.ops.values())} -> {sum(diff.b.ops.values())}",
-                 f"{len(diff.added)} added, {len(diff.removed)} removed (by name)")  # fmt: skip
+    head.add_row(
+        "[bold]nodes",
+        f"{sum(diff.a.ops.values())} -> {sum(diff.b.ops.values())}",
+        f"{len(diff.added)} added, {len(diff.removed)} removed (by name)",
+    )
     ops = Table("op type", "from", "to", "change", title="op histogram", title_justify="left")
     for op, a, b in diff.ops:
         ops.add_row(op, str(a), str(b), f"{b - a:+d}" if a != b else "", style="bold" if a != b else "dim")

@@ -32,9 +32,7 @@ def _default_output(source: str) -> Path:
 def predict(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file (.onnx, .tflite, .xml, .pt2).")],
     source: Annotated[str, typer.Argument(help="Image, folder or glob of images, or video file.")],
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Annotated video file or image folder.")
-    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Annotated video file or image folder.")] = None,
     json_path: Annotated[
         str | None, typer.Option("--json", help="Write one JSON line per image/frame here ('-' = stdout).")
     ] = None,
@@ -53,14 +51,21 @@ def predict(
     if loaded.random_weights:
         stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")
     progress = Progress(
-        TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[objects]}"), console=stderr, transient=False,
+        TextColumn("[bold]predict"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[objects]}"),
+        console=stderr,
+        transient=False,
     )
     with progress:
         task = progress.add_task("predict", total=total, objects="")
 
         def on_frame(frame, prediction) -> None:
-            progress.update(task, advance=1, objects=f"{len(prediction)} {'outputs' if prediction.task == 'raw' else 'objects'}")
+            progress.update(
+                task, advance=1, objects=f"{len(prediction)} {'outputs' if prediction.task == 'raw' else 'objects'}"
+            )
 
         frames = predict_to_files(loaded, source, annotated=annotated, json_lines=json_path, on_frame=on_frame)
     where = f"; annotated output: {annotated}" if annotated else ""

@@ -49,7 +49,9 @@ def progress_line(p: Progress) -> str:
     stages = " ".join(f"{k} {v:.0f}ms" for k, v in p.stage_ms.items())
     latency = f"latency {p.latency_ms:.0f}ms" if p.latency_ms is not None else ""
     extra = "".join(
-        f" {name} {n}" for name, n in (("dropped", p.dropped), ("corrupt", p.corrupt), ("reconnects", p.reconnects)) if n
+        f" {name} {n}"
+        for name, n in (("dropped", p.dropped), ("corrupt", p.corrupt), ("reconnects", p.reconnects))
+        if n
     )
     return f"run: {p.frames} frames {p.fps:.1f} fps | {stages} | {latency}{extra} | events {p.events}"
 
@@ -99,23 +101,55 @@ def _print_summary(summary: RunSummary) -> None:
 def run(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file.")],
     source: Annotated[
-        str, typer.Option("--source", "-s", help="Video file, image folder/glob, camera index or /dev/videoN, or rtsp://, http:// URL.")
+        str,
+        typer.Option(
+            "--source",
+            "-s",
+            help="Video file, image folder/glob, camera index or /dev/videoN, or rtsp://, http:// URL.",
+        ),
     ],
-    zone: Annotated[list[str] | None, typer.Option("--zone", "-z", help="NAME:x1,y1,x2,y2,x3,y3,... polygon (pixels or 0-1 fractions); repeatable.")] = None,
-    line: Annotated[list[str] | None, typer.Option("--line", "-l", help="NAME:x1,y1,x2,y2[:in|out|both] counting line; repeatable.")] = None,
-    dwell: Annotated[float | None, typer.Option("--dwell", min=0, help="Also fire when a track stays in a zone this many seconds.")] = None,
-    classes: Annotated[str, typer.Option("--classes", help="Comma-separated classes to track and alert on, or 'all'.")] = "person",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Annotated video (.mp4 mp4v, .avi MJPG) or image folder.")] = None,
+    zone: Annotated[
+        list[str] | None,
+        typer.Option("--zone", "-z", help="NAME:x1,y1,x2,y2,x3,y3,... polygon (pixels or 0-1 fractions); repeatable."),
+    ] = None,
+    line: Annotated[
+        list[str] | None, typer.Option("--line", "-l", help="NAME:x1,y1,x2,y2[:in|out|both] counting line; repeatable.")
+    ] = None,
+    dwell: Annotated[
+        float | None, typer.Option("--dwell", min=0, help="Also fire when a track stays in a zone this many seconds.")
+    ] = None,
+    classes: Annotated[
+        str, typer.Option("--classes", help="Comma-separated classes to track and alert on, or 'all'.")
+    ] = "person",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Annotated video (.mp4 mp4v, .avi MJPG) or image folder.")
+    ] = None,
     json_path: Annotated[str | None, typer.Option("--json", help="Detections as JSON lines ('-' = stdout).")] = None,
-    events: Annotated[Path | None, typer.Option("--events", help="Events as JSON lines, snapshots in <stem>-snapshots/ beside it.")] = None,
-    serve: Annotated[int | None, typer.Option("--serve", min=0, max=65535, help="Serve the annotated stream as MJPEG on http://127.0.0.1:PORT/.")] = None,
+    events: Annotated[
+        Path | None, typer.Option("--events", help="Events as JSON lines, snapshots in <stem>-snapshots/ beside it.")
+    ] = None,
+    serve: Annotated[
+        int | None,
+        typer.Option(
+            "--serve", min=0, max=65535, help="Serve the annotated stream as MJPEG on http://127.0.0.1:PORT/."
+        ),
+    ] = None,
     stats: Annotated[Path | None, typer.Option("--stats", help="Write the run summary as JSON here.")] = None,
     stride: Annotated[int, typer.Option("--stride", min=1, help="Process every N-th frame of a file.")] = 1,
-    realtime: Annotated[bool, typer.Option("--realtime", help="Read a file at its own frame rate, dropping frames like a camera.")] = False,
+    realtime: Annotated[
+        bool, typer.Option("--realtime", help="Read a file at its own frame rate, dropping frames like a camera.")
+    ] = False,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after this many frames.")] = None,
-    duration: Annotated[float | None, typer.Option("--duration", min=0, help="Stop after this many seconds of source.")] = None,
-    connect_timeout: Annotated[float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a stream or camera to connect.")] = 20.0,
-    give_up_after: Annotated[float, typer.Option("--give-up-after", min=0.1, help="Seconds a lost stream may stay away before the run stops.")] = 120.0,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=0, help="Stop after this many seconds of source.")
+    ] = None,
+    connect_timeout: Annotated[
+        float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a stream or camera to connect.")
+    ] = 20.0,
+    give_up_after: Annotated[
+        float,
+        typer.Option("--give-up-after", min=0.1, help="Seconds a lost stream may stay away before the run stops."),
+    ] = 120.0,
     backend: BackendOption = None,
     threads: ThreadsOption = None,
     weights: WeightsOption = None,
@@ -126,7 +160,11 @@ def run(
     config = RunConfig(
         zones=tuple(parse_zone(z, dwell_seconds=dwell) for z in zone or ()),
         lines=tuple(parse_line(ln) for ln in line or ()),
-        classes=_classes(classes), stride=stride, realtime=realtime, max_frames=max_frames, duration=duration,
+        classes=_classes(classes),
+        stride=stride,
+        realtime=realtime,
+        max_frames=max_frames,
+        duration=duration,
         stream=StreamConfig(connect_timeout=connect_timeout, give_up_after=give_up_after),
     )
     outputs = RunOutputs(video=out, json_lines=json_path, events=events, serve_port=serve, stats=stats)

@@ -109,7 +109,9 @@ def _pulled_parts(info: dict) -> list:
             for t in info[f"{kind}s"]:
                 tensors.add_row(kind, escape(t["name"]), _shape(t["shape"]), t["dtype"])
         parts.append(tensors)
-    provenance = [(a["file"], f"{a['source']}\n  sha256 {a['sha256']}\n  upstream {a['upstream']}") for a in info["provenance"]]
+    provenance = [
+        (a["file"], f"{a['source']}\n  sha256 {a['sha256']}\n  upstream {a['upstream']}") for a in info["provenance"]
+    ]
     return parts + [_facts(provenance, "provenance")]
 
 
@@ -117,12 +119,18 @@ def _pytorch_parts(info: dict) -> list:
     w = info["checkpoint"]
     rows = [
         ("parameters", f"{info['params'] / 1e6:.2f} M ({size_text(info['fp32_bytes'])} in fp32)"),
-        ("compute", f"{info['macs'] / 1e9:.2f} GMACs = {info['flops'] / 1e9:.2f} GFLOPs at {_shape(info['flops_input'])}"),
-        ("weights", "not in any registry package: download them, then pass --weights PATH "
-                    "(or --random-weights for size and speed studies)"),
+        (
+            "compute",
+            f"{info['macs'] / 1e9:.2f} GMACs = {info['flops'] / 1e9:.2f} GFLOPs at {_shape(info['flops_input'])}",
+        ),
+        (
+            "weights",
+            "not in any registry package: download them, then pass --weights PATH "
+            "(or --random-weights for size and speed studies)",
+        ),
         ("checkpoint", f"{w['file']} ({w['layout']})" if w else "-"),
         ("download", w["url"] if w else "-"),
         ("sha256", (w["sha256"] or "not published") if w else "-"),
         ("cached exports", ", ".join(info["cached_exports"]) or "none yet"),
-    ]  # fmt: skip
+    ]
     return [_facts(rows)]

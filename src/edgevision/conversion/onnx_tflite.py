@@ -225,7 +225,9 @@ def onnx_to_saved_model(source: Path, workdir: Path) -> SavedModel:
     model = onnx.load(str(source))
     missing = unsupported_ops(model)
     if missing:
-        raise UnsupportedOpsError("litert", missing, f"onnx2tf (ONNX -> TFLite) cannot convert op(s) {', '.join(missing)}.")
+        raise UnsupportedOpsError(
+            "litert", missing, f"onnx2tf (ONNX -> TFLite) cannot convert op(s) {', '.join(missing)}."
+        )
     shapes = _static_shapes(model)
     if edge_pad_maxpools(model):
         logger.info("onnx2tf: padded max-pools given edge padding (exact, and int8-safe)")
@@ -261,12 +263,24 @@ def cached_saved_model(source: Path) -> SavedModel:
 
 
 def _run_onnx2tf(onnx_path: Path, out: Path, keep_inputs: list[str], env: dict[str, str]) -> None:
-    command = [sys.executable, "-m", "onnx2tf", "-i", onnx_path.name, "-o", str(out), "-osd", "-n",
-               "-kat", *keep_inputs]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "onnx2tf",
+        "-i",
+        onnx_path.name,
+        "-o",
+        str(out),
+        "-osd",
+        "-n",
+        "-kat",
+        *keep_inputs,
+    ]
     logger.info("onnx2tf: converting %s (this takes a while)", onnx_path.name)
     try:
-        done = subprocess.run(command, cwd=onnx_path.parent, env=env, capture_output=True, text=True,
-                              timeout=ONNX2TF_TIMEOUT_S)  # fmt: skip
+        done = subprocess.run(
+            command, cwd=onnx_path.parent, env=env, capture_output=True, text=True, timeout=ONNX2TF_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         raise EdgevisionError(f"onnx2tf did not finish within {ONNX2TF_TIMEOUT_S} s.") from None
     if done.returncode != 0 or not (out / "saved_model.pb").exists():
@@ -322,15 +336,19 @@ def onnx_layout_function(saved: SavedModel):
     fn = loaded.signatures["serving_default"]
     specs = fn.structured_input_signature[1]
     keys = sorted(fn.structured_outputs, key=lambda k: int(re.sub(r"\D", "", k) or 0))
-    perms = {plain: _layout_perm(fn.structured_outputs[key].shape, saved.output_shapes[plain])
-             for key, plain in zip(keys, saved.outputs)}  # fmt: skip
+    perms = {
+        plain: _layout_perm(fn.structured_outputs[key].shape, saved.output_shapes[plain])
+        for key, plain in zip(keys, saved.outputs)
+    }
     signature = [tf.TensorSpec(specs[n].shape, specs[n].dtype, name=n) for n in saved.inputs]
 
     @tf.function(input_signature=signature)
     def onnx_layout(*args):
         out = fn(**dict(zip(saved.inputs, args)))
-        return {plain: tf.transpose(out[key], perms[plain]) if perms[plain] else out[key]
-                for key, plain in zip(keys, saved.outputs)}  # fmt: skip
+        return {
+            plain: tf.transpose(out[key], perms[plain]) if perms[plain] else out[key]
+            for key, plain in zip(keys, saved.outputs)
+        }
 
     return onnx_layout.get_concrete_function(), loaded
 
@@ -419,6 +437,8 @@ def conversion_notes(options: TfliteOptions, mapping: dict[str, str]) -> list[st
         "tensor names restored from converter names: " + ", ".join(f"{k} -> {v}" for k, v in mapping.items()),
     ]
     if options.precision == "int8":
-        notes.append("int8 with float fallback for ops without int8 kernels; "
-                     f"{'per-channel' if options.per_channel else 'per-tensor'} weights")  # fmt: skip
+        notes.append(
+            "int8 with float fallback for ops without int8 kernels; "
+            f"{'per-channel' if options.per_channel else 'per-tensor'} weights"
+        )
     return notes

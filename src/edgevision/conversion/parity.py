@@ -78,8 +78,9 @@ class Parity:
         """The per-output lines, then the task-level agreement when measured."""
         lines = [self.report.table()]
         if self.agreement:
-            lines.append(f"task agreement {self.agreement['metric']} = {self.agreement['value']:.4f} "
-                         f"(min {self.min_agreement})")  # fmt: skip
+            lines.append(
+                f"task agreement {self.agreement['metric']} = {self.agreement['value']:.4f} (min {self.min_agreement})"
+            )
         return "\n".join(lines)
 
     def refusal(self, label: str) -> str:

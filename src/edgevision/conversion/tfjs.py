@@ -50,9 +50,7 @@ _ACTIVATIONS = ("Relu", "Relu6", "Elu", "Sigmoid", "Tanh", "LeakyRelu")
 _INT32 = {"type": "DT_INT32"}
 
 
-def tfjs_to_onnx(
-    model_json: Path, out_onnx: Path, *, opset: int = 13, sample: np.ndarray | None = None
-) -> None:
+def tfjs_to_onnx(model_json: Path, out_onnx: Path, *, opset: int = 13, sample: np.ndarray | None = None) -> None:
     """Convert the TF.js graph model ``model_json`` (weight shards beside it) to ``out_onnx``.
 
     ``sample`` is the input used for the parity check (a synthetic image when None); the
@@ -70,7 +68,9 @@ def tfjs_to_onnx(
     feeds = _sample_feeds(graph_def, inputs, sample)
     expected = _run_tensorflow(tf, graph_def, feeds, outputs)
     got = _run_onnx(onnx_model, feeds, outputs)
-    check_parity(dict(zip(outputs, expected)), dict(zip(outputs, got)), tolerance=PARITY_TOLERANCE, reference="TensorFlow")
+    check_parity(
+        dict(zip(outputs, expected)), dict(zip(outputs, got)), tolerance=PARITY_TOLERANCE, reference="TensorFlow"
+    )
     write_atomic(Path(out_onnx), onnx_model.SerializeToString())
     logger.info("%s -> %s in %.1f s (%d pads folded)", model_json.name, out_onnx, time.perf_counter() - start, folded)
 
@@ -255,9 +255,7 @@ def _tensor_name(name: str) -> str:
 
 def _run_tf2onnx(tf2onnx, graph_def, inputs: list[str], outputs: list[str], opset: int):
     try:
-        model, _ = tf2onnx.convert.from_graph_def(
-            graph_def, input_names=inputs, output_names=outputs, opset=opset
-        )
+        model, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset)
     except Exception as exc:  # tf2onnx raises bare exceptions of many kinds
         raise EdgevisionError(f"tf2onnx could not convert the model: {str(exc).strip()[:300]}") from None
     return model

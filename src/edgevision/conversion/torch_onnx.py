@@ -36,6 +36,7 @@ from edgevision.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
+
 def export_onnx(
     module,
     out_path: str | Path,
@@ -61,7 +62,9 @@ def export_onnx(
     module = module.eval()
     try:
         with atomic_path(out_path) as candidate:
-            _torch_export(module, candidate, _Export(input_name, tuple(output_names), input_shape, opset, dynamic_batch))
+            _torch_export(
+                module, candidate, _Export(input_name, tuple(output_names), input_shape, opset, dynamic_batch)
+            )
             _simplify_in_place(candidate)
             report = _check(module, candidate, input_name, output_names, parity_inputs, tolerance)
             report.file_bytes = candidate.stat().st_size
@@ -95,9 +98,15 @@ def _torch_export(module, path: Path, how: _Export) -> None:
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         torch.onnx.export(
-            module, (torch.zeros(how.input_shape),), str(path), input_names=[how.input],
-            output_names=list(how.outputs), opset_version=how.opset, dynamic_axes=axes, dynamo=False,
-        )  # fmt: skip
+            module,
+            (torch.zeros(how.input_shape),),
+            str(path),
+            input_names=[how.input],
+            output_names=list(how.outputs),
+            opset_version=how.opset,
+            dynamic_axes=axes,
+            dynamo=False,
+        )
     if any(p.suffix == ".data" for p in path.parent.iterdir()):
         raise EdgevisionError(
             f"{path.name}: the exporter wrote external weight data; models over 2 GB are not supported."

@@ -62,16 +62,28 @@ class ModelReport:
     def to_dict(self) -> dict:
         """The facts as JSON-ready data (what ``edgevision inspect`` shows)."""
         return {
-            "file": str(self.path), "format": self.format, "size_bytes": self.size_bytes, "params": self.params,
-            "macs": self.macs, "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
-            "nodes": sum(self.ops.values()), "ops": dict(self.ops.most_common()), "precision": self.precision,
+            "file": str(self.path),
+            "format": self.format,
+            "size_bytes": self.size_bytes,
+            "params": self.params,
+            "macs": self.macs,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "nodes": sum(self.ops.values()),
+            "ops": dict(self.ops.most_common()),
+            "precision": self.precision,
             "largest_layers": [asdict(layer) for layer in self.layers],
-        }  # fmt: skip
+        }
 
     def side(self) -> dict:
         """File, format, size, parameters and node count: one side of a diff."""
-        return {"file": str(self.path), "format": self.format, "size_bytes": self.size_bytes, "params": self.params,
-                "nodes": sum(self.ops.values())}  # fmt: skip
+        return {
+            "file": str(self.path),
+            "format": self.format,
+            "size_bytes": self.size_bytes,
+            "params": self.params,
+            "nodes": sum(self.ops.values()),
+        }
 
 
 def resolve_path(model: str, *, weights: Path | None = None) -> Path:
@@ -120,8 +132,19 @@ def _onnx_report(path: Path) -> ModelReport:
     ops = {n.name or n.output[0]: n.op_type for n in model.graph.node}
     layers = [Layer(name, ops[name], params.get(name, 0), macs.get(name, 0)) for name in set(macs) | set(params)]
     layers.sort(key=lambda layer: (-layer.params, -layer.macs))
-    return ModelReport(path, "onnx", _file_bytes(path), inputs, outputs, parameter_count(model), sum(macs.values()),
-                       op_histogram(model), weight_precision(model), layers[:TOP_LAYERS], set(ops))  # fmt: skip
+    return ModelReport(
+        path,
+        "onnx",
+        _file_bytes(path),
+        inputs,
+        outputs,
+        parameter_count(model),
+        sum(macs.values()),
+        op_histogram(model),
+        weight_precision(model),
+        layers[:TOP_LAYERS],
+        set(ops),
+    )
 
 
 def _openvino_report(path: Path) -> ModelReport:
@@ -139,16 +162,43 @@ def _openvino_report(path: Path) -> ModelReport:
             if elements > 1:
                 layers.append(Layer(op.get_friendly_name(), f"Constant {kind}", elements, 0))
     ops = Counter(op.get_type_name() for op in model.get_ordered_ops())
-    specs = lambda ports: [TensorSpec(p.get_any_name(), tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape()), np.dtype(p.get_element_type().to_dtype()).name) for p in ports]  # noqa: E731
+    specs = lambda ports: [
+        TensorSpec(
+            p.get_any_name(),
+            tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape()),
+            np.dtype(p.get_element_type().to_dtype()).name,
+        )
+        for p in ports
+    ]  # noqa: E731
     layers.sort(key=lambda layer: -layer.params)
-    return ModelReport(path, "openvino", _file_bytes(path), specs(model.inputs), specs(model.outputs),
-                       _weights_total(precision), None, ops, precision, layers[:TOP_LAYERS],
-                       {op.get_friendly_name() for op in model.get_ordered_ops()})  # fmt: skip
+    return ModelReport(
+        path,
+        "openvino",
+        _file_bytes(path),
+        specs(model.inputs),
+        specs(model.outputs),
+        _weights_total(precision),
+        None,
+        ops,
+        precision,
+        layers[:TOP_LAYERS],
+        {op.get_friendly_name() for op in model.get_ordered_ops()},
+    )
 
 
 def _ov_precision(element_type: str) -> str:
-    names = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "i8": "int8", "u8": "int8", "i32": "int32", "i64": "int64",
-             "u4": "int4", "i4": "int4", "boolean": "bool"}  # fmt: skip
+    names = {
+        "f32": "fp32",
+        "f16": "fp16",
+        "bf16": "bf16",
+        "i8": "int8",
+        "u8": "int8",
+        "i32": "int32",
+        "i64": "int64",
+        "u4": "int4",
+        "i4": "int4",
+        "boolean": "bool",
+    }
     return names.get(element_type, element_type)
 
 
@@ -183,15 +233,26 @@ def _tflite_report(path: Path) -> ModelReport:
     for index in constant:
         d = details[index]
         elements = int(np.prod(d["shape"], dtype=np.int64)) if len(d["shape"]) else 1
-        kind = {"float32": "fp32", "float16": "fp16", "int8": "int8", "uint8": "int8"}.get(np.dtype(d["dtype"]).name, np.dtype(d["dtype"]).name)
+        kind = {"float32": "fp32", "float16": "fp16", "int8": "int8", "uint8": "int8"}.get(
+            np.dtype(d["dtype"]).name, np.dtype(d["dtype"]).name
+        )
         _add(precision, kind, elements, elements * np.dtype(d["dtype"]).itemsize)
         if elements > 1:
             layers.append(Layer(d["name"], f"tensor {kind}", elements, 0))
     layers.sort(key=lambda layer: -layer.params)
-    return ModelReport(path, "tflite", _file_bytes(path), [tensor_spec(d) for d in interpreter.get_input_details()],
-                       [tensor_spec(d) for d in interpreter.get_output_details()], _weights_total(precision), None,
-                       Counter(op["op_name"] for op in ops), precision, layers[:TOP_LAYERS],
-                       {f"{op['op_name']}:{op['index']}" for op in ops})  # fmt: skip
+    return ModelReport(
+        path,
+        "tflite",
+        _file_bytes(path),
+        [tensor_spec(d) for d in interpreter.get_input_details()],
+        [tensor_spec(d) for d in interpreter.get_output_details()],
+        _weights_total(precision),
+        None,
+        Counter(op["op_name"] for op in ops),
+        precision,
+        layers[:TOP_LAYERS],
+        {f"{op['op_name']}:{op['index']}" for op in ops},
+    )
 
 
 # ----------------------------------------------------------------------------- diff
@@ -219,11 +280,14 @@ class ModelDiff:
     def to_dict(self) -> dict:
         """What changed as JSON-ready data (node names in full)."""
         return {
-            "from": self.a.side(), "to": self.b.side(), "size_ratio": self.size_ratio,
+            "from": self.a.side(),
+            "to": self.b.side(),
+            "size_ratio": self.size_ratio,
             "ops": [{"op": op, "from": a, "to": b} for op, a, b in self.ops],
             "precision": [{"precision": kind, "from": a, "to": b} for kind, a, b in self.precision],
-            "added": self.added, "removed": self.removed,
-        }  # fmt: skip
+            "added": self.added,
+            "removed": self.removed,
+        }
 
 
 def diff_models(a: str | Path, b: str | Path) -> ModelDiff:
@@ -232,9 +296,14 @@ def diff_models(a: str | Path, b: str | Path) -> ModelDiff:
     ops = sorted(set(ra.ops) | set(rb.ops), key=lambda op: (-(ra.ops[op] + rb.ops[op]), op))
     kinds = sorted(set(ra.precision) | set(rb.precision))
     elements = lambda r, k: r.precision.get(k, {}).get("elements", 0)  # noqa: E731
-    return ModelDiff(ra, rb, [(op, ra.ops[op], rb.ops[op]) for op in ops],
-                     [(k, elements(ra, k), elements(rb, k)) for k in kinds],
-                     sorted(rb.node_names - ra.node_names), sorted(ra.node_names - rb.node_names))  # fmt: skip
+    return ModelDiff(
+        ra,
+        rb,
+        [(op, ra.ops[op], rb.ops[op]) for op in ops],
+        [(k, elements(ra, k), elements(rb, k)) for k in kinds],
+        sorted(rb.node_names - ra.node_names),
+        sorted(ra.node_names - rb.node_names),
+    )
 
 
 # ----------------------------------------------------------------------------- graph
@@ -259,12 +328,18 @@ def graph_html(report: ModelReport, svg: str) -> str:
     """A stand-alone page: the model's key facts above its graph drawing."""
     esc = html.escape
     ops = ", ".join(f"{op} {n}" for op, n in report.ops.most_common())
-    facts = [f"{report.size_bytes / 1e6:.2f} MB", f"{report.params / 1e6:.3f} M parameters",
-             f"{report.macs / 1e9:.3f} GMACs" if report.macs else "", f"{sum(report.ops.values())} nodes"]  # fmt: skip
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(report.path.name)}</title>"
-            "<style>body{font-family:system-ui,sans-serif;margin:1.5em}svg{max-width:none}</style></head><body>"
-            f"<h1>{esc(report.path.name)}</h1><p>{esc(' · '.join(f for f in facts if f))}</p><p>{esc(ops)}</p>"
-            f"<div>{svg}</div></body></html>")  # fmt: skip
+    facts = [
+        f"{report.size_bytes / 1e6:.2f} MB",
+        f"{report.params / 1e6:.3f} M parameters",
+        f"{report.macs / 1e9:.3f} GMACs" if report.macs else "",
+        f"{sum(report.ops.values())} nodes",
+    ]
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(report.path.name)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:1.5em}svg{max-width:none}</style></head><body>"
+        f"<h1>{esc(report.path.name)}</h1><p>{esc(' · '.join(f for f in facts if f))}</p><p>{esc(ops)}</p>"
+        f"<div>{svg}</div></body></html>"
+    )
 
 
 __all__ = ["ModelReport", "ModelDiff", "Layer", "inspect_model", "diff_models", "write_graph"]

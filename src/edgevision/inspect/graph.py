@@ -39,7 +39,9 @@ def load_onnx(path: str | Path):
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError and others for bad files
-        raise EdgevisionError(f"cannot read {path} as ONNX: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}.") from None
+        raise EdgevisionError(
+            f"cannot read {path} as ONNX: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}."
+        ) from None
     try:
         return onnx.shape_inference.infer_shapes(model)
     except Exception as exc:  # shape inference fails on some custom-domain ops; counts then miss those layers
@@ -59,7 +61,9 @@ def shapes(model) -> dict[str, tuple[int, ...]]:
 def _node_macs(node, known: dict[str, tuple[int, ...]]) -> int:
     if node.op_type in _CONV_LIKE and len(node.output) and node.output[0] in known:
         weight = known.get(node.input[_CONV_LIKE[node.op_type][1]])
-        return int(np.prod(known[node.output[0]], dtype=np.int64) * np.prod(weight[1:], dtype=np.int64)) if weight else 0
+        return (
+            int(np.prod(known[node.output[0]], dtype=np.int64) * np.prod(weight[1:], dtype=np.int64)) if weight else 0
+        )
     if node.op_type == "ConvTranspose":
         data, weight = known.get(node.input[0]), known.get(node.input[1])
         return int(np.prod(data, dtype=np.int64) * np.prod(weight[1:], dtype=np.int64)) if data and weight else 0
@@ -134,12 +138,30 @@ def _weight_elements(name: str, sizes: dict[str, int], producers: dict, depth: i
 # ----------------------------------------------------------------------------- drawing
 
 _COLOURS = {
-    "Conv": "#aecbfa", "ConvTranspose": "#aecbfa", "Gemm": "#aecbfa", "MatMul": "#aecbfa", "QLinearConv": "#f9c74f",
-    "QuantizeLinear": "#fde68a", "DequantizeLinear": "#fde68a", "ConvInteger": "#f9c74f", "MatMulInteger": "#f9c74f",
-    "Relu": "#c7eac9", "Sigmoid": "#c7eac9", "Clip": "#c7eac9", "HardSigmoid": "#c7eac9", "HardSwish": "#c7eac9",
-    "Add": "#e5e7eb", "Mul": "#e5e7eb", "Concat": "#fbd5d5", "MaxPool": "#d9c8f5", "AveragePool": "#d9c8f5",
-    "Resize": "#d9c8f5", "Reshape": "#f3f4f6", "Transpose": "#f3f4f6", "Slice": "#f3f4f6",
-}  # fmt: skip
+    "Conv": "#aecbfa",
+    "ConvTranspose": "#aecbfa",
+    "Gemm": "#aecbfa",
+    "MatMul": "#aecbfa",
+    "QLinearConv": "#f9c74f",
+    "QuantizeLinear": "#fde68a",
+    "DequantizeLinear": "#fde68a",
+    "ConvInteger": "#f9c74f",
+    "MatMulInteger": "#f9c74f",
+    "Relu": "#c7eac9",
+    "Sigmoid": "#c7eac9",
+    "Clip": "#c7eac9",
+    "HardSigmoid": "#c7eac9",
+    "HardSwish": "#c7eac9",
+    "Add": "#e5e7eb",
+    "Mul": "#e5e7eb",
+    "Concat": "#fbd5d5",
+    "MaxPool": "#d9c8f5",
+    "AveragePool": "#d9c8f5",
+    "Resize": "#d9c8f5",
+    "Reshape": "#f3f4f6",
+    "Transpose": "#f3f4f6",
+    "Slice": "#f3f4f6",
+}
 
 
 def _quote(text: str) -> str:
@@ -155,11 +177,16 @@ def to_dot(model) -> str:
     known = shapes(model)
     weights = {t.name for t in model.graph.initializer}
     producers = {out: i for i, n in enumerate(model.graph.node) for out in n.output}
-    lines = ["digraph G {", 'rankdir=TB; node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];',
-             'edge [fontname="Helvetica", fontsize=8, color="#666666"];']  # fmt: skip
+    lines = [
+        "digraph G {",
+        'rankdir=TB; node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];',
+        'edge [fontname="Helvetica", fontsize=8, color="#666666"];',
+    ]
     for value in model.graph.input:
         if value.name not in weights:
-            lines.append(f'{_quote("in:" + value.name)} [shape=ellipse, fillcolor="#ffffff", label={_quote(value.name + chr(10) + _shape_text(known.get(value.name)))}];')
+            lines.append(
+                f'{_quote("in:" + value.name)} [shape=ellipse, fillcolor="#ffffff", label={_quote(value.name + chr(10) + _shape_text(known.get(value.name)))}];'
+            )
     for i, node in enumerate(model.graph.node):
         lines += _dot_node(i, node, known, weights, producers)
     for value in model.graph.output:
@@ -191,4 +218,4 @@ def render_svg(dot_source: str) -> str:
     done = subprocess.run([dot, "-Tsvg"], input=dot_source, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise EdgevisionError(f"Graphviz could not draw the graph: {done.stderr.strip()[:200]}")
-    return done.stdout[done.stdout.find("<svg"):]
+    return done.stdout[done.stdout.find("<svg") :]

@@ -34,19 +34,69 @@ from edgevision.types import Poses
 logger = logging.getLogger(__name__)
 
 KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
-    "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear",
-)  # fmt: skip
+    "nose",
+    "neck",
+    "r_shoulder",
+    "r_elbow",
+    "r_wrist",
+    "l_shoulder",
+    "l_elbow",
+    "l_wrist",
+    "r_hip",
+    "r_knee",
+    "r_ankle",
+    "l_hip",
+    "l_knee",
+    "l_ankle",
+    "r_eye",
+    "l_eye",
+    "r_ear",
+    "l_ear",
+)
 # The 19 limbs the PAFs encode, as part indices, in the order the reference assembles them.
 LIMBS: tuple[tuple[int, int], ...] = (
-    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11),
-    (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (2, 16), (5, 17),
-)  # fmt: skip
+    (1, 2),
+    (1, 5),
+    (2, 3),
+    (3, 4),
+    (5, 6),
+    (6, 7),
+    (1, 8),
+    (8, 9),
+    (9, 10),
+    (1, 11),
+    (11, 12),
+    (12, 13),
+    (1, 0),
+    (0, 14),
+    (14, 16),
+    (0, 15),
+    (15, 17),
+    (2, 16),
+    (5, 17),
+)
 # PAF channels (x, y) of each limb in the 38-channel output.
 LIMB_PAF_CHANNELS: tuple[tuple[int, int], ...] = (
-    (12, 13), (20, 21), (14, 15), (16, 17), (22, 23), (24, 25), (0, 1), (2, 3), (4, 5), (6, 7),
-    (8, 9), (10, 11), (28, 29), (30, 31), (34, 35), (32, 33), (36, 37), (18, 19), (26, 27),
-)  # fmt: skip
+    (12, 13),
+    (20, 21),
+    (14, 15),
+    (16, 17),
+    (22, 23),
+    (24, 25),
+    (0, 1),
+    (2, 3),
+    (4, 5),
+    (6, 7),
+    (8, 9),
+    (10, 11),
+    (28, 29),
+    (30, 31),
+    (34, 35),
+    (32, 33),
+    (36, 37),
+    (18, 19),
+    (26, 27),
+)
 # The skeleton drawn: every limb but the two ear-shoulder ones.
 EDGES: tuple[tuple[int, int], ...] = LIMBS[:17]
 STRIDE = 8
@@ -127,9 +177,12 @@ def find_peaks(heatmap: np.ndarray, *, threshold: float = 0.1, sigma: float = 3.
     padded = np.pad(smooth, 1, constant_values=-np.inf)
     centre = padded[1:-1, 1:-1]
     is_peak = (
-        (centre >= padded[:-2, 1:-1]) & (centre >= padded[2:, 1:-1])
-        & (centre >= padded[1:-1, :-2]) & (centre >= padded[1:-1, 2:]) & (centre > threshold)
-    )  # fmt: skip
+        (centre >= padded[:-2, 1:-1])
+        & (centre >= padded[2:, 1:-1])
+        & (centre >= padded[1:-1, :-2])
+        & (centre >= padded[1:-1, 2:])
+        & (centre > threshold)
+    )
     ys, xs = np.nonzero(is_peak)
     return np.stack([xs, ys, heatmap[ys, xs]], axis=1).astype(np.float32)
 
@@ -243,8 +296,10 @@ class OpenPoseOptions:
 
 def group_people(heatmaps: np.ndarray, pafs: np.ndarray, *, image_height: int, options: OpenPoseOptions):
     """``(people (P, 20), candidates (M, 3))`` from input-scale ``(H, W, 19)`` heatmaps and ``(H, W, 38)`` PAFs."""
-    peaks = [find_peaks(heatmaps[..., part], threshold=options.peak_threshold, sigma=options.sigma)
-             for part in range(len(KEYPOINT_NAMES))]  # fmt: skip
+    peaks = [
+        find_peaks(heatmaps[..., part], threshold=options.peak_threshold, sigma=options.sigma)
+        for part in range(len(KEYPOINT_NAMES))
+    ]
     first_id = np.cumsum([0] + [len(p) for p in peaks])
     assembler = PersonAssembler(np.concatenate(peaks) if peaks else np.zeros((0, 3), np.float32))
     for k, ((part_a, part_b), channels) in enumerate(zip(LIMBS, LIMB_PAF_CHANNELS)):

@@ -151,10 +151,31 @@ def decode_keypoints(raw: np.ndarray, anchors: np.ndarray, coding: BoxCoding) ->
 # The 24 lines of object_detection_oidv4_labelmap.txt (pinned below as ``labelmap.txt``);
 # line 0, "???", is the background.
 OIDV4_LABELS: tuple[str, ...] = (
-    "???", "Bicycle", "Boot", "Laptop", "Person", "Chair", "Cattle", "Desk", "Cat", "Computer mouse",
-    "Computer monitor", "Box", "Mug", "Coffee cup", "Stationary bicycle", "Table", "Bottle",
-    "High heels", "Vehicle", "Footwear", "Dog", "Book", "Camera", "Car",
-)  # fmt: skip
+    "???",
+    "Bicycle",
+    "Boot",
+    "Laptop",
+    "Person",
+    "Chair",
+    "Cattle",
+    "Desk",
+    "Cat",
+    "Computer mouse",
+    "Computer monitor",
+    "Box",
+    "Mug",
+    "Coffee cup",
+    "Stationary bicycle",
+    "Table",
+    "Bottle",
+    "High heels",
+    "Vehicle",
+    "Footwear",
+    "Dog",
+    "Book",
+    "Camera",
+    "Car",
+)
 
 
 def read_labels(path: Path) -> tuple[str, ...]:

@@ -62,15 +62,21 @@ VARIANTS: dict[str, YoloxVariant] = {
     v.name: v
     for v in (
         # sha256 of yolox_nano.pth as recorded by two independent public download scripts.
-        YoloxVariant("yolox-nano", 0.33, 0.25, 416, depthwise=True,
-                     sha256="cd28f55fbbc1829f99d9ac9b38a16d259a22889739c8728ea877610201feff7b"),
+        YoloxVariant(
+            "yolox-nano",
+            0.33,
+            0.25,
+            416,
+            depthwise=True,
+            sha256="cd28f55fbbc1829f99d9ac9b38a16d259a22889739c8728ea877610201feff7b",
+        ),
         YoloxVariant("yolox-tiny", 0.33, 0.375, 416),
         YoloxVariant("yolox-s", 0.33, 0.50, 640),
         YoloxVariant("yolox-m", 0.67, 0.75, 640),
         YoloxVariant("yolox-l", 1.0, 1.0, 640),
         YoloxVariant("yolox-x", 1.33, 1.25, 640),
     )
-}  # fmt: skip
+}
 
 
 def build_yolox(variant: str = "yolox-nano", *, num_classes: int = 80):

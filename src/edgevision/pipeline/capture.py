@@ -78,7 +78,7 @@ class CaptureSource(ABC):
     def read(self) -> Frame | None:
         """The next frame, or None when the source has ended."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - sources with nothing to release keep this no-op
         """Release the device, file or connection."""
 
     def _frame(self, image, when: float) -> Frame:
@@ -214,7 +214,9 @@ class LiveSource(CaptureSource):
             cap = self._open()
             if cap is not None:
                 self._cap, self.reconnects = cap, self.reconnects + 1
-                logger.warning("reconnected to %s after %.1f s (attempt %d)", self.name, time.monotonic() - lost, attempt)
+                logger.warning(
+                    "reconnected to %s after %.1f s (attempt %d)", self.name, time.monotonic() - lost, attempt
+                )
                 return True
             delay = min(delay * 2, self.config.backoff_max)
 
@@ -227,8 +229,10 @@ class StreamSource(LiveSource):
 
     def _open(self) -> cv2.VideoCapture | None:
         params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.config.connect_timeout * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.config.read_timeout * 1000),
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.config.connect_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.config.read_timeout * 1000),
         ]
         cap = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG, params)
         if cap.isOpened():

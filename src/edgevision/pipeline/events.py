@@ -21,7 +21,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -52,7 +52,15 @@ class Event:
 
     @classmethod
     def of(
-        cls, kind: str, zone: str, prediction: Prediction, i: int, label: str, *, frame: int, time: float,
+        cls,
+        kind: str,
+        zone: str,
+        prediction: Prediction,
+        i: int,
+        label: str,
+        *,
+        frame: int,
+        time: float,
         direction: str | None = None,
     ) -> Event:
         """The event of object ``i`` of a tracked ``prediction``."""
@@ -66,8 +74,14 @@ class Event:
     def to_record(self) -> dict:
         """The JSON-ready dict of this event (the log adds wall-clock time and snapshot)."""
         record = {
-            "video_time": round(self.time, 3), "frame": self.frame, "type": self.type, "zone": self.zone,
-            "track_id": self.track_id, "class": self.label, "score": round(self.score, 4), "box": list(self.box),
+            "video_time": round(self.time, 3),
+            "frame": self.frame,
+            "type": self.type,
+            "zone": self.zone,
+            "track_id": self.track_id,
+            "class": self.label,
+            "score": round(self.score, 4),
+            "box": list(self.box),
         }
         if self.direction is not None:
             record["direction"] = self.direction
@@ -77,7 +91,7 @@ class Event:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class EventLog:
@@ -93,7 +107,7 @@ class EventLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.snapshot_dir = self.path.parent / f"{self.path.stem}-snapshots" if snapshots else None
         self.count = 0
-        self._file = open(self.path, "w", encoding="utf-8")
+        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - held for the run, closed in close()
 
     def write(self, event: Event, *, snapshot: np.ndarray | None = None) -> dict:
         """Write ``event`` (and its snapshot image) and return the record written."""

@@ -45,7 +45,9 @@ def random_weights_record(record: dict) -> dict:
 def _open_sinks(source: str, outputs: PredictOutputs) -> tuple:
     annotated = None
     if outputs.annotated is not None:
-        annotated = VideoSink(outputs.annotated, video_fps(source)) if is_video(source) else ImageFolderSink(outputs.annotated)
+        annotated = (
+            VideoSink(outputs.annotated, video_fps(source)) if is_video(source) else ImageFolderSink(outputs.annotated)
+        )
     json_sink = JsonLinesSink(outputs.json_lines) if outputs.json_lines else None
     return annotated, json_sink
 

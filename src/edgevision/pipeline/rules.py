@@ -91,8 +91,12 @@ class RuleEngine:
         self.lines = lines
         self._zones = [sv.PolygonZone(z.pixels(width=width, height=height), triggering_anchors=anchor) for z in zones]
         self._lines = [
-            sv.LineZone(sv.Point(*map(int, p[0])), sv.Point(*map(int, p[1])), triggering_anchors=anchor,
-                        minimum_crossing_threshold=config.settle_frames)
+            sv.LineZone(
+                sv.Point(*map(int, p[0])),
+                sv.Point(*map(int, p[1])),
+                triggering_anchors=anchor,
+                minimum_crossing_threshold=config.settle_frames,
+            )
             for p in (ln.pixels(width=width, height=height) for ln in lines)
         ]
         self._stays: dict[tuple[str, int], _Stay] = {}
@@ -175,7 +179,9 @@ class RuleEngine:
             if line.direction not in ("both", direction) or not self._cooled(track_id, (line.name, direction), time):
                 continue
             self.crossings[line.name][direction] += 1
-            events.append(Event.of("cross", line.name, prediction, i, labels[i], frame=frame, time=time, direction=direction))
+            events.append(
+                Event.of("cross", line.name, prediction, i, labels[i], frame=frame, time=time, direction=direction)
+            )
         return events
 
     @staticmethod

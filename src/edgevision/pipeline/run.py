@@ -56,6 +56,7 @@ from edgevision.types import Detections, Frame, Poses, Prediction
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class RunConfig:
     """What a run looks for and how it paces itself.
@@ -83,6 +84,7 @@ class RunConfig:
         if self.stride < 1:
             raise EdgevisionError(f"stride must be 1 or more, got {self.stride}.")
 
+
 @dataclass(frozen=True)
 class RunOutputs:
     """Where a run writes: annotated video (.mp4/.avi) or image folder, detections, events, stream, stats."""
@@ -94,6 +96,7 @@ class RunOutputs:
     stats: Path | str | None = None
     snapshots: bool = True
 
+
 def select_classes(prediction: Prediction, classes: tuple[str, ...] | None) -> Prediction:
     """Only the objects of ``classes`` (poses count as ``person``); everything when None."""
     if classes is None:
@@ -104,6 +107,7 @@ def select_classes(prediction: Prediction, classes: tuple[str, ...] | None) -> P
         return prediction[np.zeros(len(prediction), dtype=bool)]
     return prediction
 
+
 def tracked_record(frame: Frame, prediction: Prediction) -> dict:
     """The JSON-lines record of a frame, with source time and track ids."""
     record = {**frame_record(frame, prediction), "time": round(frame.time, 3)}
@@ -112,6 +116,7 @@ def tracked_record(frame: Frame, prediction: Prediction) -> dict:
         for obj, track_id in zip(record["objects"], ids.tolist()):
             obj["track_id"] = track_id
     return record
+
 
 class _Outputs:
     """The sinks of one run, opened lazily at the first frame's size."""
@@ -161,6 +166,7 @@ class _Outputs:
         if self.server is not None:
             self.server.close()
 
+
 class _Run:
     """The state one run's stages share."""
 
@@ -171,7 +177,9 @@ class _Run:
         self.stats = RunStats()
         h, w = first.image.shape[:2]
         fps = capture.fps / config.stride
-        self.tracker = Tracker(config.tracker, fps=fps) if config.track and predictor.task in ("detection", "pose") else None
+        self.tracker = (
+            Tracker(config.tracker, fps=fps) if config.track and predictor.task in ("detection", "pose") else None
+        )
         self.engine = None
         if self.tracker is not None and (config.zones or config.lines):
             self.engine = RuleEngine(zones=config.zones, lines=config.lines, config=config.rules, width=w, height=h)
@@ -270,11 +278,13 @@ class _Run:
         self.stats.corrupt = self.capture.corrupt
         self.stats.reconnects = self.capture.reconnects
 
+
 def _first_frame(capture: CaptureSource) -> Frame:
     first = capture.read()
     if first is None:
         raise EdgevisionError(f"{capture.name} gave no frames.")
     return first
+
 
 def run_pipeline(
     predictor: Predictor,
@@ -313,6 +323,7 @@ def run_pipeline(
         _write_json(Path(outputs.stats), summary.to_dict())
     return summary
 
+
 def _run_stages(run: _Run, first: Frame, *, stop: threading.Event | None, on_progress) -> None:
     live = run.capture.live or run.config.realtime
     captured = Pipe(1 if live else run.config.queue_size, drop_oldest=live)
@@ -345,12 +356,15 @@ def _run_stages(run: _Run, first: Frame, *, stop: threading.Event | None, on_pro
     finally:
         run.sync_counters(captured)
 
+
 def _request_stop(run: _Run) -> None:
     run.stopping.set()
     if isinstance(run.capture, LiveSource):
         run.capture.stop()
 
+
 def _write_json(path: Path, data: dict) -> None:
     write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+
 
 __all__ = ["Progress", "RunConfig", "RunOutputs", "RunSummary", "run_pipeline", "select_classes"]

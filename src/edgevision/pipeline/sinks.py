@@ -76,7 +76,7 @@ class JsonLinesSink:
     def __init__(self, path: str) -> None:
         self.path = None if path == "-" else Path(path)
         self._pending = None if self.path is None else PendingFile(self.path)
-        self._file: IO[str] = sys.stdout if self._pending is None else open(self._pending.tmp, "w")
+        self._file: IO[str] = sys.stdout if self._pending is None else open(self._pending.tmp, "w")  # noqa: SIM115 - closed in close()
 
     def write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")

@@ -118,20 +118,34 @@ class RunStats:
             stage_ms = {k: round(1000 * sum(v) / len(v), 1) for k, v in self._recent.items() if v}
             latency = round(1000 * self.latencies[-1], 1) if self.latencies else None
             return Progress(
-                self.frames, time.perf_counter() - self.started, round(self._recent_fps(), 2), stage_ms, latency,
-                self.dropped, self.corrupt, self.reconnects, sum(self.event_counts.values()),
+                self.frames,
+                time.perf_counter() - self.started,
+                round(self._recent_fps(), 2),
+                stage_ms,
+                latency,
+                self.dropped,
+                self.corrupt,
+                self.reconnects,
+                sum(self.event_counts.values()),
             )
 
     def summary(self, *, source: str, stride: int = 1, outputs: dict[str, str] | None = None) -> RunSummary:
         with self._lock:
             span = (self.last_done - self.first_capture) if self.frames else 0.0
             return RunSummary(
-                source=source, frames=self.frames, seconds=round(span, 3),
+                source=source,
+                frames=self.frames,
+                seconds=round(span, 3),
                 fps=round(self.frames / span, 2) if span > 0 else 0.0,
-                latency_p50_ms=percentile_ms(self.latencies, 50), latency_p95_ms=percentile_ms(self.latencies, 95),
+                latency_p50_ms=percentile_ms(self.latencies, 50),
+                latency_p95_ms=percentile_ms(self.latencies, 95),
                 latency_max_ms=percentile_ms(self.latencies, 100),
                 stage_ms={k: round(1000 * self._totals[k] / self._counts[k], 2) for k in self._totals},
-                dropped=self.dropped, corrupt=self.corrupt, reconnects=self.reconnects,
-                events=sum(self.event_counts.values()), event_counts=dict(self.event_counts),
-                stride=stride, outputs=outputs or {},
+                dropped=self.dropped,
+                corrupt=self.corrupt,
+                reconnects=self.reconnects,
+                events=sum(self.event_counts.values()),
+                event_counts=dict(self.event_counts),
+                stride=stride,
+                outputs=outputs or {},
             )

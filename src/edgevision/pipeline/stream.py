@@ -53,7 +53,12 @@ class _Latest:
 def _handler(latest: _Latest, title: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
-            routes = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._stream, "/snapshot.jpg": self._snapshot}
+            routes = {
+                "/": self._page,
+                "/index.html": self._page,
+                "/stream.mjpg": self._stream,
+                "/snapshot.jpg": self._snapshot,
+            }
             route = routes.get(self.path.split("?")[0])
             if route is None:
                 self.send_error(HTTPStatus.NOT_FOUND)
@@ -118,7 +123,9 @@ class MjpegServer:
         try:
             self._server = ThreadingHTTPServer((host, port), _handler(self._latest, title))
         except OSError as exc:
-            raise EdgevisionError(f"cannot serve on {host}:{port} ({exc.strerror}); choose another --serve port.") from None
+            raise EdgevisionError(
+                f"cannot serve on {host}:{port} ({exc.strerror}); choose another --serve port."
+            ) from None
         self._server.daemon_threads = True
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(target=self._server.serve_forever, name="edgevision-mjpeg", daemon=True)

@@ -92,7 +92,9 @@ class Line:
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
-            raise EdgevisionError(f"line {self.name} direction must be one of {', '.join(DIRECTIONS)}, got {self.direction}.")
+            raise EdgevisionError(
+                f"line {self.name} direction must be one of {', '.join(DIRECTIONS)}, got {self.direction}."
+            )
         if self.start == self.end:
             raise EdgevisionError(f"line {self.name} starts and ends at the same point; give two different points.")
 

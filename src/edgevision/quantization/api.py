@@ -36,7 +36,6 @@ from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class QuantizeResult:
     """What ``quantize_model`` wrote and measured."""
@@ -109,7 +108,9 @@ def resolve_source(model: str, *, weights: Path | None = None, random_weights: b
         onnx = export_torch_model(target, weights=weights, random_weights=random_weights)
         return ResolvedModel(target.name, onnx, RawOutputsOf(processor) if weights is None else processor)
     if weights is not None or random_weights:
-        raise EdgevisionError(f"{target.name} comes with its own weights; --weights and --random-weights are for PyTorch models.")
+        raise EdgevisionError(
+            f"{target.name} comes with its own weights; --weights and --random-weights are for PyTorch models."
+        )
     return ResolvedModel(target.name, model_file(target.name, "onnx"), processor)
 
 
@@ -171,7 +172,9 @@ def _quantizer_for(backend: str, options: QuantizeOptions) -> tuple[Quantizer, Q
     if options.precision not in PRECISIONS:
         raise EdgevisionError(f"unknown precision '{options.precision}'; choose one of {', '.join(PRECISIONS)}.")
     quantizer = get_quantizer(backend)
-    concrete = quantizer.resolve(replace(options, precision="int8" if options.precision == "auto" else options.precision))
+    concrete = quantizer.resolve(
+        replace(options, precision="int8" if options.precision == "auto" else options.precision)
+    )
     quantizer.check(concrete)
     return quantizer, concrete
 
@@ -207,7 +210,7 @@ def _calibration(source: ResolvedModel, options: QuantizeOptions, holdout: list[
         if options.precision in ("int8", "auto"):
             raise EdgevisionError(
                 "int8 needs calibration images: give a folder, glob or video with --calib "
-                "(e.g. --calib \"$(edgevision samples path vtest.avi)\")."
+                '(e.g. --calib "$(edgevision samples path vtest.avi)").'
             )
         say("no --calib: agreement with float is not measured")
         return None
@@ -221,20 +224,34 @@ def _calibration(source: ResolvedModel, options: QuantizeOptions, holdout: list[
     return calibration
 
 
-def _quantize(source, quantizer, options: QuantizeOptions, calibration, output: Path, repair: bool, say) -> QuantizeResult:
+def _quantize(
+    source, quantizer, options: QuantizeOptions, calibration, output: Path, repair: bool, say
+) -> QuantizeResult:
     """Quantize (through the budget loop when there are held-out images) and measure the result."""
     budget, threads = options.max_drop, options.threads
     with tempfile.TemporaryDirectory(prefix="edgevision-quantize-") as tmp:
         work = Path(tmp)
         if calibration is None or not calibration.holdout_feeds:
-            quantizer.quantize(source.path, work / f"model{quantizer.suffix}", options=options,
-                               calibration=calibration.feeds if calibration else ())  # fmt: skip
+            quantizer.quantize(
+                source.path,
+                work / f"model{quantizer.suffix}",
+                options=options,
+                calibration=calibration.feeds if calibration else (),
+            )
             chosen, judge, outcome = work / f"model{quantizer.suffix}", None, None
         else:
             judge = AgreementJudge(source.path, calibration, source.processor, threads=threads)
-            outcome = run_budget(source.path, quantizer=quantizer, options=options, calibration=calibration,
-                                 judge=judge, max_drop=budget if budget is not None else 1.0, workdir=work,
-                                 repair=repair, progress=say)  # fmt: skip
+            outcome = run_budget(
+                source.path,
+                quantizer=quantizer,
+                options=options,
+                calibration=calibration,
+                judge=judge,
+                max_drop=budget if budget is not None else 1.0,
+                workdir=work,
+                repair=repair,
+                progress=say,
+            )
             chosen = outcome.best.path
         _move_model(chosen, output)
         result = _result(source, quantizer, options, output, outcome, budget)
@@ -255,9 +272,14 @@ def _move_model(chosen: Path, output: Path) -> None:
 
 def _result(source, quantizer, options, output: Path, outcome: BudgetResult | None, budget) -> QuantizeResult:
     result = QuantizeResult(
-        output=output, source=source.path, source_model=source.name, backend=quantizer.name,
-        precision=options.precision, source_bytes=model_bytes(source.path), output_bytes=model_bytes(output),
-    )  # fmt: skip
+        output=output,
+        source=source.path,
+        source_model=source.name,
+        backend=quantizer.name,
+        precision=options.precision,
+        source_bytes=model_bytes(source.path),
+        output_bytes=model_bytes(output),
+    )
     if outcome is not None:
         result.metric = outcome.metric
         result.agreement = outcome.best.agreement
@@ -274,8 +296,11 @@ def _result(source, quantizer, options, output: Path, outcome: BudgetResult | No
 def _time(result: QuantizeResult, source, quantizer, calibration: CalibrationSet, threads: int, say) -> None:
     """p50 latency of float and the variant here; a loud warning when the variant is slower."""
     feeds = calibration.holdout_feeds[0]
-    times = compare_latency({"fp32": (source.path, "onnxruntime"), result.precision: (result.output, quantizer.runtime)},
-                            feeds, threads=threads)  # fmt: skip
+    times = compare_latency(
+        {"fp32": (source.path, "onnxruntime"), result.precision: (result.output, quantizer.runtime)},
+        feeds,
+        threads=threads,
+    )
     result.latency_ms = {k: round(v, 2) for k, v in times.items()}
     say(f"p50 at {threads} threads: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result.latency_ms.items()))
     if times[result.precision] > times["fp32"]:
@@ -287,13 +312,24 @@ def _time(result: QuantizeResult, source, quantizer, calibration: CalibrationSet
 
 def _write_meta(result: QuantizeResult, source, quantizer, options, calibration, budget) -> None:
     meta = VariantMeta(
-        source_model=source.name, source_sha256=sha256_file(source.path), runtime=quantizer.runtime,
-        precision=options.precision, step="quantize", excluded=result.excluded, parity=result.parity,
+        source_model=source.name,
+        source_sha256=sha256_file(source.path),
+        runtime=quantizer.runtime,
+        precision=options.precision,
+        step="quantize",
+        excluded=result.excluded,
+        parity=result.parity,
         calibration=_calibration_record(calibration, options),
-        agreement={"metric": result.metric, "value": result.agreement, "max_drop": budget,
-                   "met": result.budget_met, "attempts": result.attempts, "latency_ms_p50": result.latency_ms},
+        agreement={
+            "metric": result.metric,
+            "value": result.agreement,
+            "max_drop": budget,
+            "met": result.budget_met,
+            "attempts": result.attempts,
+            "latency_ms_p50": result.latency_ms,
+        },
         notes=list(result.notes) + list(result.warnings),
-    )  # fmt: skip
+    )
     write_meta(result.output, meta)
 
 

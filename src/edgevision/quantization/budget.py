@@ -166,7 +166,9 @@ def run_budget(
     for exclude in exclusion_plan(trial.graph(), ranking):
         attempt = trial.run(unique(list(options.exclude) + exclude))
         attempts.append(attempt)
-        say(f"{attempt.excluded_count} layers float: agreement {attempt.agreement:.3f}, {attempt.size_bytes / 1e6:.2f} MB")
+        say(
+            f"{attempt.excluded_count} layers float: agreement {attempt.agreement:.3f}, {attempt.size_bytes / 1e6:.2f} MB"
+        )
         if _meets(attempt, max_drop):
             break
     best = choose(attempts, max_drop)

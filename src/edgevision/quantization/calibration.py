@@ -66,8 +66,14 @@ def load_calibration(
     extra = [holdout_source] if isinstance(holdout_source, str) else list(holdout_source or ())
     for other in extra:
         held += read_images(other, max(holdout, 1), min_images=1)[0]
-    description = {"source": str(source), "count": len(calib), "holdout": len(held),
-                   "holdout_source": [str(source), *map(str, extra)], "first": names[0], "last": names[-1]}  # fmt: skip
+    description = {
+        "source": str(source),
+        "count": len(calib),
+        "holdout": len(held),
+        "holdout_source": [str(source), *map(str, extra)],
+        "first": names[0],
+        "last": names[-1],
+    }
     logger.info("calibration: %d images from %s, %d held out", len(calib), source, len(held))
     return _preprocess_all(calib, held, processor, input_name, description)
 
@@ -177,4 +183,3 @@ def _frame_count(path: str) -> int:
 def _thin(images: list[np.ndarray], names: list[str], wanted: int) -> tuple[list[np.ndarray], list[str]]:
     idx = evenly_spaced(len(images), wanted)
     return [images[i] for i in idx], [names[i] for i in idx]
-

@@ -57,7 +57,9 @@ class LiteRtQuantizer(Quantizer):
 
         options = self.resolve(options)
         self.check(options, calibration)
-        tflite = TfliteOptions(options.precision, options.per_channel, tuple(calibration) if options.precision == "int8" else ())
+        tflite = TfliteOptions(
+            options.precision, options.per_channel, tuple(calibration) if options.precision == "int8" else ()
+        )
         self.notes = onnx_to_tflite(Path(source), Path(output), options=tflite)
         logger.info("litert %s: %s", options.precision, output)
         return Path(output)

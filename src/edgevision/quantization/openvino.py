@@ -56,8 +56,12 @@ def range_estimator(method: str, percentile: float):
     base = RangeEstimatorParametersSet.MEAN_QUANTILE
     outlier = (100.0 - percentile) / 100.0
     return RangeEstimatorParameters(
-        min=StatisticsCollectorParameters(base.min.statistics_type, base.min.aggregator_type, quantile_outlier_prob=outlier),
-        max=StatisticsCollectorParameters(base.max.statistics_type, base.max.aggregator_type, quantile_outlier_prob=outlier),
+        min=StatisticsCollectorParameters(
+            base.min.statistics_type, base.min.aggregator_type, quantile_outlier_prob=outlier
+        ),
+        max=StatisticsCollectorParameters(
+            base.max.statistics_type, base.max.aggregator_type, quantile_outlier_prob=outlier
+        ),
     )
 
 
@@ -147,7 +151,9 @@ class OpenVinoQuantizer(Quantizer):
             activations_range_estimator_params=range_estimator(options.method, options.percentile),
             weights_quantization_params=None if options.per_channel else QuantizationParameters(per_channel=False),
         )
-        scope = nncf.IgnoredScope(names=ignored_names(model, options.exclude), validate=True) if options.exclude else None
+        scope = (
+            nncf.IgnoredScope(names=ignored_names(model, options.exclude), validate=True) if options.exclude else None
+        )
         logger.info("NNCF: %d calibration inputs, preset %s, method %s", len(calibration), preset, options.method)
         return nncf.quantize(
             model,
@@ -165,5 +171,7 @@ class OpenVinoQuantizer(Quantizer):
         if options.precision == "fp16":
             return ["OpenVINO IR with fp16 weights (decompressed to the inference precision at load)"]
         preset = options.extra.get("preset", "mixed")
-        return [f"NNCF int8, preset {preset}, method {options.method}, {count} calibration inputs, "
-                f"{'per-channel' if options.per_channel else 'per-tensor'} weights"]  # fmt: skip
+        return [
+            f"NNCF int8, preset {preset}, method {options.method}, {count} calibration inputs, "
+            f"{'per-channel' if options.per_channel else 'per-tensor'} weights"
+        ]

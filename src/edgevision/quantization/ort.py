@@ -83,9 +83,7 @@ class OrtQuantizer(Quantizer):
     def check(self, options: QuantizeOptions, calibration: Sequence[Feeds] | None = None) -> None:
         """Refuse a precision or method this backend does not implement, or int8 without data."""
         if options.precision not in self.precisions:
-            raise EdgevisionError(
-                f"backend 'ort' makes {', '.join(self.precisions)}; not '{options.precision}'."
-            )
+            raise EdgevisionError(f"backend 'ort' makes {', '.join(self.precisions)}; not '{options.precision}'.")
         if options.method not in self.methods:
             raise EdgevisionError(
                 f"unknown calibration method '{options.method}'; backend 'ort' has {', '.join(self.methods)}."
@@ -124,8 +122,10 @@ def ort_notes(options: QuantizeOptions, count: int) -> list[str]:
     weights = "per-channel" if options.per_channel else "per-tensor"
     if options.precision == "int8-dynamic":
         return [f"ONNX Runtime dynamic int8, uint8 {weights} weights"]
-    return [f"ONNX Runtime static int8 QDQ, uint8 activations, int8 {weights} weights, "
-            f"{options.method} calibration on {count} inputs"]  # fmt: skip
+    return [
+        f"ONNX Runtime static int8 QDQ, uint8 activations, int8 {weights} weights, "
+        f"{options.method} calibration on {count} inputs"
+    ]
 
 
 # ----------------------------------------------------------------------------- preparing
@@ -159,9 +159,9 @@ def nonfinite_constants(model) -> list[str]:
 
     found = [t.name for t in model.graph.initializer if _nonfinite(numpy_helper.to_array(t))]
     for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == node.attribute[0].TENSOR:
-            if _nonfinite(numpy_helper.to_array(node.attribute[0].t)):
-                found.append(node.name or node.output[0])
+        is_tensor = node.op_type == "Constant" and node.attribute and node.attribute[0].type == node.attribute[0].TENSOR
+        if is_tensor and _nonfinite(numpy_helper.to_array(node.attribute[0].t)):
+            found.append(node.name or node.output[0])
     return found
 
 
@@ -221,8 +221,11 @@ class _Reader:
 def _method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-            "entropy": CalibrationMethod.Entropy}[name]  # fmt: skip
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[name]
 
 
 def calibrator_options(options: QuantizeOptions) -> dict:
@@ -244,9 +247,12 @@ def compute_ranges(prepared: Path, calibration: Sequence[Feeds], options: Quanti
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
     calibrator = create_calibrator(
-        prepared, [], augmented_model_path=str(path.with_name("augmented.onnx")),
-        calibrate_method=_method(options.method), extra_options=calibrator_options(options),
-    )  # fmt: skip
+        prepared,
+        [],
+        augmented_model_path=str(path.with_name("augmented.onnx")),
+        calibrate_method=_method(options.method),
+        extra_options=calibrator_options(options),
+    )
     with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
         calibrator.collect_data(_Reader(calibration))
         ranges = calibrator.compute_data()
@@ -260,12 +266,18 @@ def to_int8_static(prepared: Path, output: Path, options: QuantizeOptions, range
 
     with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
         quantize_static(
-            str(prepared), str(output), None,
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            per_channel=options.per_channel, calibrate_method=_method(options.method),
-            nodes_to_exclude=list(options.exclude), calibration_cache_path=str(ranges),
+            str(prepared),
+            str(output),
+            None,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=options.per_channel,
+            calibrate_method=_method(options.method),
+            nodes_to_exclude=list(options.exclude),
+            calibration_cache_path=str(ranges),
             extra_options={"ActivationSymmetric": False, **options.extra},
-        )  # fmt: skip
+        )
 
 
 def to_int8_dynamic(prepared: Path, output: Path, options: QuantizeOptions) -> None:
@@ -274,9 +286,13 @@ def to_int8_dynamic(prepared: Path, output: Path, options: QuantizeOptions) -> N
 
     with _quiet_root_logger():
         quantize_dynamic(
-            str(prepared), str(output), weight_type=QuantType.QUInt8, per_channel=options.per_channel,
-            nodes_to_exclude=list(options.exclude), extra_options=dict(options.extra),
-        )  # fmt: skip
+            str(prepared),
+            str(output),
+            weight_type=QuantType.QUInt8,
+            per_channel=options.per_channel,
+            nodes_to_exclude=list(options.exclude),
+            extra_options=dict(options.extra),
+        )
 
 
 def to_fp16(prepared: Path, output: Path, *, exclude: Sequence[str] = ()) -> None:

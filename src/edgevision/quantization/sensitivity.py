@@ -67,7 +67,9 @@ def rank_layers(
     head = output_head(graph)
     # Outside the head only weighted layers are candidates: keeping an activation such as a
     # LeakyRelu in float does not remove its input's quantization, it adds a second one.
-    ranked = [r for r in ranked if r is not None and r.added_noise > 0 and (r.name in head or r.op_type in WEIGHTED_OPS)]
+    ranked = [
+        r for r in ranked if r is not None and r.added_noise > 0 and (r.name in head or r.op_type in WEIGHTED_OPS)
+    ]
     return sorted(ranked, key=lambda r: (r.name not in head, -r.added_noise))
 
 

@@ -135,9 +135,13 @@ def load_predictor(
     if isinstance(target, Path):
         return _file_predictor(target, backend=backend, threads=threads)
     if is_pytorch_family(target):
-        return _pytorch_predictor(target, backend=backend, threads=threads, weights=weights, random_weights=random_weights)
+        return _pytorch_predictor(
+            target, backend=backend, threads=threads, weights=weights, random_weights=random_weights
+        )
     if weights is not None or random_weights:
-        raise EdgevisionError(f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models.")
+        raise EdgevisionError(
+            f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models."
+        )
     return target.predictor(target, pull(target.name), backend, threads)
 
 
@@ -192,7 +196,9 @@ def resolve_source(
     if is_pytorch_family(target):
         return _pytorch_source(target, weights=weights, random_weights=random_weights, export=export)
     if weights is not None or random_weights:
-        raise EdgevisionError(f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models.")
+        raise EdgevisionError(
+            f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models."
+        )
     processor = processor_for(target.name)
     if "onnx" in target.files:
         onnx = model_file(target.name, "onnx")
@@ -221,7 +227,9 @@ def _file_source(path: Path, workdir: Path) -> SourceModel:
     raise EdgevisionError(f"cannot convert {path.name}: give an .onnx or .tflite file, or a zoo model name.")
 
 
-def _pytorch_source(spec: ModelSpec, *, weights: Path | None, random_weights: bool, export: ExportOptions) -> SourceModel:
+def _pytorch_source(
+    spec: ModelSpec, *, weights: Path | None, random_weights: bool, export: ExportOptions
+) -> SourceModel:
     onnx = export_torch_model(
         spec, weights=weights, random_weights=random_weights, opset=export.opset, dynamic_batch=export.dynamic_batch
     )
@@ -235,4 +243,3 @@ def _pytorch_source(spec: ModelSpec, *, weights: Path | None, random_weights: bo
         notes=list(exported.notes) if exported else [],
         export_parity=exported.parity if exported else {},
     )
-

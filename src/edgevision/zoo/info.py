@@ -90,10 +90,18 @@ def _pulled_info(spec: ModelSpec) -> dict:
             info.update(params=entry["params"], inputs=_tensors(inputs), outputs=_tensors(outputs))
         info["files"].append(entry)
     info["provenance"] = [
-        {"file": a.filename, "source": a.source, "registry": a.registry, "package": a.package, "version": a.version,
-         "member": a.member, "sha256": a.sha256, "upstream": a.url}
+        {
+            "file": a.filename,
+            "source": a.source,
+            "registry": a.registry,
+            "package": a.package,
+            "version": a.version,
+            "member": a.member,
+            "sha256": a.sha256,
+            "upstream": a.url,
+        }
         for a in spec.artifacts
-    ]  # fmt: skip
+    ]
     return info
 
 

@@ -47,9 +47,7 @@ def pull(name: str, *, force: bool = False) -> Path:
 
 def _write_manifest(spec: ModelSpec, folder: Path) -> None:
     files = {
-        p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in sorted(folder.iterdir())
-        if p.is_file()
+        p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir()) if p.is_file()
     }
     manifest = {
         "name": spec.name,
@@ -77,7 +75,5 @@ def model_file(name: str, fmt: str) -> Path:
     """Path of the pulled model's file in format ``fmt`` ("onnx", "tflite"), pulling first."""
     spec = get_spec(name)
     if fmt not in spec.files:
-        raise EdgevisionError(
-            f"{name} has no {fmt} file; it comes as {', '.join(spec.files) or 'nothing runnable'}."
-        )
+        raise EdgevisionError(f"{name} has no {fmt} file; it comes as {', '.join(spec.files) or 'nothing runnable'}.")
     return pull(name) / spec.files[fmt]

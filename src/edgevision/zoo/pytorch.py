@@ -91,7 +91,11 @@ def export_torch_model(
     _check_weights_choice(spec, weights, random_weights)
     folder = cache_dir("models", spec.name, weights_key(weights))
     suffix = ".pt2" if fmt == "pt2" else ".onnx"
-    stem = "model" if (opset, dynamic_batch) == (17, False) or fmt == "pt2" else f"model-opset{opset}{'-dyn' if dynamic_batch else ''}"
+    stem = (
+        "model"
+        if (opset, dynamic_batch) == (17, False) or fmt == "pt2"
+        else f"model-opset{opset}{'-dyn' if dynamic_batch else ''}"
+    )
     target = folder / f"{stem}{suffix}"
     if target.exists() and read_meta(target) is not None:
         return target

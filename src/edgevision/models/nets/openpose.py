@@ -25,12 +25,22 @@ STAGES = 6
 
 # (name, in, out, kernel) of the front end; "pool" entries are 2x2 stride-2 max-pools.
 _FRONT = (
-    ("conv1_1", 3, 64, 3), ("conv1_2", 64, 64, 3), ("pool1_stage1",),
-    ("conv2_1", 64, 128, 3), ("conv2_2", 128, 128, 3), ("pool2_stage1",),
-    ("conv3_1", 128, 256, 3), ("conv3_2", 256, 256, 3), ("conv3_3", 256, 256, 3), ("conv3_4", 256, 256, 3),
+    ("conv1_1", 3, 64, 3),
+    ("conv1_2", 64, 64, 3),
+    ("pool1_stage1",),
+    ("conv2_1", 64, 128, 3),
+    ("conv2_2", 128, 128, 3),
+    ("pool2_stage1",),
+    ("conv3_1", 128, 256, 3),
+    ("conv3_2", 256, 256, 3),
+    ("conv3_3", 256, 256, 3),
+    ("conv3_4", 256, 256, 3),
     ("pool3_stage1",),
-    ("conv4_1", 256, 512, 3), ("conv4_2", 512, 512, 3), ("conv4_3_CPM", 512, 256, 3), ("conv4_4_CPM", 256, 128, 3),
-)  # fmt: skip
+    ("conv4_1", 256, 512, 3),
+    ("conv4_2", 512, 512, 3),
+    ("conv4_3_CPM", 512, 256, 3),
+    ("conv4_4_CPM", 256, 128, 3),
+)
 
 
 def _layers(spec, *, relu_last: bool = False) -> nn.Sequential:
@@ -52,9 +62,12 @@ def stage_spec(stage: int, branch: int, c_out: int):
     if stage == 1:
         name = "conv5_{}_CPM_L" + str(branch)
         return (
-            (name.format(1), 128, 128, 3), (name.format(2), 128, 128, 3), (name.format(3), 128, 128, 3),
-            (name.format(4), 128, 512, 1), (name.format(5), 512, c_out, 1),
-        )  # fmt: skip
+            (name.format(1), 128, 128, 3),
+            (name.format(2), 128, 128, 3),
+            (name.format(3), 128, 128, 3),
+            (name.format(4), 128, 512, 1),
+            (name.format(5), 512, c_out, 1),
+        )
     c_in = PAF_CHANNELS + HEATMAP_CHANNELS + FRONT_CHANNELS
     name = "Mconv{}_stage" + f"{stage}_L{branch}"
     sizes = [(c_in, 128, 7)] + [(128, 128, 7)] * 4 + [(128, 128, 1), (128, c_out, 1)]

@@ -18,14 +18,25 @@ _CDN = f"https://cdn.jsdelivr.net/npm/{_PACKAGE}@{_VERSION}"
 # network as mediapipe/modules/pose_detection/pose_detection.tflite (a different flatbuffer
 # layout with metadata, sha256 9ba9dd3d..., bit-identical outputs).
 _DETECTOR = Artifact(
-    DETECTOR_FILE, "npm", _PACKAGE, _VERSION, "package/pose_solution_packed_assets.data",
+    DETECTOR_FILE,
+    "npm",
+    _PACKAGE,
+    _VERSION,
+    "package/pose_solution_packed_assets.data",
     "a63c614bef30d35947f13be361820b1e4e3bec9cfeebf4d11216a18373108e85",
-    f"{_CDN}/pose_solution_packed_assets.data", offset=0, size=2962288,
-)  # fmt: skip
+    f"{_CDN}/pose_solution_packed_assets.data",
+    offset=0,
+    size=2962288,
+)
 _LANDMARKS = Artifact(
-    "model.tflite", "npm", _PACKAGE, _VERSION, "package/pose_landmark_lite.tflite",
-    "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61", f"{_CDN}/pose_landmark_lite.tflite",
-)  # fmt: skip
+    "model.tflite",
+    "npm",
+    _PACKAGE,
+    _VERSION,
+    "package/pose_landmark_lite.tflite",
+    "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61",
+    f"{_CDN}/pose_landmark_lite.tflite",
+)
 
 
 def prepare(folder: Path) -> None:

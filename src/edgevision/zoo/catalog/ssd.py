@@ -17,13 +17,27 @@ _PACKED = "package/objectron_solution_packed_assets.data"
 _CDN = f"https://cdn.jsdelivr.net/npm/{_PACKAGE}@{_VERSION}/objectron_solution_packed_assets.data"
 # Offsets from package/objectron_solution_packed_assets_loader.js ("files": start/end).
 _LABELMAP = Artifact(
-    "labelmap.txt", "npm", _PACKAGE, _VERSION, _PACKED,
-    "c148336a65f673013609a923fdcbdeec0f49df935045029c3746a3828a0e80e0", _CDN, offset=0, size=184,
-)  # fmt: skip
+    "labelmap.txt",
+    "npm",
+    _PACKAGE,
+    _VERSION,
+    _PACKED,
+    "c148336a65f673013609a923fdcbdeec0f49df935045029c3746a3828a0e80e0",
+    _CDN,
+    offset=0,
+    size=184,
+)
 _MODEL = Artifact(
-    "model.tflite", "npm", _PACKAGE, _VERSION, _PACKED,
-    "d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6", _CDN, offset=184, size=9987728,
-)  # fmt: skip
+    "model.tflite",
+    "npm",
+    _PACKAGE,
+    _VERSION,
+    _PACKED,
+    "d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6",
+    _CDN,
+    offset=184,
+    size=9987728,
+)
 
 
 def prepare(folder: Path) -> None:

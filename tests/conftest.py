@@ -13,6 +13,55 @@ import tiny_models
 # Shared with test modules: from conftest import run_cli
 
 
+def _in_ci() -> bool:
+    """CI sets ``CI`` (to true); there every test must really run."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+
+
+def _ci_failure(reason: str) -> str:
+    return f"skipped under CI (CI={os.environ.get('CI')}), where every test must run: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI a skipped test is a failed one, with the skip's reason (xfail stays xfail)."""
+    outcome = yield
+    report = outcome.get_result()
+    if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = _ci_failure(_skip_reason(report))
+
+
+_SKIPPED_MODULES: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole module skipped under CI (``pytest.importorskip`` at import): remembered, failed at the end.
+
+    Turning the collect report itself into a failure would interrupt the session before any test runs.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if _in_ci() and report.skipped:
+        _SKIPPED_MODULES.append(f"{report.nodeid}: {_ci_failure(_skip_reason(report))}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _SKIPPED_MODULES:
+        terminalreporter.write_line(f"FAILED {line}", red=True, bold=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _SKIPPED_MODULES and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session")
 def tiny_model_files(tmp_path_factory) -> dict[str, Path]:
     """The tiny reference model in every format, keyed by backend name."""

@@ -314,7 +314,7 @@ def _record(variant: Variant, timings: dict[str, Timing], threads: tuple[int, ..
 def _thread_figures(timing: Timing, variant: Variant, macs: int, peak: dict) -> dict:
     figures = {"load_s": timing.load_s, "first_ms": timing.first_ms, "latency": summarize(timing.ms),
                "pipeline": summarize(timing.pipeline_ms), "peak_rss_mb": timing.peak_rss_mb, "error": timing.error,
-               "samples_ms": _thin(timing.ms)}  # fmt: skip
+               "samples_ms": _thin(timing.ms), "pid": timing.pid}  # fmt: skip
     p50 = figures["latency"].get("p50")
     if p50 and macs:
         figures["macs_per_s"] = macs / (p50 / 1e3)

@@ -73,7 +73,8 @@ class ParityReport:
             "seconds": round(self.seconds, 2),
             "file_bytes": self.file_bytes,
             "outputs": [
-                {"name": o.name, "shape": list(o.shape), "max_abs_diff": o.max_abs_diff, "cosine": o.cosine}
+                {"name": o.name, "shape": list(o.shape), "max_abs_diff": o.max_abs_diff, "cosine": o.cosine,
+                 "scale": o.scale}  # fmt: skip
                 for o in self.outputs
             ],
         }

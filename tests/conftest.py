@@ -99,6 +99,15 @@ def assert_clean_error(done, *needles: str) -> None:
     assert len([line for line in done.stderr.splitlines() if line.strip()]) <= 3, done.stderr
 
 
+def fastest_within_budget(records: list[dict], *, max_drop: float, threads: int) -> str:
+    """The documented recommendation, worked out from results.json records: the fastest variant
+    (p50 at ``threads``) whose agreement is within ``max_drop`` of the fp32 baseline's."""
+    baseline = next(r for r in records if r["baseline"])
+    within = [r for r in records if not r["error"] and r["agreement"] is not None
+              and r["agreement"] >= baseline["agreement"] - max_drop - 1e-9]  # fmt: skip
+    return min(within, key=lambda r: r["threads"][str(threads)]["latency"]["p50"])["variant"]
+
+
 @pytest.fixture(scope="session")
 def samples_cache() -> dict[str, Path]:
     """Real sample media, fetched into the user cache once per machine."""

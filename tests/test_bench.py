@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tiny_models
-from conftest import assert_clean_error, run_cli
+from conftest import assert_clean_error, fastest_within_budget, run_cli
 from edgevision.bench.harness import TimingOptions, summarize
 from edgevision.bench.report import pareto_front, recommend
 
@@ -73,15 +73,17 @@ def test_harness_writes_a_full_record_per_variant(tiny_bench):
 def test_fp32_variants_agree_and_baseline_is_recommended_or_faster(tiny_bench):
     by_key = {r["variant"]: r for r in tiny_bench.records}
     assert by_key["ort-fp32"]["baseline"] and by_key["ort-fp32"]["agreement"] == pytest.approx(1.0)
-    assert by_key["openvino-fp32"]["agreement"] > 0.999  # same network, another runtime
-    assert tiny_bench.recommended in by_key
+    # Same network, another runtime: outputs within the 1e-4 parity tolerance give cosine >= 1 - (1e-4)^2 / 2.
+    assert by_key["openvino-fp32"]["agreement"] >= 1 - 1e-8
+    assert tiny_bench.recommended == fastest_within_budget(tiny_bench.records, max_drop=0.02, threads=2)
 
 
 def test_harness_overhead_against_bare_session_run_is_small(tiny_bench):
     overhead = tiny_bench.overhead
     assert overhead["bare_p50_ms"] > 0 and overhead["edgevision_p50_ms"] > 0
-    # A generous bound: checking the feeds and naming the outputs costs microseconds, not milliseconds.
-    assert overhead["overhead_us"] < 500
+    # Checking the feeds and naming the outputs costs tens of microseconds (6-20 measured here, on a
+    # model that runs in 20): 100 leaves room for a busy machine and still catches a slower harness.
+    assert overhead["overhead_us"] < 100
 
 
 def test_peak_is_measured_for_both_precisions(tiny_bench):

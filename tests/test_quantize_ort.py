@@ -174,6 +174,7 @@ def test_cli_reports_an_empty_calibration_folder(tmp_path):
 
 @pytest.mark.slow
 def test_nanodet_int8_is_smaller_and_described(samples_cache, tmp_path):
+    from edgevision.quantize.budget import model_bytes
     from edgevision.zoo import model_file
 
     out = tmp_path / "nanodet-int8" / "model.onnx"
@@ -186,7 +187,12 @@ def test_nanodet_int8_is_smaller_and_described(samples_cache, tmp_path):
     meta = read_meta(out)
     assert meta.precision == "int8" and meta.runtime == "onnxruntime" and meta.source_model == "nanodet-m"
     assert meta.excluded == [first_conv] and meta.calibration["method"] == "minmax"
-    assert 0.0 < meta.agreement["value"] <= 1.0 and set(meta.agreement["latency_ms_p50"]) == {"fp32", "int8"}
+    assert set(meta.agreement["latency_ms_p50"]) == {"fp32", "int8"}
+    # No budget asked: one attempt, measured and recorded as such. All-layer int8 kept 0.69 mAP by
+    # hand (a NaN scale gives no detections, 0); identical to float would mean nothing was quantized.
+    assert meta.agreement["max_drop"] is None and meta.agreement["met"] is None
+    assert meta.agreement["attempts"] == [{"excluded": 1, "agreement": round(result.agreement, 4), "bytes": model_bytes(out)}]
+    assert meta.agreement["value"] == pytest.approx(result.agreement) and 0.5 <= result.agreement < 1.0
     assert json.loads(out.with_name("model.onnx.edgevision.json").read_text())["source_sha256"]
     assert _conv(out).name == first_conv and _conv(out).input[1] not in _dequantized(out)
 

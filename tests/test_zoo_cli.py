@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import run_cli
+from edgevision.zoo import is_cached
 
 WIDE = {"COLUMNS": "200"}
 ISSUE_MODELS = ("nanodet-m", "movenet-lightning", "movenet-thunder", "movenet-multipose", "blazepose-lite", "ssd-mobilenetv2-oidv4")
@@ -17,7 +18,7 @@ def test_list_shows_every_model_with_task_size_licence_and_cache_state():
     for name in ISSUE_MODELS:
         assert name in rows, done.stdout
         assert re.search(r"\d+x\d+", rows[name]) and "Apache-2.0" in rows[name]
-        assert "yes" in rows[name] or "│ no " in rows[name]
+        assert rows[name].split("│")[5].strip() == ("yes" if is_cached(name) else "no")
     assert "user weights" in rows["yolox-nano"] and "CMU" in rows["openpose-body"]
 
 

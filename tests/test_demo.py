@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import cv2
+import pytest
 
 from conftest import fastest_within_budget
 from edgevision.bench.api import TimingOptions
 from edgevision.demo import DemoOptions, run_demo
 
 
+@pytest.mark.slow
 def test_demo_writes_report_video_events_and_summary(tmp_path, samples_cache):
     options = DemoOptions(
         variants="ort-fp32,openvino-fp32", max_frames=120,

@@ -46,6 +46,7 @@ def test_missing_checkpoint_key_is_named(tmp_path, samples_cache):
     assert done.returncode == 2 and key in done.stderr
 
 
+@pytest.mark.slow
 def test_official_layout_weights_run_end_to_end(tmp_path, samples_cache):
     ckpt = _save_yolox_checkpoint(tmp_path / "yolox_nano.pth")
     done = run_cli("predict", "yolox-nano", samples_cache["dog.jpg"], "--weights", ckpt, "--json", "-", "--no-save")
@@ -54,6 +55,7 @@ def test_official_layout_weights_run_end_to_end(tmp_path, samples_cache):
     assert record["task"] == "detection" and "random_weights" not in record
 
 
+@pytest.mark.slow
 def test_random_weights_are_labelled_everywhere(tmp_path, samples_cache):
     out = tmp_path / "annotated"
     done = run_cli("predict", "yolox-nano", samples_cache["dog.jpg"], "--random-weights", "-o", out, "--json", "-")
@@ -64,6 +66,7 @@ def test_random_weights_are_labelled_everywhere(tmp_path, samples_cache):
     assert banner[..., 2].mean() > 150 and banner[..., 0].mean() < 60  # the red warning band
 
 
+@pytest.mark.slow
 def test_openpose_with_port_checkpoint_predicts(tmp_path, samples_cache):
     from edgevision.models.openpose import build_openpose
 
@@ -78,7 +81,7 @@ def test_openpose_with_port_checkpoint_predicts(tmp_path, samples_cache):
     assert (out / "person.jpg").exists()
 
 
-@pytest.mark.parametrize("name", ["yolox-nano", "openpose-body"])
+@pytest.mark.parametrize("name", ["yolox-nano", pytest.param("openpose-body", marks=pytest.mark.slow)])
 def test_convert_reports_pytorch_parity(name, tmp_path, samples_cache):
     import re
 

@@ -82,6 +82,7 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+@pytest.mark.slow
 @needs_ffmpeg
 def test_network_stream_survives_its_server_dying(path_clip, tmp_path):
     port = free_port()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from conftest import run_cli
 from edgevision.zoo import is_cached
 
@@ -36,6 +38,7 @@ def test_info_of_a_pulled_model_shows_params_tensors_sizes_and_provenance():
     assert "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d" in text
 
 
+@pytest.mark.slow
 def test_info_of_pytorch_families_reports_params_and_flops():
     nano = run_cli("zoo", "info", "yolox-nano", env=WIDE).stdout
     assert "0.91 M" in nano and re.search(r"= 1\.0\d GFLOPs at 1x3x416x416", nano), nano

@@ -37,6 +37,7 @@ def image_folder(tmp_path_factory):
 # ----------------------------------------------------------------------------- the harness
 
 
+# ~25 s, most of it measuring the GEMM peaks: the tests using it are marked slow.
 @pytest.fixture(scope="module")
 def tiny_bench(tiny_onnx, image_folder, tmp_path_factory):
     from edgevision.bench.api import BenchOptions, run_bench
@@ -51,6 +52,7 @@ RECORD_FIELDS = {"variant", "runtime", "precision", "size_bytes", "macs", "peak_
 THREAD_FIELDS = {"load_s", "first_ms", "latency", "pipeline", "peak_rss_mb", "macs_per_s", "fraction_of_peak"}
 
 
+@pytest.mark.slow
 def test_harness_writes_a_full_record_per_variant(tiny_bench):
     data = json.loads(tiny_bench.paths["json"].read_text())
     assert [r["variant"] for r in data["variants"]] == ["ort-fp32", "openvino-fp32"]
@@ -70,6 +72,7 @@ def test_harness_writes_a_full_record_per_variant(tiny_bench):
             assert figures["pipeline"]["p50"] > 0 and figures["load_s"] > 0 and figures["first_ms"] > 0
 
 
+@pytest.mark.slow
 def test_fp32_variants_agree_and_baseline_is_recommended_or_faster(tiny_bench):
     by_key = {r["variant"]: r for r in tiny_bench.records}
     assert by_key["ort-fp32"]["baseline"] and by_key["ort-fp32"]["agreement"] == pytest.approx(1.0)
@@ -78,6 +81,7 @@ def test_fp32_variants_agree_and_baseline_is_recommended_or_faster(tiny_bench):
     assert tiny_bench.recommended == fastest_within_budget(tiny_bench.records, max_drop=0.02, threads=2)
 
 
+@pytest.mark.slow
 def test_harness_overhead_against_bare_session_run_is_small(tiny_bench):
     overhead = tiny_bench.overhead
     assert overhead["bare_p50_ms"] > 0 and overhead["edgevision_p50_ms"] > 0
@@ -86,6 +90,7 @@ def test_harness_overhead_against_bare_session_run_is_small(tiny_bench):
     assert overhead["overhead_us"] < 100
 
 
+@pytest.mark.slow
 def test_peak_is_measured_for_both_precisions(tiny_bench):
     for threads in ("1", "2"):
         peak = tiny_bench.peak[threads]
@@ -93,6 +98,7 @@ def test_peak_is_measured_for_both_precisions(tiny_bench):
         assert "matmul" in peak["fp32"]["method"] or "mm" in peak["fp32"]["method"]
 
 
+@pytest.mark.slow
 def test_reports_are_written(tiny_bench):
     md = tiny_bench.paths["md"].read_text()
     assert "| ort-fp32" in md and "recommended:" in md and "harness overhead" in md

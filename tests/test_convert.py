@@ -64,7 +64,6 @@ def test_tiny_to_openvino_keeps_numbers(tiny_onnx, tmp_path, samples_cache):
     assert {o["name"] for o in meta.parity["outputs"]} == {"logits", "features"}
 
 
-@pytest.mark.slow
 def test_tiny_to_tflite_keeps_layout_names_and_numbers(tiny_onnx, tmp_path, tiny_input, samples_cache):
     result = convert_model(str(tiny_onnx), to="tflite", output=tmp_path / "tiny.tflite")
     assert result.parity.passed

@@ -46,7 +46,6 @@ def test_missing_checkpoint_key_is_named(tmp_path, samples_cache):
     assert done.returncode == 2 and key in done.stderr
 
 
-@pytest.mark.slow
 def test_official_layout_weights_run_end_to_end(tmp_path, samples_cache):
     ckpt = _save_yolox_checkpoint(tmp_path / "yolox_nano.pth")
     done = run_cli("predict", "yolox-nano", samples_cache["dog.jpg"], "--weights", ckpt, "--json", "-", "--no-save")
@@ -55,7 +54,6 @@ def test_official_layout_weights_run_end_to_end(tmp_path, samples_cache):
     assert record["task"] == "detection" and "random_weights" not in record
 
 
-@pytest.mark.slow
 def test_random_weights_are_labelled_everywhere(tmp_path, samples_cache):
     out = tmp_path / "annotated"
     done = run_cli("predict", "yolox-nano", samples_cache["dog.jpg"], "--random-weights", "-o", out, "--json", "-")

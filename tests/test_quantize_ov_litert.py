@@ -72,7 +72,7 @@ def test_both_quantizers_are_registered():
     assert get_quantizer("openvino").suffix == ".xml" and get_quantizer("litert").suffix == ".tflite"
 
 
-@pytest.mark.parametrize("backend", ["openvino", pytest.param("litert", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["openvino", "litert"])
 def test_fp16_and_int8_are_smaller_and_agree(backend, convnet, convnet_calibration, tmp_path):
     quantizer = get_quantizer(backend)
     fp32 = quantizer.quantize(convnet, tmp_path / f"fp32{quantizer.suffix}", options=QuantizeOptions(precision="fp32"))

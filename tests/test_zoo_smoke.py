@@ -55,10 +55,9 @@ def test_model_on_empty_image_finds_nothing_confident(name):
 
 
 PYTORCH = [n for n in list_models() if get_spec(n).build is not None]
-BIG = ("yolox-m", "yolox-l", "yolox-x")  # 9-25 s each here
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in PYTORCH])
+@pytest.mark.parametrize("name", PYTORCH)
 def test_pytorch_family_runs_with_random_weights(name, samples_cache):
     pytest.importorskip("torch")
     predictor = load_predictor(name, random_weights=True, threads=2)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tiny_models
 
+import tiny_models
 from edgevision.backends import create_backend, list_backends
 from edgevision.errors import EdgevisionError
 

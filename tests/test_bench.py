@@ -9,14 +9,21 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import tiny_models
-from conftest import assert_clean_error, run_cli
 
+import tiny_models
+from conftest import assert_clean_error, fastest_within_budget, run_cli
 from edgevision.benchmark.harness import TimingOptions, summarize
 from edgevision.benchmark.score import pareto_front, recommend
 
-QUICK = TimingOptions(rounds=2, round_seconds=0.1, min_iterations=3, warmup_iterations=2, warmup_seconds=0.05,
-                      pipeline_seconds=0.05, overhead_blocks=2)  # fmt: skip
+QUICK = TimingOptions(
+    rounds=2,
+    round_seconds=0.1,
+    min_iterations=3,
+    warmup_iterations=2,
+    warmup_seconds=0.05,
+    pipeline_seconds=0.05,
+    overhead_blocks=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,53 +44,78 @@ def image_folder(tmp_path_factory):
 # ----------------------------------------------------------------------------- the harness
 
 
+# ~25 s, most of it measuring the GEMM peaks: the tests using it are marked slow.
 @pytest.fixture(scope="module")
 def tiny_bench(tiny_onnx, image_folder, tmp_path_factory):
     import edgevision
 
     out = tmp_path_factory.mktemp("bench-out")
-    return edgevision.bench(str(tiny_onnx), variants="ort-fp32,openvino-fp32", threads="1,2", data=str(image_folder),
-                            output=out, timing=QUICK)
+    return edgevision.benchmark(
+        str(tiny_onnx),
+        variants="ort-fp32,openvino-fp32",
+        threads="1,2",
+        data=str(image_folder),
+        output=out,
+        timing=QUICK,
+    )
 
 
-RECORD_FIELDS = {"variant", "runtime", "precision", "size_bytes", "macs", "peak_rss_mb", "threads", "agreement",
-                 "agreement_metric", "baseline", "coco", "error"}  # fmt: skip
+RECORD_FIELDS = {
+    "variant",
+    "runtime",
+    "precision",
+    "size_bytes",
+    "macs",
+    "peak_rss_mb",
+    "threads",
+    "agreement",
+    "agreement_metric",
+    "baseline",
+    "coco",
+    "error",
+}
 THREAD_FIELDS = {"load_s", "first_ms", "latency", "pipeline", "peak_rss_mb", "macs_per_s", "fraction_of_peak"}
 
 
+@pytest.mark.slow
 def test_harness_writes_a_full_record_per_variant(tiny_bench):
     data = json.loads(tiny_bench.paths["json"].read_text())
     assert [r["variant"] for r in data["variants"]] == ["ort-fp32", "openvino-fp32"]
     assert {"cpu", "usable_cores", "flags"} <= set(data["machine"])
     assert "onnxruntime" in data["versions"] and data["settings"]["threads"] == [1, 2]
     for record in data["variants"]:
-        assert RECORD_FIELDS <= set(record), RECORD_FIELDS - set(record)
+        assert set(record) >= RECORD_FIELDS, RECORD_FIELDS - set(record)
         assert record["error"] is None
         assert record["size_bytes"] > 0 and record["macs"] == 16 * 16 * 8 * 27 + 8 * 4
         assert record["peak_rss_mb"] > 0
         assert set(record["threads"]) == {"1", "2"}
         for figures in record["threads"].values():
-            assert THREAD_FIELDS <= set(figures)
+            assert set(figures) >= THREAD_FIELDS
             lat = figures["latency"]
             assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
             assert lat["samples"] >= QUICK.rounds * QUICK.min_iterations
             assert figures["pipeline"]["p50"] > 0 and figures["load_s"] > 0 and figures["first_ms"] > 0
 
 
+@pytest.mark.slow
 def test_fp32_variants_agree_and_baseline_is_recommended_or_faster(tiny_bench):
     by_key = {r["variant"]: r for r in tiny_bench.records}
     assert by_key["ort-fp32"]["baseline"] and by_key["ort-fp32"]["agreement"] == pytest.approx(1.0)
-    assert by_key["openvino-fp32"]["agreement"] > 0.999  # same network, another runtime
-    assert tiny_bench.recommended in by_key
+    # Same network, another runtime: outputs within the 1e-4 parity tolerance give cosine >= 1 - (1e-4)^2 / 2.
+    assert by_key["openvino-fp32"]["agreement"] >= 1 - 1e-8
+    assert tiny_bench.recommended == fastest_within_budget(tiny_bench.records, max_drop=0.02, threads=2)
 
 
+@pytest.mark.slow
 def test_harness_overhead_against_bare_session_run_is_small(tiny_bench):
     overhead = tiny_bench.overhead
     assert overhead["bare_p50_ms"] > 0 and overhead["edgevision_p50_ms"] > 0
-    # A generous bound: checking the feeds and naming the outputs costs microseconds, not milliseconds.
-    assert overhead["overhead_us"] < 500
+    # Checking the feeds and naming the outputs costs tens of microseconds (6-20 measured here, on a
+    # model that runs in 20): 100 leaves room for a busy machine and still catches a slower harness.
+    assert overhead["overhead_us"] < 100
 
 
+@pytest.mark.slow
 def test_peak_is_measured_for_both_precisions(tiny_bench):
     for threads in ("1", "2"):
         peak = tiny_bench.peak[threads]
@@ -91,6 +123,7 @@ def test_peak_is_measured_for_both_precisions(tiny_bench):
         assert "matmul" in peak["fp32"]["method"] or "mm" in peak["fp32"]["method"]
 
 
+@pytest.mark.slow
 def test_reports_are_written(tiny_bench):
     md = tiny_bench.paths["md"].read_text()
     assert "| ort-fp32" in md and "recommended:" in md and "harness overhead" in md
@@ -109,19 +142,36 @@ def test_summarize_percentiles():
 
 
 def record(key: str, p50: float, agreement: float | None, *, baseline: bool = False, error: str | None = None) -> dict:
-    return {"variant": key, "baseline": baseline, "agreement": agreement, "error": error,
-            "threads": {"2": {"latency": {"p50": p50}}}}  # fmt: skip
+    return {
+        "variant": key,
+        "baseline": baseline,
+        "agreement": agreement,
+        "error": error,
+        "threads": {"2": {"latency": {"p50": p50}}},
+    }
 
 
 @pytest.mark.parametrize(
     ("records", "expected"),
     [
-        ([record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 8, 0.99), record("ov-int8", 6, 0.90)], "ort-int8"),
-        ([record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 8, 0.95), record("ov-int8", 6, 0.90)], "ort-fp32"),
-        ([record("torch-fp32", 50, 1.0, baseline=True), record("ort-fp32", 20, 1.0), record("ov-fp16", 15, 0.985)], "ov-fp16"),
+        (
+            [record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 8, 0.99), record("ov-int8", 6, 0.90)],
+            "ort-int8",
+        ),
+        (
+            [record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 8, 0.95), record("ov-int8", 6, 0.90)],
+            "ort-fp32",
+        ),
+        (
+            [record("torch-fp32", 50, 1.0, baseline=True), record("ort-fp32", 20, 1.0), record("ov-fp16", 15, 0.985)],
+            "ov-fp16",
+        ),
         ([record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 5, 0.99, error="died")], "ort-fp32"),
         ([record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 5, None)], "ort-fp32"),
-        ([record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 9, 0.98)], "ort-int8"),  # exactly at the budget
+        (
+            [record("ort-fp32", 20, 1.0, baseline=True), record("ort-int8", 9, 0.98)],
+            "ort-int8",
+        ),  # exactly at the budget
         ([], None),
     ],
     ids=["fastest-within", "none-within", "fp16-within", "failed-skipped", "unscored-skipped", "on-the-edge", "empty"],
@@ -173,8 +223,15 @@ def test_variant_of_missing_backend_names_the_extra(tiny_onnx):
 
 def test_annotations_that_match_no_image(tiny_onnx, image_folder, tmp_path):
     coco = tmp_path / "coco.json"
-    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "elsewhere.jpg", "width": 8, "height": 8}],
-                                "annotations": [], "categories": [{"id": 1, "name": "person"}]}))  # fmt: skip
+    coco.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "elsewhere.jpg", "width": 8, "height": 8}],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "person"}],
+            }
+        )
+    )
     done = run_cli("bench", tiny_onnx, "--variants", "ort-fp32", "--data", image_folder, "--annotations", coco)
     assert_clean_error(done, "annotates none of the 3 images")
 

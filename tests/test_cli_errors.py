@@ -8,8 +8,8 @@ import sys
 import tarfile
 
 import pytest
-from conftest import assert_clean_error, run_cli
 
+from conftest import assert_clean_error, run_cli
 from edgevision.errors import EdgevisionError
 
 

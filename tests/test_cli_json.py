@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-import tiny_models
-from conftest import assert_clean_error, run_cli
 from onnx import numpy_helper
 
+import tiny_models
+from conftest import assert_clean_error, run_cli
 from edgevision import zoo
 
 NARROW = {"COLUMNS": "80"}  # what rich assumes for a pipe; a narrow window must not cut piped tables
@@ -112,10 +112,16 @@ def test_zoo_info_json_of_a_pulled_model():
     onnx_file = zoo.model_dir("nanodet-m") / "model.onnx"
     assert info["name"] == "nanodet-m" and info["cached"] is True and info["cache"] == str(zoo.model_dir("nanodet-m"))
     assert info["params"] == onnx_weights(onnx_file) and 3.7e6 < info["params"] < 3.8e6
-    assert info["files"] == [{"file": "model.onnx", "format": "onnx", "size_bytes": onnx_file.stat().st_size,
-                              "params": info["params"]}]  # fmt: skip
+    assert info["files"] == [
+        {"file": "model.onnx", "format": "onnx", "size_bytes": onnx_file.stat().st_size, "params": info["params"]}
+    ]
     graph = onnx.load(str(onnx_file), load_external_data=False).graph
-    assert [t["name"] for t in info["inputs"]] == [v.name for v in graph.input] and info["inputs"][0]["shape"] == [1, 3, 416, 416]
+    assert [t["name"] for t in info["inputs"]] == [v.name for v in graph.input] and info["inputs"][0]["shape"] == [
+        1,
+        3,
+        416,
+        416,
+    ]
     assert [t["name"] for t in info["outputs"]] == [v.name for v in graph.output]
     assert [(p["file"], p["sha256"], p["version"]) for p in info["provenance"]] == [
         (a.filename, a.sha256, a.version) for a in spec.artifacts

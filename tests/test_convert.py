@@ -7,9 +7,9 @@ import json
 import numpy as np
 import onnx
 import pytest
-from conftest import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import run_cli
 from edgevision.api import convert as convert_model
 from edgevision.api import optimize as optimize_model
 from edgevision.backends import create_backend
@@ -33,10 +33,16 @@ def conv_bn_model(path):
     inits = [
         numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w"),
         numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b"),
-        *(numpy_helper.from_array(v.astype(np.float32), n) for n, v in
-          {"scale": rng.uniform(0.5, 1.5, 8), "bias": rng.normal(0, 0.1, 8),
-           "mean": rng.normal(0, 0.1, 8), "var": rng.uniform(0.5, 1.5, 8)}.items()),
-    ]  # fmt: skip
+        *(
+            numpy_helper.from_array(v.astype(np.float32), n)
+            for n, v in {
+                "scale": rng.uniform(0.5, 1.5, 8),
+                "bias": rng.normal(0, 0.1, 8),
+                "mean": rng.normal(0, 0.1, 8),
+                "var": rng.uniform(0.5, 1.5, 8),
+            }.items()
+        ),
+    ]
     nodes = [
         helper.make_node("Identity", ["images"], ["x0"], name="identity"),
         helper.make_node("Conv", ["x0", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
@@ -44,9 +50,12 @@ def conv_bn_model(path):
         helper.make_node("Relu", ["n"], ["out"], name="relu"),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, 32, 32])], inits,
-    )  # fmt: skip
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, 32, 32])],
+        inits,
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 

@@ -103,8 +103,10 @@ def test_nanodet_preprocess_is_nchw_normalised():
 
 
 def _single_pose_raw(source_xy: np.ndarray, score: float, size: int, transform) -> np.ndarray:
-    model_xy = np.stack([source_xy[:, 0] * transform.scale_x + transform.pad_x,
-                         source_xy[:, 1] * transform.scale_y + transform.pad_y], 1)  # fmt: skip
+    model_xy = np.stack(
+        [source_xy[:, 0] * transform.scale_x + transform.pad_x, source_xy[:, 1] * transform.scale_y + transform.pad_y],
+        1,
+    )
     raw = np.zeros((1, 1, 17, 3), np.float32)
     raw[0, 0, :, 0], raw[0, 0, :, 1], raw[0, 0, :, 2] = model_xy[:, 1] / size, model_xy[:, 0] / size, score
     return raw
@@ -176,8 +178,12 @@ def _s(text: str) -> str:
 def _fused(name: str, op: str, fused: list[str], inputs: list[str]) -> dict:
     attr = {"T": {"type": "DT_FLOAT"}, "fused_ops": {"list": {"s": [_s(f) for f in fused]}}, "num_args": {"i": "1"}}
     if op != "_FusedMatMul":
-        attr |= {"strides": {"list": {"i": ["1", "1", "1", "1"]}}, "padding": {"s": _s("SAME")},
-                 "data_format": {"s": _s("NHWC")}, "dilations": {"list": {"i": ["1", "1", "1", "1"]}}}  # fmt: skip
+        attr |= {
+            "strides": {"list": {"i": ["1", "1", "1", "1"]}},
+            "padding": {"s": _s("SAME")},
+            "data_format": {"s": _s("NHWC")},
+            "dilations": {"list": {"i": ["1", "1", "1", "1"]}},
+        }
     return {"name": name, "op": op, "input": inputs, "attr": attr}
 
 
@@ -190,10 +196,16 @@ def test_split_fused_ops_makes_plain_chains_that_keep_the_name():
     ]
     out = split_fused_ops(nodes)
     assert [(n["name"], n["op"]) for n in out] == [
-        ("conv/Conv2D", "Conv2D"), ("conv/BiasAdd", "BiasAdd"), ("conv", "Relu6"),
-        ("dw/DepthwiseConv2dNative", "DepthwiseConv2dNative"), ("dw", "BiasAdd"),
-        ("fc/MatMul", "MatMul"), ("fc/BiasAdd", "BiasAdd"), ("fc", "Relu"), ("topk", "TopKV2"),
-    ]  # fmt: skip
+        ("conv/Conv2D", "Conv2D"),
+        ("conv/BiasAdd", "BiasAdd"),
+        ("conv", "Relu6"),
+        ("dw/DepthwiseConv2dNative", "DepthwiseConv2dNative"),
+        ("dw", "BiasAdd"),
+        ("fc/MatMul", "MatMul"),
+        ("fc/BiasAdd", "BiasAdd"),
+        ("fc", "Relu"),
+        ("topk", "TopKV2"),
+    ]
     assert out[0]["input"] == ["x", "w"] and out[1]["input"] == ["conv/Conv2D", "b"]
     assert "fused_ops" not in out[0]["attr"] and out[0]["attr"]["padding"] == {"s": _s("SAME")}
     assert "data_format" not in out[6]["attr"]  # BiasAdd after MatMul
@@ -216,21 +228,32 @@ def _tiny_tfjs(folder) -> dict:
     (folder / "tiny.bin").write_bytes(w.tobytes() + b.tobytes() + dw_q.tobytes() + dw_b.tobytes())
     f32 = {"dtype": {"type": "DT_FLOAT"}, "value": {"tensor": {"dtype": "DT_FLOAT"}}}
     nodes = [
-        {"name": "x", "op": "Placeholder", "attr": {"dtype": {"type": "DT_FLOAT"},
-         "shape": {"shape": {"dim": [{"size": "1"}, {"size": "8"}, {"size": "8"}, {"size": "3"}]}}}},
+        {
+            "name": "x",
+            "op": "Placeholder",
+            "attr": {
+                "dtype": {"type": "DT_FLOAT"},
+                "shape": {"shape": {"dim": [{"size": "1"}, {"size": "8"}, {"size": "8"}, {"size": "3"}]}},
+            },
+        },
         *({"name": name, "op": "Const", "attr": f32} for name in ("w", "b", "dw_w", "dw_b")),
         _fused("conv", "_FusedConv2D", ["BiasAdd", "Relu6"], ["x", "w", "b"]),
         _fused("dw", "FusedDepthwiseConv2dNative", ["BiasAdd"], ["conv", "dw_w", "dw_b"]),
         {"name": "Identity", "op": "Identity", "input": ["dw"], "attr": {"T": {"type": "DT_FLOAT"}}},
-    ]  # fmt: skip
+    ]
     half = {"dtype": "float16", "original_dtype": "float32"}
     affine = {"dtype": "uint8", "scale": 0.01, "min": -1.0}
-    manifest = [{"paths": ["tiny.bin"], "weights": [
-        {"name": "w", "shape": [3, 3, 3, 4], "dtype": "float32", "quantization": half},
-        {"name": "b", "shape": [4], "dtype": "float32"},
-        {"name": "dw_w", "shape": [3, 3, 4, 1], "dtype": "float32", "quantization": affine},
-        {"name": "dw_b", "shape": [4], "dtype": "float32"},
-    ]}]  # fmt: skip
+    manifest = [
+        {
+            "paths": ["tiny.bin"],
+            "weights": [
+                {"name": "w", "shape": [3, 3, 3, 4], "dtype": "float32", "quantization": half},
+                {"name": "b", "shape": [4], "dtype": "float32"},
+                {"name": "dw_w", "shape": [3, 3, 4, 1], "dtype": "float32", "quantization": affine},
+                {"name": "dw_b", "shape": [4], "dtype": "float32"},
+            ],
+        }
+    ]
     model = {"format": "graph-model", "modelTopology": {"node": nodes}, "weightsManifest": manifest}
     (folder / "tiny.json").write_text(json.dumps(model))
     return {"w": w.astype(np.float32), "b": b, "dw_w": dw_q * np.float32(0.01) - 1.0, "dw_b": dw_b}
@@ -288,13 +311,15 @@ def _pad_pool_model(pad_value: float):
     pads = helper.make_tensor("pads", TensorProto.INT64, [8], [0, 0, 1, 1, 0, 0, 1, 1])
     value = helper.make_tensor("value", TensorProto.FLOAT, [], [pad_value])
     graph = helper.make_graph(
-        [helper.make_node("Pad", ["x", "pads", "value"], ["padded"], mode="constant"),
-         helper.make_node("MaxPool", ["padded"], ["y"], kernel_shape=[3, 3], strides=[2, 2])],
+        [
+            helper.make_node("Pad", ["x", "pads", "value"], ["padded"], mode="constant"),
+            helper.make_node("MaxPool", ["padded"], ["y"], kernel_shape=[3, 3], strides=[2, 2]),
+        ],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])],
         [pads, value],
-    )  # fmt: skip
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -319,9 +344,7 @@ def test_fold_maxpool_pads_leaves_zero_padding_alone():
     assert [n.op_type for n in model.graph.node] == ["Pad", "MaxPool"]
 
 
-@pytest.mark.parametrize(
-    ("delta", "ok"), [(0.0, True), (5e-5, True), (5e-3, False), (np.nan, False)]
-)
+@pytest.mark.parametrize(("delta", "ok"), [(0.0, True), (5e-5, True), (5e-3, False), (np.nan, False)])
 def test_check_parity_refuses_changed_numbers(delta, ok):
     from edgevision.compare import check_parity
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 import tiny_models
 from conftest import run_cli
-
 from edgevision.inspect import diff_models, inspect_model
 
 TINY_MACS = 16 * 16 * 8 * 3 * 3 * 3 + 8 * 4  # the 3x3 conv to 8 channels at 16x16, then the 8 -> 4 linear layer
@@ -69,7 +69,7 @@ def test_graph_is_drawn(tiny_files, tmp_path, suffix):
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     assert "<svg" in text and "Conv" in text and "images" in text and "logits" in text
-    assert text.count("<g id=\"node") >= 5  # input, conv ..., outputs
+    assert text.count('<g id="node') >= 5  # input, conv ..., outputs
 
 
 def test_inspect_bad_file_is_one_sentence(tmp_path):

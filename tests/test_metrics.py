@@ -85,7 +85,9 @@ def test_tensor_agreement_identical_and_noisy():
 def test_coco_ap_against_ground_truth_maps_names_to_category_ids():
     gt = {
         "images": [{"id": 7, "width": 400, "height": 400}],
-        "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 40, 70], "area": 2800, "iscrowd": 0}],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 40, 70], "area": 2800, "iscrowd": 0}
+        ],
         "categories": [{"id": 1, "name": "person"}],
     }
     good = Detections([[10, 10, 50, 80]], [0.9], [0], ("person",))

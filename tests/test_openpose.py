@@ -112,11 +112,13 @@ def test_port_checkpoint_loads(port_checkpoint):
     ("edit", "message"),
     [
         (lambda s: s.pop("Mconv3_stage4_L2.weight"), r"missing key 'model4_2\.Mconv3_stage4_L2\.weight'"),
-        (lambda s: s.update({"conv5_1_CPM_L2.weight": torch.zeros(128, 128, 1, 1)}),
-         r"'model1_2\.conv5_1_CPM_L2\.weight' has shape \(128, 128, 1, 1\) in the file but \(128, 128, 3, 3\)"),
+        (
+            lambda s: s.update({"conv5_1_CPM_L2.weight": torch.zeros(128, 128, 1, 1)}),
+            r"'model1_2\.conv5_1_CPM_L2\.weight' has shape \(128, 128, 1, 1\) in the file but \(128, 128, 3, 3\)",
+        ),
         (lambda s: s.update({"conv6_1.weight": torch.zeros(1)}), r"unexpected key 'conv6_1\.weight'"),
     ],
-)  # fmt: skip
+)
 def test_bad_checkpoints_name_the_key(tmp_path, port_checkpoint, edit, message):
     state = dict(port_checkpoint[1])
     edit(state)
@@ -137,10 +139,29 @@ def test_non_checkpoint_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- decoding
 
 # A standing person (input pixels, relative to the hip centre), one row per keypoint.
-SKELETON = np.array([
-    (0, -130), (0, -100), (-30, -100), (-45, -60), (-50, -20), (30, -100), (45, -60), (50, -20),
-    (-20, 0), (-22, 60), (-24, 120), (20, 0), (22, 60), (24, 120), (-10, -140), (10, -140), (-24, -134), (24, -134),
-], dtype=np.float32)  # fmt: skip
+SKELETON = np.array(
+    [
+        (0, -130),
+        (0, -100),
+        (-30, -100),
+        (-45, -60),
+        (-50, -20),
+        (30, -100),
+        (45, -60),
+        (50, -20),
+        (-20, 0),
+        (-22, 60),
+        (-24, 120),
+        (20, 0),
+        (22, 60),
+        (24, 120),
+        (-10, -140),
+        (10, -140),
+        (-24, -134),
+        (24, -134),
+    ],
+    dtype=np.float32,
+)
 
 
 def draw_maps(people: list[np.ndarray], input_size=(368, 368)) -> dict[str, np.ndarray]:
@@ -259,9 +280,12 @@ def test_onnx_export_parity_reduced_input(tmp_path, body, port_checkpoint):
     image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
     x = OpenPoseProcessor(input_size=(184, 184)).preprocess(image)[0]
     report = export_onnx(
-        body, tmp_path / "openpose.onnx", input_shape=(1, 3, 184, 184), output_names=("pafs", "heatmaps"),
+        body,
+        tmp_path / "openpose.onnx",
+        input_shape=(1, 3, 184, 184),
+        output_names=("pafs", "heatmaps"),
         parity_inputs=[x],
-    )  # fmt: skip
+    )
     require_parity(report)
     assert [o.name for o in report.outputs] == ["pafs", "heatmaps"]
     assert all(o.scale > 0.1 and o.cosine > 0.99999 for o in report.outputs)  # outputs of real size agree

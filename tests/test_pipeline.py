@@ -10,8 +10,8 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from edgevision.pipeline.stages import END, Pipe, StageGroup
 
 # A zone over the paved path, checked by eye on the frames: in frames 172-261 of vtest.avi
@@ -80,9 +80,22 @@ def test_dropping_pipe_keeps_the_newest():
 def path_run(path_clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     done = run_cli(
-        "run", "nanodet-m", "--source", path_clip, "--zone", PATH_ZONE, "--threads", "2",
-        "--out", out / "annotated.mp4", "--json", out / "detections.jsonl", "--events", out / "events.jsonl",
-        "--stats", out / "stats.json",
+        "run",
+        "nanodet-m",
+        "--source",
+        path_clip,
+        "--zone",
+        PATH_ZONE,
+        "--threads",
+        "2",
+        "--out",
+        out / "annotated.mp4",
+        "--json",
+        out / "detections.jsonl",
+        "--events",
+        out / "events.jsonl",
+        "--stats",
+        out / "stats.json",
     )
     return done, out
 
@@ -124,8 +137,20 @@ def test_summary_and_stats(path_run):
 
 
 def test_stride_writes_every_nth_frame(short_video, tmp_path):
-    done = run_cli("run", "nanodet-m", "--source", short_video, "--stride", "3", "--out", tmp_path / "s.avi",
-                   "--json", tmp_path / "s.jsonl", "--threads", "2")
+    done = run_cli(
+        "run",
+        "nanodet-m",
+        "--source",
+        short_video,
+        "--stride",
+        "3",
+        "--out",
+        tmp_path / "s.avi",
+        "--json",
+        tmp_path / "s.jsonl",
+        "--threads",
+        "2",
+    )
     assert done.returncode == 0, done.stderr
     assert frame_count(tmp_path / "s.avi") == 4
     frames = [json.loads(line)["frame"] for line in (tmp_path / "s.jsonl").read_text().splitlines()]
@@ -141,8 +166,18 @@ def test_corrupt_frame_in_the_middle_is_skipped_and_counted(short_video, tmp_pat
     data[at + 8 : at + 8 + size] = bytes(size)
     broken = tmp_path / "broken.avi"
     broken.write_bytes(bytes(data))
-    done = run_cli("run", "nanodet-m", "--source", broken, "--out", tmp_path / "b.mp4", "--stats", tmp_path / "b.json",
-                   "--threads", "2")
+    done = run_cli(
+        "run",
+        "nanodet-m",
+        "--source",
+        broken,
+        "--out",
+        tmp_path / "b.mp4",
+        "--stats",
+        tmp_path / "b.json",
+        "--threads",
+        "2",
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "corrupt (skipped): 1" in done.stderr
     stats = json.loads((tmp_path / "b.json").read_text())
@@ -206,7 +241,9 @@ def test_events_written_before_an_error_are_kept(path_clip, tmp_path):
     events = tmp_path / "events.jsonl"
     config = RunConfig(zones=(parse_zone(PATH_ZONE),))
     with pytest.raises(EdgevisionError, match="camera went away"):
-        run_pipeline(load_predictor("nanodet-m", threads=2), DiesAfter(str(path_clip)), config, RunOutputs(events=events))
+        run_pipeline(
+            load_predictor("nanodet-m", threads=2), DiesAfter(str(path_clip)), config, RunOutputs(events=events)
+        )
     kept = [json.loads(line) for line in events.read_text().splitlines()]
     assert len(kept) == 2 and all(e["frame"] < 60 for e in kept)
     assert np.all([e["type"] == "enter" for e in kept])

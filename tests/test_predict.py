@@ -7,15 +7,18 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from edgevision.backends import list_backends
 from edgevision.zoo import get_spec
 from edgevision.zoo.assemble import load_predictor
 
 
 def people(detections, min_score=0.4):
-    return detections[(detections.scores >= min_score) & np.array([detections.label(i).lower() == "person" for i in range(len(detections))], bool)]
+    return detections[
+        (detections.scores >= min_score)
+        & np.array([detections.label(i).lower() == "person" for i in range(len(detections))], bool)
+    ]
 
 
 def test_nanodet_finds_the_pedestrians(first_frame):
@@ -53,7 +56,9 @@ def _match_boxes(a: np.ndarray, b: np.ndarray) -> float:
     return float(distance.min(axis=1).max())
 
 
-@pytest.mark.parametrize("name", ["nanodet-m", "movenet-multipose", "movenet-lightning", "ssd-mobilenetv2-oidv4", "blazepose-lite"])
+@pytest.mark.parametrize(
+    "name", ["nanodet-m", "movenet-multipose", "movenet-lightning", "ssd-mobilenetv2-oidv4", "blazepose-lite"]
+)
 def test_same_predictions_on_every_runtime(name, first_frame, samples_cache):
     from edgevision.zoo import list_models
 

@@ -75,7 +75,12 @@ def test_a_backend_that_cannot_keep_layers_float_reports_instead_of_failing(tmp_
 
     monkeypatch.setattr(budget, "_Trial", Trial)
     result = budget.run_budget(
-        tmp_path / "src.onnx", quantizer=NoExclude(), options=budget.QuantizeOptions(), calibration=None,
-        judge=Judge(), max_drop=0.02, workdir=tmp_path,
-    )  # fmt: skip
+        tmp_path / "src.onnx",
+        quantizer=NoExclude(),
+        options=budget.QuantizeOptions(),
+        calibration=None,
+        judge=Judge(),
+        max_drop=0.02,
+        workdir=tmp_path,
+    )
     assert result.met is False and result.best is first and len(result.attempts) == 1

@@ -17,9 +17,12 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
+
 from test_pipeline import PATH_ZONE, path_clip  # noqa: F401 - fixture
 
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
+needs_ffmpeg = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)"
+)
 
 
 def free_port() -> int:
@@ -35,7 +38,10 @@ class Cli:
         env = {**os.environ, "COLUMNS": "200"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "edgevision", "run", *map(str, args)],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -69,9 +75,29 @@ class Cli:
 def serve_video(path, port: int) -> subprocess.Popen:
     """ffmpeg serving ``path`` in a loop, in real time, as MPEG-TS over HTTP on 127.0.0.1."""
     return subprocess.Popen(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(path),
-         "-c:v", "mpeg2video", "-q:v", "5", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(path),
+            "-c:v",
+            "mpeg2video",
+            "-q:v",
+            "5",
+            "-f",
+            "mpegts",
+            "-listen",
+            "1",
+            f"http://127.0.0.1:{port}/live.ts",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -81,14 +107,33 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+@pytest.mark.slow
 @needs_ffmpeg
 def test_network_stream_survives_its_server_dying(path_clip, tmp_path):
     port = free_port()
     server = serve_video(path_clip, port)
     events = tmp_path / "events.jsonl"
-    run = Cli("nanodet-m", "--source", f"http://127.0.0.1:{port}/live.ts", "--zone", PATH_ZONE, "--threads", "2",
-              "--events", events, "--out", tmp_path / "live.mp4", "--stats", tmp_path / "stats.json",
-              "--max-frames", "150", "--connect-timeout", "15", "--give-up-after", "60")
+    run = Cli(
+        "nanodet-m",
+        "--source",
+        f"http://127.0.0.1:{port}/live.ts",
+        "--zone",
+        PATH_ZONE,
+        "--threads",
+        "2",
+        "--events",
+        events,
+        "--out",
+        tmp_path / "live.mp4",
+        "--stats",
+        tmp_path / "stats.json",
+        "--max-frames",
+        "150",
+        "--connect-timeout",
+        "15",
+        "--give-up-after",
+        "60",
+    )
     try:
         run.wait_for("event: enter path", timeout=60)  # the first person entered on the live stream
         before = events.read_text()
@@ -120,10 +165,19 @@ def _chromium():
 
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=900,700",
-                 f"--user-data-dir={tempfile.mkdtemp(prefix='edgevision-chromium-')}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=900,700",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='edgevision-chromium-')}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
@@ -148,7 +202,8 @@ def test_mjpeg_stream_plays_in_a_headless_browser(path_clip, tmp_path):
         browser = _chromium()
         browser.get(f"http://127.0.0.1:{port}/")
         size = lambda: browser.execute_script(  # noqa: E731
-            "const i = document.getElementById('live'); return [i.naturalWidth, i.naturalHeight];")
+            "const i = document.getElementById('live'); return [i.naturalWidth, i.naturalHeight];"
+        )
         deadline = time.monotonic() + 20
         while size() != [768, 576] and time.monotonic() < deadline:
             time.sleep(0.2)

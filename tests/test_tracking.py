@@ -49,8 +49,13 @@ def test_poses_are_tracked_by_their_boxes():
     names = ("head", "foot")
     ids = []
     for step in range(10):
-        kps = np.array([[[100 + 4 * step, 100, 0.9], [110 + 4 * step, 200, 0.9]],
-                        [[300 - 4 * step, 120, 0.9], [310 - 4 * step, 220, 0.9]]], np.float32)
+        kps = np.array(
+            [
+                [[100 + 4 * step, 100, 0.9], [110 + 4 * step, 200, 0.9]],
+                [[300 - 4 * step, 120, 0.9], [310 - 4 * step, 220, 0.9]],
+            ],
+            np.float32,
+        )
         order = [1, 0] if step % 2 else [0, 1]
         out = tracker.update(Poses(kps[order], [0.9, 0.9][: len(order)], names, ((0, 1),)))
         ids.append({int(k[0, 1]): int(t) for k, t in zip(out.keypoints, out.tracker_ids)})

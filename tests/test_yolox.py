@@ -253,9 +253,12 @@ def test_onnx_export_parity(tmp_path, nano):
     processor = YoloxProcessor()
     x = processor.preprocess(image)[0]
     report = export_onnx(
-        nano, tmp_path / "yolox_nano.onnx", input_shape=(1, 3, 416, 416), output_names=("boxes", "scores"),
+        nano,
+        tmp_path / "yolox_nano.onnx",
+        input_shape=(1, 3, 416, 416),
+        output_names=("boxes", "scores"),
         parity_inputs=[x],
-    )  # fmt: skip
+    )
     require_parity(report)
     assert report.passed and report.path == tmp_path / "yolox_nano.onnx"
     assert [o.name for o in report.outputs] == ["boxes", "scores"]

@@ -58,8 +58,13 @@ def build_torch(folder: Path) -> dict[str, Path]:
     example = (torch.zeros(INPUT_SHAPE),)
     torch.export.save(torch.export.export(model, example), folder / "tiny.pt2")
     torch.onnx.export(
-        model, example, folder / "tiny.onnx", input_names=["images"], output_names=["logits", "features"],
-        dynamo=False, opset_version=17,
+        model,
+        example,
+        folder / "tiny.onnx",
+        input_names=["images"],
+        output_names=["logits", "features"],
+        dynamo=False,
+        opset_version=17,
     )
     return {"torch": folder / "tiny.pt2", "onnx": folder / "tiny.onnx"}
 

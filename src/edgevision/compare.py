@@ -101,7 +101,13 @@ class ParityReport:
             "seconds": round(self.seconds, 2),
             "file_bytes": self.file_bytes,
             "outputs": [
-                {"name": o.name, "shape": list(o.shape), "max_abs_diff": o.max_abs_diff, "cosine": o.cosine}
+                {
+                    "name": o.name,
+                    "shape": list(o.shape),
+                    "max_abs_diff": o.max_abs_diff,
+                    "cosine": o.cosine,
+                    "scale": o.scale,
+                }
                 for o in self.outputs
             ],
         }

@@ -70,6 +70,7 @@ class Timing:
     pipeline_ms: list[float] = field(default_factory=list)
     peak_rss_mb: float | None = None
     error: str | None = None
+    pid: int | None = None  # the worker process that loaded and timed the variant
 
 
 class WorkerError(EdgevisionError):
@@ -172,7 +173,7 @@ class WorkerPool:
             image=str(self.image_path),
         )
         timing = self.timings[t.id]
-        timing.load_s, timing.first_ms = reply["load_s"], reply["first_ms"]
+        timing.load_s, timing.first_ms, timing.pid = reply["load_s"], reply["first_ms"], reply["pid"]
         worker.call("run", n=options.warmup_iterations, seconds=options.warmup_seconds)
 
     def _guard(self, task_id: str, step: Callable[[], None]) -> None:

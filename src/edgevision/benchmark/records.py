@@ -52,6 +52,7 @@ def _thread_figures(timing: Timing, variant: Variant, macs: int, peak: dict) -> 
         "peak_rss_mb": timing.peak_rss_mb,
         "error": timing.error,
         "samples_ms": _thin(timing.ms),
+        "pid": timing.pid,
     }
     p50 = figures["latency"].get("p50")
     if p50 and macs:

@@ -9,7 +9,7 @@ interleaved without paying their load time again.
 Commands (``{"cmd": name, ...}``):
 
 * ``load``: path, runtime, threads, source_model, image (a ``.npy`` BGR image) -> load and
-  first-inference times
+  first-inference times, and the worker's process id
 * ``run`` / ``bare`` / ``pipeline``: at least ``n`` iterations and ``seconds`` -> per
   iteration milliseconds of ``backend.run``, of a bare ``session.run`` (ONNX Runtime only)
   and of pre-processing + run + decoding
@@ -55,7 +55,7 @@ class VariantRunner:
         start = time.perf_counter()
         self.backend.run(self.feeds)
         first_ms = (time.perf_counter() - start) * 1e3
-        return {"load_s": load_s, "first_ms": first_ms}
+        return {"load_s": load_s, "first_ms": first_ms, "pid": os.getpid()}
 
     def _prepare(self, source_model: str | None) -> None:
         from edgevision.zoo.assemble import (

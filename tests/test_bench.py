@@ -50,7 +50,7 @@ def tiny_bench(tiny_onnx, image_folder, tmp_path_factory):
     import edgevision
 
     out = tmp_path_factory.mktemp("bench-out")
-    return edgevision.benchmark(
+    return edgevision.bench(
         str(tiny_onnx),
         variants="ort-fp32,openvino-fp32",
         threads="1,2",

@@ -2,6 +2,7 @@
 
 Files are written beside their destination under a temporary name and moved into place
 when complete, so an interrupted run never leaves half a file under the real name.
+``close(keep=False)`` removes what a sink made: temporary files, images, folders.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError
-from edgevision.files import PendingFile
+from edgevision.files import PendingFile, make_folders, remove_empty_folders
 from edgevision.media import write_image
 
 
@@ -52,22 +53,34 @@ class VideoSink:
 
 
 class ImageFolderSink:
-    """Writes each annotated image under its own file name into a folder."""
+    """Writes each annotated image under its own file name into a folder, made at the first image."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise EdgevisionError(f"{folder} is a file; give a folder for annotated images.")
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.frames = 0
+        self._made: list[Path] | None = None  # folders this sink created, once it made them
+        self._new: list[Path] = []  # images that were not there before
 
     def write(self, image: np.ndarray, name: str) -> Path:
-        target = write_image(self.folder / Path(name).name, image)
+        if self._made is None:
+            self._made = make_folders(self.folder)
+        target = self.folder / Path(name).name
+        is_new = not target.exists()
+        write_image(target, image)
+        if is_new:
+            self._new.append(target)
         self.frames += 1
         return target
 
     def close(self, *, keep: bool = True) -> None:
-        pass
+        """Keep the images, or remove the ones this sink added and the folders it made."""
+        if keep:
+            return
+        for path in self._new:
+            path.unlink(missing_ok=True)
+        remove_empty_folders(self._made or [])
 
 
 class JsonLinesSink:
@@ -76,7 +89,13 @@ class JsonLinesSink:
     def __init__(self, path: str) -> None:
         self.path = None if path == "-" else Path(path)
         self._pending = None if self.path is None else PendingFile(self.path)
-        self._file: IO[str] = sys.stdout if self._pending is None else open(self._pending.tmp, "w")  # noqa: SIM115 - closed in close()
+        self._file: IO[str] = sys.stdout
+        if self._pending is not None:
+            try:
+                self._file = open(self._pending.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            except BaseException:
+                self._pending.discard()
+                raise
 
     def write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")
@@ -90,3 +109,17 @@ class JsonLinesSink:
             self._pending.commit()
         else:
             self._pending.discard()
+
+
+def close_all(sinks, *, keep: bool) -> None:
+    """Close every sink (None entries skipped), even when one fails; the first error is raised after."""
+    failure: BaseException | None = None
+    for sink in sinks:
+        if sink is None:
+            continue
+        try:
+            sink.close(keep=keep)
+        except BaseException as exc:  # noqa: BLE001 - the others still get closed; raised below
+            failure = failure or exc
+    if failure is not None:
+        raise failure

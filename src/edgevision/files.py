@@ -100,12 +100,12 @@ def make_folders(folder: Path) -> list[Path]:
 
 
 def remove_empty_folders(folders: list[Path]) -> None:
-    """Remove ``folders`` (deepest first) while they are empty."""
-    for folder in folders:
+    """Remove those of ``folders`` that are empty, deepest first."""
+    for folder in sorted(folders, key=lambda f: len(Path(f).absolute().parts), reverse=True):
         try:
             folder.rmdir()
         except OSError:
-            return
+            continue  # not empty (or already gone): its parents stay too
 
 
 def temp_beside(path: Path) -> Path:
@@ -164,7 +164,7 @@ class PendingFile:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._made = make_folders(self.path.parent)
+        self.made = make_folders(self.path.parent)  # folders created for it
         self.tmp = temp_beside(self.path)
 
     def commit(self) -> None:
@@ -172,7 +172,7 @@ class PendingFile:
 
     def discard(self) -> None:
         self.tmp.unlink(missing_ok=True)
-        remove_empty_folders(self._made)
+        remove_empty_folders(self.made)
 
 
 @contextlib.contextmanager

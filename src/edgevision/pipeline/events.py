@@ -105,7 +105,7 @@ class EventLog:
         self.path = Path(path)
         if self.path.is_dir():
             raise EdgevisionError(f"{path} is a folder; give a file for the events (e.g. events.jsonl).")
-        self._made = make_folders(self.path.parent)
+        self.made = make_folders(self.path.parent)  # folders created for the log
         self.snapshot_dir = self.path.parent / f"{self.path.stem}-snapshots" if snapshots else None
         self.count = 0
         self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - held for the run, closed in close()
@@ -134,4 +134,4 @@ class EventLog:
             self._file.close()
         if not keep and self.count == 0:
             self.path.unlink(missing_ok=True)
-            remove_empty_folders(self._made)
+            remove_empty_folders(self.made)

@@ -42,6 +42,11 @@ class VideoSink:
         self._writer.write(image)
         self.frames += 1
 
+    @property
+    def made(self) -> list[Path]:
+        """The folders created for this file."""
+        return self._file.made
+
     def close(self, *, keep: bool = True) -> None:
         """Finish the file and move it into place (or discard it when ``keep`` is False)."""
         if self._writer is not None:
@@ -60,12 +65,12 @@ class ImageFolderSink:
         if self.folder.exists() and not self.folder.is_dir():
             raise EdgevisionError(f"{folder} is a file; give a folder for annotated images.")
         self.frames = 0
-        self._made: list[Path] | None = None  # folders this sink created, once it made them
+        self.made: list[Path] = []  # folders this sink created
         self._new: list[Path] = []  # images that were not there before
 
     def write(self, image: np.ndarray, name: str) -> Path:
-        if self._made is None:
-            self._made = make_folders(self.folder)
+        if not self.frames and not self.folder.is_dir():
+            self.made = make_folders(self.folder)
         target = self.folder / Path(name).name
         is_new = not target.exists()
         write_image(target, image)
@@ -80,7 +85,7 @@ class ImageFolderSink:
             return
         for path in self._new:
             path.unlink(missing_ok=True)
-        remove_empty_folders(self._made or [])
+        remove_empty_folders(self.made)
 
 
 class JsonLinesSink:
@@ -97,6 +102,11 @@ class JsonLinesSink:
                 self._pending.discard()
                 raise
 
+    @property
+    def made(self) -> list[Path]:
+        """The folders created for this file."""
+        return self._pending.made if self._pending is not None else []
+
     def write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -112,14 +122,19 @@ class JsonLinesSink:
 
 
 def close_all(sinks, *, keep: bool) -> None:
-    """Close every sink (None entries skipped), even when one fails; the first error is raised after."""
+    """Close every sink (None entries skipped), even when one fails; the first error is raised after.
+
+    Without ``keep``, the folders the sinks created are removed too once all are closed (a
+    folder made for one sink may hold another's files until then).
+    """
+    sinks = [sink for sink in sinks if sink is not None]
     failure: BaseException | None = None
     for sink in sinks:
-        if sink is None:
-            continue
         try:
             sink.close(keep=keep)
         except BaseException as exc:  # noqa: BLE001 - the others still get closed; raised below
             failure = failure or exc
+    if not keep:
+        remove_empty_folders([folder for sink in sinks for folder in sink.made])
     if failure is not None:
         raise failure

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "edgevision"
 # Lowest first. A part may import parts of its own layer (without a cycle) and of layers below.
 LAYERS: list[set[str]] = [
     {"types", "errors"},
-    {"files", "discovery"},
+    {"files", "discovery", "signals"},
     {"media", "compare", "packages", "annotate", "variants", "samples"},  # the ground: used by all
     {"backends", "models"},  # run tensors; pre-process and decode
     {"conversion"},

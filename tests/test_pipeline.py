@@ -157,15 +157,20 @@ def test_stride_writes_every_nth_frame(short_video, tmp_path):
     assert frames == [0, 3, 6, 9]
 
 
-def test_corrupt_frame_in_the_middle_is_skipped_and_counted(short_video, tmp_path):
-    data = bytearray(short_video.read_bytes())
+def break_frame(mjpg_avi, index: int, target):
+    """A copy of an MJPG .avi at ``target`` whose frame ``index`` is zeroed (undecodable)."""
+    data = bytearray(mjpg_avi.read_bytes())
     chunks = [m.start() for m in re.finditer(rb"00dc", data)]
     frames = [o for o in chunks if int.from_bytes(data[o + 4 : o + 8], "little") > 1000]  # skip index entries
-    at = frames[6]
+    at = frames[index]
     size = int.from_bytes(data[at + 4 : at + 8], "little")
     data[at + 8 : at + 8 + size] = bytes(size)
-    broken = tmp_path / "broken.avi"
-    broken.write_bytes(bytes(data))
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_corrupt_frame_in_the_middle_is_skipped_and_counted(short_video, tmp_path):
+    broken = break_frame(short_video, 6, tmp_path / "broken.avi")
     done = run_cli(
         "run",
         "nanodet-m",

@@ -41,7 +41,7 @@ from edgevision.inspect import ModelReport, diff_models, inspect_model, write_gr
 from edgevision.media import count_frames, is_video, iter_frames
 from edgevision.models.base import Predictor
 from edgevision.pipeline.capture import StreamConfig
-from edgevision.pipeline.predict import PredictOutputs, frame_record, predict
+from edgevision.pipeline.predict import PredictOutputs, PredictSummary, frame_record, predict
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.stats import Progress, RunSummary
 from edgevision.pipeline.zones import parse_line, parse_zone
@@ -58,6 +58,7 @@ from edgevision.samples import (
     pull_samples,
     sample_path,
 )
+from edgevision.signals import stop_on_signals
 from edgevision.types import Frame, Prediction
 from edgevision.zoo import get_spec, is_cached, list_models, pull
 from edgevision.zoo.assemble import load_predictor, resolve_model, resolve_source
@@ -224,8 +225,9 @@ def run(
     """Run ``model`` on a video file, camera or stream with tracking, zones, lines and events.
 
     ``zones`` and ``lines`` use the CLI's text form (``"door:0.6,0.2,0.9,0.2,0.9,0.9"``,
-    ``"path:0,0.5,1,0.5:in"``) and are added to ``config``'s. Ctrl-C or SIGTERM end the run
-    cleanly with every output complete.
+    ``"path:0,0.5,1,0.5:in"``) and are added to ``config``'s. Ctrl-C, SIGTERM or SIGHUP end
+    the run cleanly with every output complete (in the main thread, unless the program set
+    its own handlers); ``RunSummary.stopped_by`` names the signal.
     """
     config = config or RunConfig()
     extra = {
@@ -233,14 +235,15 @@ def run(
         "lines": config.lines + tuple(parse_line(line) for line in lines),
     }
     loaded = model if isinstance(model, Model) else load(model, backend=backend, threads=threads)
-    return run_pipeline(
-        loaded.predictor,
-        str(source),
-        dataclasses.replace(config, **extra),
-        outputs or RunOutputs(),
-        on_progress=on_progress,
-        on_event=on_event,
-    )
+    with stop_on_signals():
+        return run_pipeline(
+            loaded.predictor,
+            str(source),
+            dataclasses.replace(config, **extra),
+            outputs or RunOutputs(),
+            on_progress=on_progress,
+            on_event=on_event,
+        )
 
 
 def predict_to_files(
@@ -250,11 +253,13 @@ def predict_to_files(
     annotated: str | Path | None = None,
     json_lines: str | None = None,
     on_frame: Callable[[Frame, Prediction], None] | None = None,
-) -> int:
+) -> PredictSummary:
     """Run ``model`` over ``source``, writing an annotated video or image folder and JSON lines.
 
-    Outputs are moved into place only when the whole source was processed. Returns the
-    number of frames.
+    Outputs are moved into place when the whole source was processed, or with the frames
+    done so far when Ctrl-C (or SIGTERM, SIGHUP inside ``stop_on_signals``) stopped it; the
+    interrupt is then raised again. Returns the number of frames and of undecodable video
+    frames skipped.
     """
     return predict(model.predictor, str(source), PredictOutputs(_path(annotated), json_lines), on_frame=on_frame)
 
@@ -295,6 +300,7 @@ __all__ = [
     "ModelReport",
     "OptimizeResult",
     "ParityOptions",
+    "PredictSummary",
     "Progress",
     "QuantizeOptions",
     "QuantizeResult",
@@ -331,5 +337,6 @@ __all__ = [
     "run",
     "sample_path",
     "sample_sources",
+    "stop_on_signals",
     "write_graph",
 ]

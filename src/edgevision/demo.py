@@ -66,11 +66,12 @@ class DemoSummary:
             speed = f", {self.baseline_p50_ms / self.variant_p50_ms:.2f}x the speed of ONNX Runtime fp32"
         agreement = f", agreement with fp32 {self.agreement:.3f}" if self.agreement is not None else ""
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.run.event_counts.items())) or "none"
+        stopped = f" (stopped by {self.run.stopped_by})" if self.run.stopped_by else ""
         return [
             f"recommended variant: {self.variant} (p50 {self.variant_p50_ms:.1f} ms{speed}{agreement})"
             if self.variant_p50_ms
             else f"recommended variant: {self.variant}",
-            f"video: {self.run.frames} frames at {self.run.fps:.1f} fps, end-to-end latency p50 "
+            f"video: {self.run.frames} frames{stopped} at {self.run.fps:.1f} fps, end-to-end latency p50 "
             f"{self.run.latency_p50_ms} ms, p95 {self.run.latency_p95_ms} ms",
             f"events: {self.run.events} ({counts})",
             *(f"{name}: {where}" for name, where in self.outputs.items()),

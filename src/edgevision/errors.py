@@ -1,4 +1,6 @@
-"""The one error type a user can cause, printed by the CLI as one sentence."""
+"""The one error type a user can cause, printed by the CLI as one sentence; and how a stop signal ends a command."""
+
+import signal
 
 
 class EdgevisionError(Exception):
@@ -24,3 +26,20 @@ class UnsupportedOpsError(EdgevisionError):
         super().__init__(message)
         self.runtime = runtime
         self.ops = ops
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) turned into the exception Ctrl-C raises.
+
+    Code that finishes its outputs on Ctrl-C (``except KeyboardInterrupt``) does the same
+    for the other signals. ``exit_code`` is the shell's convention, 128 + the signal number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

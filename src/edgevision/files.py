@@ -1,8 +1,9 @@
 """File safety: the cache root, hashes, and writes that never leave half a file behind.
 
 Every writer in edgevision goes through here: a file appears at its final path only when
-it is complete (written to a temporary file beside it, then renamed), and a folder of
-results appears only when every file in it was made.
+it is complete (written to a temporary file beside it, flushed to disk, then renamed), and
+a folder of results appears only when every file in it was made. A failure, Ctrl-C or a
+stop signal removes the temporary file, so no hidden ``.name-*`` leftovers remain.
 
 >>> import tempfile, pathlib
 >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
@@ -50,11 +51,61 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fsync_file(path: Path) -> None:
+    """Flush ``path``'s content to disk, so that a rename after a crash never shows an empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; skipped where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems do not sync folders; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Rename the complete file ``tmp`` to ``path``: its content on disk first, then the rename."""
+    fsync_file(tmp)
+    os.replace(tmp, path)
+    fsync_folder(path.parent)
+
+
 def make_readable(path: Path) -> None:
     """Give a temporary file (created private) the permissions of a normal new file."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the ones created, deepest first.
+
+    Give the list to :func:`remove_empty_folders` to take them away again after a failure.
+    """
+    folder = Path(folder)
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove those of ``folders`` that are empty, deepest first."""
+    for folder in sorted(folders, key=lambda f: len(Path(f).absolute().parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            continue  # not empty (or already gone): its parents stay too
 
 
 def temp_beside(path: Path) -> Path:
@@ -75,16 +126,20 @@ def atomic_path(path: Path) -> Iterator[Path]:
     a file name and pick the format by its suffix (OpenCV, ONNX, ONNX Runtime, torch).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    made = make_folders(path.parent)
     folder = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     tmp = folder / path.name
+    done = False
     try:
         yield tmp
         if not tmp.is_file():
             raise FileNotFoundError(f"nothing was written for {path}")
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
+        done = True
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if not done:
+            remove_empty_folders(made)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -103,18 +158,21 @@ def copy_atomic(source: Path, target: Path) -> Path:
 class PendingFile:
     """A file written over time (a video, JSON lines) that appears at ``path`` only on ``commit``.
 
-    ``discard`` removes what was written; ``path`` keeps its old content until commit.
+    ``discard`` removes what was written (and the folders made for it); ``path`` keeps its
+    old content until commit.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.made = make_folders(self.path.parent)  # folders created for it
         self.tmp = temp_beside(self.path)
 
     def commit(self) -> None:
-        os.replace(self.tmp, self.path)
+        replace_durably(self.tmp, self.path)
 
     def discard(self) -> None:
         self.tmp.unlink(missing_ok=True)
+        remove_empty_folders(self.made)
 
 
 @contextlib.contextmanager
@@ -127,9 +185,12 @@ def staging_dir(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         yield tmp
+        for file in (f for f in tmp.rglob("*") if f.is_file() and not f.is_symlink()):
+            fsync_file(file)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        fsync_folder(final.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -75,29 +75,72 @@ def open_video(path: str) -> cv2.VideoCapture:
     return cap
 
 
+MAX_CORRUPT_RUN = 25
+"""Undecodable frames in a row that end a video (OpenCV reports the end of a file the same way)."""
+
+
+def read_decodable(cap: cv2.VideoCapture, *, max_failures: int = MAX_CORRUPT_RUN) -> tuple[np.ndarray | None, int]:
+    """The next frame OpenCV can decode, and how many undecodable frames were skipped before it.
+
+    ``(None, 0)`` after ``max_failures`` + 1 failed reads in a row: the end of the file.
+    """
+    for failures in range(max_failures + 1):
+        ok, image = cap.read()
+        if ok:
+            return image, failures
+    return None, 0
+
+
+class Frames:
+    """The frames of a video file, or the images of a file, folder or glob, in order.
+
+    Video frames that cannot be decoded are skipped (their indices too, so ``frame.index``
+    stays the position in the file) and counted in ``corrupt``; an image that cannot be
+    read is an error.
+
+    >>> frames = Frames("clip.avi")                     # doctest: +SKIP
+    >>> sum(1 for _ in frames), frames.corrupt          # doctest: +SKIP
+    (11, 1)
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.corrupt = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        if not is_video(self.source):
+            for path in list_images(self.source):
+                yield Frame(read_image(path), str(path), 0)
+            return
+        yield from self._video()
+
+    def _video(self) -> Iterator[Frame]:
+        path = self.source
+        cap = open_video(path)
+        try:
+            index = 0
+            while (found := read_decodable(cap))[0] is not None:
+                image, skipped = found
+                if skipped:
+                    logger.warning("skipped %d corrupt frame(s) at frame %d of %s", skipped, index, path)
+                    self.corrupt += skipped
+                    index += skipped
+                yield Frame(image, path, index)
+                index += 1
+            if index == 0:
+                raise EdgevisionError(f"cannot read any frame from {path}; is the video empty or corrupt?")
+        finally:
+            cap.release()
+
+
 def iter_video(path: str) -> Iterator[Frame]:
-    cap = open_video(path)
-    try:
-        index = 0
-        while True:
-            ok, image = cap.read()
-            if not ok:
-                break
-            yield Frame(image, path, index)
-            index += 1
-        if index == 0:
-            raise EdgevisionError(f"cannot read any frame from {path}; is the video empty or corrupt?")
-    finally:
-        cap.release()
+    """Every frame of a video file OpenCV can decode (undecodable ones are skipped)."""
+    return iter(Frames(path))
 
 
 def iter_frames(source: str) -> Iterator[Frame]:
     """Frames of a video file, or the images of a file, folder or glob, in order."""
-    if is_video(source):
-        yield from iter_video(source)
-        return
-    for path in list_images(source):
-        yield Frame(read_image(path), str(path), 0)
+    return iter(Frames(source))
 
 
 def video_fps(source: str, default: float = 10.0) -> float:

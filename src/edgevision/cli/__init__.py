@@ -1,13 +1,21 @@
-"""The ``edgevision`` command: one module per command, errors printed in one place."""
+"""The ``edgevision`` command: one module per command, errors printed in one place.
+
+Exit codes: 0 done, 2 a user error (one sentence), 128 + N when stopped by signal N before
+the work was done (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). SIGTERM and SIGHUP take Ctrl-C's
+path: ``run`` finishes its outputs and ends like a finished run (exit 0); ``predict`` keeps
+the frames already done, then exits 128 + N.
+"""
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import typer
 from rich.markup import escape
 
+from edgevision.api import stop_on_signals
 from edgevision.cli import (
     bench,
     convert,
@@ -21,7 +29,9 @@ from edgevision.cli import (
     zoo,
 )
 from edgevision.cli.console import logs, stderr
-from edgevision.errors import EdgevisionError
+from edgevision.errors import EdgevisionError, Interrupted
+
+INTERRUPTED = 130  # typer's exit code for a KeyboardInterrupt, whatever the signal
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -53,11 +63,20 @@ def _configure_logging() -> None:
 def main() -> None:
     """Entry point: run the CLI; user errors become one sentence and exit code 2."""
     _configure_logging()
-    try:
-        app()
-    except EdgevisionError as exc:
-        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        stderr.print("interrupted")
-        sys.exit(130)
+    with stop_on_signals() as stops:
+        try:
+            app()
+        except EdgevisionError as exc:
+            stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except SystemExit as end:
+            if end.code == INTERRUPTED and stops.last is not None:  # typer ends any Ctrl-C with 130
+                _exit_interrupted(stops.last)
+            raise
+        except KeyboardInterrupt as exc:
+            _exit_interrupted(exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT))
+
+
+def _exit_interrupted(stop: Interrupted) -> None:
+    stderr.print(f"interrupted by {stop.name}", highlight=False)
+    sys.exit(stop.exit_code)

@@ -67,6 +67,8 @@ def predict(
                 task, advance=1, objects=f"{len(prediction)} {'outputs' if prediction.task == 'raw' else 'objects'}"
             )
 
-        frames = predict_to_files(loaded, source, annotated=annotated, json_lines=json_path, on_frame=on_frame)
+        done = predict_to_files(loaded, source, annotated=annotated, json_lines=json_path, on_frame=on_frame)
     where = f"; annotated output: {annotated}" if annotated else ""
-    stderr.print(f"{frames} frame(s) from {source} with {model}{where}")
+    stderr.print(f"{done.frames} frame(s) from {source} with {model}{where}", highlight=False, markup=False)
+    if done.corrupt:
+        stderr.print(f"corrupt (skipped): {done.corrupt} frame(s) that could not be decoded", highlight=False)

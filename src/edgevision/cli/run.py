@@ -95,7 +95,9 @@ def _print_summary(summary: RunSummary) -> None:
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary.event_counts.items())) or "none"
     stderr.print(f"events: {summary.events} ({counts})", highlight=False)
     for name, where in summary.outputs.items():
-        stderr.print(f"{name}: {where}", highlight=False)
+        stderr.print(f"{name}: {where}", highlight=False, markup=False)
+    if summary.stopped_by:
+        stderr.print(f"stopped by {summary.stopped_by}; every output above is complete", highlight=False)
 
 
 def run(

@@ -25,6 +25,7 @@ from edgevision.conversion.parity import (
     require,
 )
 from edgevision.errors import EdgevisionError, UnsupportedOpsError
+from edgevision.files import copy_atomic
 from edgevision.models.base import Processor
 from edgevision.variants import VariantMeta, write_meta
 
@@ -113,13 +114,13 @@ def write_candidate(source: SourceModel, to: str, folder: Path) -> tuple[Path, l
 
 
 def place(candidate: Path, output: Path) -> Path:
-    """Move ``candidate`` (and an IR's ``.bin``) to ``output``."""
+    """Move ``candidate`` (and an IR's ``.bin``) to ``output``; each file appears there complete."""
     if candidate.suffix == ".xml":
         from edgevision.conversion.openvino import move_ir
 
         return move_ir(candidate, output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(candidate), str(output))
+    copy_atomic(candidate, output)
+    candidate.unlink()
     return output
 
 

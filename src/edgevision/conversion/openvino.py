@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from pathlib import Path
 
 from edgevision.errors import EdgevisionError, MissingExtraError, UnsupportedOpsError
+from edgevision.files import copy_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,11 @@ def ir_files(xml: Path) -> list[Path]:
 
 
 def move_ir(xml: Path, target: Path) -> Path:
-    """Move the IR pair ``xml``/``.bin`` to ``target``/``.bin`` (replacing what is there)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for src, dst in zip(ir_files(xml), ir_files(target)):
-        shutil.move(str(src), str(dst))
+    """Move the IR pair ``xml``/``.bin`` to ``target``/``.bin``, each file atomically, weights first.
+
+    An ``.xml`` at ``target`` then never names weights that are not completely there.
+    """
+    for src, dst in reversed(list(zip(ir_files(xml), ir_files(target)))):
+        copy_atomic(src, dst)
+        src.unlink()
     return target

@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 
 from edgevision.errors import EdgevisionError
-from edgevision.media import is_video, list_images, open_video
+from edgevision.media import MAX_CORRUPT_RUN, is_video, list_images, open_video, read_decodable
 from edgevision.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def _fps_of(cap: cv2.VideoCapture, default: float = 10.0) -> float:
 class VideoFileSource(CaptureSource):
     """Every frame of a video file; a frame that cannot be decoded is skipped and counted."""
 
-    def __init__(self, path: str, *, max_corrupt_run: int = 25) -> None:
+    def __init__(self, path: str, *, max_corrupt_run: int = MAX_CORRUPT_RUN) -> None:
         super().__init__(path)
         self._cap = open_video(path)
         self.fps = _fps_of(self._cap)
@@ -103,11 +103,10 @@ class VideoFileSource(CaptureSource):
         self._max_corrupt_run = max_corrupt_run
 
     def read(self) -> Frame | None:
-        for failures in range(self._max_corrupt_run + 1):
-            ok, image = self._cap.read()
-            if ok:
-                self._skip_corrupt(failures)
-                return self._frame(image, self.index / self.fps)
+        image, failures = read_decodable(self._cap, max_failures=self._max_corrupt_run)
+        if image is not None:
+            self._skip_corrupt(failures)
+            return self._frame(image, self.index / self.fps)
         if self.index == 0:
             raise EdgevisionError(f"cannot read any frame from {self.name}; is the video empty or corrupt?")
         return None

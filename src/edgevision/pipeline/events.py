@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.files import make_folders, remove_empty_folders
 from edgevision.media import write_image
 from edgevision.pipeline.tracking import boxes_of
 from edgevision.types import Prediction
@@ -104,7 +105,7 @@ class EventLog:
         self.path = Path(path)
         if self.path.is_dir():
             raise EdgevisionError(f"{path} is a folder; give a file for the events (e.g. events.jsonl).")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.made = make_folders(self.path.parent)  # folders created for the log
         self.snapshot_dir = self.path.parent / f"{self.path.stem}-snapshots" if snapshots else None
         self.count = 0
         self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - held for the run, closed in close()
@@ -127,6 +128,10 @@ class EventLog:
         write_image(target, image, (cv2.IMWRITE_JPEG_QUALITY, 85))
         return f"{self.snapshot_dir.name}/{name}"
 
-    def close(self) -> None:
+    def close(self, *, keep: bool = True) -> None:
+        """Close the log; without ``keep``, a log still empty is removed (the run never started)."""
         if not self._file.closed:
             self._file.close()
+        if not keep and self.count == 0:
+            self.path.unlink(missing_ok=True)
+            remove_empty_folders(self.made)

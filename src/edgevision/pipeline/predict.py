@@ -7,15 +7,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgevision.annotate import draw, draw_banner
-from edgevision.media import is_video, iter_frames, video_fps
+from edgevision.media import Frames, is_video, video_fps
 from edgevision.models.base import Predictor
-from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink
+from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink, close_all
 from edgevision.types import Frame, Prediction
 
 logger = logging.getLogger(__name__)
@@ -42,14 +43,39 @@ def random_weights_record(record: dict) -> dict:
     return {**record, "random_weights": True}
 
 
-def _open_sinks(source: str, outputs: PredictOutputs) -> tuple:
-    annotated = None
-    if outputs.annotated is not None:
-        annotated = (
-            VideoSink(outputs.annotated, video_fps(source)) if is_video(source) else ImageFolderSink(outputs.annotated)
-        )
-    json_sink = JsonLinesSink(outputs.json_lines) if outputs.json_lines else None
-    return annotated, json_sink
+@dataclass(frozen=True)
+class PredictSummary:
+    """What ``predict`` did: frames processed, and undecodable video frames skipped."""
+
+    frames: int
+    corrupt: int = 0
+
+
+@contextlib.contextmanager
+def _open_sinks(source: str, outputs: PredictOutputs) -> Iterator[tuple]:
+    """The requested sinks, as (annotated, json lines).
+
+    Finished when the block ends, or is stopped by Ctrl-C or another stop signal (what was
+    done is kept); on any error everything they made is removed.
+    """
+    opened: list = []
+    keep = False
+    try:
+        if outputs.annotated is not None:
+            is_clip = is_video(source)
+            opened.append(
+                VideoSink(outputs.annotated, video_fps(source)) if is_clip else ImageFolderSink(outputs.annotated)
+            )
+        else:
+            opened.append(None)
+        opened.append(JsonLinesSink(outputs.json_lines) if outputs.json_lines else None)
+        yield tuple(opened)
+        keep = True
+    except KeyboardInterrupt:
+        keep = True
+        raise
+    finally:
+        close_all(opened, keep=keep)
 
 
 def predict(
@@ -58,16 +84,19 @@ def predict(
     outputs: PredictOutputs,
     *,
     on_frame: Callable[[Frame, Prediction], None] | None = None,
-) -> int:
+) -> PredictSummary:
     """Run ``predictor`` on every frame of ``source``, writing the requested outputs.
 
-    Returns the number of frames processed. Outputs are moved into place only when the
-    whole source was processed; on error nothing half-written is left.
+    Outputs are moved into place when the whole source was processed, or when Ctrl-C (or
+    SIGTERM, SIGHUP inside ``edgevision.signals.stop_on_signals``) stops it: then they hold
+    the frames done so far and the interrupt is raised again. On an error nothing
+    half-written is left. Video frames that cannot be decoded are skipped and counted.
     """
-    annotated, json_sink = _open_sinks(source, outputs)
-    count, ok = 0, False
-    try:
-        for frame, prediction in iter_predictions(predictor, source):
+    frames = Frames(source)
+    count = 0
+    with _open_sinks(source, outputs) as (annotated, json_sink):
+        for frame in frames:
+            prediction = predictor(frame.image)
             if annotated is not None:
                 image = draw(frame.image, prediction)
                 if predictor.random_weights:
@@ -79,15 +108,4 @@ def predict(
             if on_frame is not None:
                 on_frame(frame, prediction)
             count += 1
-        ok = True
-    finally:
-        for sink in (annotated, json_sink):
-            if sink is not None:
-                sink.close(keep=ok)
-    return count
-
-
-def iter_predictions(predictor: Predictor, source: str) -> Iterator[tuple[Frame, Prediction]]:
-    """(frame, prediction) for every frame of ``source``."""
-    for frame in iter_frames(source):
-        yield frame, predictor(frame.image)
+    return PredictSummary(count, frames.corrupt)

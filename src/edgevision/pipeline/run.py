@@ -46,7 +46,7 @@ from edgevision.pipeline.predict import (
     random_weights_record,
 )
 from edgevision.pipeline.rules import RuleConfig, RuleEngine
-from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink
+from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink, close_all
 from edgevision.pipeline.stages import Pipe, StageGroup
 from edgevision.pipeline.stats import Progress, RunStats, RunSummary
 from edgevision.pipeline.stream import MjpegServer
@@ -123,10 +123,15 @@ class _Outputs:
 
     def __init__(self, outputs: RunOutputs, *, fps: float, title: str) -> None:
         self.spec = outputs
-        self.video = self._open_video(outputs.video, fps)
-        self.json = JsonLinesSink(outputs.json_lines) if outputs.json_lines else None
-        self.events = EventLog(outputs.events, snapshots=outputs.snapshots) if outputs.events else None
-        self.server = MjpegServer(port=outputs.serve_port, title=title) if outputs.serve_port is not None else None
+        self.video = self.json = self.events = self.server = None
+        try:  # the port first: it is the one most likely to be refused
+            self.server = MjpegServer(port=outputs.serve_port, title=title) if outputs.serve_port is not None else None
+            self.video = self._open_video(outputs.video, fps)
+            self.json = JsonLinesSink(outputs.json_lines) if outputs.json_lines else None
+            self.events = EventLog(outputs.events, snapshots=outputs.snapshots) if outputs.events else None
+        except BaseException:
+            self.close(keep=False)  # nothing half-made stays behind
+            raise
 
     @staticmethod
     def _open_video(path, fps: float):
@@ -157,14 +162,13 @@ class _Outputs:
             out["stream"] = self.server.url
         return out
 
-    def close(self) -> None:
-        for sink in (self.video, self.json):
-            if sink is not None:
-                sink.close(keep=True)
-        if self.events is not None:
-            self.events.close()
-        if self.server is not None:
-            self.server.close()
+    def close(self, *, keep: bool = True) -> None:
+        """Finish every output (``keep``), or remove what this run made of them."""
+        try:
+            close_all((self.video, self.json, self.events), keep=keep)
+        finally:
+            if self.server is not None:
+                self.server.close()
 
 
 class _Run:
@@ -186,6 +190,7 @@ class _Run:
         self.polygons = [z.pixels(width=w, height=h) for z in config.zones]
         self.segments = [ln.pixels(width=w, height=h) for ln in config.lines]
         self.stopping = threading.Event()
+        self.stopped_by: str | None = None  # the signal that ended the run early
         self.on_event: Callable[[dict], None] | None = None
         self.outputs: _Outputs | None = None
 
@@ -300,7 +305,9 @@ def run_pipeline(
 
     ``on_progress`` is called about every ``config.progress_every`` seconds from the calling
     thread; ``on_event`` with each event record as it is written. Setting ``stop`` (or
-    Ctrl-C) ends the run cleanly after the frames already captured.
+    Ctrl-C, or another stop signal inside ``edgevision.signals.stop_on_signals``) ends the run
+    cleanly after the frames already captured; a second Ctrl-C aborts them, and the outputs
+    still hold every frame written so far.
     """
     config = config or RunConfig()
     outputs = outputs or RunOutputs()
@@ -317,6 +324,7 @@ def run_pipeline(
         finally:
             run.outputs.close()
         summary = run.stats.summary(source=capture.name, stride=config.stride, outputs=run.outputs.where())
+        summary.stopped_by = run.stopped_by
     finally:
         capture.close()
     if outputs.stats is not None:
@@ -344,16 +352,18 @@ def _run_stages(run: _Run, first: Frame, *, stop: threading.Event | None, on_pro
             on_progress(run.stats.progress())
 
     try:
-        group.join(poll=poll, every=0.1)
-    except KeyboardInterrupt:
-        logger.warning("stopping: finishing the frames already captured (Ctrl-C again to abort)")
-        _request_stop(run)
         try:
             group.join(poll=poll, every=0.1)
-        except KeyboardInterrupt:
-            group.abort.set()
-            raise
+        except KeyboardInterrupt as interrupt:
+            run.stopped_by = getattr(interrupt, "name", "SIGINT")
+            again = "Ctrl-C" if run.stopped_by == "SIGINT" else run.stopped_by
+            logger.warning(
+                "stopping on %s: finishing the frames already captured (%s again to abort)", run.stopped_by, again
+            )
+            _request_stop(run)
+            group.join(poll=poll, every=0.1)
     finally:
+        group.stop()  # after an abort or an error: no stage may still write when the outputs close
         run.sync_counters(captured)
 
 

@@ -135,6 +135,12 @@ class StageGroup:
 
         self._spawn(name, loop)
 
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Abort every stage and wait (at most ``timeout`` seconds each) for their threads to end."""
+        self.abort.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+
     def join(self, *, poll: Callable[[], None] | None = None, every: float = 0.5) -> None:
         """Wait for every stage (calling ``poll`` every ``every`` seconds); raise the first error."""
         for thread in self._threads:

@@ -62,6 +62,7 @@ class RunSummary:
     event_counts: dict[str, int] = field(default_factory=dict)  # "enter lawn" -> n
     stride: int = 1
     outputs: dict[str, str] = field(default_factory=dict)
+    stopped_by: str | None = None  # "SIGINT", "SIGTERM" or "SIGHUP" when a signal ended the run early
 
     def to_dict(self) -> dict:
         return asdict(self)

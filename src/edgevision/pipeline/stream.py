@@ -4,7 +4,8 @@ The standard library's ``ThreadingHTTPServer`` is enough for a multipart MJPEG s
 few viewers, so no web framework is needed. Frames are JPEG-encoded only while someone
 is watching. The server listens on the loopback address unless told otherwise.
 
-Pages: ``/`` (an HTML page showing the stream), ``/stream.mjpg``, ``/snapshot.jpg``.
+Pages: ``/`` (an HTML page showing the stream), ``/stream.mjpg``, ``/snapshot.jpg``. The
+page names the source; like anything user-controlled in a page, it is HTML-escaped.
 
 >>> server = MjpegServer(port=8080)       # doctest: +SKIP
 >>> server.publish(annotated_frame)       # doctest: +SKIP
@@ -13,6 +14,7 @@ Pages: ``/`` (an HTML page showing the stream), ``/stream.mjpg``, ``/snapshot.jp
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 from http import HTTPStatus
@@ -66,7 +68,7 @@ def _handler(latest: _Latest, title: str) -> type[BaseHTTPRequestHandler]:
             route()
 
         def _page(self) -> None:
-            self._send(_PAGE.format(title=title).encode(), "text/html; charset=utf-8")
+            self._send(_PAGE.format(title=html.escape(title)).encode(), "text/html; charset=utf-8")
 
         def _snapshot(self) -> None:
             if latest.jpeg is None:

@@ -17,6 +17,10 @@ anything else is refused.
 
 Calibration ranges are computed once per source, calibration set and method and cached,
 so re-quantizing with other layers excluded (the accuracy budget loop) takes seconds.
+
+ONNX Runtime's tools drop files into the current folder (symbolic shape inference saves
+``sym_shape_infer_temp.onnx`` and its weights under a random name when it gives up), so
+they run inside a private temporary folder: nothing is written beside the user's files.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ class OrtQuantizer(Quantizer):
         self.check(options, calibration)
         prepared = self.prepare(Path(source))
         check_exclude(prepared, options.exclude)
-        with atomic_path(Path(output)) as tmp:
+        with atomic_path(Path(output).resolve()) as tmp, private_cwd():
             if options.precision == "fp16":
                 to_fp16(prepared, tmp, exclude=options.exclude)
             elif options.precision == "int8-dynamic":
@@ -109,8 +113,9 @@ class OrtQuantizer(Quantizer):
         """A calibration-range cache file for this model, data and method (computed once)."""
         key = (str(prepared), id(calibration), len(calibration), options.method, options.percentile)
         if key not in self._ranges:
-            path = Path(tempfile.mkdtemp(dir=self._work.name)) / "ranges.json"
-            compute_ranges(prepared, calibration, options, path)
+            path = Path(tempfile.mkdtemp(dir=self._work.name)).resolve() / "ranges.json"
+            with private_cwd():
+                compute_ranges(prepared, calibration, options, path)
             self._ranges[key] = path
         return self._ranges[key]
 
@@ -131,9 +136,21 @@ def ort_notes(options: QuantizeOptions, count: int) -> list[str]:
 # ----------------------------------------------------------------------------- preparing
 
 
+@contextlib.contextmanager
+def private_cwd() -> Iterator[Path]:
+    """Run the block with a fresh temporary folder as the current folder; removed after.
+
+    Give the tools inside absolute paths: relative ones would point into the temporary folder.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgevision-ort-cwd-") as folder, contextlib.chdir(folder):
+        yield Path(folder)
+
+
 def prepare_model(source: Path, folder: Path) -> Path:
     """Fix or refuse non-finite constants, then run ``quant_pre_process`` into ``folder``."""
     import onnx
+
+    source, folder = Path(source).resolve(), Path(folder).resolve()
 
     model = onnx.load(str(source))
     bad = nonfinite_constants(model)
@@ -173,11 +190,12 @@ def _pre_process(source: Path, target: Path) -> Path:
     """ORT's shape inference; symbolic shape inference is skipped when it fails."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        quant_pre_process(str(source), str(target), skip_optimization=True)
-    except Exception as exc:  # symbolic inference fails on some graphs; ONNX's own then suffices
-        logger.info("symbolic shape inference failed (%s); using ONNX shape inference only", exc)
-        quant_pre_process(str(source), str(target), skip_optimization=True, skip_symbolic_shape=True)
+    with private_cwd():
+        try:
+            quant_pre_process(str(source), str(target), skip_optimization=True)
+        except Exception as exc:  # symbolic inference fails on some graphs; ONNX's own then suffices
+            logger.info("symbolic shape inference failed (%s); using ONNX shape inference only", exc)
+            quant_pre_process(str(source), str(target), skip_optimization=True, skip_symbolic_shape=True)
     return target
 
 

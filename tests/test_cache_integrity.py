@@ -372,3 +372,17 @@ def test_a_cache_that_cannot_be_a_folder_is_one_sentence(tmp_path, samples_cache
     assert (tmp_path / "cache-file").read_text() == "not a folder" and sorted(tmp_path.iterdir()) == [
         tmp_path / "cache-file"
     ]
+
+
+def test_a_write_where_no_folder_can_be_is_one_sentence(tmp_path, monkeypatch):
+    from edgevision.files import cache_dir, write_atomic
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(EdgevisionError, match="cannot write in .*a-file .*; choose a folder you can write to"):
+        write_atomic(tmp_path / "a-file" / "out.json", b"{}")
+    monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path))
+    with pytest.raises(EdgevisionError, match="cannot create the cache folder .*a-file/models"):
+        cache_dir("a-file", "models")
+    with pytest.raises(EdgevisionError, match="cannot write in .*a-file .*; set EDGEVISION_CACHE to a folder"):
+        write_atomic(tmp_path / "a-file" / "stamps.json", b"{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

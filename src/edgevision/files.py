@@ -15,6 +15,7 @@ b'done'
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -46,15 +47,38 @@ def cache_root() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    """A folder under the cache root, created when missing; a clear error when it cannot be written."""
+    """A folder under the cache root, created when missing; a clear error when it cannot be.
+
+    An existing read-only cache still serves what it holds (a device with a read-only root
+    file system); writing into it fails with one sentence (see ``writable_folder``).
+    """
     path = cache_root().joinpath(*parts)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EdgevisionError(f"cannot create the cache folder {path} ({exc.strerror}); {_SET_CACHE}.") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise EdgevisionError(f"the cache folder {path} is not writable; {_SET_CACHE}.")
+        raise EdgevisionError(f"cannot create the cache folder {path} ({exc.strerror or exc}); {_SET_CACHE}.") from None
     return path
+
+
+@contextlib.contextmanager
+def writable_folder(folder: Path) -> Iterator[None]:
+    """Turn a failure to create ``folder`` or a file in it into one sentence that says what to do."""
+    try:
+        yield
+    except (PermissionError, FileExistsError, NotADirectoryError) as exc:
+        raise EdgevisionError(f"cannot write in {folder} ({exc.strerror or exc}); {_where_instead(folder)}.") from None
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise
+        raise EdgevisionError(f"cannot write in {folder} (read-only file system); {_where_instead(folder)}.") from None
+
+
+def _where_instead(folder: Path) -> str:
+    try:
+        in_cache = Path(folder).resolve().is_relative_to(cache_root().resolve())
+    except EdgevisionError:
+        in_cache = False
+    return _SET_CACHE if in_cache else "choose a folder you can write to"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -79,8 +103,9 @@ def make_readable(path: Path) -> None:
 
 def temp_beside(path: Path) -> Path:
     """A new empty hidden file beside ``path`` with the same suffix (writers pick formats by it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    with writable_folder(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     make_readable(Path(tmp))
     return Path(tmp)
@@ -95,8 +120,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     a file name and pick the format by its suffix (OpenCV, ONNX, ONNX Runtime, torch).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    with writable_folder(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     tmp = folder / path.name
     try:
         yield tmp
@@ -143,8 +169,9 @@ def staging_dir(final: Path) -> Iterator[Path]:
 
     On any error the temporary folder is removed, so the cache never holds half a model.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    with writable_folder(final.parent):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         yield tmp
         if final.exists():
@@ -190,7 +217,7 @@ def write_stamps(folder: Path, stamps: dict[str, list[int]]) -> None:
     kept = {name: stamp for name, stamp in stamps.items() if settled(stamp)}
     try:
         write_atomic(Path(folder) / STAMPS, json.dumps(kept, indent=1, sort_keys=True).encode())
-    except OSError as exc:
+    except (OSError, EdgevisionError) as exc:
         logger.debug("could not record file stamps in %s: %s", folder, exc)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgevision.errors import EdgevisionError
-from edgevision.files import cache_dir, sha256_bytes, write_atomic
+from edgevision.files import cache_dir, sha256_bytes, writable_folder, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,9 @@ def package_archive(artifact: Artifact) -> Path:
     existing = [p for p in folder.glob(f"{stem}.*") if p.suffix in ARCHIVE_SUFFIXES]
     if existing:
         return existing[0]
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
+    with writable_folder(folder):
+        scratch = tempfile.TemporaryDirectory(dir=folder, prefix=".download-")
+    with scratch as tmp:
         command = _download_command(artifact.registry, artifact.package, artifact.version, Path(tmp))
         logger.info("downloading %s %s %s", artifact.registry, artifact.package, artifact.version)
         try:
@@ -204,21 +206,21 @@ def archive_problem(archive: Path, artifacts: Iterable[Artifact]) -> str | None:
     holds must match its sha256.
     """
     pins = list(artifacts)
-    digests: dict[str, bytes] = {}
+    digests: dict[Artifact, str] = {}
 
     def keep(member: str, data: bytes) -> None:
         for artifact in pins:
             if artifact.member == member:
-                digests[artifact.filename] = sha256_bytes(_cut(artifact, data))
+                digests[artifact] = sha256_bytes(_cut(artifact, data))
 
     try:
         _read_whole(archive, {a.member for a in pins}, keep)
     except _READ_ERRORS as exc:
         return f"cannot be read ({str(exc) or type(exc).__name__})"
     for artifact in pins:
-        if artifact.filename not in digests:
+        if artifact not in digests:
             return f"does not hold {artifact.member}"
-        if digests[artifact.filename] != artifact.sha256:
+        if digests[artifact] != artifact.sha256:
             return f"holds a {artifact.filename} that does not match its pinned sha256"
     return None
 

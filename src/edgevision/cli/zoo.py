@@ -13,7 +13,7 @@ from rich.table import Table
 from edgevision import api
 from edgevision.cli.console import JsonOption, json_stdout, print_json, stderr, stdout
 
-app = typer.Typer(no_args_is_help=True, help="List, pull and inspect the pretrained models.")
+app = typer.Typer(no_args_is_help=True, help="List, pull, verify and inspect the pretrained models.")
 
 
 @app.command("list")
@@ -41,7 +41,7 @@ def list_command(
 @app.command("pull")
 def pull_command(
     names: Annotated[list[str], typer.Argument(help="Zoo model names, or 'all'.")],
-    force: Annotated[bool, typer.Option(help="Fetch and convert again even if cached.")] = False,
+    force: Annotated[bool, typer.Option(help="Fetch and convert again (repairs a damaged model).")] = False,
 ) -> None:
     """Fetch, verify and convert models into the cache; a cached model is hashed again (offline)."""
     chosen = _pullable() if names == ["all"] else names

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import edgevision
 import tiny_models
 from conftest import assert_clean_error, run_cli
 from edgevision.errors import EdgevisionError
@@ -30,6 +31,7 @@ from edgevision.zoo import get_spec, model_dir, pull
 MODEL = "nanodet-m"
 PHOTO = "person.jpg"
 REPAIR = f"edgevision zoo pull --force {MODEL}"
+AN_HOUR_AGO = time.time_ns() - 3600 * 10**9
 
 
 def flip_middle(path: Path, size: int = 4096) -> None:
@@ -66,6 +68,8 @@ def cache(user_cache, tmp_path, monkeypatch) -> Path:
     """A temporary cache: a copy of the pulled model and the samples, the archives symlinked."""
     root = tmp_path / "cache"
     shutil.copytree(user_cache["model"], root / "models" / MODEL)
+    for path in (root / "models" / MODEL).iterdir():  # settled files, however recently the model was pulled
+        os.utime(path, ns=(AN_HOUR_AGO, AN_HOUR_AGO))
     shutil.copytree(user_cache["samples"], root / "samples")
     for key in ("archive", "samples_archive"):
         archive = user_cache[key]
@@ -97,8 +101,6 @@ def test_damaged_model_fails_predict_load_and_pull_with_one_sentence(cache, tmp_
     done = cli(cache, "predict", MODEL, cache / "samples" / PHOTO, "-o", out)
     assert_clean_error(done, f"{onnx} of {MODEL} does not match its recorded sha256", REPAIR)
     assert not out.exists()
-    import edgevision
-
     with pytest.raises(EdgevisionError, match="model.onnx of nanodet-m does not match") as error:
         edgevision.load(MODEL)
     assert REPAIR in str(error.value)
@@ -112,8 +114,6 @@ def test_a_missing_model_file_is_named(cache):
 
 
 def test_load_is_cheap_until_a_file_is_touched_and_pull_hashes_in_full(cache):
-    import edgevision
-
     onnx = cache / "models" / MODEL / "model.onnx"
     edgevision.load(MODEL)  # stamps every file
     keep_mtime(onnx, flip_middle)  # damage that keeps size and mtime: the stamp still holds
@@ -125,8 +125,6 @@ def test_load_is_cheap_until_a_file_is_touched_and_pull_hashes_in_full(cache):
 
 
 def test_a_touched_file_is_hashed_again_and_accepted(cache):
-    import edgevision
-
     folder = cache / "models" / MODEL
     onnx = folder / "model.onnx"
     edgevision.load(MODEL)
@@ -195,6 +193,8 @@ def test_verify_reports_each_item_and_exits_1_when_something_is_damaged(cache, u
     assert {(i["kind"], i["name"]) for i in record["items"] if not i["ok"]} == {("model", MODEL), ("sample", PHOTO)}
 
     assert cli(cache, "samples", "pull").returncode == 0  # the printed repair works, offline
+    record = json.loads(cli(cache, "zoo", "verify", "--json").stdout)
+    assert [i["name"] for i in record["items"] if not i["ok"]] == [MODEL]
     only_model = json.loads(cli(cache, "zoo", "verify", MODEL, "--json").stdout)
     assert [i["name"] for i in only_model["items"]] == [MODEL, archive]  # the model and its package only
 
@@ -221,7 +221,6 @@ def test_verify_of_an_unknown_or_pytorch_model_is_a_user_error(cache):
 # ----------------------------------------------------------------------------- the cheap check itself
 
 RECORDED = b"recorded bytes " * 100
-AN_HOUR_AGO = time.time_ns() - 3600 * 10**9
 
 
 def written(data: bytes, mtime_ns: int):

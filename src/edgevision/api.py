@@ -63,6 +63,7 @@ from edgevision.types import Frame, Prediction
 from edgevision.zoo import get_spec, is_cached, list_models, pull
 from edgevision.zoo.assemble import load_predictor, resolve_model, resolve_source
 from edgevision.zoo.info import model_info, model_record
+from edgevision.zoo.verify import CacheCheck, CacheReport, verify_cache
 
 Say = Callable[[str], None]
 
@@ -292,6 +293,8 @@ __all__ = [
     "BenchOptions",
     "BenchResult",
     "BudgetNotMetError",
+    "CacheCheck",
+    "CacheReport",
     "ConversionResult",
     "DemoOptions",
     "DemoSummary",
@@ -338,5 +341,6 @@ __all__ = [
     "sample_path",
     "sample_sources",
     "stop_on_signals",
+    "verify_cache",
     "write_graph",
 ]

@@ -2,8 +2,10 @@
 
 ``model.onnx`` gets ``model.onnx.edgevision.json`` holding where it came from (zoo model or
 file and its hash), how it was made (backend, precision, calibration, excluded layers),
-what it measured (parity, agreement) and the tool versions. ``predict``, ``bench`` and
-``run`` read it to decode a produced file as its source model, with no extra flags.
+what it measured (parity, agreement), the tool versions, and the size and sha256 of the
+model's own files. ``predict``, ``bench`` and ``run`` read it to decode a produced file as
+its source model, with no extra flags; caches of produced files (bench variants, PyTorch
+exports) reuse a file only while it still matches its recorded hashes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from edgevision.files import write_atomic
+from edgevision.errors import EdgevisionError
+from edgevision.files import damaged_files, file_record, write_atomic
 
 SUFFIX = ".edgevision.json"
 _TOOLS = (
@@ -48,6 +51,7 @@ class VariantMeta:
     notes: list[str] = field(default_factory=list)
     random_weights: bool = False
     tools: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)  # the model's own files: {name: {"bytes", "sha256"}}
 
 
 def tool_versions() -> dict[str, str]:
@@ -65,10 +69,18 @@ def meta_path(model: Path) -> Path:
     return model.with_name(model.name + SUFFIX)
 
 
+def model_files(model: Path) -> list[Path]:
+    """The files a model is made of: itself, and the weights of an OpenVINO ``.xml``."""
+    model = Path(model)
+    weights = model.with_suffix(".bin")
+    return [model, weights] if model.suffix.lower() == ".xml" and weights.is_file() else [model]
+
+
 def write_meta(model: Path, meta: VariantMeta) -> Path:
-    """Write ``meta`` beside ``model`` (tool versions filled in when empty)."""
+    """Write ``meta`` beside ``model`` (tool versions and the records of its files filled in)."""
     if not meta.tools:
         meta.tools = tool_versions()
+    meta.files = {p.name: file_record(p) for p in model_files(model)}
     path = meta_path(model)
     write_atomic(path, json.dumps(asdict(meta), indent=2).encode())
     return path
@@ -79,6 +91,30 @@ def read_meta(model: Path) -> VariantMeta | None:
     path = meta_path(Path(model))
     if not path.exists():
         return None
-    fields = json.loads(path.read_text())
+    try:
+        fields = json.loads(path.read_text())
+    except (OSError, ValueError):
+        fields = None
+    if not isinstance(fields, dict):
+        raise EdgevisionError(f"the metadata file {path} is unreadable; delete it, or make {model} again.")
     known = set(VariantMeta.__dataclass_fields__)
     return VariantMeta(**{k: v for k, v in fields.items() if k in known})
+
+
+def reuse_problem(model: Path) -> str | None:
+    """Why the cached produced file ``model`` cannot be reused as it is, or None when it can.
+
+    It must have its metadata file, with the records of its files, and match them (checked
+    cheaply: see ``edgevision.files.damaged_files``).
+    """
+    model = Path(model)
+    try:
+        meta = read_meta(model) if model.is_file() else None
+    except EdgevisionError:
+        return "has an unreadable metadata file"
+    if meta is None:
+        return "is missing or has no metadata file"
+    if not meta.files:
+        return "has no recorded hash (made by an older edgevision)"
+    problems = damaged_files(model.parent, meta.files)
+    return "; ".join(f"{name} {problem}" for name, problem in problems.items()) or None

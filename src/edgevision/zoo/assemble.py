@@ -26,7 +26,7 @@ from edgevision.models.raw import RawImageProcessor
 from edgevision.models.transforms import ImageTransform
 from edgevision.types import Prediction, RawOutputs
 from edgevision.variants import read_meta
-from edgevision.zoo.pull import MANIFEST, model_file, pull
+from edgevision.zoo.pull import MANIFEST, check_pulled_file, model_file, pulled_dir
 from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 from edgevision.zoo.registry import get_spec, list_models
 from edgevision.zoo.spec import ModelSpec
@@ -91,6 +91,7 @@ def resolve_model(model: str) -> ModelSpec | Path:
         return get_spec(model)
     path = Path(model)
     if path.is_file():
+        check_pulled_file(path)
         return path
     if path.is_dir():
         raise EdgevisionError(f"{model} is a folder; give a model file or a zoo name.")
@@ -142,7 +143,7 @@ def load_predictor(
         raise EdgevisionError(
             f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models."
         )
-    return target.predictor(target, pull(target.name), backend, threads)
+    return target.predictor(target, pulled_dir(target.name), backend, threads)
 
 
 def single_stage(spec: ModelSpec, path: Path, runtime: str | None, threads: int | None) -> Predictor:

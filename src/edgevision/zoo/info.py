@@ -13,7 +13,7 @@ import numpy as np
 
 from edgevision.files import cache_dir
 from edgevision.types import TensorSpec
-from edgevision.zoo.pull import is_cached, model_dir, pull
+from edgevision.zoo.pull import is_cached, model_dir, pulled_dir
 from edgevision.zoo.pytorch import build_module, is_pytorch_family
 from edgevision.zoo.registry import get_spec
 from edgevision.zoo.spec import ModelSpec
@@ -80,7 +80,7 @@ def _tensors(specs: list[TensorSpec]) -> list[dict]:
 
 
 def _pulled_info(spec: ModelSpec) -> dict:
-    folder = pull(spec.name)
+    folder = pulled_dir(spec.name)
     info: dict = {"cache": str(folder), "files": [], "params": None, "inputs": [], "outputs": []}
     for fmt, filename in spec.files.items():
         path = folder / filename

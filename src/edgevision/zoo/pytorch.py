@@ -4,7 +4,7 @@ No registry package carries YOLOX or OpenPose weights. Users who have the offici
 checkpoint pass it with ``weights``; ``random_weights=True`` builds the same network with
 seeded random values so that size and speed can be studied anywhere. Exports are cached
 per checkpoint hash under ``<cache>/models/<name>/<key>/`` and carry a metadata file that
-says which weights they hold.
+says which weights they hold (and the hashes an export must still match to be reused).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from edgevision.errors import EdgevisionError
 from edgevision.files import cache_dir, sha256_file
-from edgevision.variants import VariantMeta, read_meta, write_meta
+from edgevision.variants import VariantMeta, reuse_problem, write_meta
 from edgevision.zoo.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -97,8 +97,11 @@ def export_torch_model(
         else f"model-opset{opset}{'-dyn' if dynamic_batch else ''}"
     )
     target = folder / f"{stem}{suffix}"
-    if target.exists() and read_meta(target) is not None:
+    problem = reuse_problem(target)
+    if problem is None:
         return target
+    if target.exists():
+        logger.warning("%s: the cached export %s %s; exporting it again", spec.name, target, problem)
     module = build_module(spec, weights=weights, random_weights=random_weights)
     logger.info("%s: exporting %s", spec.name, target.name)
     parity = _export(spec, module, target, fmt=fmt, opset=opset, dynamic_batch=dynamic_batch)

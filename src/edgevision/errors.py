@@ -24,3 +24,16 @@ class UnsupportedOpsError(EdgevisionError):
         super().__init__(message)
         self.runtime = runtime
         self.ops = ops
+
+
+def cause(exc: BaseException) -> str:
+    """The whole message of a third-party exception on one line, for the end of a sentence.
+
+    Runtimes and converters write messages over several lines; they are joined, never cut,
+    so the reason a library gave is kept word for word. An empty message gives the type.
+
+    >>> cause(ValueError("bad file\\n  at line 3\\n"))
+    'bad file at line 3'
+    """
+    text = " ".join(str(exc).split())
+    return text.rstrip(".") if text else type(exc).__name__

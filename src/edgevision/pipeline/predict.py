@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgevision.annotate import draw, draw_banner
+from edgevision.checks import annotated_output, json_lines_output, media_input
 from edgevision.media import is_video, iter_frames, video_fps
 from edgevision.models.base import Predictor
 from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink
@@ -42,6 +43,14 @@ def random_weights_record(record: dict) -> dict:
     return {**record, "random_weights": True}
 
 
+def check_predict(source: str, outputs: PredictOutputs) -> None:
+    """Raise, before any work, when ``source`` cannot be read or an output cannot be written."""
+    media_input(source)
+    if outputs.annotated is not None:
+        annotated_output(outputs.annotated, video=is_video(source))
+    json_lines_output(outputs.json_lines)
+
+
 def _open_sinks(source: str, outputs: PredictOutputs) -> tuple:
     annotated = None
     if outputs.annotated is not None:
@@ -64,6 +73,7 @@ def predict(
     Returns the number of frames processed. Outputs are moved into place only when the
     whole source was processed; on error nothing half-written is left.
     """
+    check_predict(source, outputs)
     annotated, json_sink = _open_sinks(source, outputs)
     count, ok = 0, False
     try:

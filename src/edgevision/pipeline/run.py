@@ -29,14 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.annotate import draw, draw_banner
+from edgevision.checks import JSON, annotated_output, json_lines_output, media_input, output_file, output_folder
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
+from edgevision.media import VIDEO_SUFFIXES
 from edgevision.models.base import Predictor
 from edgevision.pipeline.capture import (
     CaptureSource,
     LiveSource,
     StreamConfig,
     open_source,
+    source_kind,
 )
 from edgevision.pipeline.events import Event, EventLog
 from edgevision.pipeline.overlay import draw_box, draw_line, draw_zone
@@ -95,6 +98,22 @@ class RunOutputs:
     serve_port: int | None = None
     stats: Path | str | None = None
     snapshots: bool = True
+
+
+def check_run(source: str | CaptureSource, outputs: RunOutputs) -> None:
+    """Raise, before any work, when a file ``source`` cannot be read or an output cannot be written."""
+    if isinstance(source, str) and source_kind(source) in ("video", "images"):
+        media_input(source)
+    if outputs.video is not None:
+        annotated_output(outputs.video, video=Path(outputs.video).suffix.lower() in VIDEO_SUFFIXES)
+    json_lines_output(outputs.json_lines)
+    if outputs.events is not None:
+        events = Path(outputs.events)
+        json_lines_output(events, what="the events log")
+        if outputs.snapshots:
+            output_folder(events.parent / f"{events.stem}-snapshots", what="the event snapshots")
+    if outputs.stats is not None:
+        output_file(outputs.stats, suffixes=JSON, what="the stats file")
 
 
 def select_classes(prediction: Prediction, classes: tuple[str, ...] | None) -> Prediction:
@@ -304,6 +323,7 @@ def run_pipeline(
     """
     config = config or RunConfig()
     outputs = outputs or RunOutputs()
+    check_run(source, outputs)
     capture = open_source(source, stream=config.stream) if isinstance(source, str) else source
     try:
         first = _first_frame(capture)

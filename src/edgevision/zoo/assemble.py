@@ -21,6 +21,7 @@ from edgevision.backends import Backend, create_backend
 from edgevision.conversion.api import ExportOptions, SourceModel
 from edgevision.errors import EdgevisionError
 from edgevision.files import sha256_file
+from edgevision.modelfiles import check_model_file
 from edgevision.models.base import Predictor, Processor
 from edgevision.models.raw import RawImageProcessor
 from edgevision.models.transforms import ImageTransform
@@ -86,12 +87,16 @@ class RawPredictor(Predictor):
 
 
 def resolve_model(model: str) -> ModelSpec | Path:
-    """The zoo entry or model file that ``model`` names; a clear error when it names neither."""
+    """The zoo entry or model file that ``model`` names; a clear error when it names neither.
+
+    A file is checked against its format here (see ``edgevision.modelfiles``), so a broken
+    file is one sentence before any command starts its work.
+    """
     if model in list_models():
         return get_spec(model)
     path = Path(model)
     if path.is_file():
-        return path
+        return check_model_file(path)
     if path.is_dir():
         raise EdgevisionError(f"{model} is a folder; give a model file or a zoo name.")
     if path.suffix.lower() in MODEL_SUFFIXES or "/" in model:

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +114,25 @@ def check_run(source: str | CaptureSource, outputs: RunOutputs) -> None:
             output_folder(events.parent / f"{events.stem}-snapshots", what="the event snapshots")
     if outputs.stats is not None:
         output_file(outputs.stats, suffixes=JSON, what="the stats file")
+
+
+BACKGROUND = "???"  # the label map's name of the background class, never reported
+
+
+def model_classes(predictor: Predictor, classes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """``classes`` spelt as the model spells them (any case); one sentence naming the known ones
+    when the model finds none of a class. Unchanged when the model's classes are unknown."""
+    known = tuple(name for name in predictor.class_names if name != BACKGROUND)
+    if classes is None or not known:
+        return classes
+    by_lower = {name.lower(): name for name in known}
+    unknown = [name for name in classes if name.lower() not in by_lower]
+    if unknown:
+        raise EdgevisionError(
+            f"the model finds no {', '.join(repr(name) for name in unknown)}; give --classes from: "
+            f"{', '.join(known)} (or 'all')."
+        )
+    return tuple(by_lower[name.lower()] for name in classes)
 
 
 def select_classes(prediction: Prediction, classes: tuple[str, ...] | None) -> Prediction:
@@ -324,6 +343,7 @@ def run_pipeline(
     config = config or RunConfig()
     outputs = outputs or RunOutputs()
     check_run(source, outputs)
+    config = replace(config, classes=model_classes(predictor, config.classes))
     capture = open_source(source, stream=config.stream) if isinstance(source, str) else source
     try:
         first = _first_frame(capture)

@@ -13,6 +13,7 @@ output tensors. PyTorch zoo families (YOLOX, OpenPose) need ``weights`` or
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ from edgevision.zoo.pull import MANIFEST, model_file, pull
 from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 from edgevision.zoo.registry import get_spec, list_models
 from edgevision.zoo.spec import ModelSpec
+
+logger = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".onnx", ".tflite", ".xml", ".pt2")
 
@@ -73,6 +76,14 @@ class RawPredictor(Predictor):
         self._others = {
             spec.name: np.zeros([d or 1 for d in spec.shape], dtype=spec.dtype) for spec in backend.inputs[1:]
         }
+        if self._others:
+            logger.warning(
+                "%s has %d inputs: the image goes to %s, and %s get zeros, so its outputs may mean nothing.",
+                backend.path.name,
+                len(backend.inputs),
+                first.name,
+                ", ".join(self._others),
+            )
 
     def feeds(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], ImageTransform]:
         """The backend's inputs for ``image`` (zeros for inputs after the first) and the transform."""

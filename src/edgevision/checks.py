@@ -28,6 +28,7 @@ VIDEO_OUT = (".mp4", ".avi")  # what the annotated-video writer encodes (mp4v, M
 JSON_LINES = (".jsonl", ".ndjson", ".json")
 JSON = (".json",)
 GRAPH = (".html", ".htm", ".svg")
+MAX_THREADS = 1024  # far above any CPU edgevision runs on; beyond it runtimes overflow their counters
 DEVICE_FOLDER = Path("/dev")  # writable by root, but a rename there replaces device nodes
 SHARED_MEMORY = Path("/dev/shm")
 

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from edgevision.checks import MAX_THREADS
 from edgevision.errors import EdgevisionError
 from edgevision.modelfiles import load_failure
 from edgevision.types import TensorSpec
@@ -33,8 +34,8 @@ class Backend(ABC):
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         self.path = Path(path)
-        if threads is not None and threads < 1:
-            raise EdgevisionError(f"threads must be 1 or more, got {threads}.")
+        if threads is not None and not 1 <= threads <= MAX_THREADS:
+            raise EdgevisionError(f"threads must be 1 to {MAX_THREADS}, got {threads}.")
         self.threads = threads
         if not self.path.exists():
             raise EdgevisionError(f"model file {self.path} does not exist.")

@@ -31,7 +31,7 @@ from edgevision.benchmark.api import (
 from edgevision.benchmark.report import TERMINAL_COLUMNS as BENCH_COLUMNS
 from edgevision.benchmark.report import summary_lines as bench_summary
 from edgevision.benchmark.report import terminal_rows as bench_rows
-from edgevision.checks import input_file, warn_threads
+from edgevision.checks import check_threads, input_file
 from edgevision.compare import DEFAULT_MAX_DROP
 from edgevision.conversion.api import ConversionResult, ExportOptions, conversion_output, convert_model
 from edgevision.conversion.optimize import OptimizeResult, optimize_model, optimize_output
@@ -119,7 +119,7 @@ def load(
     model; other files give raw outputs. PyTorch zoo models (YOLOX, OpenPose) need their
     official ``weights``, or ``random_weights`` for size and speed studies.
     """
-    warn_threads([threads])
+    check_threads([threads])
     predictor = load_predictor(
         str(model), backend=backend, threads=threads, weights=_weights(weights), random_weights=random_weights
     )

@@ -19,8 +19,10 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import cv2
+
 from edgevision.errors import EdgevisionError
-from edgevision.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from edgevision.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_video, list_images
 
 logger = logging.getLogger(__name__)
 
@@ -50,20 +52,27 @@ def input_file(path: str | Path, *, what: str) -> Path:
 
 
 def media_input(source: str | Path, *, what: str = "source") -> None:
-    """Raise unless ``source`` (an image, a video, a folder or a glob of images) can be read."""
+    """Raise unless ``source`` (an image, a video, a folder or a glob of images) can be read.
+
+    Images are checked by their signature (OpenCV has a decoder for them), not decoded.
+    """
     source = str(source)
     if is_pattern(source):
         if not glob.glob(source, recursive=True):
             raise EdgevisionError(f"{what} '{source}' matches no file; check the pattern.")
-        return
-    path = Path(source)
-    if not path.exists():
-        raise EdgevisionError(f"{what} {source} does not exist; check the path.")
-    if path.is_dir():
-        if not os.access(path, os.R_OK | os.X_OK):
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise EdgevisionError(f"{what} {source} does not exist; check the path.")
+        if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
             raise EdgevisionError(f"{what} folder {source} cannot be read; check its permissions.")
-        return
-    _readable(path, what)
+        if path.is_file():
+            _readable(path, what)
+        if is_video(source):
+            return
+    for image in list_images(source):
+        if not cv2.haveImageReader(str(image)):
+            raise EdgevisionError(f"{image} is not an image edgevision can read; remove it or convert it.")
 
 
 def _readable(path: Path, what: str) -> None:
@@ -150,8 +159,13 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def warn_threads(threads: Iterable[int | None]) -> None:
-    """Log one warning when a thread count is above the usable cores (it usually slows things down)."""
+def check_threads(threads: Iterable[int | None]) -> None:
+    """Raise for a thread count outside 1..``MAX_THREADS``; log one warning when one is above the
+    usable cores (the extra threads only wait, which usually slows inference down)."""
+    threads = [t for t in threads if t is not None]
+    wrong = [t for t in threads if not 1 <= t <= MAX_THREADS]
+    if wrong:
+        raise EdgevisionError(f"threads must be 1 to {MAX_THREADS}, got {wrong[0]}.")
     cores = usable_cores()
     over = sorted({t for t in threads if t is not None and t > cores})
     if over:

@@ -47,7 +47,7 @@ from edgevision.benchmark.variants import (
     resolve_bench_source,
     with_baseline,
 )
-from edgevision.checks import input_file, media_input, output_folder, warn_threads
+from edgevision.checks import check_threads, input_file, media_input, output_folder
 from edgevision.compare import (
     DEFAULT_MAX_DROP,
 )
@@ -113,7 +113,7 @@ def run_bench(
 def check_bench(model: str, output: Path | None, options: BenchOptions) -> tuple[int, ...]:
     """The thread counts to time; raise, before any work, for a bad option, input or report folder."""
     thread_counts = parse_threads(options.threads)
-    warn_threads(thread_counts)
+    check_threads(thread_counts)
     parse_variant_keys(options.variants)
     for images, what in ((options.data, "--data images"), (options.calib, "calibration images")):
         if images is not None:

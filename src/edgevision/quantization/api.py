@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgevision.checks import media_input, output_file, warn_threads, writable_place
+from edgevision.checks import check_threads, media_input, output_file, writable_place
 from edgevision.compare import model_bytes
 from edgevision.errors import EdgevisionError
 from edgevision.files import copy_atomic, sha256_file
@@ -182,11 +182,16 @@ def _quantizer_for(backend: str, options: QuantizeOptions) -> tuple[Quantizer, Q
 
 
 def check_quantize(options: QuantizeOptions, output: Path | None, quantizer: Quantizer) -> None:
-    """Raise, before any work, for unreadable calibration images or an output the backend cannot write."""
+    """Raise, before any work, for missing or unreadable calibration images or an output the backend cannot write."""
+    if options.calib is None and options.precision in ("int8", "auto"):
+        raise EdgevisionError(
+            "int8 needs calibration images: give a folder, glob or video with --calib "
+            '(e.g. --calib "$(edgevision samples path vtest.avi)").'
+        )
     for images in (options.calib, options.holdout):
         if images is not None:
             media_input(images, what="calibration images" if images == options.calib else "held-out images")
-    warn_threads([options.threads])
+    check_threads([options.threads])
     if output is None:
         writable_place(default_output("model", quantizer.name, options.precision, quantizer.suffix).parent.parent)
         return

@@ -153,6 +153,7 @@ def quantize_model(
     start = time.perf_counter()
     say = progress or logger.info
     quantizer, concrete = _quantizer_for(backend, options)
+    resolve_model(model)  # an unknown name or a broken file first, before the other inputs
     check_quantize(options, output, quantizer)
     source = resolve_source(model, weights=weights, random_weights=random_weights)
     say(f"source: {source.path} ({source.path.stat().st_size / 1e6:.2f} MB)")

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "edgevision"
 LAYERS: list[set[str]] = [
     {"types", "errors"},
     {"files", "discovery", "signals"},
-    {"media", "compare", "packages", "annotate", "variants", "samples"},  # the ground: used by all
+    {"media", "compare", "packages", "annotate", "variants", "samples", "checks", "modelfiles"},  # the ground
     {"backends", "models"},  # run tensors; pre-process and decode
     {"conversion"},
     {"zoo"},  # the catalogue, pulling, the one assembly step

@@ -26,23 +26,23 @@ from edgevision.benchmark.api import (
     BenchOptions,
     BenchResult,
     TimingOptions,
-    parse_threads,
     run_bench,
 )
 from edgevision.benchmark.report import TERMINAL_COLUMNS as BENCH_COLUMNS
 from edgevision.benchmark.report import summary_lines as bench_summary
 from edgevision.benchmark.report import terminal_rows as bench_rows
+from edgevision.checks import check_threads, input_file
 from edgevision.compare import DEFAULT_MAX_DROP
-from edgevision.conversion.api import ConversionResult, ExportOptions, convert_model
-from edgevision.conversion.optimize import OptimizeResult, optimize_model
+from edgevision.conversion.api import ConversionResult, ExportOptions, conversion_output, convert_model
+from edgevision.conversion.optimize import OptimizeResult, optimize_model, optimize_output
 from edgevision.conversion.parity import ParityOptions
 from edgevision.demo import DemoOptions, DemoSummary, run_demo
-from edgevision.inspect import ModelReport, diff_models, inspect_model, write_graph
+from edgevision.inspect import ModelReport, check_graph, diff_models, inspect_model, write_graph
 from edgevision.media import count_frames, is_video, iter_frames
 from edgevision.models.base import Predictor
 from edgevision.pipeline.capture import StreamConfig
-from edgevision.pipeline.predict import PredictOutputs, PredictSummary, frame_record, predict
-from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
+from edgevision.pipeline.predict import PredictOutputs, PredictSummary, check_predict, frame_record, predict
+from edgevision.pipeline.run import RunConfig, RunOutputs, check_run, run_pipeline
 from edgevision.pipeline.stats import Progress, RunSummary
 from edgevision.pipeline.zones import parse_line, parse_zone
 from edgevision.quantization.api import (
@@ -121,8 +121,9 @@ def load(
     model; other files give raw outputs. PyTorch zoo models (YOLOX, OpenPose) need their
     official ``weights``, or ``random_weights`` for size and speed studies.
     """
+    check_threads([threads])
     predictor = load_predictor(
-        str(model), backend=backend, threads=threads, weights=_path(weights), random_weights=random_weights
+        str(model), backend=backend, threads=threads, weights=_weights(weights), random_weights=random_weights
     )
     return Model(str(model), predictor)
 
@@ -141,11 +142,11 @@ def convert(
 
     Nothing is written when the converted numbers differ from the source's.
     """
+    target = conversion_output(str(model), to, _path(output))
+    weights = _weights(weights)
     with tempfile.TemporaryDirectory(prefix="edgevision-convert-") as tmp:
-        source = resolve_source(
-            str(model), Path(tmp), weights=_path(weights), random_weights=random_weights, export=export
-        )
-        return convert_model(source, to=to, output=_path(output), parity=parity)
+        source = resolve_source(str(model), Path(tmp), weights=weights, random_weights=random_weights, export=export)
+        return convert_model(source, to=to, output=target, parity=parity)
 
 
 def optimize(
@@ -157,9 +158,11 @@ def optimize(
     parity: ParityOptions = ParityOptions(),
 ) -> OptimizeResult:
     """onnxslim + ONNX Runtime's offline fusions on ``model``; refused when the numbers change."""
+    target = optimize_output(str(model), _path(output))
+    weights = _weights(weights)
     with tempfile.TemporaryDirectory(prefix="edgevision-optimize-") as tmp:
-        source = resolve_source(str(model), Path(tmp), weights=_path(weights), random_weights=random_weights)
-        return optimize_model(source, output=_path(output), parity=parity)
+        source = resolve_source(str(model), Path(tmp), weights=weights, random_weights=random_weights)
+        return optimize_model(source, output=target, parity=parity)
 
 
 def quantize(
@@ -185,7 +188,7 @@ def quantize(
         backend=backend,
         output=_path(output),
         options=settings,
-        weights=_path(weights),
+        weights=_weights(weights),
         random_weights=random_weights,
         progress=progress,
     )
@@ -206,7 +209,8 @@ def bench(
     and report.html into ``output`` (default ``runs/bench/<model>``).
     """
     settings = dataclasses.replace(options or BenchOptions(), **option_fields)
-    parse_threads(settings.threads)  # bad values fail before any work
+    if settings.weights is not None:
+        settings = dataclasses.replace(settings, weights=_weights(settings.weights))
     return run_bench(str(model), output=_path(output), options=settings, progress=progress)
 
 
@@ -235,6 +239,7 @@ def run(
         "zones": config.zones + tuple(parse_zone(z) for z in zones),
         "lines": config.lines + tuple(parse_line(line) for line in lines),
     }
+    check_run(str(source), outputs or RunOutputs())
     loaded = model if isinstance(model, Model) else load(model, backend=backend, threads=threads)
     with stop_on_signals():
         return run_pipeline(
@@ -245,6 +250,25 @@ def run(
             on_progress=on_progress,
             on_event=on_event,
         )
+
+
+def check_predict_outputs(
+    source: str | Path, *, annotated: str | Path | None = None, json_lines: str | None = None
+) -> None:
+    """Raise ``EdgevisionError``, before any model is loaded, when ``predict_to_files`` could not
+    read ``source`` or write its outputs (a folder where a video goes, an unwritable place ...)."""
+    check_predict(str(source), PredictOutputs(_path(annotated), json_lines))
+
+
+def check_run_outputs(source: str | Path, outputs: RunOutputs) -> None:
+    """Raise ``EdgevisionError``, before any model is loaded, when ``run`` could not read a file
+    ``source`` or write its outputs."""
+    check_run(str(source), outputs)
+
+
+def check_graph_output(output: str | Path) -> None:
+    """Raise ``EdgevisionError`` unless ``write_graph`` can write ``output`` (.html or .svg)."""
+    check_graph(Path(output))
 
 
 def predict_to_files(
@@ -267,7 +291,7 @@ def predict_to_files(
 
 def inspect(model: str | Path, *, weights: str | Path | None = None) -> ModelReport:
     """Tensors, parameters, MACs, op histogram, weight precision and largest layers of ``model``."""
-    return inspect_model(str(model), weights=_path(weights))
+    return inspect_model(str(model), weights=_weights(weights))
 
 
 def demo(
@@ -284,6 +308,10 @@ def sample_sources() -> dict[str, str]:
 
 def _path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)
+
+
+def _weights(value: str | Path | None) -> Path | None:
+    return None if value is None else input_file(value, what="checkpoint")
 
 
 __all__ = [
@@ -315,6 +343,9 @@ __all__ = [
     "bench",
     "bench_rows",
     "bench_summary",
+    "check_graph_output",
+    "check_predict_outputs",
+    "check_run_outputs",
     "convert",
     "count_frames",
     "demo",

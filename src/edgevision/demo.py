@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgevision.benchmark.api import BenchOptions, BenchResult, TimingOptions, run_bench
+from edgevision.checks import check_threads, output_folder
 from edgevision.compare import DEFAULT_MAX_DROP
 from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
@@ -99,7 +100,8 @@ def run_demo(
     say: Callable[[str], None] = logger.info,
 ) -> DemoSummary:
     """Pull, benchmark, pick the recommended variant and run it on the sample video."""
-    output = Path(output)
+    output = output_folder(output, what="the demo folder")
+    check_threads([options.threads])
     say(f"pulling {options.model} and the sample media")
     video = sample_path(DEFAULT_VIDEO)
     photos = [sample_path(name) for name in PHOTOS]

@@ -43,3 +43,16 @@ class Interrupted(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+def cause(exc: BaseException) -> str:
+    """The whole message of a third-party exception on one line, for the end of a sentence.
+
+    Runtimes and converters write messages over several lines; they are joined, never cut,
+    so the reason a library gave is kept word for word. An empty message gives the type.
+
+    >>> cause(ValueError("bad file\\n  at line 3\\n"))
+    'bad file at line 3'
+    """
+    text = " ".join(str(exc).split())
+    return text.rstrip(".") if text else type(exc).__name__

@@ -8,16 +8,19 @@ from typing import ClassVar
 
 import numpy as np
 
+from edgevision.checks import MAX_THREADS
 from edgevision.errors import EdgevisionError
+from edgevision.modelfiles import load_failure
 from edgevision.types import TensorSpec
 
 
 class Backend(ABC):
     """A loaded model on one runtime. It runs tensors and nothing else.
 
-    Subclasses set ``name``, ``suffixes`` (model file types they load), ``extra`` (the pip
-    extra that installs the runtime), and implement ``_load``, ``_run``. ``threads=None``
-    leaves the runtime's own default.
+    Subclasses set ``name``, ``label`` (the runtime's own name, for messages), ``suffixes``
+    (model file types they load), ``extra`` (the pip extra that installs the runtime), and
+    implement ``_load``, ``_run``. ``threads=None`` leaves the runtime's own default. Any
+    exception of ``_load`` becomes one ``EdgevisionError`` here, with the runtime's reason.
 
     >>> from edgevision.backends import create_backend
     >>> b = create_backend("onnxruntime", "model.onnx", threads=2)  # doctest: +SKIP
@@ -25,17 +28,23 @@ class Backend(ABC):
     """
 
     name: ClassVar[str]
+    label: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]]
     extra: ClassVar[str | None] = None
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         self.path = Path(path)
-        if threads is not None and threads < 1:
-            raise EdgevisionError(f"threads must be 1 or more, got {threads}.")
+        if threads is not None and not 1 <= threads <= MAX_THREADS:
+            raise EdgevisionError(f"threads must be 1 to {MAX_THREADS}, got {threads}.")
         self.threads = threads
         if not self.path.exists():
             raise EdgevisionError(f"model file {self.path} does not exist.")
-        self._load()
+        try:
+            self._load()
+        except EdgevisionError:
+            raise
+        except Exception as exc:  # runtimes raise many types for files they cannot take
+            raise load_failure(self.path, self.label, exc) from None
 
     @classmethod
     def is_available(cls) -> bool:
@@ -75,9 +84,3 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path.name!r}, threads={self.threads})"
-
-
-def load_error(path: Path, runtime: str, exc: Exception) -> EdgevisionError:
-    """The sentence for a model file a runtime cannot read (corrupt, truncated, wrong type)."""
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    return EdgevisionError(f"{runtime} cannot load {path} (is the file corrupt or truncated?): {first}")

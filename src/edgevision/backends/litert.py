@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 
 from edgevision.backends import register_backend
-from edgevision.backends.base import Backend, load_error
+from edgevision.backends.base import Backend
 from edgevision.types import TensorSpec
 
 
@@ -22,6 +22,7 @@ class LiteRtBackend(Backend):
     """The LiteRT interpreter with its default delegate (XNNPACK on CPU)."""
 
     name = "litert"
+    label = "LiteRT"
     suffixes = (".tflite",)
     extra = "litert"
 
@@ -32,11 +33,8 @@ class LiteRtBackend(Backend):
     def _load(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads)
-            self.interpreter.allocate_tensors()
-        except Exception as exc:  # LiteRT raises ValueError/RuntimeError for bad files
-            raise load_error(self.path, "LiteRT", exc) from None
+        self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads)
+        self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()
         self._out = self.interpreter.get_output_details()
         self.inputs = [tensor_spec(d) for d in self._in]

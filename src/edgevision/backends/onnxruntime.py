@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgevision.backends import register_backend
-from edgevision.backends.base import Backend, load_error
+from edgevision.backends.base import Backend
 from edgevision.types import TensorSpec
 
 _ORT_TYPES = {
@@ -30,6 +30,7 @@ class OnnxRuntimeBackend(Backend):
     """ONNX Runtime on the CPU execution provider, full graph optimisation."""
 
     name = "onnxruntime"
+    label = "ONNX Runtime"
     suffixes = (".onnx",)
 
     def _load(self) -> None:
@@ -43,10 +44,7 @@ class OnnxRuntimeBackend(Backend):
             options.inter_op_num_threads = 1
             # Spinning idle threads steal the CPU from video decoding on small boards.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises several types for bad files
-            raise load_error(self.path, "ONNX Runtime", exc) from None
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.inputs = [_spec(a) for a in self.session.get_inputs()]
         self.outputs = [_spec(a) for a in self.session.get_outputs()]
 

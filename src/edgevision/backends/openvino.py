@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 
 from edgevision.backends import register_backend
-from edgevision.backends.base import Backend, load_error
+from edgevision.backends.base import Backend
 from edgevision.types import TensorSpec
 
 
@@ -26,6 +26,7 @@ class OpenVinoBackend(Backend):
     """
 
     name = "openvino"
+    label = "OpenVINO"
     suffixes = (".xml", ".onnx")
     extra = "openvino"
     precision: str | None = "f32"
@@ -42,11 +43,8 @@ class OpenVinoBackend(Backend):
             config["INFERENCE_PRECISION_HINT"] = self.precision
         if self.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.threads
-        try:
-            core = ov.Core()
-            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
-        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for bad files
-            raise load_error(self.path, "OpenVINO", exc) from None
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.inputs = [_spec(p) for p in self.compiled.inputs]
         self.outputs = [_spec(p) for p in self.compiled.outputs]

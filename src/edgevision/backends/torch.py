@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 
 from edgevision.backends import register_backend
-from edgevision.backends.base import Backend, load_error
+from edgevision.backends.base import Backend
 from edgevision.types import TensorSpec
 
 
@@ -31,6 +31,7 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
+    label = "PyTorch"
     suffixes = (".pt2",)
     extra = "torch"
 
@@ -43,10 +44,7 @@ class TorchBackend(Backend):
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        try:
-            program = torch.export.load(str(self.path))
-        except Exception as exc:  # torch raises many types for bad archives
-            raise load_error(self.path, "PyTorch", exc) from None
+        program = torch.export.load(str(self.path))
         self.module = program.module()
         self.inputs = _placeholder_specs(program)
         self.outputs = [TensorSpec(spec.arg.name, (), "float32") for spec in program.graph_signature.output_specs]

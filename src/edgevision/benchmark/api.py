@@ -43,9 +43,11 @@ from edgevision.benchmark.variants import (
     Variant,
     build_variants,
     choose_variants,
+    parse_variant_keys,
     resolve_bench_source,
     with_baseline,
 )
+from edgevision.checks import check_threads, input_file, media_input, output_folder
 from edgevision.compare import (
     DEFAULT_MAX_DROP,
 )
@@ -90,7 +92,7 @@ def run_bench(
     ``runs/bench/<model>/``).
     """
     say = progress or logger.info
-    thread_counts = parse_threads(options.threads)
+    thread_counts = check_bench(model, output, options)
     variants, data, annotations = options.variants, options.data, options.annotations
     source = resolve_bench_source(model, weights=options.weights, random_weights=options.random_weights)
     keys = with_baseline(choose_variants(variants, source))
@@ -106,6 +108,20 @@ def run_bench(
     result.settings.update(_settings(variants, thread_counts, data, annotations, options, len(dataset.images)))
     result.paths = write_reports(result, Path(output) if output else Path("runs/bench") / source.slug)
     return result
+
+
+def check_bench(model: str, output: Path | None, options: BenchOptions) -> tuple[int, ...]:
+    """The thread counts to time; raise, before any work, for a bad option, input or report folder."""
+    thread_counts = parse_threads(options.threads)
+    check_threads(thread_counts)
+    parse_variant_keys(options.variants)
+    for images, what in ((options.data, "--data images"), (options.calib, "calibration images")):
+        if images is not None:
+            media_input(images, what=what)
+    if options.annotations is not None:
+        input_file(options.annotations, what="annotations file")
+    output_folder(Path(output) if output else Path("runs/bench") / Path(model).stem, what="the report folder")
+    return thread_counts
 
 
 def _settings(variants, threads, data, annotations, options: BenchOptions, images: int) -> dict:

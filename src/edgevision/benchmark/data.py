@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.checks import MAX_THREADS
 from edgevision.errors import EdgevisionError
 from edgevision.media import read_image
 from edgevision.quantization.calibration import read_images
@@ -25,8 +26,10 @@ def parse_threads(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
         values = tuple(int(p) for p in parts if p)
     except ValueError:
         raise EdgevisionError(f"--threads takes whole numbers separated by commas, like 1,2; got '{text}'.") from None
-    if not values or min(values) < 1:
-        raise EdgevisionError(f"--threads values must be 1 or more, like 1,2; got '{','.join(parts)}'.")
+    if not values or min(values) < 1 or max(values) > MAX_THREADS:
+        raise EdgevisionError(
+            f"--threads values must be 1 or more and at most {MAX_THREADS}, like 1,2; got '{','.join(parts)}'."
+        )
     return tuple(dict.fromkeys(values))
 
 

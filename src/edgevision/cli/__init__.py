@@ -28,7 +28,7 @@ from edgevision.cli import (
     samples,
     zoo,
 )
-from edgevision.cli.console import logs, stderr
+from edgevision.cli.console import stderr
 from edgevision.errors import EdgevisionError, Interrupted
 
 INTERRUPTED = 130  # typer's exit code for a KeyboardInterrupt, whatever the signal
@@ -51,10 +51,21 @@ app.command("bench")(bench.bench)
 app.command("inspect")(inspect.inspect)
 
 
+class OneLineFormatter(logging.Formatter):
+    """``warning: message`` on one line, for logs read by scripts or kept in files."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+
+
 def _configure_logging() -> None:
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=logs, show_time=False, show_path=False)
+    if stderr.is_terminal:
+        handler: logging.Handler = RichHandler(console=stderr, show_time=False, show_path=False)
+    else:  # piped or redirected: one line per record, never wrapped or padded
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(OneLineFormatter())
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
     for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "onnxslim", "onnx2tf", "nncf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -52,8 +52,6 @@ def make_console(*, stderr: bool = False, **kwargs) -> Console:
 
 stdout = make_console()
 stderr = make_console(stderr=True, soft_wrap=True)
-# Log records are padded to the console width: rich's usual width when stderr is not a terminal.
-logs = stderr if stderr.is_terminal else Console(stderr=True)
 
 
 @contextmanager

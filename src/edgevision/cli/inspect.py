@@ -31,6 +31,8 @@ def inspect(
     json_output: JsonOption = False,
 ) -> None:
     """Inputs and outputs, parameters, MACs, op types, weight precision and largest layers."""
+    if graph is not None:
+        api.check_graph_output(graph)
     if json_output:
         with json_stdout():
             found = api.diff_models(model, diff) if diff is not None else api.inspect(model, weights=weights)

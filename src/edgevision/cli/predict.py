@@ -14,7 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from edgevision.api import count_frames, is_video, load, predict_to_files, resolve_model
+from edgevision.api import check_predict_outputs, count_frames, is_video, load, predict_to_files, resolve_model
 from edgevision.cli.console import (
     BackendOption,
     RandomWeightsOption,
@@ -45,6 +45,7 @@ def predict(
     """Run a model on images or a video; write annotated output and JSON lines."""
     annotated = None if no_save else (output or _default_output(source))
     resolve_model(model)
+    check_predict_outputs(source, annotated=annotated, json_lines=json_path)
     total = count_frames(source)
     with stderr.status(f"loading {model}"):
         loaded = load(model, backend=backend, threads=threads, weights=weights, random_weights=random_weights)

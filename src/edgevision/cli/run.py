@@ -16,6 +16,7 @@ from edgevision.api import (
     RunOutputs,
     RunSummary,
     StreamConfig,
+    check_run_outputs,
     load,
     parse_line,
     parse_zone,
@@ -171,6 +172,7 @@ def run(
     )
     outputs = RunOutputs(video=out, json_lines=json_path, events=events, serve_port=serve, stats=stats)
     resolve_model(model)
+    check_run_outputs(source, outputs)
     with stderr.status(f"loading {model}"):
         loaded = load(model, backend=backend, threads=threads, weights=weights, random_weights=random_weights)
     if loaded.random_weights:

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgevision.checks import output_file
 from edgevision.conversion.parity import (
     Parity,
     ParityOptions,
@@ -26,6 +27,7 @@ from edgevision.conversion.parity import (
 )
 from edgevision.errors import EdgevisionError, UnsupportedOpsError
 from edgevision.files import copy_atomic
+from edgevision.modelfiles import weights_of_ir
 from edgevision.models.base import Processor
 from edgevision.variants import VariantMeta, write_meta
 
@@ -49,12 +51,22 @@ class SourceModel:
     export_parity: dict = field(default_factory=dict)  # PyTorch -> ONNX, for PyTorch zoo models
 
 
+OPSETS = range(7, 21)  # the opsets PyTorch's TorchScript exporter writes
+
+
 @dataclass(frozen=True)
 class ExportOptions:
-    """How PyTorch zoo models are exported to ONNX."""
+    """How PyTorch zoo models are exported to ONNX (opset 7 to 20)."""
 
     opset: int = 17
     dynamic_batch: bool = False
+
+    def __post_init__(self) -> None:
+        if self.opset not in OPSETS:
+            raise EdgevisionError(
+                f"the ONNX exporter writes opsets {OPSETS.start} to {OPSETS.stop - 1}, not {self.opset}; "
+                "give --opset in that range (17 is the default)."
+            )
 
 
 @dataclass
@@ -82,17 +94,21 @@ class ConversionResult:
 # ----------------------------------------------------------------------------- conversion
 
 
-def default_output(source: SourceModel, to: str) -> Path:
-    """``runs/convert/<model><suffix>``."""
-    stem = Path(source.label).stem if "/" in source.label or "." in source.label else source.label
+def default_output(label: str, to: str) -> Path:
+    """``runs/convert/<model><suffix>`` for zoo name or model file ``label``."""
+    stem = Path(label).stem if "/" in label or "." in label else label
     return Path("runs/convert") / f"{stem}{SUFFIXES[to]}"
 
 
-def _check_target(to: str, output: Path) -> None:
+def conversion_output(label: str, to: str, output: Path | None) -> Path:
+    """Where converting ``label`` to ``to`` writes (``output`` or the default), checked before any work."""
     if to not in SUFFIXES:
         raise EdgevisionError(f"unknown target '{to}'; choose one of {', '.join(SUFFIXES)}.")
-    if output.suffix.lower() != SUFFIXES[to]:
-        raise EdgevisionError(f"a {to} model file ends in {SUFFIXES[to]}, got {output.name}.")
+    output = Path(output) if output else default_output(label, to)
+    output_file(output, suffixes=(SUFFIXES[to],), what=f"a {to} model file")
+    if to == "openvino":
+        output_file(weights_of_ir(output), suffixes=(".bin",), what="the IR's weights file")
+    return output
 
 
 def write_candidate(source: SourceModel, to: str, folder: Path) -> tuple[Path, list[str]]:
@@ -133,9 +149,8 @@ def convert_model(
     beyond ``parity.tolerance`` or its task-level agreement is below ``parity.min_agreement``.
     ``edgevision.zoo.assemble.resolve_source`` makes the source from a zoo name or a file.
     """
+    output = conversion_output(source.label, to, output)
     with tempfile.TemporaryDirectory(prefix="edgevision-convert-") as tmp:
-        output = Path(output) if output else default_output(source, to)
-        _check_target(to, output)
         candidate, notes = write_candidate(source, to, Path(tmp))
         reference = source.original or source.onnx
         # Decoded objects of a random-weight network are noise: hold it to raw-output parity only.

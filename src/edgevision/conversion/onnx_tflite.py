@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.errors import EdgevisionError, MissingExtraError, UnsupportedOpsError
+from edgevision.errors import EdgevisionError, MissingExtraError, UnsupportedOpsError, cause
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ def _last_error(log: str) -> str:
     """The most telling line of onnx2tf's log: its last ERROR line, else the last line."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in log.splitlines() if line.strip()]
     errors = [line for line in lines if "ERROR" in line or "Error" in line]
-    return ((errors or lines or ["no output"])[-1])[:300]
+    return (errors or lines or ["no output"])[-1]
 
 
 # ----------------------------------------------------------------------------- SavedModel -> TFLite
@@ -374,9 +374,8 @@ def saved_model_to_tflite(saved: SavedModel, options: TfliteOptions) -> bytes:
     try:
         return converter.convert()
     except (RuntimeError, ValueError) as exc:  # TensorFlow's converter and calibrator raise these
-        first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
         raise EdgevisionError(
-            f"TensorFlow's TFLite converter failed at {options.precision} ({first}); "
+            f"TensorFlow's TFLite converter failed at {options.precision} ({cause(exc)}); "
             "try another precision or --backend openvino / ort."
         ) from None
 

@@ -13,7 +13,7 @@ import logging
 import re
 from pathlib import Path
 
-from edgevision.errors import EdgevisionError, MissingExtraError, UnsupportedOpsError
+from edgevision.errors import EdgevisionError, MissingExtraError, UnsupportedOpsError, cause
 from edgevision.files import copy_atomic
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,7 @@ def read_onnx(source: Path):
         ops = unsupported_ops(str(exc))
         if ops:
             raise UnsupportedOpsError("openvino", ops, f"OpenVINO cannot convert op(s) {', '.join(ops)}.") from None
-        first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
-        raise EdgevisionError(f"OpenVINO cannot convert {source.name}: {first}") from None
+        raise EdgevisionError(f"OpenVINO cannot convert {source.name}: {cause(exc)}.") from None
 
 
 def save_ir(model, xml: Path, *, compress_to_fp16: bool) -> Path:

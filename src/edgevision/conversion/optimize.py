@@ -23,10 +23,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgevision.checks import output_file
 from edgevision.conversion.api import SourceModel
 from edgevision.conversion.parity import Parity, ParityOptions, measure_parity, require
 from edgevision.errors import MissingExtraError
 from edgevision.files import write_atomic
+from edgevision.modelfiles import read_onnx
 from edgevision.variants import VariantMeta, write_meta
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,12 @@ def simplify(model, folder: Path) -> tuple[object, list[str]]:
     return model, passes
 
 
+def optimize_output(label: str, output: Path | None) -> Path:
+    """Where optimizing ``label`` writes (``output`` or ``runs/optimize/<stem>.onnx``), checked before any work."""
+    output = Path(output) if output else Path("runs/optimize") / f"{Path(label).stem}.onnx"
+    return output_file(output, suffixes=(".onnx",), what="the optimized model")
+
+
 @dataclass
 class OptimizeResult:
     path: Path
@@ -118,15 +126,15 @@ def optimize_model(
     """Optimise ``source`` into ``output``; refused, with nothing written, if the numbers change."""
     import onnx
 
+    path = optimize_output(source.label, output)
     with tempfile.TemporaryDirectory(prefix="edgevision-optimize-") as tmp:
-        original = onnx.load(str(source.onnx))
+        original = read_onnx(source.onnx)
         optimised, passes = simplify(original, Path(tmp))
         candidate = Path(tmp) / "candidate.onnx"
         onnx.save(optimised, str(candidate))
         checked = measure_parity(source.original or source.onnx, candidate, processor=source.processor, options=parity)
         require(checked, f"optimizing {source.label}")
         report = OptimizeReport(op_counts(original), op_counts(optimised), passes, checked)
-        path = Path(output) if output else Path("runs/optimize") / f"{Path(source.label).stem}.onnx"
         write_atomic(path, candidate.read_bytes())
     meta = _meta(source, report)
     write_meta(path, meta)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.compare import check_parity
-from edgevision.errors import EdgevisionError, MissingExtraError
+from edgevision.errors import EdgevisionError, MissingExtraError, cause
 from edgevision.files import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ def _run_tf2onnx(tf2onnx, graph_def, inputs: list[str], outputs: list[str], opse
     try:
         model, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset)
     except Exception as exc:  # tf2onnx raises bare exceptions of many kinds
-        raise EdgevisionError(f"tf2onnx could not convert the model: {str(exc).strip()[:300]}") from None
+        raise EdgevisionError(f"tf2onnx could not convert the model: {cause(exc)}.") from None
     return model
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.compare import check_parity
-from edgevision.errors import EdgevisionError, MissingExtraError
+from edgevision.errors import EdgevisionError, MissingExtraError, cause
 from edgevision.files import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -76,9 +76,8 @@ def _run_tf2onnx(tf2onnx, tflite: Path, opset: int):
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             model, _ = tf2onnx.convert.from_tflite(str(tflite), opset=opset)
     except Exception as exc:  # tf2onnx raises bare exceptions of many kinds
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise EdgevisionError(
-            f"tf2onnx could not convert {tflite.name} ({first}); run the .tflite file on LiteRT instead."
+            f"tf2onnx could not convert {tflite.name} ({cause(exc)}); run the .tflite file on LiteRT instead."
         ) from None
     return model
 

@@ -31,7 +31,7 @@ from edgevision.compare import (
     ParityReport,
     compare_outputs,
 )
-from edgevision.errors import EdgevisionError, MissingExtraError
+from edgevision.errors import EdgevisionError, MissingExtraError, cause
 from edgevision.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -97,16 +97,21 @@ def _torch_export(module, path: Path, how: _Export) -> None:
     axes = {name: {0: "batch"} for name in (how.input, *how.outputs)} if how.dynamic_batch else None
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
-        torch.onnx.export(
-            module,
-            (torch.zeros(how.input_shape),),
-            str(path),
-            input_names=[how.input],
-            output_names=list(how.outputs),
-            opset_version=how.opset,
-            dynamic_axes=axes,
-            dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                module,
+                (torch.zeros(how.input_shape),),
+                str(path),
+                input_names=[how.input],
+                output_names=list(how.outputs),
+                opset_version=how.opset,
+                dynamic_axes=axes,
+                dynamo=False,
+            )
+        except Exception as exc:  # the exporter raises RuntimeError, SymbolicValueError and others
+            raise EdgevisionError(
+                f"PyTorch could not export {type(module).__name__} to ONNX at opset {how.opset}: {cause(exc)}."
+            ) from None
     if any(p.suffix == ".data" for p in path.parent.iterdir()):
         raise EdgevisionError(
             f"{path.name}: the exporter wrote external weight data; models over 2 GB are not supported."

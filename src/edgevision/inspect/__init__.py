@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.checks import GRAPH, output_file
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
 from edgevision.types import TensorSpec
@@ -148,10 +149,9 @@ def _onnx_report(path: Path) -> ModelReport:
 
 
 def _openvino_report(path: Path) -> ModelReport:
-    from edgevision.conversion.openvino import import_openvino
+    from edgevision.modelfiles import read_openvino
 
-    ov = import_openvino()
-    model = ov.Core().read_model(str(path))
+    model = read_openvino(path)
     precision: dict[str, dict[str, int]] = {}
     layers = []
     for op in model.get_ordered_ops():
@@ -214,15 +214,10 @@ def _weights_total(precision: dict) -> int:
 
 
 def _tflite_report(path: Path) -> ModelReport:
-    from edgevision.backends.litert import LiteRtBackend, tensor_spec
+    from edgevision.backends.litert import tensor_spec
+    from edgevision.modelfiles import open_tflite
 
-    if not LiteRtBackend.is_available():
-        from edgevision.errors import MissingExtraError
-
-        raise MissingExtraError("ai-edge-litert", "litert")
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
+    interpreter = open_tflite(path)
     ops = interpreter._get_ops_details()  # the only API listing a model's ops
     produced = {t for op in ops for t in op["outputs"]}
     graph_inputs = {d["index"] for d in interpreter.get_input_details()}
@@ -309,15 +304,19 @@ def diff_models(a: str | Path, b: str | Path) -> ModelDiff:
 # ----------------------------------------------------------------------------- graph
 
 
+def check_graph(output: Path) -> Path:
+    """Raise, before any work, unless ``output`` is an ``.html`` or ``.svg`` file that can be written."""
+    return output_file(output, suffixes=GRAPH, what="--graph")
+
+
 def write_graph(model: str | Path, output: Path, *, weights: Path | None = None) -> Path:
     """Draw an ONNX model's graph to ``output``: ``.svg``, or ``.html`` with the SVG inline."""
     from edgevision.inspect.graph import load_onnx, render_svg, to_dot
 
+    check_graph(output)
     path = resolve_path(str(model), weights=weights)
     if path.suffix.lower() != ".onnx":
         raise EdgevisionError(f"--graph draws ONNX graphs; {path.name} is not ONNX (inspect its source .onnx instead).")
-    if output.suffix.lower() not in (".svg", ".html", ".htm"):
-        raise EdgevisionError(f"--graph writes .html or .svg, not {output.name}.")
     svg = render_svg(to_dot(load_onnx(path)))
     page = svg if output.suffix.lower() == ".svg" else graph_html(inspect_model(path), svg)
     write_atomic(output, page.encode())
@@ -342,4 +341,4 @@ def graph_html(report: ModelReport, svg: str) -> str:
     )
 
 
-__all__ = ["ModelReport", "ModelDiff", "Layer", "inspect_model", "diff_models", "write_graph"]
+__all__ = ["ModelReport", "ModelDiff", "Layer", "check_graph", "inspect_model", "diff_models", "write_graph"]

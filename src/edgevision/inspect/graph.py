@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.modelfiles import read_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +37,7 @@ def load_onnx(path: str | Path):
     """The ONNX model with inferred shapes (weights kept, external data loaded)."""
     import onnx
 
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # onnx raises DecodeError and others for bad files
-        raise EdgevisionError(
-            f"cannot read {path} as ONNX: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}."
-        ) from None
+    model = read_onnx(path)
     try:
         return onnx.shape_inference.infer_shapes(model)
     except Exception as exc:  # shape inference fails on some custom-domain ops; counts then miss those layers
@@ -217,5 +213,5 @@ def render_svg(dot_source: str) -> str:
         raise EdgevisionError("drawing the graph needs Graphviz's dot command; install it (apt-get install graphviz).")
     done = subprocess.run([dot, "-Tsvg"], input=dot_source, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
-        raise EdgevisionError(f"Graphviz could not draw the graph: {done.stderr.strip()[:200]}")
+        raise EdgevisionError(f"Graphviz could not draw the graph: {' '.join(done.stderr.split())}")
     return done.stdout[done.stdout.find("<svg") :]

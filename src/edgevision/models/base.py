@@ -25,6 +25,13 @@ class Predictor(ABC):
     def __call__(self, image: np.ndarray) -> Prediction:
         """Predict on one image (H, W, 3) BGR uint8."""
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes it finds: its decoder's names, ``("person",)`` for poses, empty when unknown."""
+        if self.task == "pose":
+            return ("person",)
+        return tuple(getattr(getattr(self, "processor", None), "class_names", ()))
+
 
 class Processor(Protocol):
     """Pre-processing and decoding of one single-stage model family."""

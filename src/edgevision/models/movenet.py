@@ -45,12 +45,19 @@ class MoveNetProcessor:
         return np.ascontiguousarray(padded[None, ..., ::-1], dtype=np.int32), transform
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
-        """Input (width, height) for an image: fixed, or long side fixed and a multiple of ``multiple_of``."""
+        """Input (width, height) for an image: fixed, or long side fixed and a multiple of ``multiple_of``.
+
+        A very thin image (10 x 10000 px) still gets one ``multiple_of`` on its short side:
+        the image is letterboxed into it, never squeezed to nothing.
+
+        >>> MoveNetProcessor((256, 256), multiple_of=32).target_size(10, 10000)
+        (32, 256)
+        """
         if self.multiple_of is None:
             return self.input_size
         scale = max(self.input_size) / max(width, height)
         step = self.multiple_of
-        return (-(-round(width * scale) // step) * step, -(-round(height * scale) // step) * step)
+        return tuple(max(step, -(-round(side * scale) // step) * step) for side in (width, height))
 
     def decode(self, outputs: dict[str, np.ndarray], transform: ImageTransform) -> Poses:
         """People in source pixels; below ``score_threshold`` they are dropped."""

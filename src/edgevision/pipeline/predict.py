@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgevision.annotate import draw, draw_banner
+from edgevision.checks import annotated_output, json_lines_output, media_input
 from edgevision.media import Frames, is_video, video_fps
 from edgevision.models.base import Predictor
 from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink, close_all
@@ -78,6 +79,14 @@ def _open_sinks(source: str, outputs: PredictOutputs) -> Iterator[tuple]:
         close_all(opened, keep=keep)
 
 
+def check_predict(source: str, outputs: PredictOutputs) -> None:
+    """Raise, before any work, when ``source`` cannot be read or an output cannot be written."""
+    media_input(source)
+    if outputs.annotated is not None:
+        annotated_output(outputs.annotated, video=is_video(source))
+    json_lines_output(outputs.json_lines)
+
+
 def predict(
     predictor: Predictor,
     source: str,
@@ -92,6 +101,7 @@ def predict(
     the frames done so far and the interrupt is raised again. On an error nothing
     half-written is left. Video frames that cannot be decoded are skipped and counted.
     """
+    check_predict(source, outputs)
     frames = Frames(source)
     count = 0
     with _open_sinks(source, outputs) as (annotated, json_sink):

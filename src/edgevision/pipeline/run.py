@@ -23,20 +23,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgevision.annotate import draw, draw_banner
+from edgevision.checks import JSON, annotated_output, json_lines_output, media_input, output_file, output_folder
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
+from edgevision.media import VIDEO_SUFFIXES
 from edgevision.models.base import Predictor
 from edgevision.pipeline.capture import (
     CaptureSource,
     LiveSource,
     StreamConfig,
     open_source,
+    source_kind,
 )
 from edgevision.pipeline.events import Event, EventLog
 from edgevision.pipeline.overlay import draw_box, draw_line, draw_zone
@@ -95,6 +98,41 @@ class RunOutputs:
     serve_port: int | None = None
     stats: Path | str | None = None
     snapshots: bool = True
+
+
+def check_run(source: str | CaptureSource, outputs: RunOutputs) -> None:
+    """Raise, before any work, when a file ``source`` cannot be read or an output cannot be written."""
+    if isinstance(source, str) and source_kind(source) in ("video", "images"):
+        media_input(source)
+    if outputs.video is not None:
+        annotated_output(outputs.video, video=Path(outputs.video).suffix.lower() in VIDEO_SUFFIXES)
+    json_lines_output(outputs.json_lines)
+    if outputs.events is not None:
+        events = Path(outputs.events)
+        json_lines_output(events, what="the events log")
+        if outputs.snapshots:
+            output_folder(events.parent / f"{events.stem}-snapshots", what="the event snapshots")
+    if outputs.stats is not None:
+        output_file(outputs.stats, suffixes=JSON, what="the stats file")
+
+
+BACKGROUND = "???"  # the label map's name of the background class, never reported
+
+
+def model_classes(predictor: Predictor, classes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """``classes`` spelt as the model spells them (any case); one sentence naming the known ones
+    when the model finds none of a class. Unchanged when the model's classes are unknown."""
+    known = tuple(name for name in predictor.class_names if name != BACKGROUND)
+    if classes is None or not known:
+        return classes
+    by_lower = {name.lower(): name for name in known}
+    unknown = [name for name in classes if name.lower() not in by_lower]
+    if unknown:
+        raise EdgevisionError(
+            f"the model finds no {', '.join(repr(name) for name in unknown)}; give --classes from: "
+            f"{', '.join(known)} (or 'all')."
+        )
+    return tuple(by_lower[name.lower()] for name in classes)
 
 
 def select_classes(prediction: Prediction, classes: tuple[str, ...] | None) -> Prediction:
@@ -311,6 +349,8 @@ def run_pipeline(
     """
     config = config or RunConfig()
     outputs = outputs or RunOutputs()
+    check_run(source, outputs)
+    config = replace(config, classes=model_classes(predictor, config.classes))
     capture = open_source(source, stream=config.stream) if isinstance(source, str) else source
     try:
         first = _first_frame(capture)

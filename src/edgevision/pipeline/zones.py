@@ -14,6 +14,7 @@ every value lies in ``[0, 1]``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -31,21 +32,27 @@ def _is_normalised(points: tuple[tuple[float, float], ...]) -> bool:
     return all(0.0 <= v <= 1.0 for point in points for v in point)
 
 
-def _to_pixels(points: tuple[tuple[float, float], ...], width: int, height: int) -> np.ndarray:
+def _to_pixels(kind: str, name: str, points: tuple[tuple[float, float], ...], width: int, height: int) -> np.ndarray:
+    """``points`` in whole frame pixels; a clear error when one lies outside the frame."""
     array = np.asarray(points, dtype=np.float64)
     if _is_normalised(points):
         array = array * [width, height]
-    return np.round(array).astype(np.int64)
-
-
-def _check_inside(kind: str, name: str, pixels: np.ndarray, width: int, height: int) -> None:
+    pixels = np.round(array)
     outside = (pixels[:, 0] < 0) | (pixels[:, 0] > width) | (pixels[:, 1] < 0) | (pixels[:, 1] > height)
     if outside.any():
         x, y = pixels[np.argmax(outside)]
         raise EdgevisionError(
-            f"{kind} {name} has point ({x}, {y}) outside the {width}x{height} frame; "
+            f"{kind} {name} has point ({x:g}, {y:g}) outside the {width}x{height} frame; "
             "give pixels inside the frame or fractions between 0 and 1."
         )
+    return pixels.astype(np.int64)
+
+
+def _area(points: tuple[tuple[float, float], ...]) -> float:
+    """The polygon's area (shoelace formula) after scaling its points into [-1, 1] (so huge values cannot overflow)."""
+    array = np.asarray(points, dtype=np.float64)
+    x, y = (array / max(float(np.abs(array).max()), 1.0)).T
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class Zone:
     def __post_init__(self) -> None:
         if len(self.points) < 3:
             raise EdgevisionError(f"zone {self.name} needs at least 3 points (x,y pairs), got {len(self.points)}.")
+        if not _area(self.points) > 0:
+            raise EdgevisionError(f"zone {self.name} has no area; give at least 3 points that are not on one line.")
 
     @property
     def normalised(self) -> bool:
@@ -70,9 +79,7 @@ class Zone:
 
     def pixels(self, *, width: int, height: int) -> np.ndarray:
         """The polygon in frame pixels, ``(N, 2)`` int64; a clear error when a point is outside the frame."""
-        pixels = _to_pixels(self.points, width, height)
-        _check_inside("zone", self.name, pixels, width, height)
-        return pixels
+        return _to_pixels("zone", self.name, self.points, width, height)
 
 
 @dataclass(frozen=True)
@@ -100,14 +107,12 @@ class Line:
 
     def pixels(self, *, width: int, height: int) -> np.ndarray:
         """``[[x1, y1], [x2, y2]]`` in frame pixels; a clear error when a point is outside the frame."""
-        pixels = _to_pixels((self.start, self.end), width, height)
-        _check_inside("line", self.name, pixels, width, height)
-        return pixels
+        return _to_pixels("line", self.name, (self.start, self.end), width, height)
 
 
 def _split_spec(kind: str, text: str) -> tuple[str, list[str]]:
     name, sep, rest = text.partition(":")
-    if not sep or not name or not _NAME.match(name):
+    if not sep or not _NAME.fullmatch(name):
         raise EdgevisionError(
             f"{kind} '{text}' must look like NAME:x1,y1,x2,y2,... (NAME of letters, digits, '_', '-' or '.')."
         )
@@ -119,6 +124,8 @@ def _numbers(kind: str, name: str, text: str) -> tuple[tuple[float, float], ...]
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise EdgevisionError(f"{kind} {name} coordinates must be numbers separated by commas, got '{text}'.") from None
+    if not all(math.isfinite(v) for v in values):
+        raise EdgevisionError(f"{kind} {name} coordinates must be finite numbers, got '{text}'.")
     if len(values) % 2:
         raise EdgevisionError(f"{kind} {name} has an odd number of coordinates ({len(values)}); give x,y pairs.")
     return tuple(zip(values[0::2], values[1::2]))

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from edgevision.checks import check_threads, media_input, output_file, writable_place
 from edgevision.compare import model_bytes
 from edgevision.errors import EdgevisionError
 from edgevision.files import copy_atomic, sha256_file
+from edgevision.modelfiles import weights_of_ir
 from edgevision.models.raw import RawImageProcessor, RawOutputsOf
 from edgevision.quantization import get_quantizer
 from edgevision.quantization.base import PRECISIONS, QuantizeOptions, Quantizer
@@ -151,13 +153,14 @@ def quantize_model(
     start = time.perf_counter()
     say = progress or logger.info
     quantizer, concrete = _quantizer_for(backend, options)
+    resolve_model(model)  # an unknown name or a broken file first, before the other inputs
+    check_quantize(options, output, quantizer)
     source = resolve_source(model, weights=weights, random_weights=random_weights)
     say(f"source: {source.path} ({source.path.stat().st_size / 1e6:.2f} MB)")
     holdouts = default_holdout_photos(source.processor) if options.default_holdout and options.calib else []
     holdouts += [options.holdout] if options.holdout else []
     calibration = _calibration(source, options, holdouts, say)
     output = Path(output) if output else default_output(source.name, backend, options.precision, quantizer.suffix)
-    _check_output(output, quantizer)
     result = _quantize(source, quantizer, concrete, calibration, output, options.precision == "auto", say)
     result.precision = options.precision
     result.seconds = time.perf_counter() - start
@@ -179,12 +182,28 @@ def _quantizer_for(backend: str, options: QuantizeOptions) -> tuple[Quantizer, Q
     return quantizer, concrete
 
 
-def _check_output(output: Path, quantizer: Quantizer) -> None:
-    if output.suffix.lower() != quantizer.suffix:
+def check_quantize(options: QuantizeOptions, output: Path | None, quantizer: Quantizer) -> None:
+    """Raise, before any work, for missing or unreadable calibration images or an output the backend cannot write."""
+    if options.calib is None and options.precision in ("int8", "auto"):
+        raise EdgevisionError(
+            "int8 needs calibration images: give a folder, glob or video with --calib "
+            '(e.g. --calib "$(edgevision samples path vtest.avi)").'
+        )
+    for images in (options.calib, options.holdout):
+        if images is not None:
+            media_input(images, what="calibration images" if images == options.calib else "held-out images")
+    check_threads([options.threads])
+    if output is None:
+        writable_place(default_output("model", quantizer.name, options.precision, quantizer.suffix).parent.parent)
+        return
+    if Path(output).suffix.lower() != quantizer.suffix:
         raise EdgevisionError(
             f"backend '{quantizer.name}' writes {quantizer.suffix} files; give an output ending in {quantizer.suffix}, "
-            f"not {output.name}."
+            f"not {Path(output).name}."
         )
+    output_file(output, suffixes=(quantizer.suffix,), what=f"a {quantizer.name} model file")
+    if quantizer.suffix == ".xml":
+        output_file(weights_of_ir(Path(output)), suffixes=(".bin",), what="the IR's weights file")
 
 
 # Photos added to every held-out set, so agreement is not judged on one scene only. Pose

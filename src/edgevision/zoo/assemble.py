@@ -13,6 +13,7 @@ output tensors. PyTorch zoo families (YOLOX, OpenPose) need ``weights`` or
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from edgevision.backends import Backend, create_backend
 from edgevision.conversion.api import ExportOptions, SourceModel
 from edgevision.errors import EdgevisionError
 from edgevision.files import sha256_file
+from edgevision.modelfiles import check_model_file
 from edgevision.models.base import Predictor, Processor
 from edgevision.models.raw import RawImageProcessor
 from edgevision.models.transforms import ImageTransform
@@ -30,6 +32,8 @@ from edgevision.zoo.pull import MANIFEST, check_pulled_file, model_file, pulled_
 from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 from edgevision.zoo.registry import get_spec, list_models
 from edgevision.zoo.spec import ModelSpec
+
+logger = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".onnx", ".tflite", ".xml", ".pt2")
 
@@ -72,6 +76,14 @@ class RawPredictor(Predictor):
         self._others = {
             spec.name: np.zeros([d or 1 for d in spec.shape], dtype=spec.dtype) for spec in backend.inputs[1:]
         }
+        if self._others:
+            logger.warning(
+                "%s has %d inputs: the image goes to %s, and %s get zeros, so its outputs may mean nothing.",
+                backend.path.name,
+                len(backend.inputs),
+                first.name,
+                ", ".join(self._others),
+            )
 
     def feeds(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], ImageTransform]:
         """The backend's inputs for ``image`` (zeros for inputs after the first) and the transform."""
@@ -86,13 +98,17 @@ class RawPredictor(Predictor):
 
 
 def resolve_model(model: str) -> ModelSpec | Path:
-    """The zoo entry or model file that ``model`` names; a clear error when it names neither."""
+    """The zoo entry or model file that ``model`` names; a clear error when it names neither.
+
+    A file is checked against its format here (see ``edgevision.modelfiles``), so a broken
+    file is one sentence before any command starts its work.
+    """
     if model in list_models():
         return get_spec(model)
     path = Path(model)
     if path.is_file():
         check_pulled_file(path)
-        return path
+        return check_model_file(path)
     if path.is_dir():
         raise EdgevisionError(f"{model} is a folder; give a model file or a zoo name.")
     if path.suffix.lower() in MODEL_SUFFIXES or "/" in model:

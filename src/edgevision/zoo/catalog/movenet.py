@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
-from edgevision.models.base import Predictor
 from edgevision.models.movenet import MoveNetProcessor
-from edgevision.zoo.assemble import single_stage
 from edgevision.zoo.catalog.human_models import (
     ONNX_FILE,
     artifact,
     convert_tfjs,
-    onnx_runtime_for,
+    onnx_predictor,
 )
 from edgevision.zoo.registry import register_model
 from edgevision.zoo.spec import ModelSpec
-
-
-def predictor(spec: ModelSpec, folder: Path, backend: str | None = None, threads: int | None = None) -> Predictor:
-    """MoveNet on ONNX Runtime (default) or OpenVINO, both reading ``model.onnx``."""
-    return single_stage(spec, folder / spec.files["onnx"], onnx_runtime_for(spec.name, backend), threads)
 
 
 def _register(name: str, size: int, summary: str, json_sha: str, bin_sha: str, preprocessing: str) -> None:
@@ -34,7 +26,7 @@ def _register(name: str, size: int, summary: str, json_sha: str, bin_sha: str, p
             summary=summary,
             preprocessing=preprocessing,
             artifacts=(artifact(f"{name}.json", json_sha), artifact(f"{name}.bin", bin_sha)),
-            predictor=predictor,
+            predictor=onnx_predictor,
             processor=partial(
                 MoveNetProcessor, input_size=(size, size), multiple_of=32 if "multipose" in name else None
             ),

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
-from edgevision.models.base import Predictor
 from edgevision.models.nanodet import NanoDetProcessor
-from edgevision.zoo.assemble import single_stage
 from edgevision.zoo.catalog.human_models import (
     ONNX_FILE,
     artifact,
     convert_tfjs,
-    onnx_runtime_for,
+    onnx_predictor,
 )
 from edgevision.zoo.registry import register_model
 from edgevision.zoo.spec import ModelSpec
-
-
-def predictor(spec: ModelSpec, folder: Path, backend: str | None = None, threads: int | None = None) -> Predictor:
-    """NanoDet on ONNX Runtime (default) or OpenVINO, both reading ``model.onnx``."""
-    return single_stage(spec, folder / spec.files["onnx"], onnx_runtime_for(spec.name, backend), threads)
-
 
 register_model(
     ModelSpec(
@@ -39,7 +30,7 @@ register_model(
             artifact("nanodet.json", "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d"),
             artifact("nanodet.bin", "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9"),
         ),
-        predictor=predictor,
+        predictor=onnx_predictor,
         processor=partial(NanoDetProcessor, input_size=(416, 416)),
         prepare=partial(convert_tfjs, "nanodet.json"),
         files={"onnx": ONNX_FILE},

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tiny_models
+from edgevision.benchmark.harness import TimingOptions
 
 # Shared with test modules: from conftest import run_cli
 
@@ -151,3 +152,15 @@ def first_frame(samples_cache):
     cap.release()
     assert ok
     return frame
+
+
+# Bench timing short enough for tests: two rounds of 0.1 s per variant.
+QUICK_TIMING = TimingOptions(
+    rounds=2,
+    round_seconds=0.1,
+    min_iterations=3,
+    warmup_iterations=2,
+    warmup_seconds=0.05,
+    pipeline_seconds=0.05,
+    overhead_blocks=2,
+)

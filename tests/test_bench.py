@@ -11,19 +11,11 @@ import numpy as np
 import pytest
 
 import tiny_models
-from conftest import assert_clean_error, fastest_within_budget, run_cli
-from edgevision.benchmark.harness import TimingOptions, summarize
+from conftest import QUICK_TIMING, assert_clean_error, fastest_within_budget, run_cli
+from edgevision.benchmark.harness import summarize
 from edgevision.benchmark.score import pareto_front, recommend
 
-QUICK = TimingOptions(
-    rounds=2,
-    round_seconds=0.1,
-    min_iterations=3,
-    warmup_iterations=2,
-    warmup_seconds=0.05,
-    pipeline_seconds=0.05,
-    overhead_blocks=2,
-)
+QUICK = QUICK_TIMING
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgevision
-from conftest import fastest_within_budget, run_cli
+from conftest import QUICK_TIMING, fastest_within_budget, run_cli
 from edgevision.compare import DEFAULT_MAX_DROP
 from edgevision.quantization import QuantizeOptions, get_quantizer
 from edgevision.variants import read_meta
@@ -274,19 +274,10 @@ def int8_bench(tmp_path_factory, calib_images):
     """A short bench of the tiny model: fp32 on two runtimes and ORT int8, at 1 and 2 threads."""
     import tiny_models
     from edgevision.benchmark.api import BenchOptions, run_bench
-    from edgevision.benchmark.harness import TimingOptions
 
     folder = tmp_path_factory.mktemp("tiny-int8-bench")
     source = tiny_models.build_torch(folder)["onnx"]
-    timing = TimingOptions(
-        rounds=2,
-        round_seconds=0.1,
-        min_iterations=3,
-        warmup_iterations=2,
-        warmup_seconds=0.05,
-        pipeline_seconds=0.05,
-        overhead_blocks=2,
-    )
+    timing = QUICK_TIMING
     options = BenchOptions(
         variants="ort-fp32,openvino-fp32,ort-int8",
         threads="1,2",

@@ -35,7 +35,7 @@ from edgevision.quantization import QuantizeOptions, get_quantizer
 from edgevision.quantization.api import quantize_model
 from edgevision.samples import sample_path
 from edgevision.variants import read_meta, reuse_problem
-from edgevision.zoo.assemble import resolve_model, resolve_source
+from edgevision.zoo.assemble import refuse_weights, resolve_model, resolve_source
 from edgevision.zoo.pull import model_file
 from edgevision.zoo.pytorch import export_torch_model
 from edgevision.zoo.registry import get_spec, list_models
@@ -203,10 +203,7 @@ def resolve_bench_source(model: str, *, weights: Path | None = None, random_weig
     if target.build is not None:
         onnx = export_torch_model(target, weights=weights, random_weights=random_weights)
         return BenchSource(target.name, onnx, sha256_file(onnx), target.name, True, weights, weights is None)
-    if weights is not None or random_weights:
-        raise EdgevisionError(
-            f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models."
-        )
+    refuse_weights(target, weights, random_weights)
     onnx = model_file(target.name, "onnx")
     return BenchSource(target.name, onnx, sha256_file(onnx), target.name)
 

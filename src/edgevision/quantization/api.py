@@ -31,7 +31,7 @@ from edgevision.quantization.budget import (
 )
 from edgevision.quantization.calibration import CalibrationSet, load_calibration
 from edgevision.variants import VariantMeta, write_meta
-from edgevision.zoo.assemble import processor_for, resolve_model, source_model_of
+from edgevision.zoo.assemble import processor_for, refuse_weights, resolve_model, source_model_of
 from edgevision.zoo.pull import model_file
 from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 
@@ -109,10 +109,7 @@ def resolve_source(model: str, *, weights: Path | None = None, random_weights: b
     if is_pytorch_family(target):
         onnx = export_torch_model(target, weights=weights, random_weights=random_weights)
         return ResolvedModel(target.name, onnx, RawOutputsOf(processor) if weights is None else processor)
-    if weights is not None or random_weights:
-        raise EdgevisionError(
-            f"{target.name} comes with its own weights; --weights and --random-weights are for PyTorch models."
-        )
+    refuse_weights(target, weights, random_weights)
     return ResolvedModel(target.name, model_file(target.name, "onnx"), processor)
 
 

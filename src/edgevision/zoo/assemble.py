@@ -116,6 +116,14 @@ def resolve_model(model: str) -> ModelSpec | Path:
     return get_spec(model)  # raises, naming the closest zoo models
 
 
+def refuse_weights(spec: ModelSpec, weights: Path | None, random_weights: bool) -> None:
+    """Refuse ``--weights`` / ``--random-weights`` for a zoo model that ships its own weights."""
+    if weights is not None or random_weights:
+        raise EdgevisionError(
+            f"{spec.name} ships its own weights; --weights and --random-weights are for PyTorch models."
+        )
+
+
 def source_model_of(path: Path) -> str | None:
     """The zoo model a file decodes as: from its metadata file, or because it is a pulled zoo file."""
     meta = read_meta(path)
@@ -155,10 +163,7 @@ def load_predictor(
         return _pytorch_predictor(
             target, backend=backend, threads=threads, weights=weights, random_weights=random_weights
         )
-    if weights is not None or random_weights:
-        raise EdgevisionError(
-            f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models."
-        )
+    refuse_weights(target, weights, random_weights)
     return target.predictor(target, pulled_dir(target.name), backend, threads)
 
 
@@ -212,10 +217,7 @@ def resolve_source(
         return _file_source(target, workdir)
     if is_pytorch_family(target):
         return _pytorch_source(target, weights=weights, random_weights=random_weights, export=export)
-    if weights is not None or random_weights:
-        raise EdgevisionError(
-            f"{target.name} ships its own weights; --weights and --random-weights are for PyTorch models."
-        )
+    refuse_weights(target, weights, random_weights)
     processor = processor_for(target.name)
     if "onnx" in target.files:
         onnx = model_file(target.name, "onnx")

@@ -40,6 +40,8 @@ from edgevision.demo import DemoOptions, DemoSummary, run_demo
 from edgevision.inspect import ModelReport, check_graph, diff_models, inspect_model, write_graph
 from edgevision.media import count_frames, is_video, iter_frames
 from edgevision.models.base import Predictor
+from edgevision.models.card import ModelCard, card_request, read_card
+from edgevision.models.decoders import list_decoders
 from edgevision.pipeline.capture import StreamConfig
 from edgevision.pipeline.predict import PredictOutputs, PredictSummary, check_predict, frame_record, predict
 from edgevision.pipeline.run import RunConfig, RunOutputs, check_run, run_pipeline
@@ -66,6 +68,7 @@ from edgevision.zoo.info import model_info, model_record
 from edgevision.zoo.verify import CacheCheck, CacheReport, verify_cache
 
 Say = Callable[[str], None]
+CardLike = str | Path | dict | ModelCard | None  # a card file, a card, or card fields (see ``load``)
 
 
 @dataclass
@@ -91,6 +94,16 @@ class Model:
         return self.predictor.random_weights
 
     @property
+    def decoding(self) -> str:
+        """One line: how the model is fed and decoded (card, recognised format, zoo model or raw)."""
+        return self.predictor.decoding
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The names of the classes it finds (empty when unknown)."""
+        return self.predictor.class_names
+
+    @property
     def runtime(self) -> str:
         """The backend that runs the model (``onnxruntime``, ``openvino``, ``litert``, ``torch``)."""
         return self.predictor.backends[0].name if self.predictor.backends else ""
@@ -114,16 +127,26 @@ def load(
     threads: int | None = None,
     weights: str | Path | None = None,
     random_weights: bool = False,
+    card: CardLike = None,
 ) -> Model:
     """Load zoo model or model file ``model`` on ``backend`` (default: the model's own).
 
-    Zoo models are pulled on first use. A file edgevision produced decodes as its source
-    model; other files give raw outputs. PyTorch zoo models (YOLOX, OpenPose) need their
-    official ``weights``, or ``random_weights`` for size and speed studies.
+    Zoo models are pulled on first use. A model file is decoded as ``card`` says (a card
+    file, a ``ModelCard``, or a dict of card fields; a dict without ``decoder`` changes the
+    card found with the model), else by the card beside it (``model.onnx.card.yaml``) or
+    inside it, as the zoo model it was made from, or as the export format recognised from
+    its tensors and metadata; else it gives raw outputs. ``Model.decoding`` says which, in
+    one line. PyTorch zoo models (YOLOX, OpenPose) need their official ``weights``, or
+    ``random_weights`` for size and speed studies.
     """
     check_threads([threads])
     predictor = load_predictor(
-        str(model), backend=backend, threads=threads, weights=_weights(weights), random_weights=random_weights
+        str(model),
+        backend=backend,
+        threads=threads,
+        weights=_weights(weights),
+        random_weights=random_weights,
+        card=card_request(card),
     )
     return Model(str(model), predictor)
 
@@ -137,6 +160,7 @@ def convert(
     random_weights: bool = False,
     export: ExportOptions = ExportOptions(),
     parity: ParityOptions = ParityOptions(),
+    card: CardLike = None,
 ) -> ConversionResult:
     """Convert ``model`` to ``to`` (``onnx``, ``openvino``, ``tflite``), parity-checked on real photos.
 
@@ -145,7 +169,14 @@ def convert(
     target = conversion_output(str(model), to, _path(output))
     weights = _weights(weights)
     with tempfile.TemporaryDirectory(prefix="edgevision-convert-") as tmp:
-        source = resolve_source(str(model), Path(tmp), weights=weights, random_weights=random_weights, export=export)
+        source = resolve_source(
+            str(model),
+            Path(tmp),
+            weights=weights,
+            random_weights=random_weights,
+            export=export,
+            card=card_request(card),
+        )
         return convert_model(source, to=to, output=target, parity=parity)
 
 
@@ -156,12 +187,15 @@ def optimize(
     weights: str | Path | None = None,
     random_weights: bool = False,
     parity: ParityOptions = ParityOptions(),
+    card: CardLike = None,
 ) -> OptimizeResult:
     """onnxslim + ONNX Runtime's offline fusions on ``model``; refused when the numbers change."""
     target = optimize_output(str(model), _path(output))
     weights = _weights(weights)
     with tempfile.TemporaryDirectory(prefix="edgevision-optimize-") as tmp:
-        source = resolve_source(str(model), Path(tmp), weights=weights, random_weights=random_weights)
+        source = resolve_source(
+            str(model), Path(tmp), weights=weights, random_weights=random_weights, card=card_request(card)
+        )
         return optimize_model(source, output=target, parity=parity)
 
 
@@ -173,6 +207,7 @@ def quantize(
     options: QuantizeOptions | None = None,
     weights: str | Path | None = None,
     random_weights: bool = False,
+    card: CardLike = None,
     progress: Say | None = None,
     **option_fields,
 ) -> QuantizeResult:
@@ -190,6 +225,7 @@ def quantize(
         options=settings,
         weights=_weights(weights),
         random_weights=random_weights,
+        card=card_request(card),
         progress=progress,
     )
 
@@ -328,6 +364,7 @@ __all__ = [
     "DemoSummary",
     "ExportOptions",
     "Model",
+    "ModelCard",
     "ModelReport",
     "OptimizeResult",
     "ParityOptions",
@@ -355,6 +392,7 @@ __all__ = [
     "inspect",
     "is_cached",
     "is_video",
+    "list_decoders",
     "list_models",
     "list_samples",
     "load",
@@ -367,6 +405,7 @@ __all__ = [
     "pull",
     "pull_samples",
     "quantize",
+    "read_card",
     "resolve_model",
     "run",
     "sample_path",

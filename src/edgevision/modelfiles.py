@@ -11,11 +11,14 @@ a sound one, so a runtime's refusal never blames the file.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 from edgevision.checks import input_file
 from edgevision.errors import EdgevisionError, MissingExtraError, cause
+from edgevision.files import atomic_path, write_atomic
 
 FORMATS = {".onnx": "ONNX", ".xml": "OpenVINO IR", ".tflite": "TFLite", ".pt2": "PyTorch export"}
 TFLITE_MARK = b"TFL3"  # the FlatBuffers file identifier of a TFLite model, at bytes 4-8
@@ -118,3 +121,44 @@ def load_failure(path: str | Path, runtime: str, exc: Exception) -> EdgevisionEr
     except EdgevisionError as problem:
         return problem
     return EdgevisionError(f"{runtime} cannot load {path}: {cause(exc)}; try another --backend.")
+
+
+def embed_metadata(path: Path, key: str, value: str) -> None:
+    """Store ``key = value`` inside a model file: ONNX ``metadata_props``, OpenVINO IR ``rt_info``.
+
+    The file is replaced atomically. Other formats are left alone (their sidecar carries
+    it). OpenVINO: the IR's ``.xml`` is edited as text, because reading and saving it again
+    through OpenVINO would rewrite (and by default recompress) the weights file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        _embed_onnx(path, key, value)
+    elif suffix == ".xml":
+        _embed_ir(path, key, value)
+
+
+def _embed_onnx(path: Path, key: str, value: str) -> None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [p for p in model.metadata_props if p.key != key]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=key, value=value)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def _embed_ir(path: Path, key: str, value: str) -> None:
+
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(rf"\s*<{re.escape(key)} value=\"[^\"]*\"\s*/>", "", text)
+    entry = f"\n\t\t<{key} value={quoteattr(value)} />"
+    end = text.rfind("</net>")
+    block = text.rfind("</rt_info>", 0, end)
+    if block != -1 and text.rfind("</edges>", 0, end) < block:  # the net's own rt_info, after its edges
+        text = text[:block].rstrip() + entry + "\n\t" + text[block:]
+    else:
+        text = text[:end] + f"\t<rt_info>{entry}\n\t</rt_info>\n" + text[end:]
+    write_atomic(path, text.encode("utf-8"))

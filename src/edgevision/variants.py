@@ -18,8 +18,10 @@ from pathlib import Path
 
 from edgevision.errors import EdgevisionError
 from edgevision.files import damaged_files, file_record, write_atomic
+from edgevision.modelfiles import embed_metadata
 
 SUFFIX = ".edgevision.json"
+CARD_KEY = "edgevision.card"  # the metadata key of the model card inside ONNX and OpenVINO files
 _TOOLS = (
     "edgevision",
     "onnx",
@@ -50,6 +52,7 @@ class VariantMeta:
     agreement: dict = field(default_factory=dict)  # task metric vs fp32
     notes: list[str] = field(default_factory=list)
     random_weights: bool = False
+    card: dict = field(default_factory=dict)  # the model card (how to feed and decode it), also inside the file
     tools: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)  # the model's own files: {name: {"bytes", "sha256"}}
 
@@ -80,6 +83,8 @@ def write_meta(model: Path, meta: VariantMeta) -> Path:
     """Write ``meta`` beside ``model`` (tool versions and the records of its files filled in)."""
     if not meta.tools:
         meta.tools = tool_versions()
+    if meta.card:
+        embed_metadata(model, CARD_KEY, json.dumps(meta.card, separators=(",", ":")))
     meta.files = {p.name: file_record(p) for p in model_files(model)}
     path = meta_path(model)
     write_atomic(path, json.dumps(asdict(meta), indent=2).encode())

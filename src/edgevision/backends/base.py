@@ -37,6 +37,7 @@ class Backend(ABC):
         if threads is not None and not 1 <= threads <= MAX_THREADS:
             raise EdgevisionError(f"threads must be 1 to {MAX_THREADS}, got {threads}.")
         self.threads = threads
+        self.metadata: dict[str, str] = {}  # the file's own key/value metadata, where the format has it
         if not self.path.exists():
             raise EdgevisionError(f"model file {self.path} does not exist.")
         try:

@@ -16,6 +16,12 @@ def _spec(port) -> TensorSpec:
     return TensorSpec(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()).name)
 
 
+def _metadata(model) -> dict[str, str]:
+    """The card edgevision put in the IR's runtime info, under the same key as in ONNX files."""
+    key = "edgevision.card"
+    return {key: model.get_rt_info(key).astype(str)} if model.has_rt_info(key) else {}
+
+
 @register_backend
 class OpenVinoBackend(Backend):
     """OpenVINO CPU plugin with fp32 inference precision.
@@ -44,7 +50,9 @@ class OpenVinoBackend(Backend):
         if self.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.threads
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+        model = core.read_model(str(self.path))
+        self.metadata = _metadata(model)
+        self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.inputs = [_spec(p) for p in self.compiled.inputs]
         self.outputs = [_spec(p) for p in self.compiled.outputs]

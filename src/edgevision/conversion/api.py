@@ -49,6 +49,7 @@ class SourceModel:
     random_weights: bool = False
     notes: list[str] = field(default_factory=list)
     export_parity: dict = field(default_factory=dict)  # PyTorch -> ONNX, for PyTorch zoo models
+    card: dict = field(default_factory=dict)  # the model card of a file that has one, carried into every output
 
 
 OPSETS = range(7, 21)  # the opsets PyTorch's TorchScript exporter writes
@@ -174,6 +175,7 @@ def _meta(source: SourceModel, to: str, parity: Parity, notes: list[str]) -> Var
         agreement=parity.agreement,
         notes=[*source.notes, *notes],
         random_weights=source.random_weights,
+        card=source.card,
     )
 
 

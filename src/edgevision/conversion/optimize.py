@@ -153,4 +153,5 @@ def _meta(source: SourceModel, report: OptimizeReport) -> VariantMeta:
         agreement=report.parity.agreement if report.parity else {},
         notes=[*source.notes, f"nodes {before} -> {after}; passes: {', '.join(report.passes) or 'none'}"],
         random_weights=source.random_weights,
+        card=source.card,
     )

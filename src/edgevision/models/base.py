@@ -20,6 +20,7 @@ class Predictor(ABC):
     task: str = "raw"
     backends: tuple = ()
     random_weights: bool = False  # True when the network holds random values: outputs are not real
+    decoding: str = ""  # one line: how a model file is fed and decoded (card, recognised format, raw)
 
     @abstractmethod
     def __call__(self, image: np.ndarray) -> Prediction:

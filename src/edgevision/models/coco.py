@@ -85,6 +85,27 @@ COCO80_CLASSES: tuple[str, ...] = (
     "toothbrush",
 )
 
+# The official COCO category ids of the 80 classes above, in the same order. Exports that
+# count classes by category id (TensorFlow Object Detection API: 1 = person, 90 =
+# toothbrush, with gaps) are read through COCO91_CLASSES.
+COCO80_IDS: tuple[int, ...] = (
+    *range(1, 12),
+    *range(13, 26),
+    27,
+    28,
+    *range(31, 45),
+    *range(46, 66),
+    67,
+    70,
+    *range(72, 83),
+    *range(84, 91),
+)
+
+COCO91_CLASSES: tuple[str, ...] = tuple(
+    dict(zip(COCO80_IDS, COCO80_CLASSES)).get(i, "background" if i == 0 else f"unused-{i}") for i in range(91)
+)
+"""Class name by COCO category id (index 0 is the background; unused ids are marked)."""
+
 COCO17_KEYPOINTS: tuple[str, ...] = (
     "nose",
     "left_eye",

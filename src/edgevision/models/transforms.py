@@ -17,6 +17,7 @@ class ImageTransform:
     pad_x: float
     pad_y: float
     source_size: tuple[int, int]  # (width, height) of the source image
+    input_size: tuple[int, int] | None = None  # (width, height) of the model input it made
 
     def points_to_source(self, xy: np.ndarray) -> np.ndarray:
         """(..., 2) model-pixel points to source pixels (not clipped)."""
@@ -39,7 +40,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, ImageT
     """Stretch ``image`` to ``size`` (width, height), ignoring aspect ratio."""
     h, w = image.shape[:2]
     out = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-    return out, ImageTransform(size[0] / w, size[1] / h, 0.0, 0.0, (w, h))
+    return out, ImageTransform(size[0] / w, size[1] / h, 0.0, 0.0, (w, h), tuple(size))
 
 
 def letterbox(
@@ -55,4 +56,4 @@ def letterbox(
     canvas = np.full((size[1], size[0], image.shape[2]), pad_value, dtype=image.dtype)
     px, py = ((size[0] - nw) // 2, (size[1] - nh) // 2) if center else (0, 0)
     canvas[py : py + nh, px : px + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    return canvas, ImageTransform(nw / w, nh / h, float(px), float(py), (w, h))
+    return canvas, ImageTransform(nw / w, nh / h, float(px), float(py), (w, h), tuple(size))

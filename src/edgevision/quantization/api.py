@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -20,6 +21,7 @@ from edgevision.compare import model_bytes
 from edgevision.errors import EdgevisionError
 from edgevision.files import copy_atomic, sha256_file
 from edgevision.modelfiles import weights_of_ir
+from edgevision.models.card import CardRequest
 from edgevision.models.raw import RawImageProcessor, RawOutputsOf
 from edgevision.quantization import get_quantizer
 from edgevision.quantization.base import PRECISIONS, QuantizeOptions, Quantizer
@@ -31,7 +33,14 @@ from edgevision.quantization.budget import (
 )
 from edgevision.quantization.calibration import CalibrationSet, load_calibration
 from edgevision.variants import VariantMeta, write_meta
-from edgevision.zoo.assemble import processor_for, refuse_weights, resolve_model, source_model_of
+from edgevision.zoo.assemble import (
+    file_decoding,
+    processor_for,
+    refuse_card,
+    refuse_weights,
+    resolve_model,
+    source_model_of,
+)
 from edgevision.zoo.pull import model_file
 from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 
@@ -82,12 +91,15 @@ class ResolvedModel:
     name: str
     path: Path
     processor: object
+    card: dict = field(default_factory=dict)  # the model card the source file decodes with, carried into the output
 
 
 # ----------------------------------------------------------------------------- resolving
 
 
-def resolve_source(model: str, *, weights: Path | None = None, random_weights: bool = False) -> ResolvedModel:
+def resolve_source(
+    model: str, *, weights: Path | None = None, random_weights: bool = False, card: CardRequest = CardRequest()
+) -> ResolvedModel:
     """Zoo name -> its ONNX file and processor; an ONNX file -> itself (its source's processor when known).
 
     PyTorch zoo models are exported to ONNX first (with ``weights``, or seeded random
@@ -100,9 +112,12 @@ def resolve_source(model: str, *, weights: Path | None = None, random_weights: b
             raise EdgevisionError(
                 f"{target.name} is not an ONNX file; quantization starts from ONNX (see: edgevision convert)."
             )
-        name = source_model_of(target)
-        processor = processor_for(name)
-        return ResolvedModel(name or target.stem, target, processor or _raw_processor(target))
+        decoding = file_decoding(target, card)
+        logger.info("%s", decoding.how)
+        saved = json.loads(decoding.card.to_json()) if decoding.card else {}
+        name = source_model_of(target) or target.stem
+        return ResolvedModel(name, target, decoding.processor or _raw_processor(target), saved)
+    refuse_card(target, card)
     processor = processor_for(target.name)
     if processor is None:
         raise EdgevisionError(f"{target.name} has no single-stage processor; quantize its ONNX file as a raw model.")
@@ -138,6 +153,7 @@ def quantize_model(
     options: QuantizeOptions = QuantizeOptions(),
     weights: Path | None = None,
     random_weights: bool = False,
+    card: CardRequest = CardRequest(),
     progress: Callable[[str], None] | None = None,
 ) -> QuantizeResult:
     """Quantize zoo model or ONNX file ``model`` for ``backend`` as ``options`` say.
@@ -152,7 +168,7 @@ def quantize_model(
     quantizer, concrete = _quantizer_for(backend, options)
     resolve_model(model)  # an unknown name or a broken file first, before the other inputs
     check_quantize(options, output, quantizer)
-    source = resolve_source(model, weights=weights, random_weights=random_weights)
+    source = resolve_source(model, weights=weights, random_weights=random_weights, card=card)
     say(f"source: {source.path} ({source.path.stat().st_size / 1e6:.2f} MB)")
     holdouts = default_holdout_photos(source.processor) if options.default_holdout and options.calib else []
     holdouts += [options.holdout] if options.holdout else []
@@ -345,6 +361,7 @@ def _write_meta(result: QuantizeResult, source, quantizer, options, calibration,
             "latency_ms_p50": result.latency_ms,
         },
         notes=list(result.notes) + list(result.warnings),
+        card=source.card,
     )
     write_meta(result.output, meta)
 

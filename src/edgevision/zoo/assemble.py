@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,20 @@ from edgevision.errors import EdgevisionError
 from edgevision.files import sha256_file
 from edgevision.modelfiles import check_model_file
 from edgevision.models.base import Predictor, Processor
-from edgevision.models.raw import RawImageProcessor
+from edgevision.models.card import (
+    METADATA_KEY,
+    CardProcessor,
+    CardRequest,
+    ModelCard,
+    card_file_beside,
+    card_from_dict,
+    read_card,
+    resolve_card,
+)
+from edgevision.models.recognize import recognise
 from edgevision.models.transforms import ImageTransform
 from edgevision.types import Prediction, RawOutputs
-from edgevision.variants import read_meta
+from edgevision.variants import meta_path, read_meta
 from edgevision.zoo.pull import MANIFEST, check_pulled_file, model_file, pulled_dir
 from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 from edgevision.zoo.registry import get_spec, list_models
@@ -59,20 +70,17 @@ class SingleStagePredictor(Predictor):
 
 
 class RawPredictor(Predictor):
-    """A model file with no known decoder: fit the image to its first input, report outputs.
+    """A model file with no decoder: fit the image to its first input, report the outputs.
 
-    Other inputs are fed zeros of their shape.
+    The image goes in as the ``raw`` card (or the given one) says; other inputs are fed
+    zeros of their shape.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, processor: Processor | None = None) -> None:
         self.backend = backend
         self.backends = (backend,)
         first = backend.inputs[0]
-        self.processor = RawImageProcessor.for_input(first)
-        if self.processor is None:
-            raise EdgevisionError(
-                f"{backend.path.name} has no known decoder and its input {first.name} {first.shape} is not an image."
-            )
+        self.processor = processor or CardProcessor(resolve_card(ModelCard(decoder="raw"), first))
         self._others = {
             spec.name: np.zeros([d or 1 for d in spec.shape], dtype=spec.dtype) for spec in backend.inputs[1:]
         }
@@ -92,6 +100,69 @@ class RawPredictor(Predictor):
 
     def __call__(self, image: np.ndarray) -> RawOutputs:
         return RawOutputs(self.backend.run(self.feeds(image)[0]))
+
+
+# ----------------------------------------------------------------------------- cards
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a model file is fed and read, and one line saying so (printed for every command)."""
+
+    processor: Processor | None  # None: raw outputs, the default raw pre-processing
+    how: str
+    card: ModelCard | None = None  # the card used, carried into every file made from this one
+
+
+def decoding_for_file(
+    path: Path, inputs: list, outputs: list, metadata: dict[str, str], request: CardRequest = CardRequest()
+) -> Decoding:
+    """The decoding of model file ``path``, first match wins: the given card, a card file beside
+    it, a card inside it or in its metadata file, the zoo model it was made from, recognition
+    of its tensors and metadata; else raw outputs.
+    """
+    zoo = source_model_of(path)
+    if zoo is not None and request.card is None and processor_for(zoo) is not None:
+        if request.overrides:
+            raise EdgevisionError(
+                f"{path.name} decodes as zoo model {zoo}; card options are for models with a card "
+                "(give a whole card with --card to decode it otherwise)."
+            )
+        return Decoding(processor_for(zoo), f"{path.name}: decoded as zoo model {zoo}")
+    found, where = (None, "") if request.card else _card_found(path, inputs, outputs, metadata)
+    card = request.apply(found)
+    if card is None:
+        names = ", ".join(f"{o.name} {list(o.shape)}" for o in outputs)
+        raw = resolve_card(ModelCard(decoder="raw"), inputs[0])
+        return Decoding(
+            None,
+            f"{path.name}: raw outputs ({names}), no decoder recognised; fed as {raw.describe()}. "
+            f"Describe the model with a card ({path.name}.card.yaml or --card, see README) to decode it",
+        )
+    resolved = resolve_card(card, inputs[0])
+    source = request.source if request.card else where
+    if request.overrides:
+        source = f"{source} + the given options" if source else "the given options"
+    return Decoding(CardProcessor(resolved), f"{path.name}: {source}: {resolved.describe()}", card)
+
+
+def _card_found(path: Path, inputs: list, outputs: list, metadata: dict[str, str]) -> tuple[ModelCard | None, str]:
+    beside = card_file_beside(path)
+    if beside is not None:
+        return read_card(beside), f"card {beside.name}"
+    meta = read_meta(path)
+    if METADATA_KEY not in metadata and meta is not None and meta.card:
+        return card_from_dict(meta.card, meta_path(path).name), f"card in {meta_path(path).name}"
+    found = recognise(inputs, outputs, metadata)
+    if found is None:
+        return None, ""
+    return found.card, ("card inside the model" if METADATA_KEY in metadata else f"recognised from {found.evidence}")
+
+
+def file_decoding(path: Path, request: CardRequest = CardRequest()) -> Decoding:
+    """``decoding_for_file`` for a file not loaded yet (opened once with its default runtime)."""
+    engine = create_backend(None, path)
+    return decoding_for_file(path, engine.inputs, engine.outputs, engine.metadata, request)
 
 
 # ----------------------------------------------------------------------------- naming a model
@@ -154,11 +225,13 @@ def load_predictor(
     threads: int | None = None,
     weights: Path | None = None,
     random_weights: bool = False,
+    card: CardRequest = CardRequest(),
 ) -> Predictor:
     """A predictor for zoo model ``model`` or a model file (see the module docstring)."""
     target = resolve_model(str(model))
     if isinstance(target, Path):
-        return _file_predictor(target, backend=backend, threads=threads)
+        return _file_predictor(target, backend=backend, threads=threads, request=card)
+    refuse_card(target, card)
     if is_pytorch_family(target):
         return _pytorch_predictor(
             target, backend=backend, threads=threads, weights=weights, random_weights=random_weights
@@ -172,15 +245,24 @@ def single_stage(spec: ModelSpec, path: Path, runtime: str | None, threads: int 
     return SingleStagePredictor(create_backend(runtime, path, threads=threads), spec.processor())
 
 
-def _file_predictor(path: Path, *, backend: str | None, threads: int | None) -> Predictor:
+def _file_predictor(path: Path, *, backend: str | None, threads: int | None, request: CardRequest) -> Predictor:
     meta = read_meta(path)
-    processor = processor_for(source_model_of(path))
-    runtime = backend or (meta.runtime if meta else None)
-    if processor is None:
-        return RawPredictor(create_backend(runtime, path, threads=threads))
-    predictor = SingleStagePredictor(create_backend(runtime, path, threads=threads), processor)
+    engine = create_backend(backend or (meta.runtime if meta else None), path, threads=threads)
+    decoding = decoding_for_file(path, engine.inputs, engine.outputs, engine.metadata, request)
+    logger.info("%s", decoding.how)
+    if decoding.processor is None or decoding.processor.task == "raw":
+        predictor: Predictor = RawPredictor(engine, decoding.processor)
+    else:
+        predictor = SingleStagePredictor(engine, decoding.processor)
     predictor.random_weights = bool(meta and meta.random_weights)
+    predictor.decoding = decoding.how
     return predictor
+
+
+def refuse_card(spec: ModelSpec, request: CardRequest) -> None:
+    """Refuse a card for a zoo model: each zoo model has its own decoder."""
+    if request:
+        raise EdgevisionError(f"{spec.name} is a zoo model with its own decoder; cards are for model files.")
 
 
 def _pytorch_predictor(
@@ -208,13 +290,15 @@ def resolve_source(
     weights: Path | None = None,
     random_weights: bool = False,
     export: ExportOptions = ExportOptions(),
+    card: CardRequest = CardRequest(),
 ) -> SourceModel:
     """The ONNX form of zoo model or file ``model`` (converted into ``workdir`` when needed)."""
     target = resolve_model(str(model))
     if isinstance(target, Path):
         if weights is not None or random_weights:
             raise EdgevisionError("--weights and --random-weights are for PyTorch zoo models, not model files.")
-        return _file_source(target, workdir)
+        return _file_source(target, workdir, card)
+    refuse_card(target, card)
     if is_pytorch_family(target):
         return _pytorch_source(target, weights=weights, random_weights=random_weights, export=export)
     refuse_weights(target, weights, random_weights)
@@ -228,22 +312,32 @@ def resolve_source(
     raise EdgevisionError(f"{target.name} has no ONNX or TFLite file to convert from.")
 
 
-def _file_source(path: Path, workdir: Path) -> SourceModel:
-    processor = processor_for(source_model_of(path))
+def _file_source(path: Path, workdir: Path, request: CardRequest = CardRequest()) -> SourceModel:
     meta = read_meta(path)
     random_weights = bool(meta and meta.random_weights)
     suffix = path.suffix.lower()
+    if suffix not in (".onnx", ".tflite"):
+        raise EdgevisionError(f"cannot convert {path.name}: give an .onnx or .tflite file, or a zoo model name.")
+    decoding = file_decoding(path, request)
+    logger.info("%s", decoding.how)
+    card = json.loads(decoding.card.to_json()) if decoding.card else {}
     if suffix == ".onnx":
-        return SourceModel(str(path), path, sha256_file(path), processor, random_weights=random_weights)
-    if suffix == ".tflite":
-        from edgevision.conversion.tflite import tflite_to_onnx
-
-        onnx = workdir / f"{path.stem}.onnx"
-        tflite_to_onnx(path, onnx)
         return SourceModel(
-            str(path), onnx, sha256_file(path), processor, original=path, notes=["via tf2onnx from .tflite"]
+            str(path), path, sha256_file(path), decoding.processor, random_weights=random_weights, card=card
         )
-    raise EdgevisionError(f"cannot convert {path.name}: give an .onnx or .tflite file, or a zoo model name.")
+    from edgevision.conversion.tflite import tflite_to_onnx
+
+    onnx = workdir / f"{path.stem}.onnx"
+    tflite_to_onnx(path, onnx)
+    return SourceModel(
+        str(path),
+        onnx,
+        sha256_file(path),
+        decoding.processor,
+        original=path,
+        notes=["via tf2onnx from .tflite"],
+        card=card,
+    )
 
 
 def _pytorch_source(

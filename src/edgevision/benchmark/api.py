@@ -52,6 +52,7 @@ from edgevision.compare import (
     DEFAULT_MAX_DROP,
 )
 from edgevision.errors import EdgevisionError
+from edgevision.models.card import card_request
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class BenchOptions:
     timing: TimingOptions = TimingOptions()
     weights: Path | None = None  # checkpoint of a PyTorch zoo model
     random_weights: bool = False
+    card: str | Path | dict | None = None  # a model card file or card fields for a model file (see edgevision.load)
     measure_peak: bool = True
 
 
@@ -94,7 +96,9 @@ def run_bench(
     say = progress or logger.info
     thread_counts = check_bench(model, output, options)
     variants, data, annotations = options.variants, options.data, options.annotations
-    source = resolve_bench_source(model, weights=options.weights, random_weights=options.random_weights)
+    source = resolve_bench_source(
+        model, weights=options.weights, random_weights=options.random_weights, card=card_request(options.card)
+    )
     keys = with_baseline(choose_variants(variants, source))
     dataset = load_data(data, options.data_count)
     coco = match_annotations(annotations, dataset.names) if annotations else None
@@ -148,7 +152,11 @@ def _measure(
     say: Progress,
 ) -> tuple[BenchResult, dict]:
     """Time every variant at every thread count in worker processes; collect predictions."""
-    tasks = [WorkerTask(v.key, v.path, v.kind.runtime, t, source.source_model) for v in built for t in threads]
+    tasks = [
+        WorkerTask(v.key, v.path, v.kind.runtime, t, source.source_model, source.card or None)
+        for v in built
+        for t in threads
+    ]
     predictions: dict[str, dict] = {}
     overhead: dict = {}
 

@@ -40,6 +40,7 @@ class WorkerTask:
     runtime: str
     threads: int
     source_model: str | None = None  # zoo model whose processor feeds and decodes it
+    card: dict | None = None  # else the model card that does
 
     @property
     def id(self) -> str:
@@ -170,6 +171,7 @@ class WorkerPool:
             runtime=t.runtime,
             threads=t.threads,
             source_model=t.source_model,
+            card=t.card,
             image=str(self.image_path),
         )
         timing = self.timings[t.id]

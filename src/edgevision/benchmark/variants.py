@@ -31,11 +31,12 @@ from edgevision.conversion.api import convert_model
 from edgevision.conversion.parity import ParityOptions
 from edgevision.errors import EdgevisionError, MissingExtraError
 from edgevision.files import cache_dir, sha256_file
+from edgevision.models.card import CardRequest, card_from_dict
 from edgevision.quantization import QuantizeOptions, get_quantizer
 from edgevision.quantization.api import quantize_model
 from edgevision.samples import sample_path
 from edgevision.variants import read_meta, reuse_problem
-from edgevision.zoo.assemble import refuse_weights, resolve_model, resolve_source
+from edgevision.zoo.assemble import file_decoding, refuse_card, refuse_weights, resolve_model, resolve_source
 from edgevision.zoo.pull import model_file
 from edgevision.zoo.pytorch import export_torch_model
 from edgevision.zoo.registry import get_spec, list_models
@@ -96,6 +97,12 @@ class BenchSource:
     pytorch: bool = False
     weights: Path | None = None
     random_weights: bool = False
+    card: dict = field(default_factory=dict)  # the model card of a file that has one
+
+    @property
+    def card_request(self) -> CardRequest:
+        """The source's card, given whole to every step that builds a variant."""
+        return CardRequest(card_from_dict(self.card, self.label), source="its card") if self.card else CardRequest()
 
     @property
     def slug(self) -> str:
@@ -195,11 +202,14 @@ def with_baseline(keys: list[str]) -> list[str]:
 # ----------------------------------------------------------------------------- the source
 
 
-def resolve_bench_source(model: str, *, weights: Path | None = None, random_weights: bool = False) -> BenchSource:
+def resolve_bench_source(
+    model: str, *, weights: Path | None = None, random_weights: bool = False, card: CardRequest = CardRequest()
+) -> BenchSource:
     """The fp32 ONNX file of zoo model or file ``model`` (PyTorch families exported first)."""
     target = resolve_model(model)
     if isinstance(target, Path):
-        return _file_source(target)
+        return _file_source(target, card)
+    refuse_card(target, card)
     if target.build is not None:
         onnx = export_torch_model(target, weights=weights, random_weights=random_weights)
         return BenchSource(target.name, onnx, sha256_file(onnx), target.name, True, weights, weights is None)
@@ -208,15 +218,22 @@ def resolve_bench_source(model: str, *, weights: Path | None = None, random_weig
     return BenchSource(target.name, onnx, sha256_file(onnx), target.name)
 
 
-def _file_source(path: Path) -> BenchSource:
+def _file_source(path: Path, request: CardRequest) -> BenchSource:
     if path.suffix.lower() != ".onnx":
         raise EdgevisionError(
             f"bench starts from a zoo model or an .onnx file, not {path.name}; time a single file with edgevision predict."
         )
     meta = read_meta(path)
     source_model = meta.source_model if meta and meta.source_model in list_models() else None
+    decoding = file_decoding(path, request)
+    logger.info("%s", decoding.how)
     return BenchSource(
-        str(path), path, sha256_file(path), source_model, random_weights=bool(meta and meta.random_weights)
+        str(path),
+        path,
+        sha256_file(path),
+        source_model if decoding.card is None else None,
+        random_weights=bool(meta and meta.random_weights),
+        card=json.loads(decoding.card.to_json()) if decoding.card else {},
     )
 
 
@@ -239,7 +256,13 @@ def variant_folder(source: BenchSource, kind: VariantKind, options: BuildOptions
     name = kind.key
     if kind.precision == "int8":
         settings = json.dumps(
-            [options.calib or DEFAULT_CALIB, options.calib_count, options.max_drop, quantizer_fingerprint()]
+            [
+                options.calib or DEFAULT_CALIB,
+                options.calib_count,
+                options.max_drop,
+                quantizer_fingerprint(),
+                source.card,
+            ]
         )
         name += "-" + hashlib.sha256(settings.encode()).hexdigest()[:8]
     return cache_dir("bench", source.slug, source.sha256[:12], name)
@@ -301,7 +324,8 @@ def _convert(source: BenchSource, kind: VariantKind, target: Path) -> None:
                 source.label, Path(tmp), weights=source.weights, random_weights=source.weights is None
             )
         else:
-            model = resolve_source(str(source.onnx) if source.source_model is None else source.label, Path(tmp))
+            label = str(source.onnx) if source.source_model is None else source.label
+            model = resolve_source(label, Path(tmp), card=source.card_request)
         convert_model(model, to=to, output=target, parity=parity)
 
 
@@ -334,7 +358,13 @@ def _quantize_call(
     settings = QuantizeOptions(
         precision=precision, max_drop=max_drop, calib=calib, calib_count=options.calib_count, threads=options.threads
     )
-    quantize_model(source.label if zoo_file else str(source.onnx), backend=quantizer, output=target, options=settings)
+    quantize_model(
+        source.label if zoo_file else str(source.onnx),
+        backend=quantizer,
+        output=target,
+        options=settings,
+        card=source.card_request,
+    )
 
 
 def _meta_dict(path: Path) -> dict:

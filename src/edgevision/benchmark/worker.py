@@ -43,7 +43,9 @@ class VariantRunner:
         self.feeds: dict[str, np.ndarray] = {}
         self.image: np.ndarray | None = None
 
-    def load(self, *, path: str, runtime: str, threads: int, source_model: str | None, image: str) -> dict:
+    def load(
+        self, *, path: str, runtime: str, threads: int, source_model: str | None, image: str, card: dict | None = None
+    ) -> dict:
         """Load the file, prepare the feeds from the image, run once."""
         from edgevision.backends import create_backend
 
@@ -51,13 +53,14 @@ class VariantRunner:
         self.backend = create_backend(runtime, path, threads=threads)
         load_s = time.perf_counter() - start
         self.image = np.load(image)
-        self._prepare(source_model)
+        self._prepare(source_model, card)
         start = time.perf_counter()
         self.backend.run(self.feeds)
         first_ms = (time.perf_counter() - start) * 1e3
         return {"load_s": load_s, "first_ms": first_ms, "pid": os.getpid()}
 
-    def _prepare(self, source_model: str | None) -> None:
+    def _prepare(self, source_model: str | None, card: dict | None) -> None:
+        from edgevision.models.card import CardProcessor, card_from_dict, resolve_card
         from edgevision.zoo.assemble import (
             RawPredictor,
             SingleStagePredictor,
@@ -65,6 +68,10 @@ class VariantRunner:
         )
 
         self.processor = processor_for(source_model)
+        if self.processor is None and card:
+            self.processor = CardProcessor(resolve_card(card_from_dict(card, "the bench task"), self.backend.inputs[0]))
+        if self.processor is not None and self.processor.task == "raw":
+            self.processor = None
         self.predictor = (
             RawPredictor(self.backend) if self.processor is None else SingleStagePredictor(self.backend, self.processor)
         )

@@ -12,6 +12,20 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgevision import api
+from edgevision.cli.card import (
+    BgrOption,
+    CardOption,
+    DecoderOption,
+    InputSizeOption,
+    IouOption,
+    LabelsOption,
+    MeanOption,
+    ResizeOption,
+    ScoreOption,
+    StdOption,
+    TaskOption,
+    card_choice,
+)
 from edgevision.cli.console import (
     RandomWeightsOption,
     WeightsOption,
@@ -55,6 +69,17 @@ def bench(
             "--json", help="Print the results record (as in results.json) to standard output; tables to stderr."
         ),
     ] = False,
+    card: CardOption = None,
+    decoder: DecoderOption = None,
+    task: TaskOption = None,
+    input_size: InputSizeOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    bgr: BgrOption = None,
+    resize: ResizeOption = None,
+    labels: LabelsOption = None,
+    score_threshold: ScoreOption = None,
+    iou_threshold: IouOption = None,
 ) -> None:
     """Build (or reuse) variants across runtimes and precisions, time each in its own process, report."""
     timing = api.TimingOptions(rounds=rounds, round_seconds=seconds, pipeline_seconds=min(0.3, seconds))
@@ -69,6 +94,7 @@ def bench(
         timing=timing,
         weights=weights,
         random_weights=random_weights,
+        card=card_choice(locals()),
     )
     columns = (SpinnerColumn(), TextColumn("[bold]bench[/] {task.description}"), TimeElapsedColumn())
     with (

@@ -8,6 +8,20 @@ from typing import Annotated
 import typer
 
 from edgevision import api
+from edgevision.cli.card import (
+    BgrOption,
+    CardOption,
+    DecoderOption,
+    InputSizeOption,
+    IouOption,
+    LabelsOption,
+    MeanOption,
+    ResizeOption,
+    ScoreOption,
+    StdOption,
+    TaskOption,
+    card_choice,
+)
 from edgevision.cli.console import stderr, stdout
 
 WeightsOption = Annotated[
@@ -30,11 +44,30 @@ def convert(
     dynamic_batch: Annotated[
         bool, typer.Option("--dynamic-batch/--static-batch", help="Batch dimension of a PyTorch export.")
     ] = False,
+    card: CardOption = None,
+    decoder: DecoderOption = None,
+    task: TaskOption = None,
+    input_size: InputSizeOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    bgr: BgrOption = None,
+    resize: ResizeOption = None,
+    labels: LabelsOption = None,
+    score_threshold: ScoreOption = None,
+    iou_threshold: IouOption = None,
 ) -> None:
     """Convert a model, check it against the source on real photos, save it with metadata."""
     export = api.ExportOptions(opset=opset, dynamic_batch=dynamic_batch)
     with stderr.status(f"converting {model} to {to}"):
-        result = api.convert(model, to=to, output=output, weights=weights, random_weights=random_weights, export=export)
+        result = api.convert(
+            model,
+            to=to,
+            output=output,
+            weights=weights,
+            random_weights=random_weights,
+            export=export,
+            card=card_choice(locals()),
+        )
     for line in result.export_lines():
         stdout.print(line, highlight=False)
     stdout.print(result.parity.table(), highlight=False)

@@ -12,6 +12,20 @@ from rich.table import Table
 
 from edgevision import api
 from edgevision.api import BudgetNotMetError, QuantizeOptions, QuantizeResult
+from edgevision.cli.card import (
+    BgrOption,
+    CardOption,
+    DecoderOption,
+    InputSizeOption,
+    IouOption,
+    LabelsOption,
+    MeanOption,
+    ResizeOption,
+    ScoreOption,
+    StdOption,
+    TaskOption,
+    card_choice,
+)
 from edgevision.cli.console import stderr, stdout
 
 
@@ -62,6 +76,17 @@ def quantize(
         bool,
         typer.Option("--random-weights", help="PyTorch zoo model with seeded random weights (size and speed only)."),
     ] = False,
+    card: CardOption = None,
+    decoder: DecoderOption = None,
+    task: TaskOption = None,
+    input_size: InputSizeOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    bgr: BgrOption = None,
+    resize: ResizeOption = None,
+    labels: LabelsOption = None,
+    score_threshold: ScoreOption = None,
+    iou_threshold: IouOption = None,
 ) -> None:
     """Quantize a model, check it against float on held-out images, write it with its metadata."""
     options = QuantizeOptions(
@@ -83,6 +108,7 @@ def quantize(
             options=options,
             weights=weights,
             random_weights=random_weights,
+            card=card_choice(locals()),
             progress=_say,
         )
     except BudgetNotMetError as exc:

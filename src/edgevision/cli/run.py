@@ -23,6 +23,20 @@ from edgevision.api import (
     resolve_model,
 )
 from edgevision.api import run as run_model
+from edgevision.cli.card import (
+    BgrOption,
+    CardOption,
+    DecoderOption,
+    InputSizeOption,
+    IouOption,
+    LabelsOption,
+    MeanOption,
+    ResizeOption,
+    ScoreOption,
+    StdOption,
+    TaskOption,
+    card_choice,
+)
 from edgevision.cli.console import (
     BackendOption,
     RandomWeightsOption,
@@ -157,6 +171,17 @@ def run(
     threads: ThreadsOption = None,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
+    card: CardOption = None,
+    decoder: DecoderOption = None,
+    task: TaskOption = None,
+    input_size: InputSizeOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    bgr: BgrOption = None,
+    resize: ResizeOption = None,
+    labels: LabelsOption = None,
+    score_threshold: ScoreOption = None,
+    iou_threshold: IouOption = None,
 ) -> None:
     """Track objects in a video, camera or stream; fire zone and line events; write and serve the result."""
     _quiet_video_libraries()
@@ -174,7 +199,14 @@ def run(
     resolve_model(model)
     check_run_outputs(source, outputs)
     with stderr.status(f"loading {model}"):
-        loaded = load(model, backend=backend, threads=threads, weights=weights, random_weights=random_weights)
+        loaded = load(
+            model,
+            backend=backend,
+            threads=threads,
+            weights=weights,
+            random_weights=random_weights,
+            card=card_choice(locals()),
+        )
     if loaded.random_weights:
         stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")
     with _Reporter() as reporter:

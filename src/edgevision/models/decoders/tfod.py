@@ -24,12 +24,16 @@ TFLITE_NAME = "TFLite_Detection_PostProcess"
 
 
 def output_roles(names: list[str], overrides: dict[str, str] | None = None) -> dict[str, str] | None:
-    """``{role: output name}`` for a TF-OD-API export's outputs; None when they are not one."""
+    """``{role: output name}`` for a TF-OD-API export's outputs; None when they are not one.
+
+    ``detection_boxes`` matches ``detection_boxes``, ``detection_boxes:0`` and
+    ``.../detection_boxes``, never ``raw_detection_boxes`` (TF2 exports have both).
+    """
     found = {}
     for role in ROLES:
         for name in names:
-            base = name.split(":")[0] if not name.startswith(TFLITE_NAME) else name
-            if base.endswith(_TF_NAMES[role]) or name == TFLITE_NAME + _TFLITE_SUFFIX[role]:
+            base = name.split(":")[0].rsplit("/", 1)[-1]
+            if base == _TF_NAMES[role] or name == TFLITE_NAME + _TFLITE_SUFFIX[role]:
                 found[role] = name
                 break
     found.update(overrides or {})

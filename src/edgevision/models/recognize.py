@@ -177,11 +177,21 @@ def _grid_format(shape, sizes, dynamic: bool) -> Recognition | None:
     return None
 
 
+_RAW_HEAD = ("raw", "encoding", "regress", "delta", "anchor", "loc")  # undecoded SSD / RetinaNet heads
+
+
 def _boxes_and_scores(outputs) -> Recognition | None:
-    boxes = [o for o in outputs if len(o.shape) == 3 and o.shape[-1] == 4]
-    if len(boxes) != 1:
+    """Decoded ``boxes`` [1, N, 4] + ``scores`` [1, N, C]; raw heads (box encodings) are left raw.
+
+    Shapes cannot tell decoded boxes from anchor offsets, so the names must say "box" and
+    "score" (or conf, prob, class) and nothing of an undecoded head.
+    """
+    boxes = [o for o in outputs if len(o.shape) == 3 and o.shape[-1] == 4 and "box" in o.name.lower()]
+    if len(boxes) != 1 or any(word in o.name.lower() for o in outputs for word in _RAW_HEAD):
         return None
     other = next(o for o in outputs if o is not boxes[0])
+    if not any(word in other.name.lower() for word in ("score", "conf", "prob", "cls", "class")):
+        return None
     if len(other.shape) not in (2, 3) or other.shape[1] != boxes[0].shape[1]:
         return None
     classes = other.shape[2] if len(other.shape) == 3 else 1

@@ -247,3 +247,28 @@ def test_cli_prints_the_decoding_line_and_takes_card_flags(tmp_path):
 def test_zoo_models_refuse_a_card():
     with pytest.raises(EdgevisionError, match="cards are for model files"):
         ev.load("nanodet-m", card={"score_threshold": 0.5})
+
+
+# ----------------------------------------------------------------------------- the project's own YOLOX
+
+
+@pytest.mark.parametrize("decoded", [False, True], ids=["official-export", "decode-in-inference"])
+def test_official_yolox_layout_decodes_as_the_zoo_decodes_the_same_network(tmp_path, samples_cache, decoded):
+    """edgevision's yolox-nano exported in the official layout: the generic decoder's boxes and
+    scores for every grid cell equal the zoo export's (the grid decode there is in the graph)."""
+    import cv2
+
+    from edgevision.models.decoders.yolox import yolox_candidates
+
+    official = ev.load(um.export_official_yolox(tmp_path, decoded=decoded))
+    assert "yolox decoder" in official.decoding and "letterbox-corner, BGR, (x - 0) / 1" in official.decoding
+    zoo = ev.load("yolox-nano", random_weights=True)
+    image = cv2.imread(str(samples_cache["person.jpg"]))
+    feeds, _ = official.predictor.feeds(image)
+    zoo_feeds, _ = zoo.predictor.feeds(image)
+    np.testing.assert_array_equal(next(iter(feeds.values())), next(iter(zoo_feeds.values())))
+    rows = official.predictor.backend.run(feeds)["output"][0]
+    xyxy, scores = yolox_candidates(rows, (416, 416))
+    zoo_out = zoo.predictor.backend.run(zoo_feeds)
+    np.testing.assert_allclose(xyxy, zoo_out["boxes"][0], atol=2e-3, rtol=1e-4)
+    np.testing.assert_allclose(scores, zoo_out["scores"][0], atol=1e-5)

@@ -41,16 +41,20 @@ STRIDES = (8, 16, 32)
     iou_threshold=0.45,
 )
 def decode_yolox(outputs: dict[str, np.ndarray], context: DecodeContext) -> Detections:
-    rows = single_output(outputs, "yolox")
+    xyxy, class_scores = yolox_candidates(single_output(outputs, "yolox"), context.input_size)
+    scores, class_ids = best_class(class_scores)
+    return finish(context, xyxy, scores, class_ids)
+
+
+def yolox_candidates(rows: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes xyxy in input pixels and class scores (objectness x class) of every row."""
     boxes = rows[:, :4]
-    if not is_grid_decoded(boxes, context.input_size):
-        cells, strides = grid_centres(context.input_size, STRIDES)
+    if not is_grid_decoded(boxes, input_size):
+        cells, strides = grid_centres(input_size, STRIDES)
         if len(cells) == len(rows):
-            boxes = np.concatenate(
-                [(boxes[:, :2] + cells) * strides[:, None], np.exp(boxes[:, 2:4]) * strides[:, None]], 1
-            )
-    scores, class_ids = best_class(rows[:, 5:] * rows[:, 4:5])
-    return finish(context, cxcywh_to_xyxy(boxes), scores, class_ids)
+            centres = (boxes[:, :2] + cells) * strides[:, None]
+            boxes = np.concatenate([centres, np.exp(boxes[:, 2:4]) * strides[:, None]], axis=1)
+    return cxcywh_to_xyxy(boxes), rows[:, 5:] * rows[:, 4:5]
 
 
 def is_grid_decoded(boxes: np.ndarray, input_size: tuple[int, int]) -> bool:

@@ -483,6 +483,8 @@ def evaluation_processor(processor):
         return None
     if is_dataclass(processor) and hasattr(processor, "score_threshold"):
         return replace(processor, score_threshold=min(EVAL_THRESHOLD, processor.score_threshold))
+    if hasattr(processor, "with_score_threshold"):  # a model card's processor
+        return processor.with_score_threshold(min(EVAL_THRESHOLD, processor.card.score_threshold))
     return processor
 
 

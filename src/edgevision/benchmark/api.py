@@ -53,6 +53,7 @@ from edgevision.compare import (
 )
 from edgevision.errors import EdgevisionError
 from edgevision.models.card import card_request
+from edgevision.zoo.assemble import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +97,13 @@ def run_bench(
     say = progress or logger.info
     thread_counts = check_bench(model, output, options)
     variants, data, annotations = options.variants, options.data, options.annotations
+    resolve_model(model)  # a broken model file is one sentence before the data is read
+    dataset = load_data(data, options.data_count)
+    coco = match_annotations(annotations, dataset.names) if annotations else None
     source = resolve_bench_source(
         model, weights=options.weights, random_weights=options.random_weights, card=card_request(options.card)
     )
     keys = with_baseline(choose_variants(variants, source))
-    dataset = load_data(data, options.data_count)
-    coco = match_annotations(annotations, dataset.names) if annotations else None
     build = BuildOptions(options.calib, options.calib_count, options.max_drop, max(thread_counts))
     built, failures = build_variants(source, keys, build, progress=say)
     if not built:

@@ -37,10 +37,15 @@ InputSizeOption = Annotated[
 ]
 MeanOption = Annotated[
     str | None,
-    typer.Option("--mean", help="Mean in pixel units: one value or R,G,B order of --bgr.", rich_help_panel=PANEL),
+    typer.Option(
+        "--mean",
+        help="Mean in pixel units (0-255): one value, or three in the model's channel order.",
+        rich_help_panel=PANEL,
+    ),
 ]
 StdOption = Annotated[
-    str | None, typer.Option("--std", help="Std in pixel units: x = (pixel - mean) / std.", rich_help_panel=PANEL)
+    str | None,
+    typer.Option("--std", help="Std in pixel units: the model gets (pixel - mean) / std.", rich_help_panel=PANEL),
 ]
 BgrOption = Annotated[
     bool | None, typer.Option("--bgr/--rgb", help="Channel order the model takes.", rich_help_panel=PANEL)
@@ -99,7 +104,7 @@ def _fields(flags: dict) -> dict:
     task = flags["task"]
     if task == "raw":
         fields["decoder"] = fields["decoder"] or "raw"
-    elif task not in (None, "detection", "pose"):
+    elif task not in (None, "detection"):
         raise EdgevisionError(f"unknown --task '{task}'; choose detection or raw (the decoder decides the task).")
     elif task and not fields["decoder"]:
         raise EdgevisionError(f"--task {task} needs --decoder too: choose one of {', '.join(list_decoders())}.")

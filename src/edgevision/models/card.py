@@ -269,6 +269,11 @@ class CardProcessor:
         self._mean = np.array(self.card.mean, np.float32)
         self._std = np.array(self.card.std, np.float32)
 
+    def with_score_threshold(self, value: float) -> CardProcessor:
+        """The same processor keeping objects down to ``value`` (for mAP evaluation)."""
+        card = self.card.model_copy(update={"score_threshold": value})
+        return CardProcessor(ResolvedCard(card, self.resolved.dtype, self.resolved.assumed))
+
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
         card = self.card
         fitted, transform = self._fit(image)

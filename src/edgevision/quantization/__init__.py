@@ -12,7 +12,7 @@ from edgevision.errors import EdgevisionError, MissingExtraError
 from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
 
 _REGISTRY: dict[str, type[Quantizer]] = {}
-_NOT_BACKENDS = frozenset({"base", "calibration", "sensitivity", "budget", "api"})
+_NOT_BACKENDS = frozenset({"base", "calibration", "sensitivity", "budget", "api", "opset", "postprocess"})
 
 
 def register_quantizer(cls: type[Quantizer]) -> type[Quantizer]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgevision.checks import check_threads, media_input, output_file, writable_place
-from edgevision.compare import model_bytes
+from edgevision.compare import DEFAULT_MAX_DROP, model_bytes
 from edgevision.errors import EdgevisionError
 from edgevision.files import copy_atomic, sha256_file
 from edgevision.modelfiles import weights_of_ir
@@ -31,7 +31,14 @@ from edgevision.quantization.budget import (
     compare_latency,
     run_budget,
 )
-from edgevision.quantization.calibration import CalibrationSet, load_calibration
+from edgevision.quantization.calibration import (
+    CalibrationSet,
+    holdout_only,
+    load_calibration,
+    noise_images,
+    read_images,
+)
+from edgevision.quantization.postprocess import summary
 from edgevision.variants import VariantMeta, write_meta
 from edgevision.zoo.assemble import (
     file_decoding,
@@ -244,11 +251,8 @@ def _calibration(source: ResolvedModel, options: QuantizeOptions, holdout: list[
                 "int8 needs calibration images: give a folder, glob or video with --calib "
                 '(e.g. --calib "$(edgevision samples path vtest.avi)").'
             )
-        say("no --calib: agreement with float is not measured")
-        return None
-    from edgevision.zoo.info import onnx_summary
-
-    input_name = onnx_summary(source.path)[1][0].name
+        return _check_images(source, options, say)
+    input_name = _input_name(source)
     calibration = load_calibration(
         options.calib, source.processor, input_name=input_name, count=options.calib_count, holdout_source=holdout
     )
@@ -256,21 +260,39 @@ def _calibration(source: ResolvedModel, options: QuantizeOptions, holdout: list[
     return calibration
 
 
+def _input_name(source: ResolvedModel) -> str:
+    from edgevision.zoo.info import onnx_summary
+
+    return onnx_summary(source.path)[1][0].name
+
+
+def _check_images(source: ResolvedModel, options: QuantizeOptions, say) -> CalibrationSet | None:
+    """Without --calib (fp16, int8-dynamic): held-out images for the parity check, the sample photos
+    (or seeded noise images when they cannot be fetched); None when ``default_holdout`` is off."""
+    if not options.default_holdout:
+        say("no --calib: agreement with float is not measured")
+        return None
+    paths = default_holdout_photos(source.processor)
+    images = [read_images(p, 1, min_images=1)[0][0] for p in paths]
+    where = "sample photos" if images else "seeded noise images"
+    images = images or noise_images()
+    say(f"no --calib: agreement with float is measured on {len(images)} {where}")
+    description = {"source": where, "holdout_source": paths}
+    return holdout_only(images, source.processor, input_name=_input_name(source), description=description)
+
+
 def _quantize(
     source, quantizer, options: QuantizeOptions, calibration, output: Path, repair: bool, say
 ) -> QuantizeResult:
-    """Quantize (through the budget loop when there are held-out images) and measure the result."""
+    """Quantize (through the budget loop when there are held-out images), check, move into place, measure."""
     budget, threads = options.max_drop, options.threads
     with tempfile.TemporaryDirectory(prefix="edgevision-quantize-") as tmp:
         work = Path(tmp)
         if calibration is None or not calibration.holdout_feeds:
-            quantizer.quantize(
-                source.path,
-                work / f"model{quantizer.suffix}",
-                options=options,
-                calibration=calibration.feeds if calibration else (),
-            )
             chosen, judge, outcome = work / f"model{quantizer.suffix}", None, None
+            quantizer.quantize(
+                source.path, chosen, options=options, calibration=calibration.feeds if calibration else ()
+            )
         else:
             judge = AgreementJudge(source.path, calibration, source.processor, threads=threads)
             outcome = run_budget(
@@ -285,13 +307,49 @@ def _quantize(
                 progress=say,
             )
             chosen = outcome.best.path
+        parity = judge.parity(chosen, quantizer.runtime) if judge is not None else {}
+        if options.precision == "fp16" and outcome is not None:
+            refuse_broken(outcome, parity, source.path.name, max_drop=DEFAULT_MAX_DROP if budget is None else budget)
         _move_model(chosen, output)
         result = _result(source, quantizer, options, output, outcome, budget)
-        result.notes = list(getattr(quantizer, "notes", []))
+        result.notes, result.parity = list(getattr(quantizer, "notes", [])), parity
+        _record_kept_float(result, getattr(quantizer, "kept_float", {}), say)
         if judge is not None:
-            result.parity = judge.parity(output, quantizer.runtime)
             _time(result, source, quantizer, calibration, threads, say)
     return result
+
+
+# fp16 rounding alone keeps every output's SQNR near 60 dB or more; below this floor the
+# values themselves changed (out of float16's range, or a cast in the wrong place), which a
+# scale-blind cosine does not see.
+FP16_MIN_SQNR_DB = 30.0
+
+
+def refuse_broken(outcome: BudgetResult, parity: dict, name: str, *, max_drop: float) -> None:
+    """Raise when fp16, a step that should keep the model's numbers, changes them.
+
+    Refused: agreement with fp32 below ``1 - max_drop`` (the budget of every other step), or
+    an output below ``FP16_MIN_SQNR_DB``; NaN (inf or NaN outputs) fails both.
+    """
+    agreement = outcome.best.agreement
+    low = [(n, f["sqnr_db"]) for n, f in parity.items() if not f["sqnr_db"] >= FP16_MIN_SQNR_DB]
+    if agreement >= 1.0 - max_drop and not low:
+        return
+    if low:
+        why = f"output {low[0][0]} has SQNR {low[0][1]:.1f} dB against fp32 (min {FP16_MIN_SQNR_DB:.0f} dB)"
+    else:
+        why = f"agreement with fp32 is {agreement:.3f} ({outcome.metric}), below {1.0 - max_drop:.3f}"
+    raise EdgevisionError(f"fp16 breaks {name}: {why}, so nothing was written; keep fp32 or quantize to int8 instead.")
+
+
+def _record_kept_float(result: QuantizeResult, kept: dict[str, str], say) -> None:
+    """Add the post-processing nodes a quantizer kept in float to ``excluded``, and say why once."""
+    if not kept:
+        return
+    result.excluded = list(dict.fromkeys([*result.excluded, *kept]))
+    line = summary(kept)
+    result.notes.append(line)
+    say(line)
 
 
 def _move_model(chosen: Path, output: Path) -> None:

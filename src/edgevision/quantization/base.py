@@ -71,6 +71,9 @@ class Quantizer(ABC):
     extra: ClassVar[str | None] = None
     can_exclude: ClassVar[bool] = True  # can keep named layers in float (the budget loop needs it)
     notes: list[str]  # set by ``quantize``: what was done, for the metadata file
+    # Set by ``quantize``: post-processing nodes kept in float automatically, with why
+    # (``edgevision.quantization.postprocess``), for the metadata file's ``excluded``.
+    kept_float: dict[str, str]
 
     def resolve(self, options: QuantizeOptions) -> QuantizeOptions:
         """``options`` with the calibration method filled in (``default_method`` when None)."""

@@ -154,7 +154,7 @@ def run_budget(
     say = progress or logger.info
     trial = _Trial(source, quantizer, options, calibration, judge, workdir)
     attempts = [trial.run(list(options.exclude))]
-    say(f"all layers int8: agreement {attempts[0].agreement:.3f} ({judge.metric})")
+    say(f"all layers {options.precision}: agreement {attempts[0].agreement:.3f} ({judge.metric})")
     ranking: list[LayerSensitivity] = []
     if _meets(attempts[0], max_drop) or options.precision != "int8" or not repair:
         return BudgetResult(attempts, attempts[0], _meets(attempts[0], max_drop), judge.metric)

@@ -78,6 +78,19 @@ def load_calibration(
     return _preprocess_all(calib, held, processor, input_name, description)
 
 
+def holdout_only(
+    images: list[np.ndarray], processor: Processor, *, input_name: str, description: dict
+) -> CalibrationSet:
+    """A set of held-out images only, for steps that need no calibration but are checked (fp16)."""
+    return _preprocess_all([], list(images), processor, input_name, {"count": 0, "holdout": len(images), **description})
+
+
+def noise_images(count: int = 4, *, seed: int = 0) -> list[np.ndarray]:
+    """Seeded random 480x640 BGR images: inputs for a parity check when no photo can be read."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(count)]
+
+
 def split_holdout(images: list[np.ndarray], holdout: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Every k-th image held out (spread over the source), the rest for calibration.
 

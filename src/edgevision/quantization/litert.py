@@ -16,7 +16,10 @@ onnx2tf turns the ONNX model into a SavedModel (cached per model); TensorFlow's
 
 Inputs and outputs stay float32 (or the source's integer type) and keep the ONNX layout
 and names, so the produced file is fed exactly like the source. TensorFlow's converter
-offers only min/max calibration and cannot keep named layers in float.
+offers only min/max calibration and cannot keep named layers in float. Graphs with
+control flow around their post-processing (a ``Loop`` around NMS, as TF Object Detection
+API exports have) are refused up front: onnx2tf cannot convert a loop body that reads
+tensors of the outer graph.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgevision.errors import EdgevisionError
+from edgevision.errors import EdgevisionError, cause
 from edgevision.quantization import register_quantizer
 from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
 
@@ -57,10 +60,20 @@ class LiteRtQuantizer(Quantizer):
 
         options = self.resolve(options)
         self.check(options, calibration)
+        refuse_control_flow(Path(source))
+        self.kept_float = {}
         tflite = TfliteOptions(
             options.precision, options.per_channel, tuple(calibration) if options.precision == "int8" else ()
         )
-        self.notes = onnx_to_tflite(Path(source), Path(output), options=tflite)
+        try:
+            self.notes = onnx_to_tflite(Path(source), Path(output), options=tflite)
+        except EdgevisionError:
+            raise
+        except Exception as exc:  # TensorFlow's converter raises ConverterError, ValueError ...
+            raise EdgevisionError(
+                f"TensorFlow's TFLite converter failed on {Path(source).name} ({cause(exc)}); "
+                "try --backend ort or openvino."
+            ) from None
         logger.info("litert %s: %s", options.precision, output)
         return Path(output)
 
@@ -82,3 +95,18 @@ class LiteRtQuantizer(Quantizer):
             )
         if calibration is not None and not calibration:
             raise EdgevisionError("int8 quantization needs calibration images (--calib).")
+
+
+def refuse_control_flow(source: Path) -> None:
+    """Refuse a graph with a Loop, If or Scan: onnx2tf cannot convert their bodies' outer-scope reads."""
+    import onnx
+
+    from edgevision.quantization.postprocess import CONTROL_FLOW_OPS
+
+    model = onnx.load(str(source), load_external_data=False)
+    loops = [n for n in model.graph.node if n.op_type in CONTROL_FLOW_OPS]
+    if loops:
+        raise EdgevisionError(
+            f"{source.name} has {loops[0].op_type} node {loops[0].name} (control flow around its post-processing), "
+            "which onnx2tf cannot convert to TFLite; use --backend ort or openvino, which keep it in float."
+        )

@@ -19,6 +19,10 @@ Layers to keep in float are ONNX node names; OpenVINO renames a Conv ``X`` with 
 that carry them and passed to NNCF with ``validate=True`` (unknown names are an error, not
 silently dropped).
 
+Post-processing inside the graph (NMS, TopK, loops: ``edgevision.quantization.postprocess``)
+is kept out of int8 the same way, by the names OpenVINO kept for it: NNCF otherwise fails to
+build its graph over some of it, and int8 there would change which boxes survive.
+
 ``int8-dynamic`` is refused: OpenVINO's CPU plugin applies dynamic quantization by itself
 at run time (``DYNAMIC_QUANTIZATION_GROUP_SIZE``); it is not a property of the file.
 """
@@ -30,9 +34,10 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgevision.errors import EdgevisionError
+from edgevision.errors import EdgevisionError, cause
 from edgevision.quantization import register_quantizer
 from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
+from edgevision.quantization.postprocess import postprocessing_nodes
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +70,23 @@ def range_estimator(method: str, percentile: float):
     )
 
 
+def carried_names(names: Sequence[str], layer: str) -> list[str]:
+    """The OpenVINO op names among ``names`` that carry ONNX node ``layer`` (``X`` and ``X/...``)."""
+    return [n for n in names if n == layer or n.startswith(layer + "/")]
+
+
+def present_names(model, layers: Sequence[str]) -> list[str]:
+    """OpenVINO op names that carry any of ``layers``; layers OpenVINO folded away are skipped."""
+    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
+    return sorted({n for layer in layers for n in carried_names(names, layer)})
+
+
 def ignored_names(model, exclude: Sequence[str]) -> list[str]:
     """OpenVINO op names that carry the ONNX node names ``exclude`` (``X`` and ``X/...``)."""
     names = [op.get_friendly_name() for op in model.get_ordered_ops()]
     found, unknown = [], []
     for layer in exclude:
-        matches = [n for n in names if n == layer or n.startswith(layer + "/")]
+        matches = carried_names(names, layer)
         (found.extend(matches) if matches else unknown.append(layer))
     if unknown:
         raise EdgevisionError(
@@ -99,13 +115,17 @@ class OpenVinoQuantizer(Quantizer):
         self, source: Path, output: Path, *, options: QuantizeOptions, calibration: Sequence[Feeds] = ()
     ) -> Path:
         """Write ``output`` (``.xml`` + ``.bin``) at ``options.precision``."""
+        import onnx
+
         from edgevision.conversion.openvino import read_onnx, save_ir
 
         options = self.resolve(options)
         self.check(options, calibration)
         model = read_onnx(Path(source))
+        self.kept_float = {}
         if options.precision == "int8":
-            model = self._nncf(model, options, calibration)
+            self.kept_float = postprocessing_nodes(onnx.load(str(source), load_external_data=False))
+            model = self._nncf(model, options, calibration, name=Path(source).name)
         self.notes = self._notes(options, len(calibration))
         return save_ir(model, Path(output), compress_to_fp16=options.precision == "fp16")
 
@@ -137,7 +157,7 @@ class OpenVinoQuantizer(Quantizer):
         if options.precision == "int8" and calibration is not None and not calibration:
             raise EdgevisionError("int8 quantization needs calibration images (--calib).")
 
-    def _nncf(self, model, options: QuantizeOptions, calibration: Sequence[Feeds]):
+    def _nncf(self, model, options: QuantizeOptions, calibration: Sequence[Feeds], *, name: str):
         import nncf
         from nncf.quantization.advanced_parameters import (
             AdvancedQuantizationParameters,
@@ -151,18 +171,23 @@ class OpenVinoQuantizer(Quantizer):
             activations_range_estimator_params=range_estimator(options.method, options.percentile),
             weights_quantization_params=None if options.per_channel else QuantizationParameters(per_channel=False),
         )
-        scope = (
-            nncf.IgnoredScope(names=ignored_names(model, options.exclude), validate=True) if options.exclude else None
-        )
+        ignored = sorted({*ignored_names(model, options.exclude), *present_names(model, list(self.kept_float))})
+        scope = nncf.IgnoredScope(names=ignored, validate=True) if ignored else None
         logger.info("NNCF: %d calibration inputs, preset %s, method %s", len(calibration), preset, options.method)
-        return nncf.quantize(
-            model,
-            nncf.Dataset(list(calibration)),
-            preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-            subset_size=len(calibration),
-            ignored_scope=scope,
-            advanced_parameters=advanced,
-        )
+        try:
+            return nncf.quantize(
+                model,
+                nncf.Dataset(list(calibration)),
+                preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+                subset_size=len(calibration),
+                ignored_scope=scope,
+                advanced_parameters=advanced,
+            )
+        except Exception as exc:  # NNCF raises its own InternalError, ValidationError, RuntimeError ...
+            raise EdgevisionError(
+                f"NNCF could not quantize {name} ({cause(exc)}); keep the failing layers in float with --exclude, "
+                "or try --backend ort."
+            ) from None
 
     @staticmethod
     def _notes(options: QuantizeOptions, count: int) -> list[str]:

@@ -15,6 +15,12 @@ inference; graph optimisation is skipped so that node names stay those of the so
 scales: TensorFlow's "SAME" max-pool padding (a Pad of -inf) is folded into the MaxPool,
 anything else is refused.
 
+Static int8 needs opset 13 (per-channel ``DequantizeLinear`` has an ``axis`` from 13 on):
+older exports are upgraded first and checked for parity (``edgevision.quantization.opset``).
+Post-processing inside the graph (NMS, TopK, loops: ``edgevision.quantization.postprocess``)
+is kept in float at every precision; for fp16 the ops ONNX Runtime's converter cannot type
+(``FP16_BLOCKED_OPS``) are kept float too.
+
 Calibration ranges are computed once per source, calibration set and method and cached,
 so re-quantizing with other layers excluded (the accuracy budget loop) takes seconds.
 
@@ -35,10 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.errors import EdgevisionError
+from edgevision.errors import EdgevisionError, cause
 from edgevision.files import atomic_path
 from edgevision.quantization import register_quantizer
 from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
+from edgevision.quantization.opset import upgrade_note, upgrade_opset
+from edgevision.quantization.postprocess import SEED_OPS, postprocessing_nodes, subgraph_node_names
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,11 @@ logger = logging.getLogger(__name__)
 ENTROPY_BINS = 1024
 ENTROPY_QUANTIZED_BINS = 128
 PERCENTILE_BINS = 2048
+# Per-channel DequantizeLinear (static int8 QDQ) has an ``axis`` attribute from opset 13 on.
+STATIC_INT8_OPSET = 13
+# Ops whose float16 versions break or do not exist in ONNX Runtime's CPU kernels, beyond the
+# converter's own DEFAULT_OP_BLOCK_LIST: post-processing and resampling.
+FP16_BLOCKED_OPS = (*SEED_OPS, "Resize", "Upsample", "GatherND", "ScatterND", "Range", "CumSum")
 
 
 @register_quantizer
@@ -62,8 +75,10 @@ class OrtQuantizer(Quantizer):
 
     def __init__(self) -> None:
         self._work = tempfile.TemporaryDirectory(prefix="edgevision-ort-")
-        self._prepared: dict[str, Path] = {}
+        self._prepared: dict[tuple, Path] = {}
+        self._upgrades: dict[tuple, str] = {}
         self._ranges: dict[tuple, Path] = {}
+        self.kept_float: dict[str, str] = {}
 
     def quantize(
         self, source: Path, output: Path, *, options: QuantizeOptions, calibration: Sequence[Feeds] = ()
@@ -71,17 +86,21 @@ class OrtQuantizer(Quantizer):
         """Write ``source`` quantized as ``options.precision`` to ``output`` (atomically)."""
         options = self.resolve(options)
         self.check(options, calibration)
-        prepared = self.prepare(Path(source))
+        opset = STATIC_INT8_OPSET if options.precision == "int8" else 0
+        prepared = self.prepare(Path(source), opset=opset)
         check_exclude(prepared, options.exclude)
-        with atomic_path(Path(output).resolve()) as tmp, private_cwd():
+        self.kept_float, kept = float_nodes(prepared)
+        inner = replace_exclude(options, [*options.exclude, *kept])
+        with atomic_path(Path(output).resolve()) as tmp, private_cwd(), ort_failures(Path(source).name, options):
             if options.precision == "fp16":
-                to_fp16(prepared, tmp, exclude=options.exclude)
+                to_fp16(prepared, tmp, exclude=inner.exclude)
             elif options.precision == "int8-dynamic":
-                to_int8_dynamic(prepared, tmp, options)
+                to_int8_dynamic(prepared, tmp, inner)
             else:
                 ranges = self.ranges(prepared, calibration, options)
-                to_int8_static(prepared, tmp, options, ranges)
-        self.notes = ort_notes(options, len(calibration))
+                to_int8_static(prepared, tmp, inner, ranges)
+        upgrade = self._upgrades.get((str(Path(source).resolve()), opset))
+        self.notes = ([upgrade] if upgrade else []) + ort_notes(options, len(calibration))
         return Path(output)
 
     def check(self, options: QuantizeOptions, calibration: Sequence[Feeds] | None = None) -> None:
@@ -95,12 +114,15 @@ class OrtQuantizer(Quantizer):
         if options.precision == "int8" and calibration is not None and not calibration:
             raise EdgevisionError("static int8 needs calibration images; give a folder, glob or video with --calib.")
 
-    def prepare(self, source: Path) -> Path:
-        """The source with finite constants and inferred shapes, ready to calibrate (cached)."""
-        key = str(source.resolve())
+    def prepare(self, source: Path, *, opset: int = 0) -> Path:
+        """The source with finite constants, at least ``opset`` and inferred shapes, ready to calibrate (cached)."""
+        key = (str(source.resolve()), opset)
         if key not in self._prepared:
             folder = Path(tempfile.mkdtemp(dir=self._work.name))
-            self._prepared[key] = prepare_model(source, folder)
+            self._prepared[key] = prepare_model(source, folder, opset=opset)
+            note = upgrade_note(source, self._prepared[key])
+            if note:
+                self._upgrades[key] = note
         return self._prepared[key]
 
     def layers(self, source: Path) -> list[str]:
@@ -114,10 +136,41 @@ class OrtQuantizer(Quantizer):
         key = (str(prepared), id(calibration), len(calibration), options.method, options.percentile)
         if key not in self._ranges:
             path = Path(tempfile.mkdtemp(dir=self._work.name)).resolve() / "ranges.json"
-            with private_cwd():
+            with private_cwd(), ort_failures(prepared.name, options):
                 compute_ranges(prepared, calibration, options, path)
             self._ranges[key] = path
         return self._ranges[key]
+
+
+def float_nodes(prepared: Path) -> tuple[dict[str, str], list[str]]:
+    """The post-processing nodes to keep float (name -> why), and every node name to exclude for it
+    (the nodes inside their loop bodies included)."""
+    import onnx
+
+    model = onnx.load(str(prepared), load_external_data=False)
+    found = postprocessing_nodes(model)
+    return found, [*found, *subgraph_node_names(model, found)]
+
+
+def replace_exclude(options: QuantizeOptions, names: Sequence[str]) -> QuantizeOptions:
+    """``options`` excluding ``names`` (first occurrence kept)."""
+    from dataclasses import replace
+
+    return replace(options, exclude=tuple(dict.fromkeys(names)))
+
+
+@contextlib.contextmanager
+def ort_failures(name: str, options: QuantizeOptions) -> Iterator[None]:
+    """Turn a failure inside ONNX Runtime's quantization tools into one sentence with its cause."""
+    try:
+        yield
+    except EdgevisionError:
+        raise
+    except Exception as exc:  # the tools raise anything from ValueError to onnx's own errors
+        raise EdgevisionError(
+            f"ONNX Runtime's {options.precision} quantizer failed on {name} ({cause(exc)}); "
+            "keep the failing layers in float with --exclude, or try --backend openvino."
+        ) from None
 
 
 def ort_notes(options: QuantizeOptions, count: int) -> list[str]:
@@ -146,8 +199,9 @@ def private_cwd() -> Iterator[Path]:
         yield Path(folder)
 
 
-def prepare_model(source: Path, folder: Path) -> Path:
-    """Fix or refuse non-finite constants, then run ``quant_pre_process`` into ``folder``."""
+def prepare_model(source: Path, folder: Path, *, opset: int = 0) -> Path:
+    """Fix or refuse non-finite constants, upgrade to ``opset`` when older (checked for parity),
+    then run ``quant_pre_process`` into ``folder``."""
     import onnx
 
     source, folder = Path(source).resolve(), Path(folder).resolve()
@@ -167,7 +221,10 @@ def prepare_model(source: Path, folder: Path) -> Path:
         logger.info("folded %d -inf max-pool paddings into their MaxPool", folded)
     fixed = folder / "finite.onnx"
     onnx.save(model, str(fixed))
-    return _pre_process(fixed, folder / "prepared.onnx")
+    upgraded = folder / "upgraded.onnx"
+    note = upgrade_opset(fixed, upgraded, opset=opset) if opset else None
+    with ort_failures(source.name, QuantizeOptions()):
+        return _pre_process(upgraded if note else fixed, folder / "prepared.onnx")
 
 
 def nonfinite_constants(model) -> list[str]:
@@ -314,12 +371,63 @@ def to_int8_dynamic(prepared: Path, output: Path, options: QuantizeOptions) -> N
 
 
 def to_fp16(prepared: Path, output: Path, *, exclude: Sequence[str] = ()) -> None:
-    """fp16 weights and compute, float32 inputs and outputs (``onnxruntime.transformers.float16``)."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    """fp16 weights and compute, float32 inputs and outputs (``onnxruntime.transformers.float16``).
 
-    model = convert_float_to_float16(onnx.load(str(prepared)), keep_io_types=True, node_block_list=list(exclude))
+    ``exclude`` and the ops of ``FP16_BLOCKED_OPS`` stay float32, with casts around them.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    source = onnx.load(str(prepared))
+    floats = float_tensors(source)
+    model = convert_float_to_float16(
+        source,
+        keep_io_types=True,
+        op_block_list=sorted({*DEFAULT_OP_BLOCK_LIST, *FP16_BLOCKED_OPS}),
+        node_block_list=list(exclude),
+    )
+    float_outer_reads(model, floats)
     onnx.save(model, str(output))
+
+
+def float_tensors(model) -> set[str]:
+    """Names of the float32 tensors of ``model``'s top graph (after ONNX shape inference)."""
+    import onnx
+
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    infos = [*graph.input, *graph.output, *graph.value_info]
+    floats = {i.name for i in infos if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    return floats | {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+
+
+def float_outer_reads(model, floats: set[str]) -> int:
+    """Give the loop bodies (and branches) left float32 the float32 tensors they read from outside.
+
+    ONNX Runtime's converter casts a blocked node's float32 inputs back but not the tensors its
+    subgraph reads from the outer graph, which become float16 and make the graph invalid. No
+    tool fixes that, so here: a body reading ``X`` that the converter re-typed reads the float32
+    tensor behind the converter's own cast, or a new cast to float32. Returns the reads rewired.
+    """
+    from onnx import TensorProto, helper
+
+    from edgevision.quantization.postprocess import CONTROL_FLOW_OPS, outer_reads, rename_inputs
+
+    nodes = list(model.graph.node)
+    producer = {out: n for n in nodes for out in n.output}
+    rewired: dict[str, str] = {}
+    for node in (n for n in nodes if n.op_type in CONTROL_FLOW_OPS):  # all blocked: FP16_BLOCKED_OPS
+        for name in sorted(outer_reads(node) & floats):
+            if name not in rewired:
+                cast = producer.get(name)
+                if cast is not None and cast.name == name + "_cast_to_fp16_node":
+                    rewired[name] = cast.input[0]
+                else:
+                    rewired[name] = name + "_outer_fp32"
+                    model.graph.node.append(
+                        helper.make_node("Cast", [name], [rewired[name]], to=TensorProto.FLOAT, name=rewired[name])
+                    )
+            rename_inputs(node, {name: rewired[name]})
+    return len(rewired)
 
 
 @contextlib.contextmanager

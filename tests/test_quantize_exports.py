@@ -123,7 +123,9 @@ def test_ort_int8_of_an_opset12_export_upgrades_it_first(exports, short_video, t
     outputs = create_backend("onnxruntime", out).run({"images": np.full((1, 3, 64, 64), 0.5, np.float32)})
     assert outputs["boxes"].shape == (1, 64, 4) and outputs["scores"].shape == (1, 64, 3)
     assert read_meta(out).notes[0] == "opset 12 upgraded to 13 (outputs within 1e-03 of the original on 2 inputs)"
-    assert result.agreement >= 0.98 and result.excluded == []  # nothing to keep float in a plain detector
+    # boxes + scores outputs are recognised, so agreement is detection mAP against fp32
+    assert result.metric.startswith("detection mAP") and result.agreement >= 0.9
+    assert result.excluded == []  # nothing to keep float in a plain detector
 
 
 def test_ort_int8_keeps_the_nms_loop_float(exports, short_video, samples_cache, tmp_path):

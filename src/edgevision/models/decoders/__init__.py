@@ -116,9 +116,9 @@ def finish(
         order = nms(xyxy, scores, class_ids, iou_threshold=card.iou_threshold, max_detections=card.max_detections)
     else:
         order = np.argsort(-scores, kind="stable")[: card.max_detections]
-    return Detections(
-        context.transform.boxes_to_source(xyxy[order]), scores[order], class_ids[order], context.class_names
-    )
+    boxes = context.transform.boxes_to_source(xyxy[order])
+    seen = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly in the padding are no objects
+    return Detections(boxes[seen], scores[order][seen], class_ids[order][seen], context.class_names)
 
 
 def best_class(class_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

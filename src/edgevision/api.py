@@ -325,9 +325,14 @@ def predict_to_files(
     return predict(model.predictor, str(source), PredictOutputs(_path(annotated), json_lines), on_frame=on_frame)
 
 
-def inspect(model: str | Path, *, weights: str | Path | None = None) -> ModelReport:
-    """Tensors, parameters, MACs, op histogram, weight precision and largest layers of ``model``."""
-    return inspect_model(str(model), weights=_weights(weights))
+def inspect(
+    model: str | Path, *, weights: str | Path | None = None, input_size: str | tuple[int, int] | None = None
+) -> ModelReport:
+    """Tensors, parameters, MACs, op histogram, weight precision and largest layers of ``model``.
+
+    MACs of a model with a dynamic input size are counted at ``input_size`` ("WxH").
+    """
+    return inspect_model(str(model), weights=_weights(weights), input_size=input_size)
 
 
 def demo(

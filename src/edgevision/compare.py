@@ -56,6 +56,9 @@ COCO17_SIGMAS = (
 # Other skeletons (18-keypoint OpenPose, 33-keypoint BlazePose) have no published sigmas:
 # every keypoint gets the mean COCO sigma (~0.067), the tolerance of an average body joint.
 UNIFORM_SIGMA = float(COCO17_SIGMAS.mean())
+# How two outputs were compared: value by value, or as sets of rows (see align_outputs).
+INDEX_ALIGNED = "index-aligned"
+ROWS_MATCHED = "rows matched"
 
 
 # ----------------------------------------------------------------------------- parity
@@ -72,6 +75,7 @@ class OutputParity:
     max_abs_diff: float
     cosine: float
     scale: float  # largest magnitude in the reference output
+    comparison: str = INDEX_ALIGNED  # or "rows matched on '<output>'" for sets of rows (see align_outputs)
 
     def passes(self, tolerance: float) -> bool:
         """Max abs diff within ``tolerance``, relative to the output's magnitude when over 1."""
@@ -107,6 +111,7 @@ class ParityReport:
                     "max_abs_diff": o.max_abs_diff,
                     "cosine": o.cosine,
                     "scale": o.scale,
+                    "comparison": o.comparison,
                 }
                 for o in self.outputs
             ],
@@ -117,6 +122,7 @@ class ParityReport:
         return [
             f"{o.name:<12} {str(list(o.shape)):<18} max|diff| {o.max_abs_diff:.3e}  cosine {o.cosine:.8f}  "
             f"{'ok' if o.passes(self.tolerance) else 'FAIL'}"
+            + (f"  ({o.comparison})" if o.comparison != INDEX_ALIGNED else "")
             for o in self.outputs
         ]
 
@@ -133,20 +139,26 @@ class ParityReport:
 def compare_outputs(
     names: Sequence[str], expected: Sequence[np.ndarray], got: Sequence[np.ndarray]
 ) -> list[OutputParity]:
-    """Max abs diff and cosine similarity of each pair of outputs."""
+    """Max abs diff and cosine similarity of each pair of outputs (sets of rows in matched order)."""
     if len(expected) != len(got):
         raise EdgevisionError(f"the converted model has {len(got)} outputs, the reference {len(expected)}.")
-    return [_compare(name, np.asarray(e), np.asarray(g)) for name, e, g in zip(names, expected, got)]
+    want = {name: np.asarray(e) for name, e in zip(names, expected)}
+    have = {name: np.asarray(g) for name, g in zip(names, got)}
+    for name in names:
+        if want[name].shape != have[name].shape:
+            raise EdgevisionError(
+                f"output '{name}' has shape {have[name].shape} after conversion, {want[name].shape} before."
+            )
+    aligned = align_outputs(want, have)
+    return [_compare(name, want[name].shape, *aligned.pairs[name], aligned.comparisons[name]) for name in names]
 
 
-def _compare(name: str, want: np.ndarray, have: np.ndarray) -> OutputParity:
-    if want.shape != have.shape:
-        raise EdgevisionError(f"output '{name}' has shape {have.shape} after conversion, {want.shape} before.")
+def _compare(name: str, shape: tuple[int, ...], want: np.ndarray, have: np.ndarray, comparison: str) -> OutputParity:
     a, b = want.astype(np.float64).ravel(), have.astype(np.float64).ravel()
     denom = np.linalg.norm(a) * np.linalg.norm(b)
     cosine = float(a @ b / denom) if denom > 0 else float(np.array_equal(a, b))
     diff = float(np.abs(a - b).max(initial=0.0))
-    return OutputParity(name, tuple(want.shape), diff, cosine, float(np.abs(a).max(initial=0.0)))
+    return OutputParity(name, tuple(shape), diff, cosine, float(np.abs(a).max(initial=0.0)), comparison)
 
 
 def require_parity(report: ParityReport, reference: str = "PyTorch") -> None:
@@ -178,6 +190,250 @@ def pair_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray]) -> tup
         if match is not None:
             pairs[name] = unused.pop(match)
     return {n: ref[n] for n in pairs}, pairs
+
+
+# ----------------------------------------------------------------------------- sets of rows
+
+# Outputs after NMS inside a model (boxes [1, 100, 4], scores [1, 100], detections [N, 6])
+# are sets: a variant that finds the same objects may list them in another order. Their
+# rows are matched to the reference's rows before comparing, and the outputs that list the
+# same objects (boxes, scores, classes of one model) take the same order.
+MAX_ROW_FEATURES = 16  # [N, K] or [B, N, K] with 2 <= K <= 16 is a set of rows; wider is a feature map
+# An index-aligned cosine this close to 1 is kept without matching rows. Any lower, rows are
+# matched and the better of the two comparisons kept: even two near-equal boxes that swapped
+# places are a difference of order only, which a set comparison must not count.
+ALIGNED_ENOUGH = 1 - 1e-9
+TIE_BREAK = 1e-3  # weight of the outputs parallel to the anchor when matching rows (see _match_keys)
+GREEDY_ABOVE = 2000  # rows: beyond this an exact assignment (cubic time) gives way to a greedy match
+
+
+@dataclass(frozen=True)
+class RowSet:
+    """Outputs that list the same N objects: ``anchor`` ([..., N, K] rows) and those indexed alike.
+
+    One matching of rows is made per list, on the anchor's rows (the others break ties), and
+    applies to every member.
+    """
+
+    anchor: str
+    members: tuple[str, ...]  # the anchor first, then outputs shaped [..., N] or [..., N, K']
+
+
+@dataclass
+class Alignment:
+    """Reference and candidate outputs in matching order, and how each pair was compared."""
+
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]]
+    comparisons: dict[str, str]
+
+
+def is_row_set(shape: Sequence[int]) -> bool:
+    """True for outputs shaped [N, K] or [B, N, K] with 2 <= K <= ``MAX_ROW_FEATURES``.
+
+    >>> is_row_set((1, 100, 4)), is_row_set((0, 6)), is_row_set((1, 84, 8400)), is_row_set((1, 3, 8, 8))
+    (True, True, False, False)
+    """
+    return len(shape) in (2, 3) and 2 <= shape[-1] <= MAX_ROW_FEATURES
+
+
+def _indexed_alike(shape: Sequence[int], rows: Sequence[int]) -> bool:
+    lead = tuple(rows[:-1])
+    return tuple(shape) == lead or (len(shape) == len(rows) and tuple(shape[:-1]) == lead)
+
+
+def find_row_sets(outputs: dict[str, np.ndarray]) -> list[RowSet]:
+    """Group a model's set-like outputs: each output of rows with the outputs indexed like it.
+
+    Outputs named like boxes anchor first. A lone vector ([1, 100]) is not a set: it could
+    as well be class logits, whose order matters.
+
+    >>> out = {"scores": np.zeros((1, 5)), "boxes": np.zeros((1, 5, 4)), "logits": np.zeros((1, 1000))}
+    >>> find_row_sets(out)
+    [RowSet(anchor='boxes', members=('boxes', 'scores'))]
+    """
+    anchors = sorted(
+        (n for n, v in outputs.items() if is_row_set(np.shape(v))),
+        key=lambda n: ("box" not in n.lower(), np.shape(outputs[n])[-1] != 4),
+    )
+    taken: set[str] = set()
+    found = []
+    for anchor in anchors:
+        if anchor in taken:
+            continue
+        rows = np.shape(outputs[anchor])
+        members = [anchor] + [
+            n for n, v in outputs.items() if n != anchor and n not in taken and _indexed_alike(np.shape(v), rows)
+        ]
+        taken.update(members)
+        found.append(RowSet(anchor, tuple(members)))
+    return found
+
+
+def match_rows(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(r, c)`` pairing rows ``reference[r]`` with ``candidate[c]`` at least total squared distance.
+
+    An optimal assignment (scipy's ``linear_sum_assignment``) up to ``GREEDY_ABOVE`` rows,
+    a greedy nearest-neighbour match beyond. Rows left over when counts differ are unpaired.
+
+    >>> a = np.array([[0.0, 0.0], [5.0, 5.0]])
+    >>> [i.tolist() for i in match_rows(a, a[::-1])]
+    [[0, 1], [1, 0]]
+    """
+    if not len(reference) or not len(candidate):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if max(len(reference), len(candidate)) > GREEDY_ABOVE:
+        return greedy_match_rows(reference, candidate)
+    return _assign(reference, candidate)
+
+
+def _assign(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    cost = np.nan_to_num(cdist(reference, candidate, "sqeuclidean"), nan=1e30, posinf=1e30)
+    return linear_sum_assignment(cost)
+
+
+def greedy_match_rows(
+    reference: np.ndarray, candidate: np.ndarray, *, neighbours: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pair rows nearest first among each reference row's ``neighbours`` nearest candidates.
+
+    scipy has no greedy assignment, so it is written here on top of its k-d tree. Rows left
+    without a free neighbour are paired among themselves in order.
+    """
+    from scipy.spatial import cKDTree
+
+    ref, cand = (np.nan_to_num(x, nan=0.0, posinf=1e30, neginf=-1e30) for x in (reference, candidate))
+    distance, index = cKDTree(cand).query(ref, k=min(neighbours, len(cand)))
+    distance, index = distance.reshape(len(ref), -1), index.reshape(len(ref), -1)
+    rows = np.repeat(np.arange(len(ref)), index.shape[1])
+    order = np.argsort(distance.ravel(), kind="stable")
+    free_ref, free_cand = np.ones(len(ref), bool), np.ones(len(cand), bool)
+    pairs = []
+    for r, c in zip(rows[order], index.ravel()[order]):
+        if free_ref[r] and free_cand[c]:
+            free_ref[r] = free_cand[c] = False
+            pairs.append((r, c))
+    left = zip(np.flatnonzero(free_ref), np.flatnonzero(free_cand))
+    matched = sorted(pairs + list(left))
+    return np.array([p[0] for p in matched], dtype=np.int64), np.array([p[1] for p in matched], dtype=np.int64)
+
+
+def _as_rows(value: np.ndarray, lead: tuple[int, ...]) -> np.ndarray:
+    """``value`` as [L, N, K]: L lists (batch items) of N rows of K features (K = 1 for vectors)."""
+    value = np.asarray(value, dtype=np.float64)
+    features = value.shape[-1] if value.ndim == len(lead) + 2 else 1
+    return value.reshape(int(np.prod(lead, dtype=np.int64)), value.shape[len(lead)], features)
+
+
+def _order_rows(ref: np.ndarray, cand: np.ndarray, r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of one list in matched order: the pairs, then unpaired rows against zeros."""
+    lone_r = np.setdiff1d(np.arange(len(ref)), r)
+    lone_c = np.setdiff1d(np.arange(len(cand)), c)
+    zero_r = np.zeros((len(lone_c), ref.shape[-1]))
+    zero_c = np.zeros((len(lone_r), cand.shape[-1]))
+    return (
+        np.concatenate([ref[r], ref[lone_r], zero_r]),
+        np.concatenate([cand[c], zero_c, cand[lone_c]]),
+    )
+
+
+def _padded(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index-aligned rows, the shorter list padded with zero rows."""
+    n = max(ref.shape[1], cand.shape[1])
+    pad = lambda x: np.pad(x, ((0, 0), (0, n - x.shape[1]), (0, 0)))  # noqa: E731
+    return pad(ref), pad(cand)
+
+
+def _matched(group: RowSet, ref: dict, cand: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every member's rows reordered by one matching per list (see ``_match_keys``)."""
+    ref_keys, cand_keys = _match_keys(group, ref, cand)
+    out: dict[str, tuple[list, list]] = {name: ([], []) for name in group.members}
+    for i in range(len(ref_keys)):
+        r, c = match_rows(ref_keys[i], cand_keys[i])
+        for name in group.members:
+            a, b = _order_rows(ref[name][i], cand[name][i], r, c)
+            out[name][0].append(a)
+            out[name][1].append(b)
+    return {name: (np.stack(a), np.stack(b)) for name, (a, b) in out.items()}
+
+
+def _match_keys(group: RowSet, ref: dict, cand: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The features rows are matched on: the anchor's, then the other members' weighted to break ties.
+
+    Each member is divided by its largest reference value. Matching on the boxes alone would
+    pair two objects with the same box (one box found for two classes) at random; their
+    scores and classes, weighted ``TIE_BREAK``, tell them apart without outweighing the boxes.
+    """
+    scales = [max(float(np.abs(ref[n]).max(initial=0.0)), 1e-12) for n in group.members]
+    weights = [1.0] + [TIE_BREAK] * (len(group.members) - 1)
+    join = lambda rows: np.concatenate(  # noqa: E731
+        [rows[n] * (w / s) for n, s, w in zip(group.members, scales, weights)], axis=-1
+    )
+    return join(ref), join(cand)
+
+
+def _mean_cosine_of(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
+    return float(np.mean([_tensor_figures(a, b)["cosine"] for a, b in pairs.values()]))
+
+
+def _fits(group: RowSet, ref: dict, cand: dict) -> bool:
+    """The candidate has every member, shaped like the reference's up to the number of rows."""
+    lead = np.shape(ref[group.anchor])[:-2]
+    rows = np.shape(cand.get(group.anchor, ()))
+    if rows[:-2] != lead or len(rows) != len(lead) + 2 or rows[-1] != np.shape(ref[group.anchor])[-1]:
+        return False
+    return all(
+        n in cand
+        and _indexed_alike(np.shape(cand[n]), rows)
+        and np.shape(cand[n])[len(rows) - 1 :] == np.shape(ref[n])[len(rows) - 1 :]
+        for n in group.members
+    )
+
+
+def align_row_set(
+    group: RowSet, ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], *, aligned_enough: float = ALIGNED_ENOUGH
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+    """The group's outputs as [L, N, K] pairs, rows matched when that agrees better than by index."""
+    lead = tuple(np.shape(ref[group.anchor])[:-2])
+    ref_rows = {n: _as_rows(ref[n], lead) for n in group.members}
+    cand_rows = {n: _as_rows(cand[n], lead) for n in group.members}
+    by_index = {n: _padded(ref_rows[n], cand_rows[n]) for n in group.members}
+    same_count = ref_rows[group.anchor].shape[1] == cand_rows[group.anchor].shape[1]
+    index_score = _mean_cosine_of(by_index)
+    if same_count and index_score >= aligned_enough:
+        return by_index, INDEX_ALIGNED
+    matched = _matched(group, ref_rows, cand_rows)
+    if _mean_cosine_of(matched) > index_score + 1e-12:  # better beyond rounding
+        return matched, ROWS_MATCHED
+    return by_index, INDEX_ALIGNED
+
+
+def align_outputs(
+    ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], *, aligned_enough: float = ALIGNED_ENOUGH
+) -> Alignment:
+    """Pair each reference output with the candidate's; sets of rows in matched order.
+
+    Outputs that are not sets of rows are paired as they are (index-aligned).
+
+    >>> boxes = np.array([[[0.0, 0, 10, 10], [20, 20, 40, 40]]])
+    >>> found = align_outputs({"boxes": boxes}, {"boxes": boxes[:, ::-1]})
+    >>> found.comparisons["boxes"], bool(np.array_equal(*found.pairs["boxes"]))
+    ("rows matched on 'boxes'", True)
+    """
+    pairs = {n: (np.asarray(ref[n]), np.asarray(cand[n])) for n in ref if n in cand}
+    comparisons = dict.fromkeys(pairs, INDEX_ALIGNED)
+    for group in find_row_sets(ref):
+        if not _fits(group, ref, cand):
+            continue
+        aligned, how = align_row_set(group, ref, cand, aligned_enough=aligned_enough)
+        if how == ROWS_MATCHED:
+            pairs.update(aligned)
+            comparisons.update(dict.fromkeys(group.members, f"{ROWS_MATCHED} on '{group.anchor}'"))
+        elif np.shape(ref[group.anchor]) != np.shape(cand[group.anchor]):
+            pairs.update(aligned)  # different numbers of rows: the shorter list padded with zeros
+    return Alignment(pairs, comparisons)
 
 
 def model_bytes(path: Path) -> int:
@@ -491,7 +747,7 @@ def evaluation_processor(processor):
 METRICS = {
     "detection": "detection mAP@[.5:.95] vs fp32",
     "pose": "pose OKS AP vs fp32",
-    "raw": "mean output cosine vs fp32",
+    "raw": "mean output cosine vs fp32",  # sets of rows compared in matched order (see raw_agreement)
 }
 
 
@@ -504,14 +760,61 @@ def task_agreement(task: str, reference: Sequence, candidate: Sequence) -> float
     """Agreement of decoded ``candidate`` predictions with ``reference`` ones (one per image).
 
     Detection: COCO mAP@[.5:.95]; pose: OKS AP; anything else must be raw output dicts,
-    compared by the mean per-output cosine after pairing outputs.
+    compared by ``raw_agreement``.
     """
     if task == "detection":
         return detection_agreement(reference, candidate)
     if task == "pose":
         return pose_agreement(reference, candidate)
-    ref, cand = pair_outputs(stack_outputs(reference), stack_outputs(candidate))
-    return mean_cosine(tensor_agreement(ref, cand))
+    return raw_agreement(reference, candidate).value
+
+
+@dataclass
+class RawAgreement:
+    """Agreement of undecoded outputs: the mean per-output cosine, and how each output was compared."""
+
+    value: float
+    figures: dict[str, dict[str, float]]  # per output: cosine, sqnr_db, max_abs (see tensor_agreement)
+    comparisons: dict[str, str]  # per output: "index-aligned" or "rows matched on '<output>'"
+
+    def to_dict(self) -> dict:
+        return {
+            "value": self.value,
+            "outputs": {n: {**f, "comparison": self.comparisons[n]} for n, f in self.figures.items()},
+        }
+
+
+def raw_agreement(reference: Sequence[dict], candidate: Sequence[dict]) -> RawAgreement:
+    """Mean per-output cosine of ``candidate`` outputs with ``reference`` ones (one dict per image).
+
+    Outputs are paired by ``pair_outputs``. Outputs that are sets of rows (see
+    ``align_outputs``) are compared in matched order, image by image, when that agrees
+    better than index order (matching never lowers the index-aligned score):
+
+    >>> boxes = np.array([[[0.0, 0, 10, 10], [20, 20, 40, 40]]])
+    >>> ref = [{"boxes": boxes, "scores": np.array([[0.9, 0.8]])}]
+    >>> swapped = [{"boxes": boxes[:, ::-1], "scores": np.array([[0.8, 0.9]])}]
+    >>> found = raw_agreement(ref, swapped)
+    >>> round(found.value, 6), found.comparisons["scores"]
+    (1.0, "rows matched on 'boxes'")
+    """
+    if len(reference) != len(candidate):
+        raise ValueError(f"{len(reference)} reference images but {len(candidate)} candidate images")
+    aligned = [align_outputs(*pair_outputs(r, c)) for r, c in zip(reference, candidate)]
+    names = [n for n in (aligned[0].pairs if aligned else {}) if all(n in a.pairs for a in aligned)]
+    figures = {
+        n: _tensor_figures(
+            np.concatenate([np.ravel(a.pairs[n][0]) for a in aligned]),
+            np.concatenate([np.ravel(a.pairs[n][1]) for a in aligned]),
+        )
+        for n in names
+    }
+    comparisons = {
+        n: next((a.comparisons[n] for a in aligned if a.comparisons[n] != INDEX_ALIGNED), INDEX_ALIGNED) for n in names
+    }
+    result = RawAgreement(mean_cosine(figures), figures, comparisons)
+    logger.debug("raw agreement %.6f, compared %s", result.value, comparisons)
+    return result
 
 
 def check_parity(

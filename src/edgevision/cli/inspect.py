@@ -28,28 +28,42 @@ def inspect(
         str | None, typer.Option("--diff", help="Another model: show what changed from MODEL to it.")
     ] = None,
     weights: WeightsOption = None,
+    input_size: Annotated[
+        str | None,
+        typer.Option(
+            "--input-size", help="WIDTHxHEIGHT at which to count MACs when the input size is dynamic (default 640x640)."
+        ),
+    ] = None,
+    bodies: Annotated[
+        bool, typer.Option("--subgraphs/--no-subgraphs", help="With --graph, draw the bodies of Loop/If/Scan nodes.")
+    ] = True,
     json_output: JsonOption = False,
 ) -> None:
     """Inputs and outputs, parameters, MACs, op types, weight precision and largest layers."""
     if graph is not None:
         api.check_graph_output(graph)
+    draw = {"graph": graph, "weights": weights, "bodies": bodies, "input_size": input_size}
     if json_output:
         with json_stdout():
-            found = api.diff_models(model, diff) if diff is not None else api.inspect(model, weights=weights)
-            _draw(model, graph, weights)
+            found = (
+                api.diff_models(model, diff)
+                if diff is not None
+                else api.inspect(model, weights=weights, input_size=input_size)
+            )
+            _draw(model, **draw)
         print_json(found.to_dict())
         return
     if diff is not None:
         stdout.print(render_diff(api.diff_models(model, diff)))
     else:
-        stdout.print(render_report(api.inspect(model, weights=weights)))
-    _draw(model, graph, weights)
+        stdout.print(render_report(api.inspect(model, weights=weights, input_size=input_size)))
+    _draw(model, **draw)
 
 
-def _draw(model: str, graph: Path | None, weights: Path | None) -> None:
+def _draw(model: str, *, graph: Path | None, weights: Path | None, bodies: bool, input_size: str | None) -> None:
     if graph is not None:
         with stderr.status(f"drawing {model}"):
-            path = api.write_graph(model, graph, weights=weights)
+            path = api.write_graph(model, graph, weights=weights, bodies=bodies, input_size=input_size)
         stderr.print(f"graph: {path}")
 
 
@@ -67,9 +81,7 @@ def render_report(report) -> Group:
     facts.add_row("[bold]format", report.format)
     facts.add_row("[bold]size", f"{report.size_bytes / 1e6:.2f} MB")
     facts.add_row("[bold]parameters", f"{report.params:,}")
-    facts.add_row(
-        "[bold]MACs", f"{report.macs / 1e9:.3f} G per inference" if report.macs else "not counted for this format"
-    )
+    facts.add_row("[bold]MACs", _macs_text(report))
     tensors = Table("", "name", "shape", "dtype", title="inputs and outputs", title_justify="left")
     for kind, specs in (("input", report.inputs), ("output", report.outputs)):
         for s in specs:
@@ -77,12 +89,37 @@ def render_report(report) -> Group:
     ops = Table("op type", "count", title=f"ops ({sum(report.ops.values())} nodes)", title_justify="left")
     for op, n in report.ops.most_common():
         ops.add_row(op, str(n))
-    layers = Table("layer", "op", "weights", "MMACs", title="largest layers", title_justify="left")
+    layers = Table("layer", "op", "weights", "MMACs", "in body", title="largest layers", title_justify="left")
     for layer in report.layers:
         layers.add_row(
-            escape(layer.name), layer.op, f"{layer.params:,}", f"{layer.macs / 1e6:.1f}" if layer.macs else "-"
+            escape(layer.name),
+            layer.op,
+            f"{layer.params:,}",
+            f"{layer.macs / 1e6:.1f}" if layer.macs else "-",
+            escape(layer.graph) or "-",
         )
-    return Group(facts, tensors, ops, _precision_table(report.precision), layers)
+    return Group(facts, tensors, ops, *_bodies_table(report), _precision_table(report.precision), layers)
+
+
+def _macs_text(report) -> str:
+    if report.macs is None:
+        return "not counted for this format"
+    text = f"{report.macs / 1e9:.3f} G per inference"
+    at = report.counted_at
+    if at is not None and at.assumed:
+        text += f" at {escape(at.text())}: dynamic in the file, set with --input-size"
+    if report.subgraphs:
+        text += " (Loop/If/Scan bodies counted once)"
+    return text
+
+
+def _bodies_table(report) -> list[Table]:
+    if not report.subgraphs:
+        return []
+    table = Table("body", "ops", title="Loop/If/Scan bodies", title_justify="left")
+    for path, ops in report.subgraphs.items():
+        table.add_row(escape(path), ", ".join(f"{op} {n}" for op, n in ops.most_common()))
+    return [table]
 
 
 def render_diff(diff) -> Group:

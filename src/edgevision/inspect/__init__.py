@@ -7,7 +7,10 @@
 
 ONNX files are read with ``onnx`` (shape inference for MACs); OpenVINO IR with OpenVINO
 and ``.tflite`` with LiteRT give ops, tensors and weight precision (MACs are counted on
-ONNX graphs only). Zoo names inspect the model's ONNX file (PyTorch families: their
+ONNX graphs only). MACs of a model with a dynamic input size are counted at
+``input_size`` (width, height; 640x640 by default) and the report says which dimensions
+were assumed (``ModelReport.counted_at``). Nodes inside Loop/If/Scan bodies are counted
+and listed under their body's path (``ModelReport.subgraphs``). Zoo names inspect the model's ONNX file (PyTorch families: their
 export, random weights unless ``weights`` is given).
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +28,7 @@ import numpy as np
 from edgevision.checks import GRAPH, output_file
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
+from edgevision.inspect.graph import CountedAt
 from edgevision.types import TensorSpec
 from edgevision.zoo.assemble import resolve_model
 from edgevision.zoo.pull import model_file
@@ -36,12 +41,13 @@ TOP_LAYERS = 10
 
 @dataclass
 class Layer:
-    """One compute layer: its name, op type, weight elements and MACs."""
+    """One compute layer: its name, op type, weight elements, MACs and the body it is in ("" for the main graph)."""
 
     name: str
     op: str
     params: int
     macs: int
+    graph: str = ""  # e.g. "nms/body" for a node inside the body of the Loop named nms
 
 
 @dataclass
@@ -59,6 +65,8 @@ class ModelReport:
     precision: dict[str, dict[str, int]]  # fp32/fp16/int8... -> tensors, elements, bytes
     layers: list[Layer] = field(default_factory=list)  # largest first
     node_names: set[str] = field(default_factory=set)
+    counted_at: CountedAt | None = None  # input shapes MACs were counted at, dimensions assumed (ONNX only)
+    subgraphs: dict[str, Counter] = field(default_factory=dict)  # body path -> op histogram of that body
 
     def to_dict(self) -> dict:
         """The facts as JSON-ready data (what ``edgevision inspect`` shows)."""
@@ -68,12 +76,14 @@ class ModelReport:
             "size_bytes": self.size_bytes,
             "params": self.params,
             "macs": self.macs,
+            "macs_counted_at": self.counted_at.to_dict() if self.counted_at else None,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "nodes": sum(self.ops.values()),
             "ops": dict(self.ops.most_common()),
             "precision": self.precision,
             "largest_layers": [asdict(layer) for layer in self.layers],
+            "subgraphs": {path: dict(ops.most_common()) for path, ops in self.subgraphs.items()},
         }
 
     def side(self) -> dict:
@@ -97,12 +107,33 @@ def resolve_path(model: str, *, weights: Path | None = None) -> Path:
     return model_file(target.name, "onnx" if "onnx" in target.files else next(iter(target.files)))
 
 
-def inspect_model(model: str | Path, *, weights: Path | None = None) -> ModelReport:
-    """The report of a model file or zoo model."""
+def parse_input_size(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"640x480"`` as (640, 480): width, height.
+
+    >>> parse_input_size("320x240"), parse_input_size(None)
+    ((320, 240), None)
+    """
+    if text is None or isinstance(text, tuple):
+        return text
+    found = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not found or 0 in (int(found[1]), int(found[2])):
+        raise EdgevisionError(f"--input-size must be WIDTHxHEIGHT in pixels, such as 640x480, not '{text}'.")
+    return int(found[1]), int(found[2])
+
+
+def inspect_model(
+    model: str | Path, *, weights: Path | None = None, input_size: str | tuple[int, int] | None = None
+) -> ModelReport:
+    """The report of a model file or zoo model.
+
+    ``input_size`` (width, height, or ``"WxH"``) sets the dynamic height and width MACs are
+    counted at; dimensions fixed in the file are kept.
+    """
+    size = parse_input_size(input_size)
     path = resolve_path(str(model), weights=weights)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        return _onnx_report(path)
+        return _onnx_report(path, input_size=size)
     if suffix == ".xml":
         return _openvino_report(path)
     if suffix == ".tflite":
@@ -116,22 +147,30 @@ def _file_bytes(path: Path) -> int:
     return model_bytes(path)
 
 
-def _onnx_report(path: Path) -> ModelReport:
+def _onnx_report(path: Path, *, input_size: tuple[int, int] | None = None) -> ModelReport:
     from edgevision.inspect.graph import (
-        load_onnx,
+        load_onnx_at,
         node_parameters,
         onnx_macs,
         op_histogram,
         parameter_count,
+        qualified_name,
+        subgraph_ops,
+        walk_nodes,
         weight_precision,
     )
     from edgevision.zoo.info import onnx_summary
 
-    model = load_onnx(path)
+    model, counted_at = load_onnx_at(path, input_size=input_size)
+    if counted_at.assumed:
+        logger.info("MACs counted at %s", counted_at.text())
     _, inputs, outputs = onnx_summary(path)
     macs, params = onnx_macs(model), node_parameters(model)
-    ops = {n.name or n.output[0]: n.op_type for n in model.graph.node}
-    layers = [Layer(name, ops[name], params.get(name, 0), macs.get(name, 0)) for name in set(macs) | set(params)]
+    nodes = {qualified_name(p, n): (p, n.op_type) for p, n in walk_nodes(model.graph)}
+    layers = [
+        Layer(name, nodes[name][1], params.get(name, 0), macs.get(name, 0), nodes[name][0])
+        for name in set(macs) | set(params)
+    ]
     layers.sort(key=lambda layer: (-layer.params, -layer.macs))
     return ModelReport(
         path,
@@ -144,7 +183,9 @@ def _onnx_report(path: Path) -> ModelReport:
         op_histogram(model),
         weight_precision(model),
         layers[:TOP_LAYERS],
-        set(ops),
+        set(nodes),
+        counted_at,
+        subgraph_ops(model),
     )
 
 
@@ -309,16 +350,28 @@ def check_graph(output: Path) -> Path:
     return output_file(output, suffixes=GRAPH, what="--graph")
 
 
-def write_graph(model: str | Path, output: Path, *, weights: Path | None = None) -> Path:
-    """Draw an ONNX model's graph to ``output``: ``.svg``, or ``.html`` with the SVG inline."""
-    from edgevision.inspect.graph import load_onnx, render_svg, to_dot
+def write_graph(
+    model: str | Path,
+    output: Path,
+    *,
+    weights: Path | None = None,
+    bodies: bool = True,
+    input_size: str | tuple[int, int] | None = None,
+) -> Path:
+    """Draw an ONNX model's graph to ``output``: ``.svg``, or ``.html`` with the SVG inline.
+
+    With ``bodies``, the bodies of Loop, If and Scan nodes are drawn in boxes beside them.
+    Tensor shapes are those at ``input_size`` (see ``inspect_model``).
+    """
+    from edgevision.inspect.graph import load_onnx_at, render_svg, to_dot
 
     check_graph(output)
+    size = parse_input_size(input_size)
     path = resolve_path(str(model), weights=weights)
     if path.suffix.lower() != ".onnx":
         raise EdgevisionError(f"--graph draws ONNX graphs; {path.name} is not ONNX (inspect its source .onnx instead).")
-    svg = render_svg(to_dot(load_onnx(path)))
-    page = svg if output.suffix.lower() == ".svg" else graph_html(inspect_model(path), svg)
+    svg = render_svg(to_dot(load_onnx_at(path, input_size=size)[0], bodies=bodies))
+    page = svg if output.suffix.lower() == ".svg" else graph_html(inspect_model(path, input_size=size), svg)
     write_atomic(output, page.encode())
     return output
 
@@ -331,6 +384,7 @@ def graph_html(report: ModelReport, svg: str) -> str:
         f"{report.size_bytes / 1e6:.2f} MB",
         f"{report.params / 1e6:.3f} M parameters",
         f"{report.macs / 1e9:.3f} GMACs" if report.macs else "",
+        f"at {report.counted_at.text()}" if report.counted_at and report.counted_at.assumed else "",
         f"{sum(report.ops.values())} nodes",
     ]
     return (
@@ -341,4 +395,14 @@ def graph_html(report: ModelReport, svg: str) -> str:
     )
 
 
-__all__ = ["ModelReport", "ModelDiff", "Layer", "check_graph", "inspect_model", "diff_models", "write_graph"]
+__all__ = [
+    "CountedAt",
+    "ModelReport",
+    "ModelDiff",
+    "Layer",
+    "check_graph",
+    "inspect_model",
+    "diff_models",
+    "parse_input_size",
+    "write_graph",
+]

@@ -29,7 +29,6 @@ import numpy as np
 
 from edgevision.compare import (
     evaluation_processor,
-    mean_cosine,
     metric_name,
     model_bytes,
     pair_outputs,
@@ -102,7 +101,7 @@ class AgreementJudge:
     def __call__(self, model: Path, runtime: str) -> float:
         outputs = run_model(model, runtime, self.calibration.holdout_feeds, threads=self.threads)
         if self.processor is None:
-            return mean_cosine(self.parity_of(outputs))
+            return task_agreement("raw", self._reference_outputs, outputs)
         return task_agreement(self.processor.task, self._reference, self._decode(outputs))
 
     def parity(self, model: Path, runtime: str) -> dict[str, dict[str, float]]:

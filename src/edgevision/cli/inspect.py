@@ -107,7 +107,7 @@ def _macs_text(report) -> str:
     text = f"{report.macs / 1e9:.3f} G per inference"
     at = report.counted_at
     if at is not None and at.assumed:
-        text += f" at {escape(at.text())}: dynamic in the file, set with --input-size"
+        text += f" at {escape(at.text())}: dynamic in the file" + ("" if at.size_from else ", set with --input-size")
     if report.subgraphs:
         text += " (Loop/If/Scan bodies counted once)"
     return text

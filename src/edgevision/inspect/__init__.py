@@ -133,12 +133,36 @@ def inspect_model(
     path = resolve_path(str(model), weights=weights)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        return _onnx_report(path, input_size=size)
+        size_from = "--input-size" if size else ""
+        if size is None and Path(model).is_file():
+            size, size_from = _card_input_size(path)
+        report = _onnx_report(path, input_size=size)
+        if report.counted_at is not None:
+            report.counted_at.size_from = size_from
+        return report
     if suffix == ".xml":
         return _openvino_report(path)
     if suffix == ".tflite":
         return _tflite_report(path)
     raise EdgevisionError(f"cannot inspect {path.name}: give an .onnx, .xml (OpenVINO) or .tflite file, or a zoo name.")
+
+
+def _card_input_size(path: Path) -> tuple[tuple[int, int] | None, str]:
+    """The input size the model's card (given beside it, inside it, or recognised) feeds it."""
+    from edgevision.zoo.assemble import file_decoding
+    from edgevision.zoo.info import onnx_summary
+
+    inputs = onnx_summary(path)[1]
+    if not inputs or all(d is not None for d in inputs[0].shape[1:]):
+        return None, ""
+    try:
+        decoding = file_decoding(path)
+    except EdgevisionError:
+        return None, ""
+    card = getattr(decoding.processor, "card", None)
+    if card is None or card.input_size is None:
+        return None, ""
+    return tuple(card.input_size), f"its card ({card.decoder} decoder)"
 
 
 def _file_bytes(path: Path) -> int:

@@ -51,6 +51,7 @@ class CountedAt:
 
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     assumed: dict[str, dict[str, int]] = field(default_factory=dict)  # input -> {dimension: value assumed}
+    size_from: str = ""  # where the assumed height and width came from (the model's card, --input-size)
 
     def text(self) -> str:
         """``images 1x3x640x640 (assumed batch 1, height 640, width 640)``, one part per input."""
@@ -58,10 +59,11 @@ class CountedAt:
         for name, shape in self.shapes.items():
             guessed = ", ".join(f"{dim} {value}" for dim, value in self.assumed.get(name, {}).items())
             parts.append(f"{name} {'x'.join(map(str, shape))}" + (f" (assumed {guessed})" if guessed else ""))
-        return "; ".join(parts)
+        return "; ".join(parts) + (f", size from {self.size_from}" if self.size_from and self.assumed else "")
 
     def to_dict(self) -> dict:
-        return {"shapes": {n: list(s) for n, s in self.shapes.items()}, "assumed": self.assumed}
+        shapes = {n: list(s) for n, s in self.shapes.items()}
+        return {"shapes": shapes, "assumed": self.assumed, "size_from": self.size_from or None}
 
 
 def load_onnx(path: str | Path):

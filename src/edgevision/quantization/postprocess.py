@@ -39,7 +39,54 @@ def postprocessing_nodes(model) -> dict[str, str]:
     found = {_key(n, i): seed_reason(n) for i, n in enumerate(nodes) if n.op_type in SEED_OPS}
     _add_descendants(nodes, consumers, found)
     _add_feeders(nodes, consumers, found, outputs={o.name for o in graph.output})
+    for key, reason in mixed_output_tail(nodes, consumers, {o.name for o in graph.output}).items():
+        found.setdefault(key, reason)
     return {_key(n, i): found[_key(n, i)] for i, n in enumerate(nodes) if _key(n, i) in found and n.name}
+
+
+# Ops that only move values: a probability stays a probability through them.
+_SHAPE_OPS = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Split", "Identity"})
+MIXED = "joins probabilities and box values in one output"  # the reason recorded per node
+
+
+def mixed_output_tail(nodes, consumers, outputs: set[str]) -> dict[str, str]:
+    """The output tail of a head that concatenates probabilities with box values, e.g. YOLOv8's
+    ``cat(boxes * stride, sigmoid(cls))`` or official YOLOX's ``cat(reg, sigmoid(obj), sigmoid(cls))``.
+
+    One int8 scale cannot hold pixels (hundreds) and probabilities (0-1) at once: the scores
+    collapse to zero. The tail is every non-weighted node after the last Conv/MatMul on all
+    its paths to the outputs; it is returned only when it holds such a mixing Concat.
+    """
+    producer = {out: i for i, n in enumerate(nodes) for out in n.output}
+    tail: set[int] = set()
+    for index in reversed(range(len(nodes))):
+        node = nodes[index]
+        if node.op_type in WEIGHTED_OPS or node.op_type in SEED_OPS or node.op_type == "Constant":
+            continue
+        readers = [i for out in node.output for i in consumers.get(out, [])]
+        if (readers or outputs.intersection(node.output)) and all(i in tail for i in readers):
+            tail.add(index)
+    mixing = [i for i in tail if nodes[i].op_type == "Concat" and _mixes(nodes[i], nodes, producer)]
+    if not mixing:
+        return {}
+    return {_key(nodes[i], i): MIXED for i in sorted(tail)}
+
+
+def _mixes(concat, nodes, producer) -> bool:
+    kinds = {_is_probability(name, nodes, producer) for name in concat.input if name in producer}
+    return kinds == {True, False}
+
+
+def _is_probability(tensor: str, nodes, producer) -> bool:
+    """True when ``tensor`` is a Sigmoid/Softmax output, through shape-only ops."""
+    while tensor in producer:
+        node = nodes[producer[tensor]]
+        if node.op_type in ("Sigmoid", "Softmax"):
+            return True
+        if node.op_type not in _SHAPE_OPS:
+            return False
+        tensor = node.input[0]
+    return False
 
 
 def subgraph_node_names(model, names: Iterable[str]) -> list[str]:
@@ -67,9 +114,14 @@ def summary(found: dict[str, str]) -> str:
     >>> summary({"nms": "NonMaxSuppression", "g": "after NonMaxSuppression nms: data-dependent shape"})
     'kept 2 post-processing nodes in float (NonMaxSuppression, and the 1 node(s) around it): they select boxes and their output shapes depend on the data, so lower precision there would change which boxes survive'
     """
+    mixed = sum(reason == MIXED for reason in found.values())
+    found = {k: r for k, r in found.items() if r != MIXED}
+    head = f"kept {mixed} head-output nodes in float: each {MIXED}, which one int8 scale cannot hold" if mixed else ""
+    if not found:
+        return head
     seeds = [reason for reason in found.values() if not reason.startswith(("after ", "feeds "))]
     others = len(found) - len(seeds)
-    return (
+    return (f"{head}; " if head else "") + (
         f"kept {len(found)} post-processing nodes in float ({', '.join(dict.fromkeys(seeds))}"
         f"{f', and the {others} node(s) around it' if others else ''}): they select boxes and their output "
         "shapes depend on the data, so lower precision there would change which boxes survive"

@@ -36,7 +36,7 @@ from edgevision.quantization import QuantizeOptions, get_quantizer
 from edgevision.quantization.api import quantize_model
 from edgevision.samples import sample_path
 from edgevision.variants import read_meta, reuse_problem
-from edgevision.zoo.assemble import file_decoding, refuse_card, refuse_weights, resolve_model, resolve_source
+from edgevision.zoo.assemble import HANDED_ON, file_decoding, refuse_card, refuse_weights, resolve_model, resolve_source
 from edgevision.zoo.pull import model_file
 from edgevision.zoo.pytorch import export_torch_model
 from edgevision.zoo.registry import get_spec, list_models
@@ -102,7 +102,7 @@ class BenchSource:
     @property
     def card_request(self) -> CardRequest:
         """The source's card, given whole to every step that builds a variant."""
-        return CardRequest(card_from_dict(self.card, self.label), source="its card") if self.card else CardRequest()
+        return CardRequest(card_from_dict(self.card, self.label), source=HANDED_ON) if self.card else CardRequest()
 
     @property
     def slug(self) -> str:
@@ -226,7 +226,6 @@ def _file_source(path: Path, request: CardRequest) -> BenchSource:
     meta = read_meta(path)
     source_model = meta.source_model if meta and meta.source_model in list_models() else None
     decoding = file_decoding(path, request)
-    logger.info("%s", decoding.how)
     return BenchSource(
         str(path),
         path,

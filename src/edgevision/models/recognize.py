@@ -47,8 +47,9 @@ def recognise(inputs: list[TensorSpec], outputs: list[TensorSpec], metadata: dic
     return None
 
 
-def _labels(count: int) -> str | list[str] | None:
-    return "coco80" if count == 80 else None
+def _labels(count: int) -> str | list[str]:
+    """COCO's 80 names for 80 classes; numbered names otherwise (a card or metadata names them)."""
+    return "coco80" if count == 80 else [f"class {i}" for i in range(count)]
 
 
 def _tfod(inputs, outputs, metadata) -> Recognition | None:

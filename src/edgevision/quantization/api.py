@@ -120,7 +120,6 @@ def resolve_source(
                 f"{target.name} is not an ONNX file; quantization starts from ONNX (see: edgevision convert)."
             )
         decoding = file_decoding(target, card)
-        logger.info("%s", decoding.how)
         saved = json.loads(decoding.card.to_json()) if decoding.card else {}
         name = source_model_of(target) or target.stem
         return ResolvedModel(name, target, decoding.processor or _raw_processor(target), saved)

@@ -45,6 +45,7 @@ from edgevision.zoo.registry import get_spec, list_models
 from edgevision.zoo.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
+HANDED_ON = "its card"  # the CardRequest source of a card passed from one step to the next
 
 MODEL_SUFFIXES = (".onnx", ".tflite", ".xml", ".pt2")
 
@@ -160,9 +161,15 @@ def _card_found(path: Path, inputs: list, outputs: list, metadata: dict[str, str
 
 
 def file_decoding(path: Path, request: CardRequest = CardRequest()) -> Decoding:
-    """``decoding_for_file`` for a file not loaded yet (opened once with its default runtime)."""
+    """``decoding_for_file`` for a file not loaded yet (opened once with its default runtime).
+
+    The one line is logged, except when the card is the source's own, handed on by a
+    command that already said it (bench building its variants).
+    """
     engine = create_backend(None, path)
-    return decoding_for_file(path, engine.inputs, engine.outputs, engine.metadata, request)
+    decoding = decoding_for_file(path, engine.inputs, engine.outputs, engine.metadata, request)
+    (logger.debug if request.source == HANDED_ON else logger.info)("%s", decoding.how)
+    return decoding
 
 
 # ----------------------------------------------------------------------------- naming a model
@@ -319,7 +326,6 @@ def _file_source(path: Path, workdir: Path, request: CardRequest = CardRequest()
     if suffix not in (".onnx", ".tflite"):
         raise EdgevisionError(f"cannot convert {path.name}: give an .onnx or .tflite file, or a zoo model name.")
     decoding = file_decoding(path, request)
-    logger.info("%s", decoding.how)
     card = json.loads(decoding.card.to_json()) if decoding.card else {}
     if suffix == ".onnx":
         return SourceModel(

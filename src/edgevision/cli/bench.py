@@ -12,20 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgevision import api
-from edgevision.cli.card import (
-    BgrOption,
-    CardOption,
-    DecoderOption,
-    InputSizeOption,
-    IouOption,
-    LabelsOption,
-    MeanOption,
-    ResizeOption,
-    ScoreOption,
-    StdOption,
-    TaskOption,
-    card_choice,
-)
+from edgevision.cli import card as cards
 from edgevision.cli.console import (
     RandomWeightsOption,
     WeightsOption,
@@ -36,6 +23,7 @@ from edgevision.cli.console import (
 )
 
 
+@cards.card_options
 def bench(
     model: Annotated[str, typer.Argument(help="Zoo model name or ONNX file.")],
     variants: Annotated[
@@ -69,17 +57,7 @@ def bench(
             "--json", help="Print the results record (as in results.json) to standard output; tables to stderr."
         ),
     ] = False,
-    card: CardOption = None,
-    decoder: DecoderOption = None,
-    task: TaskOption = None,
-    input_size: InputSizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    bgr: BgrOption = None,
-    resize: ResizeOption = None,
-    labels: LabelsOption = None,
-    score_threshold: ScoreOption = None,
-    iou_threshold: IouOption = None,
+    card=None,
 ) -> None:
     """Build (or reuse) variants across runtimes and precisions, time each in its own process, report."""
     timing = api.TimingOptions(rounds=rounds, round_seconds=seconds, pipeline_seconds=min(0.3, seconds))
@@ -94,7 +72,7 @@ def bench(
         timing=timing,
         weights=weights,
         random_weights=random_weights,
-        card=card_choice(locals()),
+        card=card,
     )
     columns = (SpinnerColumn(), TextColumn("[bold]bench[/] {task.description}"), TimeElapsedColumn())
     with (

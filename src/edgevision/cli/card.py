@@ -6,6 +6,8 @@ change the card found with the model (beside it, inside it, or recognised).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -65,19 +67,42 @@ IouOption = Annotated[
     float | None, typer.Option("--iou-threshold", min=0.0, max=1.0, help="NMS overlap.", rich_help_panel=PANEL)
 ]
 
-FLAGS = (
-    "card",
-    "decoder",
-    "task",
-    "input_size",
-    "mean",
-    "std",
-    "bgr",
-    "resize",
-    "labels",
-    "score_threshold",
-    "iou_threshold",
-)
+OPTIONS = {
+    "card": CardOption,
+    "decoder": DecoderOption,
+    "task": TaskOption,
+    "input_size": InputSizeOption,
+    "mean": MeanOption,
+    "std": StdOption,
+    "bgr": BgrOption,
+    "resize": ResizeOption,
+    "labels": LabelsOption,
+    "score_threshold": ScoreOption,
+    "iou_threshold": IouOption,
+}
+FLAGS = tuple(OPTIONS)
+
+
+def card_options(command):
+    """Give a typer command the model-card options; it receives them as one ``card`` argument.
+
+    ``card`` gets what the API's ``card`` takes (see ``card_choice``): None, a card file, a
+    ``ModelCard`` or a dict of fields.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "card"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option)
+        for name, option in OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def with_card(*args, **kwargs):
+        flags = {name: kwargs.pop(name, None) for name in FLAGS}
+        return command(*args, card=card_choice(flags), **kwargs)
+
+    with_card.__signature__ = signature.replace(parameters=kept + added)
+    return with_card
 
 
 def card_choice(values: dict):

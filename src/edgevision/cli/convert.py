@@ -8,20 +8,7 @@ from typing import Annotated
 import typer
 
 from edgevision import api
-from edgevision.cli.card import (
-    BgrOption,
-    CardOption,
-    DecoderOption,
-    InputSizeOption,
-    IouOption,
-    LabelsOption,
-    MeanOption,
-    ResizeOption,
-    ScoreOption,
-    StdOption,
-    TaskOption,
-    card_choice,
-)
+from edgevision.cli import card as cards
 from edgevision.cli.console import stderr, stdout
 
 WeightsOption = Annotated[
@@ -32,6 +19,7 @@ RandomWeightsOption = Annotated[
 ]
 
 
+@cards.card_options
 def convert(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file (.onnx, .tflite).")],
     to: Annotated[str, typer.Option("--to", help="Target format: onnx, openvino or tflite.")],
@@ -44,17 +32,7 @@ def convert(
     dynamic_batch: Annotated[
         bool, typer.Option("--dynamic-batch/--static-batch", help="Batch dimension of a PyTorch export.")
     ] = False,
-    card: CardOption = None,
-    decoder: DecoderOption = None,
-    task: TaskOption = None,
-    input_size: InputSizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    bgr: BgrOption = None,
-    resize: ResizeOption = None,
-    labels: LabelsOption = None,
-    score_threshold: ScoreOption = None,
-    iou_threshold: IouOption = None,
+    card=None,
 ) -> None:
     """Convert a model, check it against the source on real photos, save it with metadata."""
     export = api.ExportOptions(opset=opset, dynamic_batch=dynamic_batch)
@@ -66,7 +44,7 @@ def convert(
             weights=weights,
             random_weights=random_weights,
             export=export,
-            card=card_choice(locals()),
+            card=card,
         )
     for line in result.export_lines():
         stdout.print(line, highlight=False)

@@ -8,24 +8,12 @@ from typing import Annotated
 import typer
 
 from edgevision import api
-from edgevision.cli.card import (
-    BgrOption,
-    CardOption,
-    DecoderOption,
-    InputSizeOption,
-    IouOption,
-    LabelsOption,
-    MeanOption,
-    ResizeOption,
-    ScoreOption,
-    StdOption,
-    TaskOption,
-    card_choice,
-)
+from edgevision.cli import card as cards
 from edgevision.cli.console import stderr, stdout
 from edgevision.cli.convert import RandomWeightsOption, WeightsOption
 
 
+@cards.card_options
 def optimize(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file (.onnx, .tflite).")],
     output: Annotated[
@@ -33,23 +21,11 @@ def optimize(
     ] = None,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
-    card: CardOption = None,
-    decoder: DecoderOption = None,
-    task: TaskOption = None,
-    input_size: InputSizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    bgr: BgrOption = None,
-    resize: ResizeOption = None,
-    labels: LabelsOption = None,
-    score_threshold: ScoreOption = None,
-    iou_threshold: IouOption = None,
+    card=None,
 ) -> None:
     """Simplify and fuse an ONNX graph; print op counts before/after and the parity check."""
     with stderr.status(f"optimizing {model}"):
-        result = api.optimize(
-            model, output=output, weights=weights, random_weights=random_weights, card=card_choice(locals())
-        )
+        result = api.optimize(model, output=output, weights=weights, random_weights=random_weights, card=card)
     stdout.print(result.report.table(), highlight=False)
     if result.report.parity is not None:
         stdout.print(result.report.parity.table(), highlight=False)

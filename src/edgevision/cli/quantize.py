@@ -12,23 +12,11 @@ from rich.table import Table
 
 from edgevision import api
 from edgevision.api import BudgetNotMetError, QuantizeOptions, QuantizeResult
-from edgevision.cli.card import (
-    BgrOption,
-    CardOption,
-    DecoderOption,
-    InputSizeOption,
-    IouOption,
-    LabelsOption,
-    MeanOption,
-    ResizeOption,
-    ScoreOption,
-    StdOption,
-    TaskOption,
-    card_choice,
-)
+from edgevision.cli import card as cards
 from edgevision.cli.console import stderr, stdout
 
 
+@cards.card_options
 def quantize(
     model: Annotated[str, typer.Argument(help="Zoo model name or ONNX file.")],
     backend: Annotated[
@@ -76,17 +64,7 @@ def quantize(
         bool,
         typer.Option("--random-weights", help="PyTorch zoo model with seeded random weights (size and speed only)."),
     ] = False,
-    card: CardOption = None,
-    decoder: DecoderOption = None,
-    task: TaskOption = None,
-    input_size: InputSizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    bgr: BgrOption = None,
-    resize: ResizeOption = None,
-    labels: LabelsOption = None,
-    score_threshold: ScoreOption = None,
-    iou_threshold: IouOption = None,
+    card=None,
 ) -> None:
     """Quantize a model, check it against float on held-out images, write it with its metadata."""
     options = QuantizeOptions(
@@ -108,7 +86,7 @@ def quantize(
             options=options,
             weights=weights,
             random_weights=random_weights,
-            card=card_choice(locals()),
+            card=card,
             progress=_say,
         )
     except BudgetNotMetError as exc:

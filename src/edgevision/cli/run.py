@@ -23,20 +23,7 @@ from edgevision.api import (
     resolve_model,
 )
 from edgevision.api import run as run_model
-from edgevision.cli.card import (
-    BgrOption,
-    CardOption,
-    DecoderOption,
-    InputSizeOption,
-    IouOption,
-    LabelsOption,
-    MeanOption,
-    ResizeOption,
-    ScoreOption,
-    StdOption,
-    TaskOption,
-    card_choice,
-)
+from edgevision.cli import card as cards
 from edgevision.cli.console import (
     BackendOption,
     RandomWeightsOption,
@@ -115,6 +102,7 @@ def _print_summary(summary: RunSummary) -> None:
         stderr.print(f"stopped by {summary.stopped_by}; every output above is complete", highlight=False)
 
 
+@cards.card_options
 def run(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file.")],
     source: Annotated[
@@ -171,17 +159,7 @@ def run(
     threads: ThreadsOption = None,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
-    card: CardOption = None,
-    decoder: DecoderOption = None,
-    task: TaskOption = None,
-    input_size: InputSizeOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    bgr: BgrOption = None,
-    resize: ResizeOption = None,
-    labels: LabelsOption = None,
-    score_threshold: ScoreOption = None,
-    iou_threshold: IouOption = None,
+    card=None,
 ) -> None:
     """Track objects in a video, camera or stream; fire zone and line events; write and serve the result."""
     _quiet_video_libraries()
@@ -205,7 +183,7 @@ def run(
             threads=threads,
             weights=weights,
             random_weights=random_weights,
-            card=card_choice(locals()),
+            card=card,
         )
     if loaded.random_weights:
         stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")

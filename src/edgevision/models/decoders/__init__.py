@@ -118,7 +118,14 @@ def finish(
         order = np.argsort(-scores, kind="stable")[: card.max_detections]
     boxes = context.transform.boxes_to_source(xyxy[order])
     seen = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly in the padding are no objects
-    return Detections(boxes[seen], scores[order][seen], class_ids[order][seen], context.class_names)
+    class_ids = class_ids[order][seen]
+    return Detections(boxes[seen], scores[order][seen], class_ids, named(context.class_names, class_ids))
+
+
+def named(names: tuple[str, ...], class_ids: np.ndarray) -> tuple[str, ...]:
+    """``names``, with ``class N`` added for ids the labels do not reach (a short label list)."""
+    top = int(class_ids.max()) + 1 if len(class_ids) else 0
+    return names + tuple(f"class {i}" for i in range(len(names), top))
 
 
 def best_class(class_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgevision import api
-from edgevision.cli import card as cards
+from edgevision.cli.card import card_options
 from edgevision.cli.console import (
     RandomWeightsOption,
     WeightsOption,
@@ -23,7 +23,7 @@ from edgevision.cli.console import (
 )
 
 
-@cards.card_options
+@card_options
 def bench(
     model: Annotated[str, typer.Argument(help="Zoo model name or ONNX file.")],
     variants: Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgevision import api
-from edgevision.cli import card as cards
+from edgevision.cli.card import card_options
 from edgevision.cli.console import stderr, stdout
 
 WeightsOption = Annotated[
@@ -19,7 +19,7 @@ RandomWeightsOption = Annotated[
 ]
 
 
-@cards.card_options
+@card_options
 def convert(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file (.onnx, .tflite).")],
     to: Annotated[str, typer.Option("--to", help="Target format: onnx, openvino or tflite.")],

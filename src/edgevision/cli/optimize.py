@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from edgevision import api
-from edgevision.cli import card as cards
+from edgevision.cli.card import card_options
 from edgevision.cli.console import stderr, stdout
 from edgevision.cli.convert import RandomWeightsOption, WeightsOption
 
 
-@cards.card_options
+@card_options
 def optimize(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file (.onnx, .tflite).")],
     output: Annotated[

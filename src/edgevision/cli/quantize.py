@@ -12,11 +12,11 @@ from rich.table import Table
 
 from edgevision import api
 from edgevision.api import BudgetNotMetError, QuantizeOptions, QuantizeResult
-from edgevision.cli import card as cards
+from edgevision.cli.card import card_options
 from edgevision.cli.console import stderr, stdout
 
 
-@cards.card_options
+@card_options
 def quantize(
     model: Annotated[str, typer.Argument(help="Zoo model name or ONNX file.")],
     backend: Annotated[

@@ -23,7 +23,7 @@ from edgevision.api import (
     resolve_model,
 )
 from edgevision.api import run as run_model
-from edgevision.cli import card as cards
+from edgevision.cli.card import card_options
 from edgevision.cli.console import (
     BackendOption,
     RandomWeightsOption,
@@ -102,7 +102,7 @@ def _print_summary(summary: RunSummary) -> None:
         stderr.print(f"stopped by {summary.stopped_by}; every output above is complete", highlight=False)
 
 
-@cards.card_options
+@card_options
 def run(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file.")],
     source: Annotated[

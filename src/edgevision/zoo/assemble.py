@@ -134,10 +134,9 @@ def decoding_for_file(
     card = request.apply(found)
     if card is None:
         names = ", ".join(f"{o.name} {list(o.shape)}" for o in outputs)
-        raw = resolve_card(ModelCard(decoder="raw"), inputs[0])
         return Decoding(
             None,
-            f"{path.name}: raw outputs ({names}), no decoder recognised; fed as {raw.describe()}. "
+            f"{path.name}: raw outputs ({names}), no decoder recognised; {_raw_feed(inputs)}. "
             f"Describe the model with a card ({path.name}.card.yaml or --card, see README) to decode it",
         )
     resolved = resolve_card(card, inputs[0])
@@ -145,6 +144,13 @@ def decoding_for_file(
     if request.overrides:
         source = f"{source} + the given options" if source else "the given options"
     return Decoding(CardProcessor(resolved), f"{path.name}: {source}: {resolved.describe()}", card)
+
+
+def _raw_feed(inputs: list) -> str:
+    try:
+        return f"fed as {resolve_card(ModelCard(decoder='raw'), inputs[0]).describe()}"
+    except EdgevisionError:
+        return f"its input {inputs[0].name} {list(inputs[0].shape)} is not an image"
 
 
 def _card_found(path: Path, inputs: list, outputs: list, metadata: dict[str, str]) -> tuple[ModelCard | None, str]:

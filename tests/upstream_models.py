@@ -280,7 +280,11 @@ def build_yolov8(
             out[:4, row] = _cxcywh(box)
             out[4 + c, row] = value
     graph = _Graph()
-    graph.planted(out[None], graph.zero_from("images"), out="output0")
+    zero = graph.zero_from("images")
+    # As the real head ends: cat(boxes in pixels, sigmoid(class logits)) on the channel axis.
+    logits = np.log(np.clip(out[4:], 1e-6, 1 - 1e-6) / (1 - np.clip(out[4:], 1e-6, 1 - 1e-6)))
+    scores = graph.op("Sigmoid", graph.planted(logits[None].astype(np.float32), zero))
+    graph.op("Concat", graph.planted(out[None, :4], zero), scores, out="output0", axis=1)
     names = _class_names(nc)
     meta = _ultralytics_metadata(imgsz, names, nms=False, model_name="YOLOv8n") if with_metadata else None
     info = _ModelInfo(

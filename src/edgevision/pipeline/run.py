@@ -116,6 +116,15 @@ def check_run(source: str | CaptureSource, outputs: RunOutputs) -> None:
         output_file(outputs.stats, suffixes=JSON, what="the stats file")
 
 
+def check_run_model(predictor: Predictor, *, name: str = "the model") -> None:
+    """Raise unless ``predictor`` finds objects (boxes or poses) that a run can track and count."""
+    if predictor.task not in ("detection", "pose"):
+        raise EdgevisionError(
+            f"{name} gives raw outputs, not boxes or poses, and run needs a detector or pose model; "
+            "describe its outputs with a model card, or pick one from `edgevision zoo list`."
+        )
+
+
 BACKGROUND = "???"  # the label map's name of the background class, never reported
 
 
@@ -350,6 +359,7 @@ def run_pipeline(
     config = config or RunConfig()
     outputs = outputs or RunOutputs()
     check_run(source, outputs)
+    check_run_model(predictor)
     config = replace(config, classes=model_classes(predictor, config.classes))
     capture = open_source(source, stream=config.stream) if isinstance(source, str) else source
     try:
@@ -417,4 +427,4 @@ def _write_json(path: Path, data: dict) -> None:
     write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
-__all__ = ["Progress", "RunConfig", "RunOutputs", "RunSummary", "run_pipeline", "select_classes"]
+__all__ = ["Progress", "RunConfig", "RunOutputs", "RunSummary", "check_run_model", "run_pipeline", "select_classes"]

@@ -313,7 +313,7 @@ def test_bench_refuses_a_bad_data_source_before_any_work(tiny_model_files, photo
         "-o",
         report,
     )
-    assert_clean_error(done, "empty does not exist")
+    assert_clean_error(done, "--data images", "empty does not exist; check the path")
     assert not report.exists()
 
 

@@ -149,6 +149,18 @@ def test_a_file_named_twice_is_read_once(photos, tmp_path):
     assert [r["source"] for r in jsonl(lines)] == [str(a)]
 
 
+def test_names_are_the_shortest_path_ends_that_differ(tmp_path):
+    from edgevision.media import expand_sources
+
+    for folder in ("x/day", "y/day", "night"):
+        (tmp_path / folder).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / folder / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "night" / "b.png"), np.zeros((4, 4, 3), np.uint8))
+    files = expand_sources([str(tmp_path / "x/day"), str(tmp_path / "y/day/a.png"), f"{tmp_path}/night/*.png"])
+    assert [f.name for f in files] == ["x/day/a.png", "y/day/a.png", "night/a.png", "b.png"]
+    assert [f.path for f in files][1] == tmp_path / "y/day/a.png"
+
+
 @pytest.mark.parametrize(
     ("bad", "needle"),
     [

@@ -101,15 +101,19 @@ def _files_of(source: str) -> list[Path]:
 
 
 def _named(paths: list[Path]) -> list[MediaFile]:
-    """Each path with the shortest end of it (file name, then parent folders) no other path shares."""
+    """Each path with the shortest end of it (file name, then parent folders) no other path shares.
+
+    The paths are different files, so their absolute paths differ and whole paths always do.
+    """
     parts = [Path(os.path.abspath(p)).parts for p in paths]
     depth = [1] * len(paths)
-    while True:
+    for _ in range(max(map(len, parts))):
         names = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
         clashing = {name for name, n in Counter(names).items() if n > 1}
         if not clashing:
-            return [MediaFile(path, name) for path, name in zip(paths, names)]
+            break
         depth = [d + 1 if name in clashing else d for d, name in zip(depth, names)]
+    return [MediaFile(path, name) for path, name in zip(paths, names)]
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -289,6 +289,15 @@ def test_run_pipeline_refuses_a_raw_predictor(tiny_model_files, short_video):
         run_pipeline(load_predictor(str(tiny_model_files["onnxruntime"])), str(short_video))
 
 
+def test_run_writes_the_frames_of_a_video_into_an_image_folder(short_video, tmp_path):
+    out = tmp_path / "frames"
+    done = run_cli("run", "nanodet-m", "--source", short_video, "--max-frames", "3", "--out", out)
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["vtest12-000000.jpg", "vtest12-000001.jpg", "vtest12-000002.jpg"]
+    assert cv2.imread(str(out / names[0])).shape == (576, 768, 3)
+
+
 # ----------------------------------------------------------------------------- bench --data
 
 

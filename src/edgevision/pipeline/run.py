@@ -32,7 +32,7 @@ from edgevision.annotate import draw, draw_banner
 from edgevision.checks import JSON, annotated_output, json_lines_output, media_input, output_file, output_folder
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
-from edgevision.media import VIDEO_SUFFIXES
+from edgevision.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from edgevision.models.base import Predictor
 from edgevision.pipeline.capture import (
     CaptureSource,
@@ -165,6 +165,15 @@ def tracked_record(frame: Frame, prediction: Prediction) -> dict:
     return record
 
 
+def frame_image_name(frame: Frame) -> str:
+    """The file a frame is written as into an image folder: its own name when it is an image,
+    else ``<video or stream stem>-<frame index>.jpg``."""
+    source = Path(frame.source or "frame")
+    if source.suffix.lower() in IMAGE_SUFFIXES:
+        return source.name
+    return f"{source.stem or 'frame'}-{frame.index:06d}.jpg"
+
+
 class _Outputs:
     """The sinks of one run, opened lazily at the first frame's size."""
 
@@ -196,7 +205,7 @@ class _Outputs:
             if isinstance(self.video, VideoSink):
                 self.video.write(image)
             else:
-                self.video.write(image, Path(frame.source).name if frame.source else f"{frame.index:06d}.jpg")
+                self.video.write(image, frame_image_name(frame))
         if record is not None:
             self.json.write(record)
         if image is not None and self.server is not None:

@@ -303,8 +303,8 @@ def predict_to_files(
     ``sources``: one or several image files, folders or globs of images, and video files
     (a file named twice is read once); of each video every ``every``-th frame, at most
     ``max_frames``. ``annotated`` is a video file when the only source is a video, else a
-    folder (images under their paths relative to the folder the sources share, videos as
-    annotated videos). ``raw_out`` (.npz) holds every output tensor of a model with no
+    folder (images under their file names, with parent folders when two share one, videos
+    as annotated videos). ``raw_out`` (.npz) holds every output tensor of a model with no
     decoder, keyed ``<image>/<output>`` (``<video>/<frame>/<output>``). Outputs are moved
     into place when everything was processed, or with the frames done so far when Ctrl-C
     (or SIGTERM, SIGHUP inside ``stop_on_signals``) stopped it; the interrupt is then raised

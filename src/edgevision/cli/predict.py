@@ -69,7 +69,7 @@ def predict(
             "--output",
             "-o",
             help="Annotated video file when the only source is a video; else a folder: images under their "
-            "path relative to the folder the sources share (day/a.jpg, night/a.jpg), videos as annotated .mp4/.avi.",
+            "file name, with parent folders when two share one (day/a.jpg, night/a.jpg), videos as annotated .mp4/.avi.",
         ),
     ] = None,
     json_path: Annotated[

@@ -252,8 +252,9 @@ def predict(
 
     ``sources``: image files, folders or globs of images, and video files; a file named
     twice is read once. Annotated output is one video file when the only source is a
-    video, else a folder: each image under its name relative to the folder the sources
-    share, each video as its own annotated video. Outputs are moved into place when
+    video, else a folder: each image under its file name (with as many parent folders as
+    it takes to tell two apart: ``day/a.jpg``, ``night/a.jpg``), each video as its own
+    annotated video. Outputs are moved into place when
     everything was processed, or when Ctrl-C (or SIGTERM, SIGHUP inside
     ``edgevision.signals.stop_on_signals``) stops it: then they hold the frames done so
     far and the interrupt is raised again. On an error nothing half-written is left.

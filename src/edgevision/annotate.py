@@ -98,9 +98,11 @@ def draw(image: np.ndarray, prediction: Prediction) -> np.ndarray:
 
 
 def draw_banner(image: np.ndarray, text: str) -> np.ndarray:
-    """A red band with ``text`` across the top of a copy of ``image``."""
+    """A red band with ``text`` across the top of a copy of ``image``, the text shrunk to fit its width."""
     out = image.copy()
     scale = 0.5 * _thickness(out) + 0.1
+    (w, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+    scale *= min(1.0, max(out.shape[1] - 12, 12) / max(w, 1))
     (_, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
     cv2.rectangle(out, (0, 0), (out.shape[1], h + 2 * base + 4), (0, 0, 200), -1)
     cv2.putText(out, text, (6, h + base + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)

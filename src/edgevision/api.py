@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +43,16 @@ from edgevision.models.base import Predictor
 from edgevision.models.card import ModelCard, card_request, read_card
 from edgevision.models.decoders import list_decoders
 from edgevision.pipeline.capture import StreamConfig
-from edgevision.pipeline.predict import PredictOutputs, PredictSummary, check_predict, frame_record, predict
-from edgevision.pipeline.run import RunConfig, RunOutputs, check_run, run_pipeline
+from edgevision.pipeline.predict import (
+    FrameSelection,
+    PredictOutputs,
+    PredictSummary,
+    check_predict,
+    frame_record,
+    frames_to_predict,
+    predict,
+)
+from edgevision.pipeline.run import RunConfig, RunOutputs, check_run, check_run_model, run_pipeline
 from edgevision.pipeline.stats import Progress, RunSummary
 from edgevision.pipeline.zones import parse_line, parse_zone
 from edgevision.quantization.api import (
@@ -277,6 +285,7 @@ def run(
     }
     check_run(str(source), outputs or RunOutputs())
     loaded = model if isinstance(model, Model) else load(model, backend=backend, threads=threads)
+    check_run_model(loaded.predictor, name=loaded.name)
     with stop_on_signals():
         return run_pipeline(
             loaded.predictor,
@@ -288,12 +297,19 @@ def run(
         )
 
 
+Sources = str | Path | Sequence[str | Path]
+
+
 def check_predict_outputs(
-    source: str | Path, *, annotated: str | Path | None = None, json_lines: str | None = None
+    sources: Sources,
+    *,
+    annotated: str | Path | None = None,
+    json_lines: str | None = None,
+    raw_out: str | Path | None = None,
 ) -> None:
     """Raise ``EdgevisionError``, before any model is loaded, when ``predict_to_files`` could not
-    read ``source`` or write its outputs (a folder where a video goes, an unwritable place ...)."""
-    check_predict(str(source), PredictOutputs(_path(annotated), json_lines))
+    read ``sources`` or write its outputs (a folder where a video goes, an unwritable place ...)."""
+    check_predict(sources, PredictOutputs(_path(annotated), json_lines, _path(raw_out)))
 
 
 def check_run_outputs(source: str | Path, outputs: RunOutputs) -> None:
@@ -309,20 +325,39 @@ def check_graph_output(output: str | Path) -> None:
 
 def predict_to_files(
     model: Model,
-    source: str | Path,
+    sources: Sources,
     *,
     annotated: str | Path | None = None,
     json_lines: str | None = None,
+    raw_out: str | Path | None = None,
+    every: int = 1,
+    max_frames: int | None = None,
     on_frame: Callable[[Frame, Prediction], None] | None = None,
 ) -> PredictSummary:
-    """Run ``model`` over ``source``, writing an annotated video or image folder and JSON lines.
+    """Run ``model`` over ``sources``, writing annotated images or videos, JSON lines, raw outputs.
 
-    Outputs are moved into place when the whole source was processed, or with the frames
-    done so far when Ctrl-C (or SIGTERM, SIGHUP inside ``stop_on_signals``) stopped it; the
-    interrupt is then raised again. Returns the number of frames and of undecodable video
-    frames skipped.
+    ``sources``: one or several image files, folders or globs of images, and video files
+    (a file named twice is read once); of each video every ``every``-th frame, at most
+    ``max_frames``. ``annotated`` is a video file when the only source is a video, else a
+    folder (images under their file names, with parent folders when two share one, videos
+    as annotated videos). ``raw_out`` (.npz) holds every output tensor of a model with no
+    decoder, keyed ``<image>/<output>`` (``<video>/<frame>/<output>``). Outputs are moved
+    into place when everything was processed, or with the frames done so far when Ctrl-C
+    (or SIGTERM, SIGHUP inside ``stop_on_signals``) stopped it; the interrupt is then raised
+    again. Returns the number of frames, of undecodable video frames skipped, and of files.
+
+    >>> model = load("my_model.onnx")                                         # doctest: +SKIP
+    >>> predict_to_files(model, ["a.jpg", "frames/", "clip.mp4"], annotated="out", raw_out="raw.npz")  # doctest: +SKIP
+    PredictSummary(frames=57, corrupt=0, files=12)
     """
-    return predict(model.predictor, str(source), PredictOutputs(_path(annotated), json_lines), on_frame=on_frame)
+    outputs = PredictOutputs(_path(annotated), json_lines, _path(raw_out))
+    selection = FrameSelection(every=every, max_frames=max_frames)
+    return predict(model.predictor, _sources(sources), outputs, frames=selection, on_frame=on_frame)
+
+
+def count_predict_frames(sources: Sources, *, every: int = 1, max_frames: int | None = None) -> int | None:
+    """How many frames ``predict_to_files`` will run on with these options, when known in advance."""
+    return frames_to_predict(_sources(sources), FrameSelection(every=every, max_frames=max_frames))
 
 
 def inspect(
@@ -345,6 +380,10 @@ def demo(
 def sample_sources() -> dict[str, str]:
     """Each sample's name and the registry package (version, path inside) it comes from."""
     return {name: artifact.source for name, artifact in SAMPLES.items()}
+
+
+def _sources(sources: Sources) -> list[str]:
+    return [str(sources)] if isinstance(sources, (str, Path)) else [str(s) for s in sources]
 
 
 def _path(value: str | Path | None) -> Path | None:
@@ -390,6 +429,7 @@ __all__ = [
     "check_run_outputs",
     "convert",
     "count_frames",
+    "count_predict_frames",
     "demo",
     "diff_models",
     "frame_record",

@@ -6,9 +6,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
-from collections.abc import Iterator
+import math
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -47,6 +52,70 @@ def list_images(source: str) -> list[Path]:
     return [path]
 
 
+@dataclass(frozen=True)
+class MediaFile:
+    """One image or video file named by the sources, and a name for its outputs.
+
+    ``name`` is its file name, with as many parent folders as it takes to tell it from the
+    other files: two folders that each hold ``a.jpg`` give ``day/a.jpg`` and ``night/a.jpg``.
+    """
+
+    path: Path
+    name: str
+
+    @property
+    def video(self) -> bool:
+        return is_video(self.path)
+
+
+def expand_sources(sources: str | Path | Sequence[str | Path]) -> list[MediaFile]:
+    """The files of ``sources`` (images, folders or globs of images, video files), each once.
+
+    A file named twice (also through a folder or a glob, or by another spelling of its
+    path) is read once, where it first appears. A missing source, or a folder or glob
+    holding no image, is one sentence.
+
+    >>> [f.name for f in expand_sources(["day/a.jpg", "night/a.jpg", "day/a.jpg"])]  # doctest: +SKIP
+    ['day/a.jpg', 'night/a.jpg']
+    """
+    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    if not sources:
+        raise EdgevisionError("give at least one image, folder or glob of images, or video file.")
+    seen: dict[str, Path] = {}
+    for source in sources:
+        for path in _files_of(str(source)):
+            key = os.path.realpath(path)
+            if key in seen:
+                logger.debug("%s is named more than once (also as %s): read once", path, seen[key])
+            else:
+                seen[key] = path
+    return _named(list(seen.values()))
+
+
+def _files_of(source: str) -> list[Path]:
+    if is_video(source) and not any(c in source for c in "*?["):
+        if not Path(source).is_file():
+            raise EdgevisionError(f"{source} does not exist; check the path.")
+        return [Path(source)]
+    return list_images(source)
+
+
+def _named(paths: list[Path]) -> list[MediaFile]:
+    """Each path with the shortest end of it (file name, then parent folders) no other path shares.
+
+    The paths are different files, so their absolute paths differ and whole paths always do.
+    """
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    depth = [1] * len(paths)
+    for _ in range(max(map(len, parts))):
+        names = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        clashing = {name for name, n in Counter(names).items() if n > 1}
+        if not clashing:
+            break
+        depth = [d + 1 if name in clashing else d for d, name in zip(depth, names)]
+    return [MediaFile(path, name) for path, name in zip(paths, names)]
+
+
 def read_image(path: Path) -> np.ndarray:
     """Read ``path`` as BGR uint8; a clear error when it is not an image."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -55,13 +124,14 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
-def count_frames(source: str) -> int | None:
-    """How many frames ``source`` will give, when known in advance."""
+def count_frames(source: str, *, every: int = 1, max_frames: int | None = None) -> int | None:
+    """How many frames ``source`` will give (``Frames`` with the same options), when known in advance."""
     if is_video(source):
         cap = cv2.VideoCapture(source)
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
         cap.release()
-        return n or None
+        kept = math.ceil(n / every) if n else max_frames
+        return min(kept, max_frames) if kept and max_frames else kept
     return len(list_images(source))
 
 
@@ -96,15 +166,20 @@ class Frames:
 
     Video frames that cannot be decoded are skipped (their indices too, so ``frame.index``
     stays the position in the file) and counted in ``corrupt``; an image that cannot be
-    read is an error.
+    read is an error. Of a video, only every ``every``-th frame is given (indices 0,
+    ``every``, ...), and at most ``max_frames`` of them.
 
     >>> frames = Frames("clip.avi")                     # doctest: +SKIP
     >>> sum(1 for _ in frames), frames.corrupt          # doctest: +SKIP
     (11, 1)
     """
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, every: int = 1, max_frames: int | None = None) -> None:
+        if every < 1 or (max_frames is not None and max_frames < 1):
+            raise EdgevisionError(f"every and max_frames must be 1 or more, got {every} and {max_frames}.")
         self.source = source
+        self.every = every
+        self.max_frames = max_frames
         self.corrupt = 0
 
     def __iter__(self) -> Iterator[Frame]:
@@ -112,7 +187,15 @@ class Frames:
             for path in list_images(self.source):
                 yield Frame(read_image(path), str(path), 0)
             return
-        yield from self._video()
+        given = 0
+        with contextlib.closing(self._video()) as frames:
+            for frame in frames:
+                if frame.index % self.every:
+                    continue
+                yield frame
+                given += 1
+                if given == self.max_frames:
+                    return
 
     def _video(self) -> Iterator[Frame]:
         path = self.source

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edgevision.benchmark.data import (
     DataSet,
+    check_data,
     load_data,
     match_annotations,
     parse_threads,
@@ -70,7 +71,7 @@ class BenchOptions:
 
     variants: str | None = None  # comma-separated keys, e.g. "ort-fp32,openvino-int8"; None: all installed
     threads: str | tuple[int, ...] = (2,)  # thread counts timed, e.g. (1, 2) or "1,2"
-    data: str | None = None  # images (folder, glob) or video scored for accuracy; None: sample photos + frames
+    data: str | tuple[str, ...] | None = None  # images, folders, globs, videos scored; None: sample photos + frames
     annotations: Path | None = None  # COCO JSON of the data images: real AP against ground truth
     calib: str | None = None  # int8 calibration: folder, glob or video (default: the sample video)
     calib_count: int = 64
@@ -121,9 +122,9 @@ def check_bench(model: str, output: Path | None, options: BenchOptions) -> tuple
     thread_counts = parse_threads(options.threads)
     check_threads(thread_counts)
     parse_variant_keys(options.variants)
-    for images, what in ((options.data, "--data images"), (options.calib, "calibration images")):
-        if images is not None:
-            media_input(images, what=what)
+    check_data(options.data)
+    if options.calib is not None:
+        media_input(options.calib, what="calibration images")
     if options.annotations is not None:
         input_file(options.annotations, what="annotations file")
     output_folder(Path(output) if output else Path("runs/bench") / Path(model).stem, what="the report folder")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgevision.checks import MAX_THREADS
+from edgevision.checks import MAX_THREADS, media_input
 from edgevision.errors import EdgevisionError
-from edgevision.media import read_image
-from edgevision.quantization.calibration import read_images
+from edgevision.media import expand_sources, read_image
+from edgevision.quantization.calibration import evenly_spaced, read_images
 from edgevision.samples import DEFAULT_VIDEO, PHOTOS, sample_path
 
 
@@ -41,14 +42,46 @@ class DataSet:
     names: list[str]
 
 
-def load_data(data: str | None, count: int) -> DataSet:
-    """``count`` images of ``data`` (folder, glob or video); default: the sample photos and video frames."""
-    if data is not None:
-        images, names = read_images(data, count, min_images=1)
-        return DataSet(images, names)
+Data = str | Sequence[str] | None
+
+
+def data_sources(data: Data) -> list[str]:
+    """The sources of ``--data``: one (``"frames/"``) or several (``["a.jpg", "shots/*.png"]``)."""
+    return [] if data is None else [data] if isinstance(data, str) else [str(d) for d in data]
+
+
+def check_data(data: Data) -> None:
+    """Raise, before any work, when a ``--data`` source is missing or holds no image."""
+    for source in data_sources(data):
+        media_input(source, what="--data images")
+    if data_sources(data):
+        expand_sources(data_sources(data))
+
+
+def load_data(data: Data, count: int) -> DataSet:
+    """``count`` images of ``data``, spread evenly; default: the sample photos and video frames.
+
+    ``data``: images, folders or globs of images and videos, one or several; a file named
+    twice is read once, and of each video ``count`` frames are taken evenly.
+    """
+    if data_sources(data):
+        return _read_sources(data_sources(data), count)
     images = [read_image(sample_path(name)) for name in PHOTOS]
     frames, frame_names = read_images(str(sample_path(DEFAULT_VIDEO)), max(count - len(images), 0) or 1, min_images=1)
     return DataSet(images + frames, list(PHOTOS) + frame_names)
+
+
+def _read_sources(sources: list[str], count: int) -> DataSet:
+    entries: list[tuple[str, Path | np.ndarray]] = []  # (name, image file or decoded frame)
+    for file in expand_sources(sources):
+        if file.video:
+            frames, names = read_images(str(file.path), count, min_images=1)
+            entries.extend(zip(names, frames))
+        else:
+            entries.append((str(file.path), file.path))
+    chosen = [entries[i] for i in evenly_spaced(len(entries), count)]
+    images = [item if isinstance(item, np.ndarray) else read_image(item) for _, item in chosen]
+    return DataSet(images, [name for name, _ in chosen])
 
 
 def match_annotations(annotations: Path, names: list[str]) -> tuple[dict, list[int], list[int]]:

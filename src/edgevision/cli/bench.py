@@ -32,7 +32,12 @@ def bench(
     ] = None,
     threads: Annotated[str, typer.Option("--threads", "-t", help="Thread counts to time, e.g. 1,2.")] = "2",
     data: Annotated[
-        str | None, typer.Option("--data", help="Images (folder, glob) or video scored for accuracy.")
+        list[str] | None,
+        typer.Option(
+            "--data",
+            help="Images, folders or globs of images, or videos scored for accuracy; repeat for several "
+            "(--data a.jpg --data frames/); a file named twice is read once.",
+        ),
     ] = None,
     annotations: Annotated[
         Path | None, typer.Option("--annotations", help="COCO JSON of the --data images: real AP against ground truth.")
@@ -64,7 +69,7 @@ def bench(
     options = api.BenchOptions(
         variants=variants,
         threads=threads,
-        data=data,
+        data=tuple(data) if data else None,
         annotations=annotations,
         calib=calib,
         max_drop=max_drop,

@@ -32,7 +32,7 @@ from edgevision.annotate import draw, draw_banner
 from edgevision.checks import JSON, annotated_output, json_lines_output, media_input, output_file, output_folder
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
-from edgevision.media import VIDEO_SUFFIXES
+from edgevision.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from edgevision.models.base import Predictor
 from edgevision.pipeline.capture import (
     CaptureSource,
@@ -116,6 +116,15 @@ def check_run(source: str | CaptureSource, outputs: RunOutputs) -> None:
         output_file(outputs.stats, suffixes=JSON, what="the stats file")
 
 
+def check_run_model(predictor: Predictor, *, name: str = "the model") -> None:
+    """Raise unless ``predictor`` finds objects (boxes or poses) that a run can track and count."""
+    if predictor.task not in ("detection", "pose"):
+        raise EdgevisionError(
+            f"{name} gives raw outputs, not boxes or poses, and run needs a detector or pose model; "
+            "describe its outputs with a model card, or pick one from `edgevision zoo list`."
+        )
+
+
 BACKGROUND = "???"  # the label map's name of the background class, never reported
 
 
@@ -156,6 +165,15 @@ def tracked_record(frame: Frame, prediction: Prediction) -> dict:
     return record
 
 
+def frame_image_name(frame: Frame) -> str:
+    """The file a frame is written as into an image folder: its own name when it is an image,
+    else ``<video or stream stem>-<frame index>.jpg``."""
+    source = Path(frame.source or "frame")
+    if source.suffix.lower() in IMAGE_SUFFIXES:
+        return source.name
+    return f"{source.stem or 'frame'}-{frame.index:06d}.jpg"
+
+
 class _Outputs:
     """The sinks of one run, opened lazily at the first frame's size."""
 
@@ -187,7 +205,7 @@ class _Outputs:
             if isinstance(self.video, VideoSink):
                 self.video.write(image)
             else:
-                self.video.write(image, Path(frame.source).name if frame.source else f"{frame.index:06d}.jpg")
+                self.video.write(image, frame_image_name(frame))
         if record is not None:
             self.json.write(record)
         if image is not None and self.server is not None:
@@ -350,6 +368,7 @@ def run_pipeline(
     config = config or RunConfig()
     outputs = outputs or RunOutputs()
     check_run(source, outputs)
+    check_run_model(predictor)
     config = replace(config, classes=model_classes(predictor, config.classes))
     capture = open_source(source, stream=config.stream) if isinstance(source, str) else source
     try:
@@ -417,4 +436,4 @@ def _write_json(path: Path, data: dict) -> None:
     write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
-__all__ = ["Progress", "RunConfig", "RunOutputs", "RunSummary", "run_pipeline", "select_classes"]
+__all__ = ["Progress", "RunConfig", "RunOutputs", "RunSummary", "check_run_model", "run_pipeline", "select_classes"]

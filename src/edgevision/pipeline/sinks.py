@@ -58,7 +58,7 @@ class VideoSink:
 
 
 class ImageFolderSink:
-    """Writes each annotated image under its own file name into a folder, made at the first image."""
+    """Writes each annotated image under its own name into a folder, made at the first image."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -69,9 +69,10 @@ class ImageFolderSink:
         self._new: list[Path] = []  # images that were not there before
 
     def write(self, image: np.ndarray, name: str) -> Path:
-        if not self.frames and not self.folder.is_dir():
-            self.made = make_folders(self.folder)
-        target = self.folder / Path(name).name
+        """Write ``image`` as ``name``, a path relative to the folder (its folders are made)."""
+        target = self.folder / name
+        if not target.parent.is_dir():
+            self.made += make_folders(target.parent)
         is_new = not target.exists()
         write_image(target, image)
         if is_new:

@@ -22,6 +22,7 @@ from edgevision.api import (
     predict_to_files,
     resolve_model,
 )
+from edgevision.cli.card import card_options
 from edgevision.cli.console import (
     BackendOption,
     RandomWeightsOption,
@@ -54,6 +55,7 @@ def _what(sources: list[str]) -> str:
     return sources[0] if len(sources) == 1 else f"{len(sources)} sources"
 
 
+@card_options
 def predict(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file (.onnx, .tflite, .xml, .pt2).")],
     sources: Annotated[
@@ -94,6 +96,7 @@ def predict(
     threads: ThreadsOption = None,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
+    card=None,
 ) -> None:
     """Run a model on images, folders, globs and videos; write annotated output and JSON lines.
 
@@ -107,12 +110,15 @@ def predict(
     check_predict_outputs(sources, annotated=annotated, json_lines=json_path, raw_out=raw_out)
     total = count_predict_frames(sources, every=every, max_frames=max_frames)
     with stderr.status(f"loading {model}"):
-        loaded = load(model, backend=backend, threads=threads, weights=weights, random_weights=random_weights)
+        loaded = load(
+            model, backend=backend, threads=threads, weights=weights, random_weights=random_weights, card=card
+        )
     if loaded.random_weights:
         stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")
     if loaded.task == "raw":
         stderr.print(
-            f"note: {model} has no decoder: the JSON lines hold its raw output tensors, not objects.",
+            f"note: {model} has no decoder: the JSON lines hold its raw output tensors, not objects "
+            "(describe it with --card FILE or --decoder to decode it).",
             highlight=False,
             markup=False,
         )

@@ -121,7 +121,8 @@ def check_run_model(predictor: Predictor, *, name: str = "the model") -> None:
     if predictor.task not in ("detection", "pose"):
         raise EdgevisionError(
             f"{name} gives raw outputs, not boxes or poses, and run needs a detector or pose model; "
-            "describe its outputs with a model card, or pick one from `edgevision zoo list`."
+            "describe its outputs with a model card (--card FILE, or --decoder; see the README), "
+            "or pick one from `edgevision zoo list`."
         )
 
 

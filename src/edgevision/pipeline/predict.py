@@ -20,7 +20,7 @@ from edgevision.annotate import draw, draw_banner
 from edgevision.checks import annotated_output, json_lines_output, media_input, output_file
 from edgevision.errors import EdgevisionError
 from edgevision.files import PendingFile
-from edgevision.media import Frames, MediaFile, count_frames, expand_sources, video_fps
+from edgevision.media import Frames, MediaFile, count_frames, expand_sources, open_video, video_fps
 from edgevision.models.base import Predictor
 from edgevision.pipeline.sinks import ImageFolderSink, JsonLinesSink, VideoSink, close_all
 from edgevision.types import Frame, Prediction, RawOutputs
@@ -214,6 +214,9 @@ def check_predict(sources: Sources, outputs: PredictOutputs) -> list[MediaFile]:
     for source in [sources] if isinstance(sources, (str, Path)) else sources:
         media_input(source)
     files = expand_sources(sources)
+    for file in files:
+        if file.video:
+            open_video(str(file.path)).release()  # one OpenCV cannot decode is refused before the model loads
     if outputs.annotated is not None:
         annotated_output(outputs.annotated, video=is_single_video(files))
     json_lines_output(outputs.json_lines)

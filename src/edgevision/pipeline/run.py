@@ -32,7 +32,7 @@ from edgevision.annotate import draw, draw_banner
 from edgevision.checks import JSON, annotated_output, json_lines_output, media_input, output_file, output_folder
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
-from edgevision.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from edgevision.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_video
 from edgevision.models.base import Predictor
 from edgevision.pipeline.capture import (
     CaptureSource,
@@ -104,6 +104,8 @@ def check_run(source: str | CaptureSource, outputs: RunOutputs) -> None:
     """Raise, before any work, when a file ``source`` cannot be read or an output cannot be written."""
     if isinstance(source, str) and source_kind(source) in ("video", "images"):
         media_input(source)
+        if source_kind(source) == "video":
+            open_video(source).release()  # one OpenCV cannot decode is refused before the model loads
     if outputs.video is not None:
         annotated_output(outputs.video, video=Path(outputs.video).suffix.lower() in VIDEO_SUFFIXES)
     json_lines_output(outputs.json_lines)

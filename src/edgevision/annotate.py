@@ -1,6 +1,8 @@
-"""Draw predictions on a copy of an image: boxes with labels, skeletons."""
+"""Draw predictions on a copy of an image: boxes with labels that do not overlap, skeletons."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -37,54 +39,146 @@ def color(index: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in _PALETTE[int(index) % len(_PALETTE)])
 
 
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class TextStyle:
+    """How big text is drawn: OpenCV font scale, stroke thickness and padding around it, in pixels."""
+
+    scale: float
+    thickness: int
+    pad: int
+
+    def size(self, text: str) -> tuple[int, int]:
+        """Width and height of ``text`` with its padding."""
+        (w, h), base = cv2.getTextSize(text, FONT, self.scale, self.thickness)
+        return w + 2 * self.pad, h + base + 2 * self.pad
+
+
+def text_style(shape: tuple[int, ...], *, size: float = 1.0) -> TextStyle:
+    """A text style that reads well at this frame size (``shape`` is ``image.shape``).
+
+    The scale follows the short side of the frame, with a floor so 320x240 stays legible;
+    ``size`` scales it further (box labels use a little less than the legend).
+
+    >>> text_style((240, 320)).scale < text_style((1080, 1920)).scale
+    True
+    """
+    scale = size * max(0.4, 0.3 + min(shape[:2]) / 1400)
+    return TextStyle(round(scale, 3), 2 if scale >= 0.9 else 1, max(2, round(4 * scale)))
+
+
 def _thickness(image: np.ndarray) -> int:
     return max(1, round(max(image.shape[:2]) / 400))
 
 
-def _label(image: np.ndarray, text: str, origin: tuple[int, int], bgr: tuple[int, int, int]) -> None:
-    scale = 0.35 * _thickness(image) + 0.15
-    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    x, y = origin[0], max(origin[1], h + base)
-    cv2.rectangle(image, (x, y - h - base), (x + w, y), bgr, -1)
-    cv2.putText(image, text, (x, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+Rect = tuple[int, int, int, int]
+
+
+def _intersects(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _overlap(a: Rect, b: Rect) -> int:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _candidates(box: Rect, size: tuple[int, int], frame_wh: tuple[int, int], steps: int) -> list[Rect]:
+    """Label slots for one box, best first: above it, inside its top, below it, then further up and down."""
+    (w, h), (fw, fh) = size, frame_wh
+    x = min(max(box[0], 0), max(fw - w, 0))
+    tops = [box[1] - h, box[1], box[3]]
+    for k in range(1, steps):
+        tops += [box[1] - h * (k + 1), box[3] + h * k]
+    tops = [min(max(y, 0), max(fh - h, 0)) for y in tops]
+    return [(x, y, x + w, y + h) for y in dict.fromkeys(tops)]
+
+
+def place_labels(
+    boxes: np.ndarray, sizes: list[tuple[int, int]], frame_wh: tuple[int, int], *, steps: int = 12
+) -> list[Rect]:
+    """Where to draw each box's label so that no two labels overlap, as ``(x1, y1, x2, y2)``.
+
+    No library we use does this (supervision's ``smart_position`` pushes labels apart by
+    forces and can leave them overlapping or far from their boxes), so it is a small
+    greedy: labels are placed top of the frame first, each in the first candidate slot
+    (above its box, inside its top, below it, then stacked further away) that no placed
+    label touches; when every slot is taken, the slot that overlaps least.
+
+    >>> place_labels(np.array([[10, 50, 60, 90], [12, 52, 62, 92]]), [(40, 10), (40, 10)], (100, 100))
+    [(10, 40, 50, 50), (12, 52, 52, 62)]
+    """
+    placed: dict[int, Rect] = {}
+    for i in np.argsort(boxes[:, 1], kind="stable") if len(boxes) else []:
+        slots = _candidates(tuple(int(v) for v in boxes[i]), sizes[i], frame_wh, steps)
+        free = [s for s in slots if not any(_intersects(s, p) for p in placed.values())]
+        placed[int(i)] = free[0] if free else min(slots, key=lambda s: sum(_overlap(s, p) for p in placed.values()))
+    return [placed[i] for i in range(len(boxes))]
+
+
+def draw_label(image: np.ndarray, text: str, rect: Rect, bgr: tuple[int, int, int], style: TextStyle) -> None:
+    """``text`` in white on a ``bgr`` rectangle (in place)."""
+    x1, y1, x2, y2 = rect
+    cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), bgr, -1)
+    (_, h), base = cv2.getTextSize(text, FONT, style.scale, style.thickness)
+    cv2.putText(
+        image, text, (x1 + style.pad, y2 - style.pad - base), FONT, style.scale, WHITE, style.thickness, cv2.LINE_AA
+    )
+
+
+def draw_boxes(image: np.ndarray, boxes: np.ndarray, texts: list[str], colors: list[tuple[int, int, int]]) -> None:
+    """Boxes first, then their labels placed so they do not overlap each other (in place)."""
+    t = _thickness(image)
+    for box, bgr in zip(boxes.round().astype(int), colors):
+        cv2.rectangle(image, tuple(box[:2]), tuple(box[2:]), bgr, t)
+    style = text_style(image.shape, size=0.8)
+    rects = place_labels(boxes, [style.size(text) for text in texts], (image.shape[1], image.shape[0]))
+    for text, rect, bgr in zip(texts, rects, colors):
+        draw_label(image, text, rect, bgr, style)
+
+
+def _caption(name: str, score: float, track_id: int | None) -> str:
+    text = f"{name} {score:.2f}"
+    return text if track_id is None else f"#{track_id} {text}"
 
 
 def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
     """Boxes and ``label score`` captions (``#id`` too when tracked)."""
     out = image.copy()
-    t = _thickness(out)
-    for i in range(len(detections)):
-        x1, y1, x2, y2 = detections.xyxy[i].round().astype(int)
-        key = detections.tracker_ids[i] if detections.tracker_ids is not None else detections.class_ids[i]
-        bgr = color(key)
-        cv2.rectangle(out, (x1, y1), (x2, y2), bgr, t)
-        text = f"{detections.label(i)} {detections.scores[i]:.2f}"
-        if detections.tracker_ids is not None:
-            text = f"#{detections.tracker_ids[i]} {text}"
-        _label(out, text, (x1, y1), bgr)
+    ids = detections.tracker_ids
+    keys = ids if ids is not None else detections.class_ids
+    texts = [
+        _caption(detections.label(i), detections.scores[i], None if ids is None else int(ids[i]))
+        for i in range(len(detections))
+    ]
+    draw_boxes(out, detections.xyxy, texts, [color(k) for k in keys])
     return out
 
 
+def _skeleton(image: np.ndarray, kps: np.ndarray, edges, bgr: tuple[int, int, int], min_score: float) -> None:
+    t = _thickness(image)
+    for a, b in edges:
+        if kps[a, 2] >= min_score and kps[b, 2] >= min_score:
+            pa, pb = tuple(kps[a, :2].round().astype(int)), tuple(kps[b, :2].round().astype(int))
+            cv2.line(image, pa, pb, bgr, t + 1, cv2.LINE_AA)
+    for x, y, s in kps:
+        if s >= min_score:
+            cv2.circle(image, (round(x), round(y)), t + 2, WHITE, -1, cv2.LINE_AA)
+            cv2.circle(image, (round(x), round(y)), t + 1, bgr, -1, cv2.LINE_AA)
+
+
 def draw_poses(image: np.ndarray, poses: Poses, *, min_score: float = 0.3) -> np.ndarray:
-    """Skeleton edges and keypoints whose score is at least ``min_score``."""
+    """Skeleton edges and keypoints whose score is at least ``min_score``; person boxes when the model gives them."""
     out = image.copy()
-    t = _thickness(out)
-    for person, kps in enumerate(poses.keypoints):
-        bgr = color(poses.tracker_ids[person] if poses.tracker_ids is not None else person)
-        for a, b in poses.edges:
-            if kps[a, 2] >= min_score and kps[b, 2] >= min_score:
-                cv2.line(
-                    out,
-                    tuple(kps[a, :2].round().astype(int)),
-                    tuple(kps[b, :2].round().astype(int)),
-                    bgr,
-                    t + 1,
-                    cv2.LINE_AA,
-                )
-        for x, y, s in kps:
-            if s >= min_score:
-                cv2.circle(out, (round(x), round(y)), t + 2, (255, 255, 255), -1, cv2.LINE_AA)
-                cv2.circle(out, (round(x), round(y)), t + 1, bgr, -1, cv2.LINE_AA)
+    ids = poses.tracker_ids
+    colors = [color(ids[i] if ids is not None else i) for i in range(len(poses))]
+    for kps, bgr in zip(poses.keypoints, colors):
+        _skeleton(out, kps, poses.edges, bgr, min_score)
+    if poses.xyxy is not None and len(poses.xyxy) == len(poses):
+        texts = [_caption("person", poses.scores[i], None if ids is None else int(ids[i])) for i in range(len(poses))]
+        draw_boxes(out, poses.xyxy, texts, colors)
     return out
 
 

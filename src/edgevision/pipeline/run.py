@@ -42,7 +42,7 @@ from edgevision.pipeline.capture import (
     source_kind,
 )
 from edgevision.pipeline.events import Event, EventLog
-from edgevision.pipeline.overlay import draw_box, draw_line, draw_zone
+from edgevision.pipeline.overlay import draw_box, draw_legend, draw_line, draw_zone, legend_rows
 from edgevision.pipeline.predict import (
     RANDOM_WEIGHTS_BANNER,
     frame_record,
@@ -323,6 +323,8 @@ class _Run:
             draw_zone(image, zone.name, polygon, occupied=occupancy.get(zone.name, 0))
         for line, segment in zip(self.config.lines, self.segments):
             draw_line(image, line.name, segment, crossings.get(line.name, {}))
+        zones = {zone.name: occupancy.get(zone.name, 0) for zone in self.config.zones}
+        draw_legend(image, legend_rows(zones, {line.name: crossings.get(line.name, {}) for line in self.config.lines}))
         return draw_banner(image, RANDOM_WEIGHTS_BANNER) if self.predictor.random_weights else image
 
     def output(self, item: tuple[Frame, Prediction, list[Event]]) -> None:

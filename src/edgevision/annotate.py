@@ -85,36 +85,36 @@ def _overlap(a: Rect, b: Rect) -> int:
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def _candidates(box: Rect, size: tuple[int, int], frame_wh: tuple[int, int], steps: int) -> list[Rect]:
-    """Label slots for one box, best first: above it, inside its top, below it, then further up and down."""
+def _candidates(box: Rect, size: tuple[int, int], frame_wh: tuple[int, int], placed: list[Rect]) -> list[Rect]:
+    """Label slots for one box, best first: above it, inside its top, below it, then the slots
+    that touch a placed label or the frame's edge, nearest to the box first."""
     (w, h), (fw, fh) = size, frame_wh
     x = min(max(box[0], 0), max(fw - w, 0))
-    tops = [box[1] - h, box[1], box[3]]
-    for k in range(1, steps):
-        tops += [box[1] - h * (k + 1), box[3] + h * k]
-    tops = [min(max(y, 0), max(fh - h, 0)) for y in tops]
+    preferred = [box[1] - h, box[1], box[3]]
+    others = sorted([0, fh - h] + [y for p in placed for y in (p[1] - h, p[3])], key=lambda y: abs(y - box[1] + h))
+    tops = [min(max(y, 0), max(fh - h, 0)) for y in preferred + others]
     return [(x, y, x + w, y + h) for y in dict.fromkeys(tops)]
 
 
-def place_labels(
-    boxes: np.ndarray, sizes: list[tuple[int, int]], frame_wh: tuple[int, int], *, steps: int = 12
-) -> list[Rect]:
+def place_labels(boxes: np.ndarray, sizes: list[tuple[int, int]], frame_wh: tuple[int, int]) -> list[Rect]:
     """Where to draw each box's label so that no two labels overlap, as ``(x1, y1, x2, y2)``.
 
     No library we use does this (supervision's ``smart_position`` pushes labels apart by
     forces and can leave them overlapping or far from their boxes), so it is a small
     greedy: labels are placed top of the frame first, each in the first candidate slot
-    (above its box, inside its top, below it, then stacked further away) that no placed
-    label touches; when every slot is taken, the slot that overlaps least.
+    (above its box, inside its top, below it, else stacked against a placed label) that
+    no placed label touches. Stacking against every placed label finds any free gap in the
+    label's column; when the column is full, the slot that overlaps least is taken.
 
     >>> place_labels(np.array([[10, 50, 60, 90], [12, 52, 62, 92]]), [(40, 10), (40, 10)], (100, 100))
     [(10, 40, 50, 50), (12, 52, 52, 62)]
     """
     placed: dict[int, Rect] = {}
     for i in np.argsort(boxes[:, 1], kind="stable") if len(boxes) else []:
-        slots = _candidates(tuple(int(v) for v in boxes[i]), sizes[i], frame_wh, steps)
-        free = [s for s in slots if not any(_intersects(s, p) for p in placed.values())]
-        placed[int(i)] = free[0] if free else min(slots, key=lambda s: sum(_overlap(s, p) for p in placed.values()))
+        taken = list(placed.values())
+        slots = _candidates(tuple(int(v) for v in boxes[i]), sizes[i], frame_wh, taken)
+        free = [s for s in slots if not any(_intersects(s, p) for p in taken)]
+        placed[int(i)] = free[0] if free else min(slots, key=lambda s: sum(_overlap(s, p) for p in taken))
     return [placed[i] for i in range(len(boxes))]
 
 

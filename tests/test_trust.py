@@ -122,9 +122,26 @@ SQUARE = Zone("box", ((100, 100), (300, 100), (300, 300), (100, 300)))
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_jitter_on_a_zone_border_never_enters(seed):
-    ys = 100 + np.random.default_rng(seed).uniform(-7.5, 7.5, 300)  # the top border, margin 8 px
-    assert fire([person(1, 200, y) for y in [60.0] * 5 + ys.tolist()], zones=(SQUARE,)) == []
+def test_jitter_on_a_zone_border_enters_once_and_never_leaves(seed):
+    """Standing on the top border (margin 8 px) for 30 s, with no cooldown to hide repeats."""
+    ys = 100 + np.random.default_rng(seed).uniform(-7.5, 7.5, 300)
+    engine = RuleEngine(zones=(SQUARE,), lines=(), config=LOOSE, width=400, height=400)
+    events, inside = [], []
+    for i, y in enumerate([60.0] * 5 + [110.0] * 3 + ys.tolist()):
+        events += engine.update(person(1, 200, y), frame=i, time=i / 10)
+        inside.append(engine.occupancy["box"])
+    assert [e.type for e in events] == ["enter"] and inside[7:] == [1] * 301
+
+
+def test_leaving_a_zone_needs_the_margin():
+    inside, near, far = [person(1, 200, 200)] * 5, [person(1, 200, 95)] * 10, [person(1, 200, 90)] * 3
+    assert [e.type for e in fire([*inside, *near, *inside], zones=(SQUARE,))] == ["enter"]
+    assert [e.type for e in fire([*inside, *far, *inside], zones=(SQUARE,))] == ["enter", "enter"]
+
+
+def test_entering_a_zone_needs_no_margin():
+    frames = [person(1, 200, 50)] * 5 + [person(1, 200, 103)] * 3  # 3 px inside, margin 8 px
+    assert [e.type for e in fire(frames, zones=(SQUARE,))] == ["enter"]
 
 
 @pytest.mark.parametrize("inside_frames, fires", [(2, False), (3, True)])

@@ -4,11 +4,13 @@ Zones and lines are checked against the bottom centre of each box (where a perso
 Events are debounced:
 
 * a track must be seen ``confirm_frames`` times before it can fire at all;
-* a side of a line or zone border counts only once the point is more than a margin beyond
-  it (``margin`` of the box height, at least ``margin_pixels``) for ``settle_frames``
-  frames in a row; frames within the margin start the count again. So a person sitting
-  on a line, or a box jittering on a zone border, fires nothing, and a real crossing
-  fires once;
+* a line is crossed only once the point is more than a margin beyond it (``margin`` of
+  the box height, at least ``margin_pixels``) for ``settle_frames`` frames in a row;
+  frames within the margin start the count again. So a person sitting on a line fires
+  nothing, and a real crossing fires once;
+* a zone is entered after ``settle_frames`` frames in a row inside it, and left after as
+  many frames more than the margin outside it: a person standing on the border enters
+  once and does not leave and come back with every jitter;
 * the same track does not fire the same rule again within ``cooldown_seconds``.
 
 This hysteresis is written here rather than taken from supervision: its ``LineZone``
@@ -137,7 +139,7 @@ class RuleEngine:
         labels = _labels(prediction)
         events: list[Event] = []
         for zone, polygon in zip(self.zones, self._polygons):
-            sides = zone_sides(polygon, anchors, margins=margins)
+            sides = self._zone_sides(zone.name, polygon, prediction.tracker_ids, anchors, margins)
             events += self._zone_events(zone, sides, prediction, labels, frame, time)
         for line, segment in zip(self.lines, self._segments):
             sides = line_sides(segment, anchors, margins=margins)
@@ -162,6 +164,11 @@ class RuleEngine:
             return False
         fired[key] = time
         return True
+
+    def _zone_sides(self, zone: str, polygon, track_ids: np.ndarray, anchors, margins: np.ndarray) -> np.ndarray:
+        """Sides against ``zone``'s border: no margin to enter it, the margin to leave it."""
+        inside = np.array([(zone, t) in self._stays and self._stays[zone, t].inside for t in track_ids.tolist()], bool)
+        return zone_sides(polygon, anchors, margins=np.where(inside, margins, 0.0))
 
     def _zone_events(self, zone, sides, prediction, labels, frame, time) -> list[Event]:
         events = []

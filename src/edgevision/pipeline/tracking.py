@@ -1,6 +1,8 @@
 """Stable track ids across frames: ByteTrack (from ``supervision``) on detection or person boxes.
 
-Poses are tracked through their boxes, so a skeleton keeps its id like a box does.
+Poses are tracked through their boxes, so a skeleton keeps its id like a box does. A
+track keeps one class: the one it was detected as most often so far (a tie keeps the
+class already reported), so a person seen as a bicycle for a few frames stays a person.
 
 >>> tracker = Tracker(TrackerConfig(), fps=10.0)            # doctest: +SKIP
 >>> tracked = tracker.update(predictor(frame.image))         # doctest: +SKIP
@@ -59,16 +61,55 @@ def class_ids_of(prediction: Prediction) -> np.ndarray:
     return prediction.class_ids if isinstance(prediction, Detections) else np.zeros(len(prediction), dtype=np.int64)
 
 
+class ClassVotes:
+    """The majority class of each track over its life so far; a tie keeps the class already held.
+
+    >>> votes = ClassVotes()
+    >>> votes.vote(np.array([7, 7, 7]), np.array([0, 2, 2])).tolist()
+    [0, 0, 2]
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[int, dict[int, int]] = {}
+        self._held: dict[int, int] = {}
+        self._last_seen: dict[int, int] = {}
+
+    def vote(self, track_ids: np.ndarray, class_ids: np.ndarray, *, frame: int = 0) -> np.ndarray:
+        """Count one vote per object and return each object's track class, in order."""
+        out = np.empty(len(track_ids), dtype=np.int64)
+        for i, (track_id, class_id) in enumerate(zip(track_ids.tolist(), class_ids.tolist())):
+            out[i] = self._vote_one(track_id, class_id)
+            self._last_seen[track_id] = frame
+        return out
+
+    def _vote_one(self, track_id: int, class_id: int) -> int:
+        counts = self._counts.setdefault(track_id, {})
+        counts[class_id] = counts.get(class_id, 0) + 1
+        held = self._held.setdefault(track_id, class_id)
+        if counts[class_id] > counts[held]:
+            self._held[track_id] = held = class_id
+        return held
+
+    def forget(self, *, before: int) -> None:
+        """Drop the votes of tracks last seen before frame ``before``."""
+        for track_id in [t for t, last in self._last_seen.items() if last < before]:
+            del self._counts[track_id], self._held[track_id], self._last_seen[track_id]
+
+
 class Tracker:
     """Gives each object a track id that stays the same while it stays in view.
 
     Objects the tracker does not keep (too weak to start a track) are dropped from the
-    returned prediction; raw outputs pass through unchanged.
+    returned prediction; raw outputs pass through unchanged. Detections come back with the
+    class of their track (see :class:`ClassVotes`).
     """
 
     def __init__(self, config: TrackerConfig, *, fps: float) -> None:
         self.config = config
         self._tracker = _byte_track(config, fps)
+        self._votes = ClassVotes()
+        self._frames = 0
+        self._keep_frames = 10 * max(1, round(config.lost_seconds * fps))  # votes outlive a lost track
 
     def update(self, prediction: Prediction) -> Prediction:
         if not isinstance(prediction, Detections | Poses):
@@ -85,4 +126,9 @@ class Tracker:
         tracked = self._tracker.update_with_detections(foreign)
         kept = prediction[np.asarray(tracked.data.get("index", []), dtype=np.int64)]
         kept.tracker_ids = np.asarray(tracked.tracker_id, dtype=np.int64)
+        self._frames += 1
+        if isinstance(kept, Detections):
+            kept.class_ids = self._votes.vote(kept.tracker_ids, kept.class_ids, frame=self._frames)
+        if self._frames % 100 == 0:
+            self._votes.forget(before=self._frames - self._keep_frames)
         return kept

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError
@@ -149,6 +150,41 @@ def parse_line(text: str) -> Line:
         raise EdgevisionError(f"line {name} needs exactly 2 points (x1,y1,x2,y2), got {len(points)}.")
     direction = parts[1] if len(parts) == 2 else "both"
     return Line(name, points[0], points[1], direction=direction)  # type: ignore[arg-type]
+
+
+def line_sides(segment: np.ndarray, points: np.ndarray, *, margins: np.ndarray) -> np.ndarray:
+    """Where each of ``points`` ``(N, 2)`` lies against ``segment`` ``[[x1, y1], [x2, y2]]``.
+
+    ``-1`` more than its margin on the ``in`` side (left-hand, walking from start to end on
+    screen), ``+1`` more than its margin on the ``out`` side, ``0`` within the margin or
+    beyond either end of the segment.
+
+    >>> line_sides(np.array([[0, 100], [200, 100]]), np.array([[50, 80], [50, 98], [50, 130], [250, 0]]),
+    ...            margins=np.full(4, 5.0)).tolist()
+    [-1, 0, 1, 0]
+    """
+    start, end = np.asarray(segment, np.float64)
+    along = end - start
+    length = float(np.hypot(*along))
+    offset = np.asarray(points, np.float64).reshape(-1, 2) - start
+    across = (along[0] * offset[:, 1] - along[1] * offset[:, 0]) / length  # signed distance, < 0 on the in side
+    position = offset @ along / length**2  # 0 at start, 1 at end
+    sides = np.where(across < -margins, -1, np.where(across > margins, 1, 0))
+    return np.where((position >= 0) & (position <= 1), sides, 0).astype(np.int64)
+
+
+def zone_sides(polygon: np.ndarray, points: np.ndarray, *, margins: np.ndarray) -> np.ndarray:
+    """``+1`` for each of ``points`` more than its margin inside ``polygon``, ``-1`` more than its
+    margin outside, ``0`` within the margin of the border.
+
+    >>> square = np.array([[0, 0], [100, 0], [100, 100], [0, 100]])
+    >>> zone_sides(square, np.array([[50, 50], [50, 2], [50, 120]]), margins=np.full(3, 5.0)).tolist()
+    [1, 0, -1]
+    """
+    contour = np.asarray(polygon, np.float32).reshape(-1, 1, 2)
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    inside = np.array([cv2.pointPolygonTest(contour, (float(x), float(y)), True) for x, y in points])
+    return np.where(inside > margins, 1, np.where(inside < -margins, -1, 0)).astype(np.int64)
 
 
 def check_geometry(zones: tuple[Zone, ...], lines: tuple[Line, ...], *, width: int, height: int) -> None:

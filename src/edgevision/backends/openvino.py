@@ -120,5 +120,8 @@ class OpenVinoBackend(Backend):
         self.outputs = [_spec(p) for p in self.compiled.outputs]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.request.infer({name: np.ascontiguousarray(x) for name, x in feeds.items()})
+        # The request reads the caller's arrays in place and its output buffers are copied once,
+        # here: copying inputs in and outputs out twice cost up to a tenth of a small model's run.
+        contiguous = {name: np.ascontiguousarray(x) for name, x in feeds.items()}
+        results = self.request.infer(contiguous, share_inputs=True, share_outputs=True)
         return {spec.name: np.array(results[port]) for spec, port in zip(self.outputs, self.compiled.outputs)}

@@ -57,8 +57,14 @@ def backend_for_file(path: str | Path) -> str:
     raise EdgevisionError(f"{path} is not a model file edgevision can run (.onnx, .tflite, .xml, .pt).")
 
 
-def create_backend(name: str | None, path: str | Path, *, threads: int | None = None) -> Backend:
-    """Load ``path`` on runtime ``name`` (chosen from the file type when None)."""
+def create_backend(
+    name: str | None, path: str | Path, *, threads: int | None = None, precision: str | None = None
+) -> Backend:
+    """Load ``path`` on runtime ``name`` (chosen from the file type when None).
+
+    ``precision`` is passed only to runtimes that take one (see ``Backend.precisions``);
+    None leaves the runtime's own rule.
+    """
     name = name or backend_for_file(path)
     cls = get_backend_class(name)
     if Path(path).suffix.lower() not in cls.suffixes:
@@ -66,7 +72,12 @@ def create_backend(name: str | None, path: str | Path, *, threads: int | None = 
             f"backend '{name}' cannot load {Path(path).suffix or 'extension-less'} files; "
             f"it takes {', '.join(cls.suffixes)}."
         )
-    return cls(path, threads=threads)
+    if precision is None:
+        return cls(path, threads=threads)
+    if precision not in cls.precisions:
+        takes = f"takes {', '.join(cls.precisions)}" if cls.precisions else "cannot be told a precision"
+        raise EdgevisionError(f"backend '{name}' {takes}, not precision {precision!r}.")
+    return cls(path, threads=threads, precision=precision)
 
 
 __all__ = ["Backend", "register_backend", "list_backends", "create_backend", "get_backend_class", "backend_for_file"]

@@ -156,7 +156,7 @@ def _measure(
 ) -> tuple[BenchResult, dict]:
     """Time every variant at every thread count in worker processes; collect predictions."""
     tasks = [
-        WorkerTask(v.key, v.path, v.kind.runtime, t, source.source_model, source.card or None)
+        WorkerTask(v.key, v.path, v.kind.runtime, t, source.source_model, source.card or None, v.kind.inference)
         for v in built
         for t in threads
     ]

@@ -41,6 +41,7 @@ class WorkerTask:
     threads: int
     source_model: str | None = None  # zoo model whose processor feeds and decodes it
     card: dict | None = None  # else the model card that does
+    precision: str | None = None  # the backend's ``precision=`` option; None: the runtime's own rule
 
     @property
     def id(self) -> str:
@@ -72,6 +73,7 @@ class Timing:
     peak_rss_mb: float | None = None
     error: str | None = None
     pid: int | None = None  # the worker process that loaded and timed the variant
+    inference_precision: str | None = None  # what the loaded runtime reports its float layers run in
 
 
 class WorkerError(EdgevisionError):
@@ -172,10 +174,12 @@ class WorkerPool:
             threads=t.threads,
             source_model=t.source_model,
             card=t.card,
+            precision=t.precision,
             image=str(self.image_path),
         )
         timing = self.timings[t.id]
         timing.load_s, timing.first_ms, timing.pid = reply["load_s"], reply["first_ms"], reply["pid"]
+        timing.inference_precision = reply.get("inference_precision")
         worker.call("run", n=options.warmup_iterations, seconds=options.warmup_seconds)
 
     def _guard(self, task_id: str, step: Callable[[], None]) -> None:

@@ -20,11 +20,14 @@ def variant_record(
     }
     errors = [f["error"] for f in per_thread.values() if f.get("error")]
     memory = [f["peak_rss_mb"] for f in per_thread.values() if f.get("peak_rss_mb")]
+    reported = [timings[f"{variant.key}@{t}"].inference_precision for t in threads]
     return {
         "variant": variant.key,
         "label": variant.kind.label,
         "runtime": variant.kind.runtime,
         "precision": variant.kind.precision,
+        "inference_precision": next((p for p in reported if p), None),  # as the compiled model reports it
+        "settings": variant.kind.settings,
         "file": str(variant.path),
         "size_bytes": model_bytes(variant.path),
         "cached": variant.cached,

@@ -39,6 +39,16 @@ def _fmt(value, spec: str = ".1f", none: str = "-") -> str:
     return none if value is None else format(value, spec)
 
 
+def variant_cell(record: dict, *, recommended: bool = False) -> str:
+    """The variant's key, the precision its float layers run in where the runtime reports one, and ★.
+
+    >>> variant_cell({"variant": "openvino-int8", "inference_precision": "bf16"}, recommended=True)
+    'openvino-int8 (bf16) ★'
+    """
+    runs_in = record.get("inference_precision")
+    return record["variant"] + (f" ({runs_in})" if runs_in else "") + (" ★" if recommended else "")
+
+
 def table_rows(result: BenchResult) -> list[list[str]]:
     """One row of text cells per variant and thread count, in the order of ``TABLE_HEADER``."""
     rows = []
@@ -47,7 +57,7 @@ def table_rows(result: BenchResult) -> list[list[str]]:
             lat, pipe = f.get("latency", {}), f.get("pipeline", {})
             rows.append(
                 [
-                    r["variant"] + (" ★" if r["variant"] == result.recommended else ""),
+                    variant_cell(r, recommended=r["variant"] == result.recommended),
                     threads,
                     f"{r['size_bytes'] / 1e6:.2f}",
                     _fmt(f.get("load_s"), ".2f"),
@@ -128,6 +138,11 @@ def summary_lines(result: BenchResult) -> list[str]:
         lines.append(
             f"harness overhead ({o['variant']}): edgevision p50 {o['edgevision_p50_ms']:.3f} ms vs bare session.run "
             f"{o['bare_p50_ms']:.3f} ms = {o['overhead_pct']:+.1f}% ({o['overhead_us']:+.1f} µs)"
+        )
+    if any(r.get("inference_precision") for r in result.records):
+        lines.append(
+            "(f32)/(bf16) after a variant: the inference precision its runtime reports for float layers; "
+            "OpenVINO fp32 is forced to f32, fp16 and int8 keep the plugin's default"
         )
     m = result.machine
     lines.append(

@@ -4,8 +4,11 @@
 ['ort-fp32', 'openvino-int8']
 
 A variant is a runtime and a precision: ``torch-fp32`` (PyTorch eager, PyTorch zoo models
-only), ``ort-fp32|fp16|int8``, ``openvino-fp32|fp16|int8`` (fp32 runs with OpenVINO's
-inference precision forced to f32) and ``litert-fp32|fp16|int8``. They are made through
+only), ``ort-fp32|fp16|int8``, ``openvino-fp32|bf16|fp16|int8`` and ``litert-fp32|fp16|int8``.
+OpenVINO's fp32 baseline runs with the inference precision forced to f32 (true fp32);
+``openvino-bf16`` runs the same IR with the hint bf16 and is offered only where the CPU
+has bf16 units; fp16 and int8 run with the plugin's default (bf16 float layers where the
+CPU has them), as OpenVINO's own tools run them. They are made through
 ``edgevision.conversion`` and ``edgevision.quantization`` and cached under
 ``<cache>/bench/<model>/<source hash>/<variant>/``, so a second benchmark starts at once; a
 cached variant that no longer matches the hashes in its metadata file is built again.
@@ -52,9 +55,18 @@ class VariantKind:
 
     key: str
     runtime: str  # edgevision backend name
-    precision: str  # fp32, fp16, int8
+    precision: str  # fp32, bf16, fp16, int8
     label: str
     quantizer: str | None = None  # edgevision quantizer name that makes it
+    inference: str | None = None  # the backend's ``precision=`` option; None: the runtime's own rule
+    file_of: str | None = None  # runs the file of this other variant (same file, other settings)
+
+    @property
+    def settings(self) -> str:
+        """How the variant is run, beyond its file, e.g. ``"inference precision bf16"``."""
+        if self.inference is None:
+            return ""
+        return "plugin default precision" if self.inference == "default" else f"inference precision {self.inference}"
 
 
 KINDS: dict[str, VariantKind] = {
@@ -64,9 +76,12 @@ KINDS: dict[str, VariantKind] = {
         VariantKind("ort-fp32", "onnxruntime", "fp32", "ONNX Runtime fp32"),
         VariantKind("ort-fp16", "onnxruntime", "fp16", "ONNX Runtime fp16", "ort"),
         VariantKind("ort-int8", "onnxruntime", "int8", "ONNX Runtime int8", "ort"),
-        VariantKind("openvino-fp32", "openvino", "fp32", "OpenVINO fp32", "openvino"),
-        VariantKind("openvino-fp16", "openvino", "fp16", "OpenVINO fp16", "openvino"),
-        VariantKind("openvino-int8", "openvino", "int8", "OpenVINO int8", "openvino"),
+        VariantKind("openvino-fp32", "openvino", "fp32", "OpenVINO fp32", "openvino", inference="f32"),
+        VariantKind(
+            "openvino-bf16", "openvino", "bf16", "OpenVINO bf16", "openvino", inference="bf16", file_of="openvino-fp32"
+        ),
+        VariantKind("openvino-fp16", "openvino", "fp16", "OpenVINO fp16", "openvino", inference="default"),
+        VariantKind("openvino-int8", "openvino", "int8", "OpenVINO int8", "openvino", inference="default"),
         VariantKind("litert-fp32", "litert", "fp32", "LiteRT fp32", "litert"),
         VariantKind("litert-fp16", "litert", "fp16", "LiteRT fp16", "litert"),
         VariantKind("litert-int8", "litert", "int8", "LiteRT int8", "litert"),
@@ -167,8 +182,9 @@ def choose_variants(requested: str | None, source: BenchSource) -> list[str]:
         for key in keys:
             _check_named(KINDS[key], source)
         return keys
-    chosen = [k for k, kind in KINDS.items() if _applies(kind, source) and _installed(kind)]
-    skipped = [k for k, kind in KINDS.items() if _applies(kind, source) and k not in chosen]
+    offered = [k for k, kind in KINDS.items() if _applies(kind, source) and _cpu_runs(kind)]
+    chosen = [k for k in offered if _installed(KINDS[k])]
+    skipped = [k for k in offered if k not in chosen]
     if skipped:
         logger.info("skipping %s: runtime or converter not installed", ", ".join(skipped))
     return chosen
@@ -176,6 +192,16 @@ def choose_variants(requested: str | None, source: BenchSource) -> list[str]:
 
 def _applies(kind: VariantKind, source: BenchSource) -> bool:
     return kind.runtime != "torch" or source.pytorch
+
+
+def _cpu_runs(kind: VariantKind) -> bool:
+    """False for a precision this CPU has no units for (bf16 without AVX512-BF16 or AMX)."""
+    if kind.inference is None or _runtime_missing(kind) is not None:
+        return True
+    from edgevision.backends import get_backend_class
+
+    cls = get_backend_class(kind.runtime)
+    return not hasattr(cls, "supports") or cls.supports(kind.inference)
 
 
 def _installed(kind: VariantKind) -> bool:
@@ -192,6 +218,8 @@ def _check_named(kind: VariantKind, source: BenchSource) -> None:
         raise EdgevisionError(f"variant {kind.key}: {missing}")
     if (missing := _builder_missing(kind)) is not None:
         raise EdgevisionError(f"variant {kind.key}: {missing}")
+    if not _cpu_runs(kind):
+        raise EdgevisionError(f"variant {kind.key}: this CPU has no {kind.precision} units (OpenVINO reports none).")
 
 
 def with_baseline(keys: list[str]) -> list[str]:
@@ -291,6 +319,9 @@ def build_variant(source: BenchSource, kind: VariantKind, options: BuildOptions)
         return Variant(kind, source.onnx, cached=True, meta=_meta_dict(source.onnx))
     if kind.key == "torch-fp32":
         return _torch_variant(source, kind, start)
+    if kind.file_of is not None:
+        base = build_variant(source, KINDS[kind.file_of], options)
+        return Variant(kind, base.path, cached=base.cached, build_s=base.build_s, meta=base.meta)
     suffix = {"onnxruntime": ".onnx", "openvino": ".xml", "litert": ".tflite"}[kind.runtime]
     target = variant_folder(source, kind, options) / f"model{suffix}"
     problem = reuse_problem(target)

@@ -8,8 +8,9 @@ interleaved without paying their load time again.
 
 Commands (``{"cmd": name, ...}``):
 
-* ``load``: path, runtime, threads, source_model, image (a ``.npy`` BGR image) -> load and
-  first-inference times, and the worker's process id
+* ``load``: path, runtime, threads, source_model, image (a ``.npy`` BGR image), precision
+  (the backend's option, or None) -> load and first-inference times, the worker's process
+  id and the inference precision the runtime reports
 * ``run`` / ``bare`` / ``pipeline``: at least ``n`` iterations and ``seconds`` -> per
   iteration milliseconds of ``backend.run``, of a bare ``session.run`` (ONNX Runtime only)
   and of pre-processing + run + decoding
@@ -44,20 +45,33 @@ class VariantRunner:
         self.image: np.ndarray | None = None
 
     def load(
-        self, *, path: str, runtime: str, threads: int, source_model: str | None, image: str, card: dict | None = None
+        self,
+        *,
+        path: str,
+        runtime: str,
+        threads: int,
+        source_model: str | None,
+        image: str,
+        card: dict | None = None,
+        precision: str | None = None,
     ) -> dict:
         """Load the file, prepare the feeds from the image, run once."""
         from edgevision.backends import create_backend
 
         start = time.perf_counter()
-        self.backend = create_backend(runtime, path, threads=threads)
+        self.backend = create_backend(runtime, path, threads=threads, precision=precision)
         load_s = time.perf_counter() - start
         self.image = np.load(image)
         self._prepare(source_model, card)
         start = time.perf_counter()
         self.backend.run(self.feeds)
         first_ms = (time.perf_counter() - start) * 1e3
-        return {"load_s": load_s, "first_ms": first_ms, "pid": os.getpid()}
+        return {
+            "load_s": load_s,
+            "first_ms": first_ms,
+            "pid": os.getpid(),
+            "inference_precision": self.backend.inference_precision,
+        }
 
     def _prepare(self, source_model: str | None, card: dict | None) -> None:
         from edgevision.models.card import CardProcessor, card_from_dict, resolve_card

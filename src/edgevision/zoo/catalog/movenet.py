@@ -61,6 +61,7 @@ _register(
     "MoveNet MultiPose Lightning v1: up to 6 people with boxes, 17 COCO keypoints.",
     "3c76e18669efc50148b28d0be97db491dc055cb2be292d248ec129031c5aa5de",
     "19828492d4a69c2e08915916c70f4d22c421c3b59152dfa5601834fc54f54118",
-    "long side 448 (any multiple of 32 works; 256 misses distant people), short side rounded up "
-    "to a multiple of 32, zero padding, RGB, int32 0-255, NHWC",
+    "long side the frame's rounded up to a multiple of 32, between 256 and 448 (448 finds distant "
+    "people, a small frame upscaled to 448 loses a close one), short side rounded up to a multiple "
+    "of 32, zero padding, RGB, int32 0-255, NHWC",
 )

@@ -125,6 +125,18 @@ def test_each_person_entering_the_zone_fires_one_event(path_run):
         assert snapshot is not None and snapshot.shape == (576, 768, 3)
 
 
+def test_settle_frames_from_the_command_line_hold_back_events(path_clip, tmp_path):
+    """The same clip as path_run, where 3 settle frames give one event per person entering:
+    asking for more settle frames than the clip has gives none."""
+    events = tmp_path / "events.jsonl"
+    args = ("run", "nanodet-m", "--source", path_clip, "--zone", PATH_ZONE, "--threads", "2", "--events", events)
+    done = run_cli(*args, "--settle-frames", "500", "--margin", "0.2")
+    assert done.returncode == 0, done.stderr
+    assert events.read_text() == "" and "events: 0" in done.stderr
+    refused = run_cli(*args, "--settle-frames", "0")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr and "--settle-frames" in refused.stderr
+
+
 def test_summary_and_stats(path_run):
     done, out = path_run
     stats = json.loads((out / "stats.json").read_text())

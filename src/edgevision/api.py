@@ -52,6 +52,7 @@ from edgevision.pipeline.predict import (
     frames_to_predict,
     predict,
 )
+from edgevision.pipeline.rules import RuleConfig
 from edgevision.pipeline.run import RunConfig, RunOutputs, check_run, check_run_model, run_pipeline
 from edgevision.pipeline.stats import Progress, RunSummary
 from edgevision.pipeline.zones import parse_line, parse_zone
@@ -416,6 +417,7 @@ __all__ = [
     "Progress",
     "QuantizeOptions",
     "QuantizeResult",
+    "RuleConfig",
     "RunConfig",
     "RunOutputs",
     "RunSummary",

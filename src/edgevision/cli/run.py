@@ -12,6 +12,7 @@ import typer
 
 from edgevision.api import (
     Progress,
+    RuleConfig,
     RunConfig,
     RunOutputs,
     RunSummary,
@@ -123,6 +124,18 @@ def run(
     dwell: Annotated[
         float | None, typer.Option("--dwell", min=0, help="Also fire when a track stays in a zone this many seconds.")
     ] = None,
+    margin: Annotated[
+        float,
+        typer.Option(
+            "--margin",
+            min=0.0,
+            help="How far beyond a line or zone border the feet must go, as a fraction of box height.",
+        ),
+    ] = RuleConfig.margin,
+    settle_frames: Annotated[
+        int,
+        typer.Option("--settle-frames", min=1, help="Frames in a row on the new side before a line or zone fires."),
+    ] = RuleConfig.settle_frames,
     classes: Annotated[
         str, typer.Option("--classes", help="Comma-separated classes to track and alert on, or 'all'.")
     ] = "person",
@@ -167,6 +180,7 @@ def run(
         zones=tuple(parse_zone(z, dwell_seconds=dwell) for z in zone or ()),
         lines=tuple(parse_line(ln) for ln in line or ()),
         classes=_classes(classes),
+        rules=RuleConfig(margin=margin, settle_frames=settle_frames),
         stride=stride,
         realtime=realtime,
         max_frames=max_frames,

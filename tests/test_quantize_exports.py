@@ -13,7 +13,7 @@ from edgevision import api
 from edgevision.backends import create_backend
 from edgevision.compare import detection_agreement
 from edgevision.media import read_image
-from edgevision.models.raw import RawImageProcessor
+from edgevision.models.raw import raw_processor
 from edgevision.quantization.opset import model_opset
 from edgevision.quantization.postprocess import postprocessing_nodes
 from edgevision.types import Detections, TensorSpec
@@ -92,7 +92,7 @@ def _tfod_detections(outputs: dict) -> Detections:
 
 def _tfod_agreement(source, variant, runtime: str, images) -> float:
     """COCO mAP of the variant's detections with the float model's as ground truth."""
-    processor = RawImageProcessor.for_input(TensorSpec("input_tensor", (1, 64, 64, 3), "uint8"))
+    processor = raw_processor(TensorSpec("input_tensor", (1, 64, 64, 3), "uint8"))
     feeds = [{"input_tensor": processor.preprocess(image)[0]} for image in images]
     reference, candidate = create_backend("onnxruntime", source), create_backend(runtime, variant)
     ref = [_tfod_detections(reference.run(f)) for f in feeds]

@@ -13,11 +13,12 @@ from onnx import TensorProto, helper, numpy_helper
 import tiny_models
 from conftest import run_cli
 from edgevision.errors import EdgevisionError
-from edgevision.models.raw import RawImageProcessor
+from edgevision.models.raw import raw_processor
 from edgevision.quantization import QuantizeOptions, get_quantizer
 from edgevision.quantization.api import quantize_model
 from edgevision.quantization.calibration import load_calibration
 from edgevision.quantization.ort import nonfinite_constants, prepare_model
+from edgevision.types import TensorSpec
 from edgevision.variants import read_meta
 
 
@@ -138,7 +139,7 @@ def _images(folder, count):
     return folder
 
 
-PROCESSOR = RawImageProcessor((16, 16), nchw=False)
+PROCESSOR = raw_processor(TensorSpec("images", tiny_models.INPUT_SHAPE, "float32"))
 
 
 def test_calibration_from_a_folder_splits_holdout(tmp_path):

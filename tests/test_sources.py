@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import assert_clean_error, run_cli
 from edgevision.errors import EdgevisionError
-from edgevision.models.raw import RawImageProcessor
+from edgevision.models.raw import raw_processor
 from edgevision.types import TensorSpec
 
 RAW_BAND_BGR = (0, 0, 200)  # the colour of annotate.draw_banner
@@ -75,7 +75,7 @@ def runtime_outputs(model_path, image: np.ndarray) -> dict[str, np.ndarray]:
     """The model's outputs for ``image``, from an ONNX Runtime session of our own."""
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     spec = session.get_inputs()[0]
-    processor = RawImageProcessor.for_input(TensorSpec(spec.name, tuple(spec.shape), "float32"))
+    processor = raw_processor(TensorSpec(spec.name, tuple(spec.shape), "float32"))
     feed = processor.preprocess(image)[0]
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, {spec.name: feed})))

@@ -33,7 +33,7 @@ from edgevision.compare import (
 from edgevision.compare import task_agreement as compare_tasks
 from edgevision.errors import EdgevisionError
 from edgevision.models.base import Processor
-from edgevision.models.raw import RawImageProcessor
+from edgevision.models.raw import raw_processor
 from edgevision.models.transforms import ImageTransform
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def parity_inputs(backend, processor: Processor | None, images: Sequence[np.ndar
         pairs = [processor.preprocess(image) for image in images]
         return ParityInputs([{name: t} for t, _ in pairs], [tr for _, tr in pairs])
     # The same fitting of an image to an unknown model's input that ``predict`` uses.
-    raw = RawImageProcessor.for_input(backend.inputs[0])
+    raw = raw_processor(backend.inputs[0])
     if raw is None:
         return ParityInputs([random_feeds(backend, seed) for seed in range(len(images))], [None] * len(images))
     zeros = {s.name: np.zeros([d or 1 for d in s.shape], dtype=s.dtype) for s in backend.inputs[1:]}

@@ -22,7 +22,7 @@ from edgevision.errors import EdgevisionError
 from edgevision.files import copy_atomic, sha256_file
 from edgevision.modelfiles import weights_of_ir
 from edgevision.models.card import CardRequest
-from edgevision.models.raw import RawImageProcessor, RawOutputsOf
+from edgevision.models.raw import RawOutputsOf, raw_processor
 from edgevision.quantization import get_quantizer
 from edgevision.quantization.base import PRECISIONS, QuantizeOptions, Quantizer
 from edgevision.quantization.budget import (
@@ -134,11 +134,11 @@ def resolve_source(
     return ResolvedModel(target.name, model_file(target.name, "onnx"), processor)
 
 
-def _raw_processor(path: Path) -> RawImageProcessor:
+def _raw_processor(path: Path):
     from edgevision.zoo.info import onnx_summary
 
     spec = onnx_summary(path)[1][0]
-    processor = RawImageProcessor.for_input(spec)
+    processor = raw_processor(spec)
     if processor is None:
         raise EdgevisionError(f"{path.name}: input {spec.name} {spec.shape} is not an image; cannot calibrate it.")
     return processor

@@ -35,6 +35,7 @@ from edgevision.models.card import (
     read_card,
     resolve_card,
 )
+from edgevision.models.raw import raw_processor
 from edgevision.models.recognize import recognise
 from edgevision.models.transforms import ImageTransform
 from edgevision.types import Prediction, RawOutputs
@@ -81,7 +82,11 @@ class RawPredictor(Predictor):
         self.backend = backend
         self.backends = (backend,)
         first = backend.inputs[0]
-        self.processor = processor or CardProcessor(resolve_card(ModelCard(decoder="raw"), first))
+        self.processor = processor or raw_processor(first)
+        if self.processor is None:
+            raise EdgevisionError(
+                f"{backend.path.name} has no known decoder and its input {first.name} {first.shape} is not an image."
+            )
         self._others = {
             spec.name: np.zeros([d or 1 for d in spec.shape], dtype=spec.dtype) for spec in backend.inputs[1:]
         }
@@ -147,10 +152,10 @@ def decoding_for_file(
 
 
 def _raw_feed(inputs: list) -> str:
-    try:
-        return f"fed as {resolve_card(ModelCard(decoder='raw'), inputs[0]).describe()}"
-    except EdgevisionError:
+    raw = raw_processor(inputs[0])
+    if raw is None:
         return f"its input {inputs[0].name} {list(inputs[0].shape)} is not an image"
+    return f"fed as {raw.resolved.describe()}"
 
 
 def _card_found(path: Path, inputs: list, outputs: list, metadata: dict[str, str]) -> tuple[ModelCard | None, str]:

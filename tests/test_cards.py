@@ -216,6 +216,17 @@ def test_card_mistakes_are_one_sentence(tmp_path):
         )
 
 
+def test_a_broken_card_inside_a_model_is_one_sentence(tmp_path, samples_cache):
+    import onnx
+
+    source = onnx.load(str(um.build_yolov8(tmp_path, imgsz=320).path))
+    source.metadata_props.add(key="edgevision.card", value="{not json")
+    broken = tmp_path / "broken.onnx"
+    onnx.save(source, str(broken))
+    done = run_cli("predict", str(broken), str(samples_cache["person.jpg"]), "--no-save")
+    assert_clean_error(done, "not valid JSON")
+
+
 def test_cli_prints_the_decoding_line_and_takes_card_flags(tmp_path):
     planted = um.build_yolov8(tmp_path, imgsz=320, with_metadata=False)
     import cv2

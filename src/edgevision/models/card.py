@@ -119,6 +119,15 @@ def card_from_dict(values: dict, where: str) -> ModelCard:
         raise EdgevisionError(f"the model card in {where} is not valid: {field}: {first['msg']}.") from None
 
 
+def card_from_json(text: str, where: str) -> ModelCard:
+    """A card from JSON text (as embedded in a model file); one sentence when it is not one."""
+    try:
+        values = json.loads(text)
+    except ValueError as exc:
+        raise EdgevisionError(f"the model card in {where} is not valid JSON ({exc}); give a card with --card FILE instead.") from None
+    return card_from_dict(values, where)
+
+
 def read_card(path: Path) -> ModelCard:
     """A card from a ``.yaml`` / ``.yml`` / ``.json`` file; a label file it names is read beside it."""
     path = Path(path)

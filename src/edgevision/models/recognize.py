@@ -17,10 +17,9 @@ NanoDet-Plus one per cell of strides 8 to 64.
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass
 
-from edgevision.models.card import METADATA_KEY, ModelCard, card_from_dict
+from edgevision.models.card import METADATA_KEY, ModelCard, card_from_json
 from edgevision.models.decoders import anchor_free_count
 from edgevision.models.decoders.tfod import TFLITE_NAME, output_roles
 from edgevision.types import TensorSpec
@@ -39,7 +38,7 @@ class Recognition:
 def recognise(inputs: list[TensorSpec], outputs: list[TensorSpec], metadata: dict[str, str]) -> Recognition | None:
     """The card for a model with these tensors and metadata; None when nothing fits."""
     if METADATA_KEY in metadata:
-        return Recognition(card_from_dict(json.loads(metadata[METADATA_KEY]), "the model's metadata"), "its metadata")
+        return Recognition(card_from_json(metadata[METADATA_KEY], "the model's metadata"), "its metadata")
     for rule in (_tfod, _ultralytics, _by_shape):
         found = rule(inputs, outputs, metadata)
         if found is not None:

@@ -260,7 +260,7 @@ def _file_source(path: Path, request: CardRequest) -> BenchSource:
         sha256_file(path),
         source_model if decoding.card is None else None,
         random_weights=bool(meta and meta.random_weights),
-        card=json.loads(decoding.card.to_json()) if decoding.card else {},
+        card=decoding.card_fields,
     )
 
 

@@ -104,9 +104,9 @@ class ModelCard(BaseModel):
         values = {**self.model_dump(exclude_defaults=True), **{k: v for k, v in overrides.items() if v is not None}}
         return card_from_dict(values, "the given options")
 
-    def to_json(self) -> str:
-        """The card as compact JSON, only the fields that were set (for model metadata)."""
-        return json.dumps(self.model_dump(exclude_defaults=True, mode="json"), separators=(",", ":"))
+    def fields(self) -> dict:
+        """The fields that were set, JSON-ready (what a produced file's metadata keeps)."""
+        return self.model_dump(exclude_defaults=True, mode="json")
 
 
 def card_from_dict(values: dict, where: str) -> ModelCard:
@@ -124,7 +124,9 @@ def card_from_json(text: str, where: str) -> ModelCard:
     try:
         values = json.loads(text)
     except ValueError as exc:
-        raise EdgevisionError(f"the model card in {where} is not valid JSON ({exc}); give a card with --card FILE instead.") from None
+        raise EdgevisionError(
+            f"the model card in {where} is not valid JSON ({exc}); give a card with --card FILE instead."
+        ) from None
     return card_from_dict(values, where)
 
 

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -120,9 +119,8 @@ def resolve_source(
                 f"{target.name} is not an ONNX file; quantization starts from ONNX (see: edgevision convert)."
             )
         decoding = file_decoding(target, card)
-        saved = json.loads(decoding.card.to_json()) if decoding.card else {}
         name = source_model_of(target) or target.stem
-        return ResolvedModel(name, target, decoding.processor or _raw_processor(target), saved)
+        return ResolvedModel(name, target, decoding.processor or _raw_processor(target), decoding.card_fields)
     refuse_card(target, card)
     processor = processor_for(target.name)
     if processor is None:

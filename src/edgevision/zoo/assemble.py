@@ -119,6 +119,11 @@ class Decoding:
     how: str
     card: ModelCard | None = None  # the card used, carried into every file made from this one
 
+    @property
+    def card_fields(self) -> dict:
+        """The card's set fields, as the metadata of a produced file keeps them (empty: no card)."""
+        return self.card.fields() if self.card else {}
+
 
 def decoding_for_file(
     path: Path, inputs: list, outputs: list, metadata: dict[str, str], request: CardRequest = CardRequest()
@@ -337,7 +342,7 @@ def _file_source(path: Path, workdir: Path, request: CardRequest = CardRequest()
     if suffix not in (".onnx", ".tflite"):
         raise EdgevisionError(f"cannot convert {path.name}: give an .onnx or .tflite file, or a zoo model name.")
     decoding = file_decoding(path, request)
-    card = json.loads(decoding.card.to_json()) if decoding.card else {}
+    card = decoding.card_fields
     if suffix == ".onnx":
         return SourceModel(
             str(path), path, sha256_file(path), decoding.processor, random_weights=random_weights, card=card

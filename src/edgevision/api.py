@@ -142,9 +142,9 @@ def load(
 
     Zoo models are pulled on first use. A model file is decoded as ``card`` says (a card
     file, a ``ModelCard``, or a dict of card fields; a dict without ``decoder`` changes the
-    card found with the model), else by the card beside it (``model.onnx.card.yaml``) or
-    inside it, as the zoo model it was made from, or as the export format recognised from
-    its tensors and metadata; else it gives raw outputs. ``Model.decoding`` says which, in
+    card found with the model), else as the zoo model it was made from, by the card beside it
+    (``model.onnx.card.yaml``) or inside it, or as the export format recognised from its
+    tensors and metadata; else it gives raw outputs. ``Model.decoding`` says which, in
     one line. PyTorch zoo models (YOLOX, OpenPose) need their official ``weights``, or
     ``random_weights`` for size and speed studies.
     """

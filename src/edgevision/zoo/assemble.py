@@ -128,18 +128,19 @@ class Decoding:
 def decoding_for_file(
     path: Path, inputs: list, outputs: list, metadata: dict[str, str], request: CardRequest = CardRequest()
 ) -> Decoding:
-    """The decoding of model file ``path``, first match wins: the given card, a card file beside
-    it, a card inside it or in its metadata file, the zoo model it was made from, recognition
-    of its tensors and metadata; else raw outputs.
+    """The decoding of model file ``path``, first match wins: the given card, the zoo model it
+    was made from, a card file beside it, a card inside it or in its metadata file,
+    recognition of its tensors and metadata; else raw outputs.
     """
     zoo = source_model_of(path)
-    if zoo is not None and request.card is None and processor_for(zoo) is not None:
+    zoo_processor = processor_for(zoo) if request.card is None else None
+    if zoo_processor is not None:
         if request.overrides:
             raise EdgevisionError(
                 f"{path.name} decodes as zoo model {zoo}; card options are for models with a card "
                 "(give a whole card with --card to decode it otherwise)."
             )
-        return Decoding(processor_for(zoo), f"{path.name}: decoded as zoo model {zoo}")
+        return Decoding(zoo_processor, f"{path.name}: decoded as zoo model {zoo}")
     found, where = (None, "") if request.card else _card_found(path, inputs, outputs, metadata)
     card = request.apply(found)
     if card is None:

@@ -17,15 +17,16 @@ from edgevision.types import TensorSpec
 class Backend(ABC):
     """A loaded model on one runtime. It runs tensors and nothing else.
 
-        Subclasses set ``name``, ``label`` (the runtime's own name, for messages), ``suffixes``
-        (model file types they load), ``extra`` (the pip extra that installs the runtime), and
-        implement ``_load``, ``_run``. A runtime that can be told its inference precision lists
-    the values in ``precisions`` and takes ``precision=``. ``threads=None`` leaves the runtime's own default. Any
-        exception of ``_load`` becomes one ``EdgevisionError`` here, with the runtime's reason.
+    Subclasses set ``name``, ``label`` (the runtime's own name, for messages), ``suffixes``
+    (model file types they load), ``extra`` (the pip extra that installs the runtime), and
+    implement ``_load``, ``_run``. A runtime that can be told its inference precision lists
+    the values in ``precisions`` and takes ``precision=``. ``threads=None`` leaves the
+    runtime's own default. Any exception of ``_load`` becomes one ``EdgevisionError`` here,
+    with the runtime's reason.
 
-        >>> from edgevision.backends import create_backend
-        >>> b = create_backend("onnxruntime", "model.onnx", threads=2)  # doctest: +SKIP
-        >>> out = b.run({"images": x})                                  # doctest: +SKIP
+    >>> from edgevision.backends import create_backend
+    >>> b = create_backend("onnxruntime", "model.onnx", threads=2)  # doctest: +SKIP
+    >>> out = b.run({"images": x})                                  # doctest: +SKIP
     """
 
     name: ClassVar[str]

@@ -26,7 +26,7 @@ def _spec(port) -> TensorSpec:
 
 def _metadata(model) -> dict[str, str]:
     """The card edgevision put in the IR's runtime info, under the same key as in ONNX files."""
-    key = "edgevision.card"
+    key = "edgevision.card"  # edgevision.variants.CARD_KEY (a backend imports only types and errors)
     return {key: model.get_rt_info(key).astype(str)} if model.has_rt_info(key) else {}
 
 

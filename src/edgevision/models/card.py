@@ -40,9 +40,10 @@ from edgevision.models.coco import COCO80_CLASSES, COCO91_CLASSES
 from edgevision.models.decoders import DecodeContext, get_decoder, list_decoders
 from edgevision.models.transforms import ImageTransform, letterbox, resize
 from edgevision.types import Prediction, TensorSpec
+from edgevision.variants import CARD_KEY
 
 CARD_SUFFIXES = (".card.yaml", ".card.yml", ".card.json")
-METADATA_KEY = "edgevision.card"  # ONNX metadata_props key / OpenVINO rt_info key of an embedded card
+METADATA_KEY = CARD_KEY  # ONNX metadata_props key / OpenVINO rt_info key of an embedded card
 BUILTIN_LABELS = {"coco80": COCO80_CLASSES, "coco91": COCO91_CLASSES}
 DEFAULT_SIDE = 640  # a dynamic spatial dimension with no card value and no upstream default
 Triple = tuple[float, float, float]

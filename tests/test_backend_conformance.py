@@ -38,6 +38,16 @@ def test_outputs_match_reference(backend, tiny_input):
         np.testing.assert_allclose(got[shape], value, atol=TOLERANCE, rtol=0)
 
 
+def test_outputs_of_one_run_survive_the_next(backend, tiny_input):
+    """Outputs belong to the caller: a later run (OpenVINO writes into its output arrays) leaves them alone."""
+    name = backend.inputs[0].name
+    first = {k: v.copy() for k, v in backend.run({name: tiny_input}).items()}
+    kept = backend.run({name: tiny_input})
+    backend.run({name: tiny_input[:, ::-1].copy() * 3.0})
+    for key, value in first.items():
+        np.testing.assert_array_equal(kept[key], value)
+
+
 def test_input_spec(backend):
     assert len(backend.inputs) == 1
     assert backend.inputs[0].dtype == "float32"

@@ -120,8 +120,25 @@ class OpenVinoBackend(Backend):
         self.outputs = [_spec(p) for p in self.compiled.outputs]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # The request reads the caller's arrays in place and its output buffers are copied once,
-        # here: copying inputs in and outputs out twice cost up to a tenth of a small model's run.
+        # The request reads the caller's arrays in place. With static output shapes it writes
+        # straight into new arrays handed over to the caller; copying its own output buffers out
+        # instead cost up to a twentieth of a small model's run (nanodet-m int8: 0.2 of 4.2 ms).
         contiguous = {name: np.ascontiguousarray(x) for name, x in feeds.items()}
+        owned = self._owned_outputs()
         results = self.request.infer(contiguous, share_inputs=True, share_outputs=True)
+        if owned is not None:
+            return owned
         return {spec.name: np.array(results[port]) for spec, port in zip(self.outputs, self.compiled.outputs)}
+
+    def _owned_outputs(self) -> dict[str, np.ndarray] | None:
+        """Fresh output arrays set as the request's output tensors; None when a shape is dynamic."""
+        import openvino as ov
+
+        if any(None in spec.shape for spec in self.outputs):
+            return None
+        arrays = [np.empty(spec.shape, spec.dtype) for spec in self.outputs]
+        tensors = [ov.Tensor(array, shared_memory=True) for array in arrays]
+        for index, tensor in enumerate(tensors):
+            self.request.set_output_tensor(index, tensor)
+        self._written = (arrays, tensors)  # the request writes into these until the next run
+        return {spec.name: array for spec, array in zip(self.outputs, arrays)}

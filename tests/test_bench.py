@@ -90,6 +90,17 @@ def test_harness_writes_a_full_record_per_variant(tiny_bench):
 
 
 @pytest.mark.slow
+def test_each_variant_says_how_its_runtime_was_set_up(tiny_bench):
+    by_key = {r["variant"]: r for r in tiny_bench.records}
+    ov = by_key["openvino-fp32"]["runtime_settings"]
+    assert {t: s["INFERENCE_NUM_THREADS"] for t, s in ov.items()} == {"1": 1, "2": 2}
+    assert all(s["INFERENCE_PRECISION_HINT"] == "f32" and s["PERFORMANCE_HINT"] == "LATENCY" for s in ov.values())
+    assert by_key["ort-fp32"]["runtime_settings"]["2"]["threads"] == 2
+    report = tiny_bench.paths["md"].read_text()
+    assert "openvino-fp32: " in report and "NUM_STREAMS" in report
+
+
+@pytest.mark.slow
 def test_fp32_variants_agree_and_baseline_is_recommended_or_faster(tiny_bench):
     by_key = {r["variant"]: r for r in tiny_bench.records}
     assert by_key["ort-fp32"]["baseline"] and by_key["ort-fp32"]["agreement"] == pytest.approx(1.0)

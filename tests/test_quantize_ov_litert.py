@@ -176,3 +176,37 @@ def _iou(box, boxes) -> np.ndarray:
     inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
     area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
     return inter / (area(box) + area(boxes) - inter)
+
+
+def _budget_on_convnet(convnet, calibration_feeds, tmp_path, extra: dict):
+    from edgevision.quantization.budget import AgreementJudge, run_budget
+    from edgevision.quantization.calibration import CalibrationSet
+
+    held = calibration_feeds[-4:]
+    calibration = CalibrationSet(calibration_feeds[:-4], held, [], [])
+    return run_budget(
+        convnet,
+        quantizer=get_quantizer("openvino"),
+        options=QuantizeOptions(precision="int8", extra=extra),
+        calibration=calibration,
+        judge=AgreementJudge(convnet, calibration, None),
+        max_drop=0.02,
+        workdir=tmp_path,
+    )
+
+
+def test_the_budget_tries_the_faster_preset_first_and_records_what_it_kept(convnet, convnet_calibration, tmp_path):
+    outcome = _budget_on_convnet(convnet, convnet_calibration, tmp_path, {})
+    first = outcome.attempts[0]
+    assert first.settings == {"preset": "performance"}
+    assert any("preset performance" in note for note in first.notes)
+    if outcome.met and outcome.best is first:  # the chosen attempt's own notes travel with it
+        assert len(outcome.attempts) == 1
+    else:
+        assert outcome.attempts[1].settings == {} and any("preset mixed" in n for n in outcome.attempts[1].notes)
+
+
+def test_a_preset_the_user_chose_is_not_overridden(convnet, convnet_calibration, tmp_path):
+    outcome = _budget_on_convnet(convnet, convnet_calibration, tmp_path, {"preset": "mixed"})
+    assert all(a.settings == {} for a in outcome.attempts)
+    assert any("preset mixed" in note for note in outcome.attempts[0].notes)

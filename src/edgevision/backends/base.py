@@ -35,6 +35,7 @@ class Backend(ABC):
     extra: ClassVar[str | None] = None
     precisions: ClassVar[tuple[str, ...]] = ()  # values of ``precision=`` the runtime takes, if any
     inference_precision: str | None = None  # the precision float layers run in, where the runtime says
+    settings: dict[str, object]  # how the runtime was set up to run the file (threads, hints), for reports
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         self.path = Path(path)
@@ -42,6 +43,7 @@ class Backend(ABC):
             raise EdgevisionError(f"threads must be 1 to {MAX_THREADS}, got {threads}.")
         self.threads = threads
         self.metadata: dict[str, str] = {}  # the file's own key/value metadata, where the format has it
+        self.settings = {"threads": threads if threads is not None else "runtime default"}
         if not self.path.exists():
             raise EdgevisionError(f"model file {self.path} does not exist.")
         try:

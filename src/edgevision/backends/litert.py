@@ -35,6 +35,7 @@ class LiteRtBackend(Backend):
 
         self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads)
         self.interpreter.allocate_tensors()
+        self.settings["delegate"] = "XNNPACK (LiteRT's default CPU delegate)"
         self._in = self.interpreter.get_input_details()
         self._out = self.interpreter.get_output_details()
         self.inputs = [tensor_spec(d) for d in self._in]

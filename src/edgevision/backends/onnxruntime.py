@@ -45,6 +45,9 @@ class OnnxRuntimeBackend(Backend):
             # Spinning idle threads steal the CPU from video decoding on small boards.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.settings.update(
+            {"graph optimization": "all", "idle threads spin": self.threads is None, "inter-op threads": 1}
+        )
         self.inputs = [_spec(a) for a in self.session.get_inputs()]
         self.outputs = [_spec(a) for a in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)

@@ -19,6 +19,24 @@ HINTS = ("f32", "bf16", "f16")  # OpenVINO's INFERENCE_PRECISION_HINT values
 _LOW_PRECISION_WEIGHTS = ("f16", "i8", "u8", "i4", "u4")
 
 
+_REPORTED = (
+    "PERFORMANCE_HINT",
+    "INFERENCE_NUM_THREADS",
+    "INFERENCE_PRECISION_HINT",
+    "NUM_STREAMS",
+    "ENABLE_CPU_PINNING",
+    "ENABLE_HYPER_THREADING",
+)
+
+
+def _property(compiled, key: str) -> object:
+    """A compiled model's property as plain JSON (enums and element types as their names)."""
+    value = compiled.get_property(key)
+    if hasattr(value, "get_type_name"):
+        return value.get_type_name()
+    return value if isinstance(value, (bool, int, float, str)) else str(value).rsplit(".", 1)[-1]
+
+
 def _spec(port) -> TensorSpec:
     shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
     return TensorSpec(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()).name)
@@ -116,6 +134,7 @@ class OpenVinoBackend(Backend):
         self.compiled = core.compile_model(model, "CPU", self._config(model))
         self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.request = self.compiled.create_infer_request()
+        self.settings = {key: _property(self.compiled, key) for key in _REPORTED}
         self.inputs = [_spec(p) for p in self.compiled.inputs]
         self.outputs = [_spec(p) for p in self.compiled.outputs]
 

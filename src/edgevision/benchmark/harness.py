@@ -74,6 +74,7 @@ class Timing:
     error: str | None = None
     pid: int | None = None  # the worker process that loaded and timed the variant
     inference_precision: str | None = None  # what the loaded runtime reports its float layers run in
+    settings: dict = field(default_factory=dict)  # how the runtime was set up (threads, hints, streams)
 
 
 class WorkerError(EdgevisionError):
@@ -180,6 +181,7 @@ class WorkerPool:
         timing = self.timings[t.id]
         timing.load_s, timing.first_ms, timing.pid = reply["load_s"], reply["first_ms"], reply["pid"]
         timing.inference_precision = reply.get("inference_precision")
+        timing.settings = reply.get("settings", {})
         worker.call("run", n=options.warmup_iterations, seconds=options.warmup_seconds)
 
     def _guard(self, task_id: str, step: Callable[[], None]) -> None:

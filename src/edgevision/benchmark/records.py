@@ -28,6 +28,7 @@ def variant_record(
         "precision": variant.kind.precision,
         "inference_precision": next((p for p in reported if p), None),  # as the compiled model reports it
         "settings": variant.kind.settings,
+        "runtime_settings": {str(t): timings[f"{variant.key}@{t}"].settings for t in threads},
         "file": str(variant.path),
         "size_bytes": model_bytes(variant.path),
         "cached": variant.cached,

@@ -149,7 +149,24 @@ def summary_lines(result: BenchResult) -> list[str]:
         f"machine: {m['cpu']}, {m['usable_cores']} usable core(s), flags {' '.join(m['flags']) or '-'}, {m['os']}"
     )
     lines += [f"not measured: {key}: {why}" for key, why in result.failures.items()]
-    return lines
+    return lines + [how_made_and_run(r) for r in result.records]
+
+
+def how_made_and_run(record: dict) -> str:
+    """One line on how a variant was made (its quantizer's notes) and run (the runtime's settings).
+
+    >>> how_made_and_run({"variant": "ort-int8", "notes": ["QDQ int8"], "excluded_layers": 2,
+    ...                   "runtime_settings": {"2": {"threads": 2}}})
+    'ort-int8: QDQ int8; 2 layers kept float; run with threads 2'
+    """
+    made = list(record.get("notes") or [])
+    if record.get("excluded_layers"):
+        made.append(f"{record['excluded_layers']} layers kept float")
+    runs = record.get("runtime_settings") or {}
+    shown = next(iter(runs.values()), {}) if runs else {}
+    ran = ", ".join(f"{key} {value}" for key, value in shown.items() if key != "threads" or len(runs) == 1)
+    parts = [*made, f"run with {ran}"] if ran else made
+    return f"{record['variant']}: " + ("; ".join(parts) if parts else "as converted")
 
 
 def recommendation_sentence(result: BenchResult) -> str:

@@ -71,6 +71,7 @@ class VariantRunner:
             "first_ms": first_ms,
             "pid": os.getpid(),
             "inference_precision": self.backend.inference_precision,
+            "settings": self.backend.settings,
         }
 
     def _prepare(self, source_model: str | None, card: dict | None) -> None:

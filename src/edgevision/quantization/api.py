@@ -309,8 +309,9 @@ def _quantize(
             refuse_broken(outcome, parity, source.path.name, max_drop=DEFAULT_MAX_DROP if budget is None else budget)
         _move_model(chosen, output)
         result = _result(source, quantizer, options, output, outcome, budget)
-        result.notes, result.parity = list(getattr(quantizer, "notes", [])), parity
-        _record_kept_float(result, getattr(quantizer, "kept_float", {}), say)
+        made = outcome.best if outcome is not None else quantizer  # the chosen attempt's account, not the last's
+        result.notes, result.parity = list(getattr(made, "notes", [])), parity
+        _record_kept_float(result, getattr(made, "kept_float", {}), say)
         if judge is not None:
             _time(result, source, quantizer, calibration, threads, say)
     return result

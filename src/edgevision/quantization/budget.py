@@ -61,13 +61,17 @@ class Attempt:
     agreement: float
     size_bytes: int
     path: Path
+    settings: dict = field(default_factory=dict)  # the quantizer's extra options it was made with
+    notes: list[str] = field(default_factory=list)  # the quantizer's account of this attempt
+    kept_float: dict[str, str] = field(default_factory=dict)  # layers the quantizer kept float by itself
 
     @property
     def excluded_count(self) -> int:
         return len(self.excluded)
 
     def to_dict(self) -> dict:
-        return {"excluded": self.excluded_count, "agreement": round(self.agreement, 4), "bytes": self.size_bytes}
+        record = {"excluded": self.excluded_count, "agreement": round(self.agreement, 4), "bytes": self.size_bytes}
+        return {**record, "settings": self.settings} if self.settings else record
 
 
 @dataclass
@@ -152,15 +156,22 @@ def run_budget(
     """Quantize ``source``; while the drop exceeds ``max_drop`` (and ``repair``), keep more layers in float."""
     say = progress or logger.info
     trial = _Trial(source, quantizer, options, calibration, judge, workdir)
-    attempts = [trial.run(list(options.exclude))]
-    say(f"all layers {options.precision}: agreement {attempts[0].agreement:.3f} ({judge.metric})")
+    attempts: list[Attempt] = []
+    for settings in faster_settings(quantizer, options) if repair else ():
+        attempts.append(trial.run(list(options.exclude), settings))
+        say(f"all layers int8, {_describe(settings)}: agreement {attempts[-1].agreement:.3f} ({judge.metric})")
+        if _meets(attempts[-1], max_drop):
+            return BudgetResult(attempts, attempts[-1], True, judge.metric)
+    first = trial.run(list(options.exclude))
+    attempts.append(first)
+    say(f"all layers {options.precision}: agreement {first.agreement:.3f} ({judge.metric})")
     ranking: list[LayerSensitivity] = []
-    if _meets(attempts[0], max_drop) or options.precision != "int8" or not repair:
-        return BudgetResult(attempts, attempts[0], _meets(attempts[0], max_drop), judge.metric)
+    if _meets(first, max_drop) or options.precision != "int8" or not repair:
+        return BudgetResult(attempts, first, _meets(first, max_drop), judge.metric)
     if not quantizer.can_exclude:
         say(f"{quantizer.name} cannot keep layers in float, so the budget cannot be repaired on this backend")
-        return BudgetResult(attempts, attempts[0], False, judge.metric)
-    ranking = trial.rank(attempts[0])
+        return BudgetResult(attempts, first, False, judge.metric)
+    ranking = trial.rank(first)
     say(f"ranked {len(ranking)} layers by added noise; worst: {', '.join(r.name for r in ranking[:3])}")
     for exclude in exclusion_plan(trial.graph(), ranking):
         attempt = trial.run(unique(list(options.exclude) + exclude))
@@ -172,6 +183,21 @@ def run_budget(
             break
     best = choose(attempts, max_drop)
     return BudgetResult(attempts, best, _meets(best, max_drop), judge.metric, ranking)
+
+
+def faster_settings(quantizer: Quantizer, options: QuantizeOptions) -> tuple[dict, ...]:
+    """The quantizer's faster int8 settings to try before its default, unless the user chose any of them.
+
+    On OpenVINO the PERFORMANCE preset (symmetric activations) needs no zero-point
+    compensation: yolox-nano int8 ran 7.9 ms against 9.6 ms with MIXED in one run.
+    """
+    if options.precision != "int8":
+        return ()
+    return tuple(s for s in getattr(quantizer, "faster_options", ()) if not set(s) & set(options.extra))
+
+
+def _describe(settings: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in settings.items())
 
 
 def exclusion_plan(graph, ranking: Sequence[LayerSensitivity]) -> list[list[str]]:
@@ -225,16 +251,26 @@ class _Trial:
         self.count = 0
         self._layers: list[str] | None = None
 
-    def run(self, exclude: list[str]) -> Attempt:
-        """Quantize with ``exclude`` (names the backend has no layer for are left out) and score."""
+    def run(self, exclude: list[str], settings: dict | None = None) -> Attempt:
+        """Quantize with ``exclude`` (names the backend has no layer for are left out) and ``settings``
+        (extra options over the user's), and score."""
         known = set(self.layers())
         exclude = [name for name in exclude if name in known or name in self.options.exclude]
         self.count += 1
         path = self.workdir / f"attempt{self.count}{self.quantizer.suffix}"
-        options = replace(self.options, exclude=tuple(exclude))
+        options = replace(self.options, exclude=tuple(exclude), extra={**self.options.extra, **(settings or {})})
         self.quantizer.quantize(self.source, path, options=options, calibration=self.calibration.feeds)
         agreement = self.judge(path, self.quantizer.runtime)
-        return Attempt(list(exclude), agreement, model_bytes(path), path)
+        q = self.quantizer
+        return Attempt(
+            list(exclude),
+            agreement,
+            model_bytes(path),
+            path,
+            dict(settings or {}),
+            list(getattr(q, "notes", [])),
+            dict(getattr(q, "kept_float", {})),
+        )
 
     def layers(self) -> list[str]:
         """Source node names the backend can keep in float (cached)."""

@@ -7,7 +7,10 @@
 
 int8 runs ``nncf.quantize`` on the OpenVINO model read from the source ONNX, with the
 MIXED preset by default (symmetric weights, asymmetric activations: on NanoDet-m it kept
-0.964 agreement mAP where the default PERFORMANCE preset kept 0.852). Calibration
+0.964 agreement mAP where the default PERFORMANCE preset kept 0.852). The accuracy budget
+tries PERFORMANCE first (symmetric activations need no zero-point compensation at run
+time, so it is faster: yolox-nano 7.9 ms against 9.6 ms) and keeps it when the agreement
+holds; ``extra={"preset": ...}`` fixes the preset. Calibration
 methods are NNCF's range estimators: ``mean-minmax`` (the default, as in NNCF:
 per-sample min/max, averaged; 0.951 on NanoDet-m where ``minmax`` kept 0.909 with the
 same 64 video frames), ``minmax`` (global min/max), ``percentile`` (per-sample quantiles
@@ -106,6 +109,7 @@ class OpenVinoQuantizer(Quantizer):
     methods = ("minmax", "mean-minmax", "percentile", "histogram")
     default_method = "mean-minmax"
     extra = "openvino"
+    faster_options = ({"preset": "performance"},)  # no zero-point compensation; MIXED stays the default
 
     @classmethod
     def is_available(cls) -> bool:

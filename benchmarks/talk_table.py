@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 
 import edgevision
@@ -29,21 +30,27 @@ from edgevision.benchmark.api import (
 from edgevision.benchmark.score import p50
 
 MODELS: dict[str, dict] = {
-    "openpose-body": {"random_weights": True, "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8"},
+    "openpose-body": {
+        "random_weights": True,
+        "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-bf16,openvino-int8",
+    },
     "yolox-nano": {
         "random_weights": True,
-        # litert-int8 is left out: TensorFlow's int8 calibration fails on YOLOX's concatenated head here.
-        "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32",
+        "variants": "torch-fp32,ort-fp32,ort-int8,openvino-fp32,openvino-bf16,openvino-int8,litert-fp32,litert-int8",
     },
     "nanodet-m": {
         "random_weights": False,
-        "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-fp32,litert-int8",
+        "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-bf16,openvino-int8,litert-fp32,litert-int8",
     },
     "movenet-lightning": {
         "random_weights": False,
-        "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-int8,litert-int8",
+        "variants": "ort-fp32,ort-int8,openvino-fp32,openvino-bf16,openvino-int8,litert-fp32,litert-int8",
     },
 }
+# A LiteRT full-int8 NanoDet-m made by hand (per-channel weights, its own calibration images,
+# int8 input and output) ran 6.5 ms at 0.971 agreement on the machine these targets were set on.
+HAND_TUNED_NANODET = (6.5, 0.971)
+USABLE_INT8 = (0.98, 1.5)  # agreement with fp32, speed-up over the same runtime's fp32
 HEADER = ["model", "weights", "variant", "size MB", "size ratio", "p50 ms", "speed-up", "agreement", "% of peak"]
 
 
@@ -109,40 +116,77 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SPEEDUP_TARGETS = {"yolox-nano": 5.5, "openpose-body": 4.3}  # over PyTorch fp32; openpose: the int8/fp32 peak ratio
+PEAK_TARGETS = {"yolox-nano": 0.30, "openpose-body": 0.80}  # best int8 variant's fraction of the int8 GEMM peak
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def targets(rows: list[dict], results: dict[str, BenchResult]) -> list[str]:
-    """The talk's targets next to what this run measured (reported, not asserted)."""
+    """The targets next to what this run measured (reported, not asserted)."""
     out = []
-    for model in ("yolox-nano", "openpose-body"):
+    for model, target in SPEEDUP_TARGETS.items():
         mine = [r for r in rows if r["model"] == model and r["speedup"]]
         if mine:
             best = max(mine, key=lambda r: r["speedup"])
             out.append(
                 f"{model}: best variant {best['variant']} p50 is {best['speedup']:.2f}x lower than PyTorch fp32 "
-                f"at {best['threads']} threads (target >= 5x): {'met' if best['speedup'] >= 5 else 'NOT met'}"
+                f"at {best['threads']} threads (target >= {target}x): {_met(best['speedup'] >= target)}"
             )
-    int8 = [r for r in rows if r["model"] == "openpose-body" and r["precision"] == "int8" and r["fraction_of_peak"]]
-    if int8:
-        best = max(int8, key=lambda r: r["fraction_of_peak"])
-        out.append(
-            f"openpose-body: best int8 ({best['variant']}) runs at {100 * best['fraction_of_peak']:.0f}% of the "
-            f"measured int8 peak (target >= 80%): {'met' if best['fraction_of_peak'] >= 0.8 else 'NOT met'}"
-        )
+    for model, target in PEAK_TARGETS.items():
+        int8 = [r for r in rows if r["model"] == model and r["precision"] == "int8" and r["fraction_of_peak"]]
+        if int8:
+            best = max(int8, key=lambda r: r["fraction_of_peak"])
+            out.append(
+                f"{model}: best int8 ({best['variant']}) runs at {100 * best['fraction_of_peak']:.0f}% of the "
+                f"measured int8 peak (target >= {100 * target:.0f}%): {_met(best['fraction_of_peak'] >= target)}"
+            )
     if "nanodet-m" in results:
         out.append(_nanodet_target(rows))
-    return out
+    return out + [_int8_target(model, rows) for model in results]
 
 
 def _nanodet_target(rows: list[dict]) -> str:
     nano = {r["variant"]: r for r in rows if r["model"] == "nanodet-m"}
     rec = next((r for r in nano.values() if r["recommended"]), None)
-    base = nano.get("ort-fp32")
-    if rec is None or base is None:
+    if rec is None or rec["p50_ms"] is None:
         return "nanodet-m: no recommendation"
-    ok = rec["p50_ms"] < base["p50_ms"] and (rec["agreement"] or 0) >= 0.97
+    ms, agreement = HAND_TUNED_NANODET
+    got = rec["agreement"] or 0.0
+    ok = (rec["p50_ms"] <= ms and got >= agreement) or (rec["p50_ms"] < ms and got >= 0.98)
     return (
-        f"nanodet-m: recommended {rec['variant']} p50 {rec['p50_ms']:.1f} ms vs ORT fp32 {base['p50_ms']:.1f} ms, "
-        f"agreement mAP {_cell(rec['agreement'], '.3f')} (target: faster with >= 0.97): {'met' if ok else 'NOT met'}"
+        f"nanodet-m: recommended {rec['variant']} p50 {rec['p50_ms']:.1f} ms, agreement {got:.3f} "
+        f"(target: the hand-tuned LiteRT int8 point, {ms} ms at {agreement}, or faster at >= 0.98): {_met(ok)}"
     )
+
+
+def _int8_target(model: str, rows: list[dict]) -> str:
+    """Is there an int8 variant within 0.98 agreement and 1.5x faster than its own runtime's fp32?"""
+    mine = {r["variant"]: r for r in rows if r["model"] == model}
+    usable = []
+    for key, r in mine.items():
+        fp32 = mine.get(key.replace("-int8", "-fp32"))
+        if r["precision"] != "int8" or fp32 is None or not r["p50_ms"] or not fp32["p50_ms"]:
+            continue
+        ratio = fp32["p50_ms"] / r["p50_ms"]
+        usable.append((ratio if (r["agreement"] or 0) >= USABLE_INT8[0] else 0.0, ratio, key, r["agreement"] or 0.0))
+    if not usable:
+        return f"{model}: no int8 variant measured"
+    score, ratio, key, agreement = max(usable)
+    return (
+        f"{model}: int8 {key} agreement {agreement:.3f}, {ratio:.2f}x its runtime's fp32 "
+        f"(target >= {USABLE_INT8[0]} and >= {USABLE_INT8[1]}x): {_met(score >= USABLE_INT8[1])}"
+    )
+
+
+def offered(variants: str) -> str:
+    """The variants less openvino-bf16 where the CPU has no bf16 units."""
+    from edgevision.backends.openvino import OpenVinoBackend
+
+    keys = [k for k in variants.split(",") if k != "openvino-bf16" or OpenVinoBackend.supports("bf16")]
+    return ",".join(keys)
 
 
 def load_result(path: Path) -> BenchResult:
@@ -178,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         config = MODELS[model]
         options = BenchOptions(
             random_weights=config["random_weights"],
-            variants=config["variants"],
+            variants=offered(config["variants"]),
             threads=threads,
             timing=TimingOptions(rounds=args.rounds, round_seconds=args.seconds),
         )
@@ -190,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += rows_for(results[model], t, config["random_weights"])
     first = next(iter(results.values()))
     m = first.machine
-    machine = f"{m['cpu']}, {m['usable_cores']} cores ({' '.join(m['flags'])}), {m['os']}"
+    machine = f"{m['cpu']}, {m['usable_cores']} cores ({' '.join(m['flags'])}), {m['os']}, {date.today().isoformat()}"
     peaks = {model: r.peak for model, r in results.items()}
     print(f"Machine: {machine}\n\n{markdown(rows)}\n")
     for line in targets(rows, results):
@@ -202,7 +246,16 @@ def main(argv: list[str] | None = None) -> int:
             )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
-        json.dumps({"machine": m, "rows": rows, "targets": targets(rows, results), "peaks": peaks}, indent=2)
+        json.dumps(
+            {
+                "date": date.today().isoformat(),
+                "machine": m,
+                "rows": rows,
+                "targets": targets(rows, results),
+                "peaks": peaks,
+            },
+            indent=2,
+        )
     )
     return 0
 

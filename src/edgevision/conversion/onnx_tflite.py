@@ -163,12 +163,9 @@ def edge_pad_maxpools(model) -> int:
     then gives that tensor a scale of ~1e36, which wipes out the activations (and XNNPACK
     refuses the op). Repeating the border value is exact for max pooling when every pad is
     smaller than the kernel, dilation is 1 and ``ceil_mode`` is off, which ONNX pooling
-    almost always is. The border is repeated with Slice (+ Tile for more than one row) +
-    Concat rather than an edge-mode Pad, which onnx2tf turns into MIRROR_PAD ops that
-    XNNPACK does not run. A Concat never lists one tensor twice: TensorFlow's TFLite
-    converter drops the repeats (YOLOX's 5x5 SPP pool came out 11 rows short of 13, and
-    int8 calibration failed in the concatenation kernel). No converter offers this rewrite,
-    so it is done here.
+    almost always is. The border is repeated with Slice + Concat rather than an edge-mode
+    Pad, which onnx2tf turns into MIRROR_PAD ops that XNNPACK does not run. No converter
+    offers this rewrite, so it is done here.
     """
     graph, count = model.graph, 0
     for node in [n for n in graph.node if n.op_type == "MaxPool" and _edge_paddable(n)]:
@@ -177,8 +174,7 @@ def edge_pad_maxpools(model) -> int:
         name = node.name or node.output[0]
         nodes, inits, tensor = [], [], node.input[0]
         for i in range(rank):
-            border = (pads[i], pads[rank + i])
-            tensor = _edge_pad_axis(tensor, (2 + i, 2 + rank), border, f"{name}_edge{i}", nodes, inits)
+            tensor = _edge_pad_axis(tensor, 2 + i, pads[i], pads[rank + i], f"{name}_edge{i}", nodes, inits)
         at = list(graph.node).index(node)
         for offset, new_node in enumerate(nodes):
             graph.node.insert(at + offset, new_node)
@@ -189,39 +185,21 @@ def edge_pad_maxpools(model) -> int:
     return count
 
 
-def _edge_pad_axis(tensor: str, axis_rank: tuple[int, int], border: tuple[int, int], name: str, nodes, inits) -> str:
-    """Append nodes that repeat the first/last slice of ``tensor`` along an axis; return the result.
-
-    ``axis_rank`` is (axis, rank of ``tensor``), ``border`` the (before, after) counts.
-    """
+def _edge_pad_axis(tensor: str, axis: int, before: int, after: int, name: str, nodes: list, inits: list) -> str:
+    """Append nodes that repeat the first/last slice of ``tensor`` along ``axis``; return the result."""
     from onnx import helper, numpy_helper
 
-    axis, rank = axis_rank
-    if not any(border):
+    if not before and not after:
         return tensor
 
-    def const(suffix: str, value) -> str:
-        inits.append(numpy_helper.from_array(np.array(value, dtype=np.int64).reshape(-1), f"{name}_{suffix}"))
+    def const(suffix: str, value: int) -> str:
+        inits.append(numpy_helper.from_array(np.array([value], dtype=np.int64), f"{name}_{suffix}"))
         return f"{name}_{suffix}"
 
-    def side(label: str, start: int, end: int, count: int) -> str:
-        nodes.append(
-            helper.make_node(
-                "Slice", [tensor, const(f"s_{label}", start), const(f"e_{label}", end), axes], [f"{name}_{label}"]
-            )
-        )
-        if count == 1:
-            return f"{name}_{label}"
-        repeats = [count if d == axis else 1 for d in range(rank)]
-        nodes.append(
-            helper.make_node("Tile", [f"{name}_{label}", const(f"r_{label}", repeats)], [f"{name}_{label}_x{count}"])
-        )
-        return f"{name}_{label}_x{count}"
-
     axes = const("axis", axis)
-    before, after = border
-    parts = ([side("first", 0, 1, before)] if before else []) + [tensor]
-    parts += [side("last", -1, 2**62, after)] if after else []
+    nodes.append(helper.make_node("Slice", [tensor, const("s0", 0), const("e0", 1), axes], [f"{name}_first"]))
+    nodes.append(helper.make_node("Slice", [tensor, const("s1", -1), const("e1", 2**62), axes], [f"{name}_last"]))
+    parts = [f"{name}_first"] * before + [tensor] + [f"{name}_last"] * after
     nodes.append(helper.make_node("Concat", parts, [f"{name}_out"], name=f"{name}_concat", axis=axis))
     return f"{name}_out"
 
@@ -718,5 +696,6 @@ def conversion_notes(options: TfliteOptions, mapping: dict[str, str]) -> list[st
             "int8 with float fallback for ops without int8 kernels; "
             f"{'per-channel' if options.per_channel else 'per-tensor'} weights"
         )
-        notes.append("layers listed as excluded stay float: their TFLite ops are denylisted in TensorFlow's quantizer")
+        if options.exclude:
+            notes.append(f"{len(options.exclude)} ONNX layers kept in float (TensorFlow QuantizationDebugger denylist)")
     return notes

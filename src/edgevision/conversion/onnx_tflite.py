@@ -50,8 +50,13 @@ PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 ONNX2TF_TIMEOUT_S = 3600
 # onnx2tf loads this file from its working folder for its own checks and default calibration.
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
-# Part of the SavedModel cache key: 2 added the ONNX node -> TF op map (``SavedModel.layers``).
-CACHE_FORMAT = "v2"
+# Part of the SavedModel cache key: v2 added the ONNX node -> TF op map (``SavedModel.layers``),
+# v3 the int32-safe edge padding.
+CACHE_FORMAT = "v3"
+# "To the end" of an edge-padding Slice: TFLite runs slices in int32, and ONNX's usual 2**62
+# wrapped to an empty slice at run time (YOLOX's 5x5 SPP pool came out 11 rows, not 13,
+# though the converter's static shapes were right).
+INT32_MAX = 2**31 - 1
 
 Feeds = dict[str, np.ndarray]
 
@@ -198,7 +203,7 @@ def _edge_pad_axis(tensor: str, axis: int, before: int, after: int, name: str, n
 
     axes = const("axis", axis)
     nodes.append(helper.make_node("Slice", [tensor, const("s0", 0), const("e0", 1), axes], [f"{name}_first"]))
-    nodes.append(helper.make_node("Slice", [tensor, const("s1", -1), const("e1", 2**62), axes], [f"{name}_last"]))
+    nodes.append(helper.make_node("Slice", [tensor, const("s1", -1), const("e1", INT32_MAX), axes], [f"{name}_last"]))
     parts = [f"{name}_first"] * before + [tensor] + [f"{name}_last"] * after
     nodes.append(helper.make_node("Concat", parts, [f"{name}_out"], name=f"{name}_concat", axis=axis))
     return f"{name}_out"
@@ -696,6 +701,5 @@ def conversion_notes(options: TfliteOptions, mapping: dict[str, str]) -> list[st
             "int8 with float fallback for ops without int8 kernels; "
             f"{'per-channel' if options.per_channel else 'per-tensor'} weights"
         )
-        if options.exclude:
-            notes.append(f"{len(options.exclude)} ONNX layers kept in float (TensorFlow QuantizationDebugger denylist)")
+        notes.append("layers listed as excluded stay float: their TFLite ops are denylisted in TensorFlow's quantizer")
     return notes

@@ -135,7 +135,7 @@ def test_openvino_int8_excludes_onnx_layers_by_their_openvino_names(convnet, con
         ("openvino", QuantizeOptions(method="entropy"), "no 'entropy' calibration"),
         ("openvino", QuantizeOptions(), "needs calibration"),
         ("litert", QuantizeOptions(method="percentile"), "min/max only"),
-        ("litert", QuantizeOptions(exclude=("conv1",)), "cannot keep named layers"),
+        ("litert", QuantizeOptions(precision="fp16", exclude=("conv1",)), "only at --precision int8"),
         ("litert", QuantizeOptions(), "needs calibration"),
     ],
 )

@@ -13,6 +13,10 @@ What the produced file keeps of the source:
   ``PartitionedCall:N`` in no fixed order); the SavedModel's outputs are matched to the ONNX
   outputs in order, named in the converter's signature and checked by shape.
 * Inputs and outputs stay float32 at every precision (int8 quantizes inside the graph).
+* int8 can keep named ONNX nodes in float (``TfliteOptions.exclude``): onnx2tf's log says
+  which TensorFlow op computes each ONNX node, the ``.tflite`` tensors keep those op names,
+  and TensorFlow's ``QuantizationDebugger`` quantizes with those ops denylisted. The model
+  is calibrated once (``Int8Calibrator``) and re-quantized per exclusion list in a second.
 
 onnx2tf runs in a child process: its pins conflict with this package's, it ends the process
 on some errors, and it reads a calibration sample from its working folder (fetched from the
@@ -32,7 +36,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +50,13 @@ PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 ONNX2TF_TIMEOUT_S = 3600
 # onnx2tf loads this file from its working folder for its own checks and default calibration.
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+# Part of the SavedModel cache key: v2 added the ONNX node -> TF op map (``SavedModel.layers``),
+# v3 the int32-safe edge padding.
+CACHE_FORMAT = "v3"
+# "To the end" of an edge-padding Slice: TFLite runs slices in int32, and ONNX's usual 2**62
+# wrapped to an empty slice at run time (YOLOX's 5x5 SPP pool came out 11 rows, not 13,
+# though the converter's static shapes were right).
+INT32_MAX = 2**31 - 1
 
 Feeds = dict[str, np.ndarray]
 
@@ -57,6 +68,7 @@ class TfliteOptions:
     precision: str = "fp32"  # fp32, fp16, int8-dynamic (weights only), int8 (calibrated)
     per_channel: bool = True
     calibration: Sequence[Feeds] = ()  # ONNX input name -> tensor, pre-processed as at inference
+    exclude: tuple[str, ...] = ()  # ONNX node names kept in float (int8 only)
 
 
 @dataclass
@@ -67,16 +79,20 @@ class SavedModel:
     inputs: dict[str, str]  # plain name -> ONNX input name
     outputs: dict[str, str]  # plain name -> ONNX output name
     output_shapes: dict[str, tuple[int, ...]]  # plain output name -> static shape
+    # onnx2tf's node name -> names of the TF ops computing its outputs (from onnx2tf's log)
+    layers: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         shapes = {k: list(v) for k, v in self.output_shapes.items()}
-        return json.dumps({"inputs": self.inputs, "outputs": self.outputs, "output_shapes": shapes})
+        return json.dumps(
+            {"inputs": self.inputs, "outputs": self.outputs, "output_shapes": shapes, "layers": self.layers}
+        )
 
     @classmethod
     def from_json(cls, folder: Path, text: str) -> SavedModel:
         data = json.loads(text)
         shapes = {k: tuple(v) for k, v in data["output_shapes"].items()}
-        return cls(folder, data["inputs"], data["outputs"], shapes)
+        return cls(folder, data["inputs"], data["outputs"], shapes, data.get("layers", {}))
 
 
 # ----------------------------------------------------------------------------- availability
@@ -187,7 +203,7 @@ def _edge_pad_axis(tensor: str, axis: int, before: int, after: int, name: str, n
 
     axes = const("axis", axis)
     nodes.append(helper.make_node("Slice", [tensor, const("s0", 0), const("e0", 1), axes], [f"{name}_first"]))
-    nodes.append(helper.make_node("Slice", [tensor, const("s1", -1), const("e1", 2**62), axes], [f"{name}_last"]))
+    nodes.append(helper.make_node("Slice", [tensor, const("s1", -1), const("e1", INT32_MAX), axes], [f"{name}_last"]))
     parts = [f"{name}_first"] * before + [tensor] + [f"{name}_last"] * after
     nodes.append(helper.make_node("Concat", parts, [f"{name}_out"], name=f"{name}_concat", axis=axis))
     return f"{name}_out"
@@ -235,8 +251,9 @@ def onnx_to_saved_model(source: Path, workdir: Path) -> SavedModel:
     plain = workdir / "plain.onnx"
     onnx.save(model, str(plain))
     _write_sample(workdir)
-    _run_onnx2tf(plain, workdir / "saved_model", list(inputs), env)
-    return SavedModel(workdir / "saved_model", inputs, outputs, {k: shapes[v] for k, v in outputs.items()})
+    log = _run_onnx2tf(plain, workdir / "saved_model", list(inputs), env)
+    layers = layers_from_log(log)
+    return SavedModel(workdir / "saved_model", inputs, outputs, {k: shapes[v] for k, v in outputs.items()}, layers)
 
 
 def cached_saved_model(source: Path) -> SavedModel:
@@ -249,7 +266,8 @@ def cached_saved_model(source: Path) -> SavedModel:
 
     from edgevision.files import cache_dir, sha256_file, staging_dir
 
-    key = f"{sha256_file(Path(source))[:16]}-onnx2tf{metadata.version('onnx2tf') if onnx2tf_available() else ''}"
+    version = metadata.version("onnx2tf") if onnx2tf_available() else ""
+    key = f"{sha256_file(Path(source))[:16]}-onnx2tf{version}-{CACHE_FORMAT}"
     final = cache_dir("onnx2tf") / key
     if (final / "io.json").exists():
         return SavedModel.from_json(final / "saved_model", (final / "io.json").read_text())
@@ -262,7 +280,8 @@ def cached_saved_model(source: Path) -> SavedModel:
     return SavedModel.from_json(final / "saved_model", (final / "io.json").read_text())
 
 
-def _run_onnx2tf(onnx_path: Path, out: Path, keep_inputs: list[str], env: dict[str, str]) -> None:
+def _run_onnx2tf(onnx_path: Path, out: Path, keep_inputs: list[str], env: dict[str, str]) -> str:
+    """Run onnx2tf at its default (debug) verbosity and return its log, which maps nodes to TF ops."""
     command = [
         sys.executable,
         "-m",
@@ -272,7 +291,6 @@ def _run_onnx2tf(onnx_path: Path, out: Path, keep_inputs: list[str], env: dict[s
         "-o",
         str(out),
         "-osd",
-        "-n",
         "-kat",
         *keep_inputs,
     ]
@@ -285,6 +303,34 @@ def _run_onnx2tf(onnx_path: Path, out: Path, keep_inputs: list[str], env: dict[s
         raise EdgevisionError(f"onnx2tf did not finish within {ONNX2TF_TIMEOUT_S} s.") from None
     if done.returncode != 0 or not (out / "saved_model.pb").exists():
         raise EdgevisionError(f"onnx2tf failed: {_last_error(done.stdout + done.stderr)}")
+    return done.stdout + done.stderr
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_NODE_LINE = re.compile(r"onnx_op_name: (\S+)")
+_TF_OUTPUT_LINE = re.compile(r"\boutput\.\d+\.\S+: name: (\S+?)(?::\d+)? shape:")
+
+
+def layers_from_log(log: str) -> dict[str, list[str]]:
+    """onnx2tf's node name -> the TF ops that compute its outputs, read from onnx2tf's log.
+
+    onnx2tf prints, per ONNX node, ``onnx_op_name: X`` and then ``output.1.output: name:
+    tf.math.add_3/Add:0 ...`` for the TF tensors it made; no API returns this map, so the
+    log is read here. onnx2tf writes ``:`` in node names as ``__`` (``onnx2tf_name``).
+
+    >>> layers_from_log("INFO: onnx_op_type: Conv onnx_op_name: conv1\\n"
+    ...                 "INFO:  output.1.output: name: tf.math.add/Add:0 shape: (1, 8) dtype: f")
+    {'conv1': ['tf.math.add/Add']}
+    """
+    layers: dict[str, list[str]] = {}
+    node = None
+    for line in _ANSI.sub("", log).splitlines():
+        if match := _NODE_LINE.search(line):
+            node = match.group(1)
+            layers.setdefault(node, [])
+        elif node and (match := _TF_OUTPUT_LINE.search(line)):
+            layers[node].append(match.group(1))
+    return {name: ops for name, ops in layers.items() if ops}
 
 
 def _last_error(log: str) -> str:
@@ -353,8 +399,8 @@ def onnx_layout_function(saved: SavedModel):
     return onnx_layout.get_concrete_function(), loaded
 
 
-def saved_model_to_tflite(saved: SavedModel, options: TfliteOptions) -> bytes:
-    """TensorFlow's converter at ``options.precision``; float32 inputs and outputs kept."""
+def tflite_converter(saved: SavedModel, options: TfliteOptions):
+    """TensorFlow's converter for ``saved`` set up for ``options.precision``."""
     import tensorflow as tf
 
     if options.precision not in PRECISIONS:
@@ -369,15 +415,193 @@ def saved_model_to_tflite(saved: SavedModel, options: TfliteOptions) -> bytes:
         if not options.calibration:
             raise EdgevisionError("int8 TFLite conversion needs calibration images.")
         converter.representative_dataset = _representative(saved, options.calibration)
-        # A private switch, but the only one TensorFlow's converter offers for per-tensor weights.
+        # A private switch, but the only one TensorFlow's converter offers for per-tensor weights;
+        # the QuantizationDebugger reads it too when it quantizes.
         converter._experimental_disable_per_channel = not options.per_channel
+    return converter
+
+
+def saved_model_to_tflite(
+    saved: SavedModel, options: TfliteOptions, *, calibrator: Int8Calibrator | None = None, denylist: Sequence[str] = ()
+) -> bytes:
+    """TensorFlow's converter at ``options.precision``; float32 inputs and outputs kept.
+
+    int8 goes through ``calibrator`` (a new one when None), which keeps the TFLite ops
+    named in ``denylist`` in float.
+    """
     try:
-        return converter.convert()
+        if options.precision == "int8":
+            return (calibrator or Int8Calibrator()).quantize(saved, options, denylist)
+        return tflite_converter(saved, options).convert()
     except (RuntimeError, ValueError) as exc:  # TensorFlow's converter and calibrator raise these
         raise EdgevisionError(
             f"TensorFlow's TFLite converter failed at {options.precision} ({cause(exc)}); "
             "try another precision or --backend openvino / ort."
         ) from None
+
+
+class Int8Calibrator:
+    """Calibrates a SavedModel once and quantizes it to int8 with any list of ops kept float.
+
+    TensorFlow's ``QuantizationDebugger`` runs the calibration and then quantizes with
+    ``denylisted_nodes`` (TFLite output tensor names) left in float; a new list re-runs
+    only the quantization, so an accuracy budget's attempts cost seconds, not a calibration
+    each. One calibration is kept: that of the last SavedModel, calibration set and
+    per-channel setting.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._debugger = None
+
+    def quantize(self, saved: SavedModel, options: TfliteOptions, denylist: Sequence[str] = ()) -> bytes:
+        """int8 ``.tflite`` bytes with the ops named in ``denylist`` kept in float."""
+        import tensorflow as tf
+
+        debugger = self.debugger(saved, options)
+        if list(debugger.options.denylisted_nodes or []) != list(denylist):
+            debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist))
+        return debugger.get_nondebug_quantized_model()
+
+    def calibrated_model(self, saved: SavedModel, options: TfliteOptions) -> bytes:
+        """The calibrated float model (TFLite ops named as in every int8 file made from it)."""
+        return self.debugger(saved, options).calibrated_model
+
+    def debugger(self, saved: SavedModel, options: TfliteOptions):
+        import tensorflow as tf
+
+        key = (str(saved.folder), options.per_channel, calibration_digest(options.calibration))
+        if key != self._key:
+            self._debugger, self._key = None, None
+            converter = tflite_converter(saved, options)
+            self._debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter,
+                debug_dataset=converter.representative_dataset,
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=[]),
+            )
+            self._key = key
+        return self._debugger
+
+
+def calibration_digest(calibration: Sequence[Feeds]) -> str:
+    """A hash of the calibration tensors (names, shapes and values)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for feeds in calibration:
+        for name in sorted(feeds):
+            array = np.ascontiguousarray(feeds[name])
+            digest.update(f"{name}{array.shape}{array.dtype}".encode())
+            digest.update(array.data)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- ONNX nodes -> TFLite ops
+
+
+def onnx2tf_name(name: str) -> str:
+    """The name onnx2tf gives ONNX node ``name`` (it writes ``:`` as ``__``).
+
+    >>> onnx2tf_name("Conv__146:0")
+    'Conv__146__0'
+    """
+    return name.replace(":", "__")
+
+
+def tflite_op_outputs(model: bytes) -> list[list[str]]:
+    """Output tensor names of every op of a ``.tflite`` model's main graph, in order."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model)).subgraphs[0]
+    return [[graph.tensors[i].name.decode() for i in op.outputs] for op in graph.operators]
+
+
+def _components(tensor: str) -> list[str]:
+    """A TFLite tensor name's TF op names, without the Keras model scope.
+
+    Fused ops join their TF ops' names with ``;``: ``model_12/tf.math.add_3/Add;model_12/
+    tf.nn.convolution_3/convolution;Const_631`` is a Conv2D with its bias add.
+    """
+    return [part.split("/", 1)[1] for part in tensor.split(";") if "/" in part]
+
+
+def layer_ops(graph, saved: SavedModel, model: bytes) -> dict[str, list[str]]:
+    """ONNX node name -> output tensor names of the TFLite ops that compute it.
+
+    A node maps to the ops whose name carries one of the TF ops onnx2tf made for it (fused
+    ops included); a node producing a graph output also maps to the op producing that
+    output in the ``.tflite`` (which the converter names after the signature instead). A
+    node with no op of its own (folded away, or name-clashing after onnx2tf's renaming) maps
+    to nothing.
+    """
+    op_outputs = tflite_op_outputs(model)
+    by_tf_op: dict[str, list[str]] = {}
+    for outputs in op_outputs:
+        for part in _op_components(outputs):
+            by_tf_op.setdefault(part, []).append(outputs[0])
+    renamed: dict[str, list[str]] = {}
+    for node in graph.node:
+        renamed.setdefault(onnx2tf_name(node.name), []).append(node.name)
+    mapping = {}
+    for node in graph.node:
+        if len(renamed[onnx2tf_name(node.name)]) > 1:
+            continue
+        tf_ops = saved.layers.get(onnx2tf_name(node.name), [])
+        mapping[node.name] = _unique(t for op in tf_ops for t in by_tf_op.get(op, []))
+    for node_name, tensors in _output_ops(graph, saved, model, op_outputs).items():
+        mapping[node_name] = _unique([*mapping.get(node_name, []), *tensors])
+    return {name: tensors for name, tensors in mapping.items() if tensors}
+
+
+def _output_ops(graph, saved: SavedModel, model: bytes, op_outputs: list[list[str]]) -> dict[str, list[str]]:
+    """ONNX node producing a graph output -> the TFLite ops that make that output.
+
+    Those are the op producing the signature's output tensor and the ops onnx2tf named
+    after the output (``out_1/Add`` for a Conv whose result is output ``out_1``).
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    tflite = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    tensors = tflite.subgraphs[0].tensors
+    producer = {out: node.name for node in graph.node for out in node.output}
+    produced = {t for outputs in op_outputs for t in outputs}
+    found: dict[str, list[str]] = {}
+    for entry in tflite.signatureDefs[0].outputs:
+        plain = entry.name.decode()
+        node = producer.get(saved.outputs.get(plain, ""))
+        if node is None:
+            continue
+        named = [
+            outputs[0] for outputs in op_outputs if any(c.startswith(f"{plain}/") for c in _op_components(outputs))
+        ]
+        tensor = tensors[entry.tensorIndex].name.decode()
+        found[node] = _unique(named + ([tensor] if tensor in produced else []))
+    return found
+
+
+def _op_components(outputs: list[str]) -> set[str]:
+    return {part for tensor in outputs for part in _components(tensor)}
+
+
+def _unique(names) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def denylist_for(exclude: Sequence[str], mapping: dict[str, list[str]], graph) -> list[str]:
+    """The TFLite tensor names to keep float for ONNX nodes ``exclude``; unknown names are refused."""
+    known = {node.name for node in graph.node}
+    missing = [name for name in exclude if name not in known]
+    if missing:
+        raise EdgevisionError(
+            f"layers {missing} are not nodes of the ONNX model; name nodes of its graph (Quantizer.layers() lists them)."
+        )
+    unmapped = [name for name in exclude if name not in mapping]
+    if unmapped:
+        raise EdgevisionError(
+            f"layers {unmapped} have no op of their own in the TFLite file (onnx2tf or TensorFlow's converter "
+            "folded them into others), so they cannot be kept in float; exclude the layers around them instead."
+        )
+    return _unique(t for name in exclude for t in mapping[name])
 
 
 def restore_io_names(tflite: Path, saved: SavedModel) -> dict[str, str]:
@@ -418,14 +642,51 @@ def _check_shape(tensor, want: tuple[int, ...], onnx_name: str) -> None:
 # ----------------------------------------------------------------------------- whole conversion
 
 
-def onnx_to_tflite(source: Path, output: Path, *, options: TfliteOptions = TfliteOptions()) -> list[str]:
-    """Convert ONNX ``source`` to ``output`` (``.tflite``); return notes for the metadata file."""
+def onnx_to_tflite(
+    source: Path, output: Path, *, options: TfliteOptions = TfliteOptions(), calibrator: Int8Calibrator | None = None
+) -> list[str]:
+    """Convert ONNX ``source`` to ``output`` (``.tflite``); return notes for the metadata file.
+
+    ``options.exclude`` (int8 only) names ONNX nodes to keep in float; a name that is not a
+    node, or whose node has no op in the TFLite file, is refused. ``calibrator`` keeps the
+    calibration between calls with the same calibration set.
+    """
     saved = cached_saved_model(Path(source))
-    data = saved_model_to_tflite(saved, options)
+    denylist: list[str] = []
+    if options.exclude:
+        if options.precision != "int8":
+            raise EdgevisionError("only int8 TFLite conversion can keep layers in float.")
+        calibrator = calibrator or Int8Calibrator()
+        graph = _graph(source)
+        mapping = layer_ops(graph, saved, calibrator.calibrated_model(saved, options))
+        denylist = denylist_for(options.exclude, mapping, graph)
+    data = saved_model_to_tflite(saved, options, calibrator=calibrator, denylist=denylist)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
     mapping = restore_io_names(output, saved)
     return conversion_notes(options, mapping)
+
+
+def _graph(source: Path):
+    import onnx
+
+    return onnx.load(str(source), load_external_data=False).graph
+
+
+def float_layers(source: Path, calibrator: Int8Calibrator | None = None, options: TfliteOptions | None = None):
+    """ONNX node names of ``source`` that an int8 ``.tflite`` can keep in float, in graph order.
+
+    With a ``calibrator`` and int8 ``options`` its calibrated model gives the op names;
+    otherwise a float conversion does (same names: quantization does not rename ops).
+    """
+    saved = cached_saved_model(Path(source))
+    if calibrator is not None and options is not None and options.calibration:
+        model = calibrator.calibrated_model(saved, options)
+    else:
+        model = saved_model_to_tflite(saved, TfliteOptions("fp32"))
+    graph = _graph(source)
+    mapping = layer_ops(graph, saved, model)
+    return [node.name for node in graph.node if node.name in mapping]
 
 
 def conversion_notes(options: TfliteOptions, mapping: dict[str, str]) -> list[str]:
@@ -440,4 +701,5 @@ def conversion_notes(options: TfliteOptions, mapping: dict[str, str]) -> list[st
             "int8 with float fallback for ops without int8 kernels; "
             f"{'per-channel' if options.per_channel else 'per-tensor'} weights"
         )
+        notes.append("layers listed as excluded stay float: their TFLite ops are denylisted in TensorFlow's quantizer")
     return notes

@@ -16,7 +16,10 @@ onnx2tf turns the ONNX model into a SavedModel (cached per model); TensorFlow's
 
 Inputs and outputs stay float32 (or the source's integer type) and keep the ONNX layout
 and names, so the produced file is fed exactly like the source. TensorFlow's converter
-offers only min/max calibration and cannot keep named layers in float. Graphs with
+offers only min/max calibration. ``exclude`` keeps ONNX nodes in float: each maps to the
+TFLite ops onnx2tf made for it, which TensorFlow's ``QuantizationDebugger`` leaves out of
+quantization (``edgevision.conversion.onnx_tflite``); the calibration is kept between
+calls, so the accuracy budget's attempts re-quantize in seconds. Graphs with
 control flow around their post-processing (a ``Loop`` around NMS, as TF Object Detection
 API exports have) are refused up front: onnx2tf cannot convert a loop body that reads
 tensors of the outer graph.
@@ -46,7 +49,9 @@ class LiteRtQuantizer(Quantizer):
     precisions = ("fp32", "fp16", "int8-dynamic", "int8")
     methods = ("minmax",)
     extra = "litert-convert"
-    can_exclude = False
+
+    def __init__(self) -> None:
+        self._calibrator = None  # onnx_tflite.Int8Calibrator, made on first int8 use
 
     @classmethod
     def is_available(cls) -> bool:
@@ -56,17 +61,15 @@ class LiteRtQuantizer(Quantizer):
         self, source: Path, output: Path, *, options: QuantizeOptions, calibration: Sequence[Feeds] = ()
     ) -> Path:
         """Write ``output`` at ``options.precision``; notes for the metadata go to ``self.notes``."""
-        from edgevision.conversion.onnx_tflite import TfliteOptions, onnx_to_tflite
+        from edgevision.conversion.onnx_tflite import onnx_to_tflite
 
         options = self.resolve(options)
         self.check(options, calibration)
         refuse_control_flow(Path(source))
         self.kept_float = {}
-        tflite = TfliteOptions(
-            options.precision, options.per_channel, tuple(calibration) if options.precision == "int8" else ()
-        )
+        tflite = self._tflite_options(options, calibration)
         try:
-            self.notes = onnx_to_tflite(Path(source), Path(output), options=tflite)
+            self.notes = onnx_to_tflite(Path(source), Path(output), options=tflite, calibrator=self.calibrator())
         except EdgevisionError:
             raise
         except Exception as exc:  # TensorFlow's converter raises ConverterError, ValueError ...
@@ -77,21 +80,44 @@ class LiteRtQuantizer(Quantizer):
         logger.info("litert %s: %s", options.precision, output)
         return Path(output)
 
+    def calibrator(self):
+        """The int8 calibration kept between calls (one calibration set at a time)."""
+        from edgevision.conversion.onnx_tflite import Int8Calibrator
+
+        if self._calibrator is None:
+            self._calibrator = Int8Calibrator()
+        return self._calibrator
+
+    @staticmethod
+    def _tflite_options(options: QuantizeOptions, calibration: Sequence[Feeds]):
+        from edgevision.conversion.onnx_tflite import TfliteOptions
+
+        int8 = options.precision == "int8"
+        return TfliteOptions(
+            options.precision,
+            options.per_channel,
+            tuple(calibration) if int8 else (),
+            tuple(options.exclude) if int8 else (),
+        )
+
+    def float_candidates(self, source: Path) -> list[str]:
+        """ONNX node names of ``source`` that have TFLite ops of their own (which can stay float)."""
+        from edgevision.conversion.onnx_tflite import float_layers
+
+        return float_layers(Path(source))
+
     def check(self, options: QuantizeOptions, calibration: Sequence[Feeds] | None = None) -> None:
         """Refuse what this backend cannot make; ``calibration`` None skips the data check."""
         if options.precision not in self.precisions:
             raise EdgevisionError(f"litert precisions are {', '.join(self.precisions)}, got {options.precision}.")
         if options.precision != "int8":
+            if options.exclude:
+                raise EdgevisionError("litert keeps named layers in float only at --precision int8 or auto.")
             return
         if options.method not in self.methods:
             raise EdgevisionError(
                 f"TensorFlow's TFLite converter calibrates with min/max only, not '{options.method}'; "
                 "use --method minmax, or --backend openvino / ort for other methods."
-            )
-        if options.exclude:
-            raise EdgevisionError(
-                "TensorFlow's TFLite converter cannot keep named layers in float; "
-                "use --backend openvino or ort to exclude layers."
             )
         if calibration is not None and not calibration:
             raise EdgevisionError("int8 quantization needs calibration images (--calib).")

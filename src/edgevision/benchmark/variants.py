@@ -360,10 +360,9 @@ def _convert(source: BenchSource, kind: VariantKind, target: Path) -> None:
 
 
 def _quantize(source: BenchSource, kind: VariantKind, target: Path, options: BuildOptions, quantizer: str) -> None:
-    """fp16, or int8 through the accuracy budget; plain int8 when the budget path cannot run."""
-    int8 = kind.precision == "int8"
-    budget = int8 and quantizer != "litert" and not source.random_weights  # LiteRT cannot keep layers float
-    if not budget:
+    """fp16, or int8 through the accuracy budget (raw-output agreement for random weights); plain int8
+    when the budget path cannot run."""
+    if kind.precision != "int8":
         _quantize_call(source, kind, target, options, quantizer, precision=kind.precision, max_drop=None)
         return
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -296,6 +296,74 @@ def landmark_boxes(keypoints: np.ndarray, width: int, height: int) -> np.ndarray
     return np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class LandmarkCrop:
+    """How a landmark-model input was made: the person's region (None: nobody was found)."""
+
+    roi: Roi | None
+    out_size: int
+    source_size: tuple[int, int]  # (width, height)
+
+
+def whole_image_roi(width: int, height: int) -> Roi:
+    """An upright square around the whole image (the crop when the detector finds nobody)."""
+    return Roi((width / 2.0, height / 2.0), float(max(width, height)), 0.0)
+
+
+def landmark_input(image: np.ndarray, roi: Roi, size: int) -> np.ndarray:
+    """The landmark model's (1, size, size, 3) RGB / 255 input for ``roi`` of ``image``."""
+    rgb = cv2.cvtColor(crop_roi(image, roi, size), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    return np.ascontiguousarray(rgb[None])
+
+
+def landmark_poses(result: LandmarkResult, crop: LandmarkCrop, threshold: float) -> Poses:
+    """The person of one landmark result in source pixels (empty below ``threshold`` or without a person)."""
+    if crop.roi is None or result.presence < threshold:
+        return Poses.empty(BLAZEPOSE_KEYPOINTS, BLAZEPOSE_EDGES)
+    xy = crop.roi.to_source(result.xy, crop.out_size)
+    keypoints = np.concatenate([xy, result.visibility[:, None]], axis=1)[None].astype(np.float32)
+    boxes = landmark_boxes(keypoints, *crop.source_size)
+    scores = np.array([result.presence], dtype=np.float32)
+    return Poses(keypoints, scores, BLAZEPOSE_KEYPOINTS, BLAZEPOSE_EDGES, boxes)
+
+
+@dataclass
+class LandmarkStageProcessor:
+    """The landmark model as a single-stage model: pre-processing runs the person detector.
+
+    ``preprocess`` finds the best person with ``detector`` (a backend running
+    ``pose_detection.tflite``, which stays float) and returns the rotated 256x256 crop;
+    ``decode`` maps that person's 33 landmarks back to source pixels. Quantizing or
+    converting the landmark model is then measured on real people, with the same crops
+    fed to float and to the variant. ``score_threshold`` is the pose-presence threshold.
+    """
+
+    detector: Backend
+    score_threshold: float = 0.5
+    options: BlazePoseOptions = field(default_factory=BlazePoseOptions)
+    task = "pose"
+
+    def __post_init__(self) -> None:
+        self._people = PoseDetectorProcessor(
+            score_threshold=self.options.detector_threshold, iou_threshold=self.options.detector_iou, max_people=1
+        )
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LandmarkCrop]:
+        """The crop around the best person (the whole image when nobody is found) and how it was made."""
+        tensor, transform = self._people.preprocess(image)
+        people = self._people.decode(self.detector.run({self.detector.inputs[0].name: tensor}), transform)
+        height, width = image.shape[:2]
+        found = len(people.scores) > 0
+        roi = roi_from_keypoints(*people.keypoints[0, :2], scale=self.options.roi_scale) if found else None
+        size = self.options.landmark_size
+        crop = landmark_input(image, roi or whole_image_roi(width, height), size)
+        return crop, LandmarkCrop(roi, size, (width, height))
+
+    def decode(self, outputs: dict[str, np.ndarray], transform: LandmarkCrop) -> Poses:
+        """The person's keypoints in source pixels, score = pose presence."""
+        return landmark_poses(decode_landmarks(outputs), transform, self.score_threshold)
+
+
 class BlazePosePredictor(Predictor):
     """Person detector (LiteRT) then landmark model on the rotated person crop.
 
@@ -336,8 +404,7 @@ class BlazePosePredictor(Predictor):
         """Stage two for person ``i``: (33, 3) source-pixel keypoints and the presence score."""
         size = self.options.landmark_size
         roi = roi_from_keypoints(people.keypoints[i, 0], people.keypoints[i, 1], scale=self.options.roi_scale)
-        rgb = cv2.cvtColor(crop_roi(image, roi, size), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
         landmarks = self.backends[1]
-        result = decode_landmarks(landmarks.run({landmarks.inputs[0].name: rgb[None]}))
+        result = decode_landmarks(landmarks.run({landmarks.inputs[0].name: landmark_input(image, roi, size)}))
         xy = roi.to_source(result.xy, size)
         return np.concatenate([xy, result.visibility[:, None]], axis=1), result.presence

@@ -3,7 +3,12 @@
 Both the float model and its quantized (QDQ) twin are run on a few inputs with every
 intermediate tensor exposed (ONNX Runtime's ``qdq_loss_debug`` does the exposing and the
 collecting). A QDQ graph keeps the float tensor names, so every tensor of the quantized
-model can be compared with the same tensor of the float model.
+model can be compared with the same tensor of the float model: the value compared is the
+one after its QuantizeLinear/DequantizeLinear pair (what the next layers read). ONNX
+Runtime drops a Relu or Clip whose range the quantization already enforces and gives its
+output name to the layer before it, whose unclipped values then only become the
+activation's after that pair; comparing before it would blame the next layer for noise
+that is not there.
 
 A tensor's relative noise is ``n = |float - quant|^2 / |float|^2`` (SQNR ``-10 log10 n``).
 The noise a layer *adds* is its output's ``n`` minus the largest ``n`` among its inputs:
@@ -63,7 +68,8 @@ def rank_layers(
     noise = tensor_noise(float_model, quant_model, feeds)
     graph = onnx.load(str(float_model), load_external_data=False).graph
     weights = {t.name: int(np.prod(t.dims)) * 4 for t in graph.initializer}
-    ranked = [_layer(node, noise, weights) for node in graph.node if node.name not in set(skip)]
+    seen = observed_outputs(graph, noise)
+    ranked = [_layer(node, seen, noise, weights) for node in graph.node if node.name not in set(skip)]
     head = output_head(graph)
     # Outside the head only weighted layers are candidates: keeping an activation such as a
     # LeakyRelu in float does not remove its input's quantization, it adds a second one.
@@ -134,10 +140,30 @@ def output_head(graph) -> set[str]:
     return head
 
 
-def _layer(node, noise: dict[str, float], weights: dict[str, int]) -> LayerSensitivity | None:
-    if not node.output or node.output[0] not in noise:
+def observed_outputs(graph, noise: dict[str, float]) -> dict[str, str]:
+    """Node name -> the tensor its noise is read at: its own output, or, when the quantized
+    model has no such tensor (a removed Relu/Clip took it over), the output of the
+    activation that follows it alone (``FOLLOWER_OPS``)."""
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+    seen: dict[str, str] = {}
+    for node in graph.node:
+        tensor = node.output[0] if node.output else ""
+        while tensor and tensor not in noise:
+            readers = consumers.get(tensor, [])
+            single = len(readers) == 1 and readers[0].op_type in FOLLOWER_OPS and readers[0].output
+            tensor = readers[0].output[0] if single else ""
+        if tensor:
+            seen[node.name] = tensor
+    return seen
+
+
+def _layer(node, seen: dict[str, str], noise: dict[str, float], weights: dict[str, int]) -> LayerSensitivity | None:
+    if node.name not in seen:
         return None
-    out = noise[node.output[0]]
+    out = noise[seen[node.name]]
     before = max((noise.get(i, 0.0) for i in node.input), default=0.0)
     sqnr = MAX_SQNR_DB if out <= 10 ** (-MAX_SQNR_DB / 10) else -10 * np.log10(out)
     weight_bytes = sum(weights.get(i, 0) for i in node.input)
@@ -146,9 +172,15 @@ def _layer(node, noise: dict[str, float], weights: dict[str, int]) -> LayerSensi
 
 def tensor_noise(float_model: Path, quant_model: Path, feeds: Sequence[Feeds]) -> dict[str, float]:
     """Relative noise power of every float tensor the two models share, over ``feeds``."""
+    from onnxruntime.quantization.qdq_loss_debug import create_activation_matching
+
     with tempfile.TemporaryDirectory(prefix="edgevision-sens-") as tmp:
         reference = _activations(float_model, Path(tmp) / "float.onnx", feeds)
         quantized = _activations(quant_model, Path(tmp) / "quant.onnx", feeds)
+    # The value after a tensor's QuantizeLinear/DequantizeLinear pair, where it has one.
+    pairs = create_activation_matching(quantized)
+    dequantized = {name: pair["post_qdq"] for name, pair in pairs.items() if pair.get("post_qdq") is not None}
+    quantized = {**quantized, **dequantized}
     return {name: relative_noise(reference[name], quantized[name]) for name in reference if name in quantized}
 
 

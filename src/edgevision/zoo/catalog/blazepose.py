@@ -7,7 +7,8 @@ from pathlib import Path
 from edgevision.backends import create_backend
 from edgevision.conversion.tflite import tflite_to_onnx
 from edgevision.models.base import Predictor
-from edgevision.models.blazepose import DETECTOR_FILE, BlazePosePredictor
+from edgevision.models.blazepose import DETECTOR_FILE, BlazePosePredictor, LandmarkStageProcessor
+from edgevision.zoo.pull import pulled_dir
 from edgevision.zoo.registry import register_model
 from edgevision.zoo.spec import Artifact, ModelSpec
 
@@ -52,6 +53,12 @@ def predictor(spec: ModelSpec, folder: Path, backend: str | None = None, threads
     return BlazePosePredictor(detector, create_backend(runtime, landmark_file, threads=threads))
 
 
+def landmark_processor() -> LandmarkStageProcessor:
+    """The landmark model as one stage (the person detector runs on LiteRT inside its pre-processing),
+    for quantizing the landmark model and decoding files made from it."""
+    return LandmarkStageProcessor(create_backend("litert", pulled_dir("blazepose-lite") / DETECTOR_FILE))
+
+
 register_model(
     ModelSpec(
         name="blazepose-lite",
@@ -70,6 +77,7 @@ register_model(
         ),
         artifacts=(_LANDMARKS, _DETECTOR),
         predictor=predictor,
+        processor=landmark_processor,
         prepare=prepare,
         files={"onnx": "model.onnx", "tflite": "model.tflite"},
         needs_extra="convert",

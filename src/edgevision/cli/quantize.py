@@ -117,7 +117,9 @@ def show(result: QuantizeResult) -> None:
             f"max abs {figures['max_abs']:.3g}",
         )
     if result.latency_ms:
-        table.add_row("[bold]p50", ", ".join(f"{k} {v:.1f} ms" for k, v in result.latency_ms.items()))
+        on = {"fp32": result.latency_fp32_runtime, result.precision: result.backend}
+        shown = [f"{k} {v:.1f} ms" + (f" ({on[k]})" if on.get(k) else "") for k, v in result.latency_ms.items()]
+        table.add_row("[bold]p50", ", ".join(shown))
     if result.excluded:
         table.add_row(
             "[bold]kept float",

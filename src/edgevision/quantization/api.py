@@ -73,6 +73,7 @@ class QuantizeResult:
     latency_ms: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # the quantizer's own account of what it did
+    latency_fp32_runtime: str | None = None  # the runtime latency_ms["fp32"] was timed on
     seconds: float = 0.0
 
     @property
@@ -382,15 +383,22 @@ def _result(source, quantizer, options, output: Path, outcome: BudgetResult | No
 
 
 def _time(result: QuantizeResult, source, quantizer, calibration: CalibrationSet, threads: int, say) -> None:
-    """p50 latency of float and the variant here; a loud warning when the variant is slower."""
+    """p50 latency of float and the variant here, float on the variant's own runtime where it reads the
+    source ONNX (ONNX Runtime, OpenVINO; LiteRT's float is timed on ONNX Runtime); a loud warning when
+    the variant is slower."""
     feeds = calibration.holdout_feeds[0]
+    float_runtime = quantizer.runtime if quantizer.runtime in ("onnxruntime", "openvino") else "onnxruntime"
     times = compare_latency(
-        {"fp32": (source.path, "onnxruntime"), result.precision: (result.output, quantizer.runtime)},
+        {"fp32": (source.path, float_runtime), result.precision: (result.output, quantizer.runtime)},
         feeds,
         threads=threads,
     )
     result.latency_ms = {k: round(v, 2) for k, v in times.items()}
-    say(f"p50 at {threads} threads: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result.latency_ms.items()))
+    result.latency_fp32_runtime = float_runtime
+    say(
+        f"p50 at {threads} threads: fp32 on {float_runtime} {times['fp32']:.1f} ms, "
+        f"{result.precision} on {quantizer.runtime} {times[result.precision]:.1f} ms"
+    )
     if times[result.precision] > times["fp32"]:
         result.warnings.append(
             f"{result.precision} is SLOWER than fp32 on this machine "

@@ -483,6 +483,60 @@ class Int8Calibrator:
         return self._debugger
 
 
+# ----------------------------------------------------------------------------- per-layer noise
+
+
+def layer_noise(
+    calibrator: Int8Calibrator,
+    saved: SavedModel,
+    options: TfliteOptions,
+    denylist: Sequence[str],
+    feeds: Sequence[Feeds],
+) -> dict[str, float]:
+    """TFLite op output tensor -> relative noise power its int8 op adds, over ``feeds``.
+
+    TensorFlow's ``QuantizationDebugger`` runs a debug model in which every int8 op has a
+    float twin fed the same (dequantized) inputs, so the error of each op is its own, not
+    that of the ops before it. The noise is ``|float - dequantized|^2 / |float|^2``, the
+    measure ``edgevision.quantization.sensitivity`` uses, averaged over ``feeds``.
+    """
+    import tensorflow as tf
+
+    calibrator.quantize(saved, options, denylist)  # the debugger's model with ``denylist`` float
+    debug_model = calibrator.debugger(saved, options).get_debug_quantized_model()
+    metrics = {"relative_noise": _relative_noise}
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=debug_model,
+        debug_dataset=_representative(saved, feeds),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics=metrics),
+    )
+    debugger.run()
+    return {_verified_tensor(name): float(stats["relative_noise"]) for name, stats in debugger.layer_statistics.items()}
+
+
+def _relative_noise(reference: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:
+    """``|ref - dequantized|^2 / |ref|^2`` for one op output (0 for an all-zero reference)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    dequantized = (np.asarray(quantized, dtype=np.float64) - zero_point) * scale
+    signal = float(np.sum(ref**2))
+    return float(np.sum((ref - dequantized) ** 2)) / signal if signal > 0 else 0.0
+
+
+def _verified_tensor(name: str) -> str:
+    """The op output a NumericVerify tensor checks: ``NumericVerify/<tensor><digit>:<index>`` -> ``<tensor>``.
+
+    TensorFlow's debugger reads these names the same way (``_get_operand_name_and_index``,
+    private): the converter appends one digit to the checked tensor's name.
+
+    >>> _verified_tensor("NumericVerify/model/tf.math.add_3/Add1:12")
+    'model/tf.math.add_3/Add'
+    >>> _verified_tensor("NumericVerify/PartitionedCall:02:50")
+    'PartitionedCall:0'
+    """
+    tensor = name.removeprefix("NumericVerify/").rsplit(":", 1)[0]
+    return tensor[:-1] if tensor[-1:].isdigit() else tensor
+
+
 def calibration_digest(calibration: Sequence[Feeds]) -> str:
     """A hash of the calibration tensors (names, shapes and values)."""
     import hashlib
@@ -687,6 +741,24 @@ def float_layers(source: Path, calibrator: Int8Calibrator | None = None, options
     graph = _graph(source)
     mapping = layer_ops(graph, saved, model)
     return [node.name for node in graph.node if node.name in mapping]
+
+
+def onnx_layer_noise(
+    source: Path, options: TfliteOptions, feeds: Sequence[Feeds], *, calibrator: Int8Calibrator | None = None
+) -> dict[str, float]:
+    """ONNX node name -> relative noise power its int8 TFLite ops add (the largest of its ops).
+
+    ``options.exclude`` stays float, as in the int8 file ``options`` makes; ``feeds`` are the
+    inputs the noise is measured on; nodes without an int8 op of their own are left out.
+    """
+    saved = cached_saved_model(Path(source))
+    calibrator = calibrator or Int8Calibrator()
+    graph = _graph(source)
+    mapping = layer_ops(graph, saved, calibrator.calibrated_model(saved, options))
+    denylist = denylist_for(options.exclude, mapping, graph)
+    noise = layer_noise(calibrator, saved, options, denylist, feeds)
+    by_node = {name: [noise[t] for t in tensors if t in noise] for name, tensors in mapping.items()}
+    return {name: max(values) for name, values in by_node.items() if values}
 
 
 def conversion_notes(options: TfliteOptions, mapping: dict[str, str]) -> list[str]:

@@ -27,6 +27,7 @@ error here, and every produced file is checked against ONNX Runtime by the calle
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -460,7 +461,10 @@ class Int8Calibrator:
 
         debugger = self.debugger(saved, options)
         if list(debugger.options.denylisted_nodes or []) != list(denylist):
-            debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist))
+            # ValueError comes after the options are set, when no op is left int8 to verify
+            # (every op denylisted): the non-debug model below is still made with them.
+            with contextlib.suppress(ValueError):
+                debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist))
         return debugger.get_nondebug_quantized_model()
 
     def calibrated_model(self, saved: SavedModel, options: TfliteOptions) -> bytes:
@@ -604,7 +608,36 @@ def layer_ops(graph, saved: SavedModel, model: bytes) -> dict[str, list[str]]:
         mapping[node.name] = _unique(t for op in tf_ops for t in by_tf_op.get(op, []))
     for node_name, tensors in _output_ops(graph, saved, model, op_outputs).items():
         mapping[node_name] = _unique([*mapping.get(node_name, []), *tensors])
+    _assign_helper_ops(mapping, model)
     return {name: tensors for name, tensors in mapping.items() if tensors}
+
+
+def _assign_helper_ops(mapping: dict[str, list[str]], model: bytes) -> None:
+    """Give each op onnx2tf added on its own (a layout TRANSPOSE before a Reshape, a PAD before
+    a Conv) to the ONNX node whose ops alone consume its outputs; ``mapping`` is updated.
+
+    onnx2tf's log names only the TF op that makes a node's output, so these helpers map to
+    no node: kept int8 between float ops, the TRANSPOSE after NanoDet-m's float Sigmoid
+    re-quantized every score. Ops are visited from the last, so chains of helpers follow
+    their consumer. No converter reports this, so the graph is walked here.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    subgraph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model)).subgraphs[0]
+    owner = {tensor: node for node, tensors in mapping.items() for tensor in tensors}
+    consumers: dict[int, list[str]] = {}
+    for op in subgraph.operators:
+        for index in op.inputs:
+            consumers.setdefault(int(index), []).append(subgraph.tensors[op.outputs[0]].name.decode())
+    for op in reversed(subgraph.operators):
+        name = subgraph.tensors[op.outputs[0]].name.decode()
+        if name in owner:
+            continue
+        readers = {owner.get(reader) for index in op.outputs for reader in consumers.get(int(index), [])}
+        if len(readers) == 1 and None not in readers:
+            node = readers.pop()
+            owner[name] = node
+            mapping[node].append(name)
 
 
 def _output_ops(graph, saved: SavedModel, model: bytes, op_outputs: list[list[str]]) -> dict[str, list[str]]:

@@ -169,12 +169,13 @@ def test_every_op_is_float_when_every_layer_is_excluded(convnet, calibration, tm
 
 
 @pytest.mark.slow
-def test_nanodet_litert_auto_agrees_better_than_plain_int8(samples_cache, tmp_path):
+def test_nanodet_litert_auto_agrees_within_three_points_of_float(samples_cache, tmp_path):
     import edgevision
 
-    common = {"backend": "litert", "max_drop": 0.02, "calib": str(samples_cache["vtest.avi"]), "calib_count": 32}
+    common = {"backend": "litert", "max_drop": 0.02, "calib": str(samples_cache["vtest.avi"])}
     plain = edgevision.quantize("nanodet-m", precision="int8", output=tmp_path / "int8" / "m.tflite", **common)
     auto = edgevision.quantize("nanodet-m", precision="auto", output=tmp_path / "auto" / "m.tflite", **common)
-    assert auto.agreement > plain.agreement + 0.05, (plain.agreement, auto.agreement, auto.attempts)
+    # Measured: plain 0.777, auto 0.973 (head and the 16 layers the debugger ranks noisiest kept float).
+    assert plain.agreement < 0.9 and auto.agreement >= 0.97, (plain.agreement, auto.agreement, auto.attempts)
     assert auto.excluded and len(auto.attempts) > 1
     assert auto.output_bytes < 0.5 * auto.source_bytes

@@ -19,7 +19,9 @@ and names, so the produced file is fed exactly like the source. TensorFlow's con
 offers only min/max calibration. ``exclude`` keeps ONNX nodes in float: each maps to the
 TFLite ops onnx2tf made for it, which TensorFlow's ``QuantizationDebugger`` leaves out of
 quantization (``edgevision.conversion.onnx_tflite``); the calibration is kept between
-calls, so the accuracy budget's attempts re-quantize in seconds. Graphs with
+calls, so the accuracy budget's attempts re-quantize in seconds. The budget ranks layers
+with ``rank_layers``: the noise each int8 op adds against its float twin in the same
+debugger, not an ONNX Runtime stand-in whose noise falls elsewhere. Graphs with
 control flow around their post-processing (a ``Loop`` around NMS, as TF Object Detection
 API exports have) are refused up front: onnx2tf cannot convert a loop body that reads
 tensors of the outer graph.

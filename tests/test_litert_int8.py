@@ -139,13 +139,43 @@ def test_per_tensor_weights_when_asked(convnet, calibration, tmp_path):
     assert filter_scales(quantize(convnet, calibration, tmp_path)) == [16, 24, 8]
 
 
+def test_ranking_names_onnx_nodes_in_the_order_of_the_debuggers_noise(convnet, calibration, tmp_path):
+    from edgevision.conversion.onnx_tflite import TfliteOptions, onnx_layer_noise
+
+    quantizer = get_quantizer("litert")
+    options = QuantizeOptions(precision="int8")
+    ranked = quantizer.rank_layers(convnet, options=options, calibration=calibration)
+    noise = onnx_layer_noise(convnet, TfliteOptions("int8", True, tuple(calibration)), calibration[:16])
+    names = [r.name for r in ranked]
+    # The head (the last convs up to both outputs) first, then the other weighted layers; each worst first.
+    head = {"Conv__2:0", "body/LeakyRelu_2", "head/Conv_3", "head/Sigmoid"}
+    assert set(names[:4]) == head and names[4:] == ["Conv__1:0"], names
+    for part in (ranked[:4], ranked[4:]):
+        assert [r.added_noise for r in part] == sorted((noise[r.name] for r in part), reverse=True), ranked
+    assert all(0 < r.added_noise < 0.01 and r.sqnr_db > 20 for r in ranked), ranked
+    # Every ranked name is an ONNX node that ``exclude`` accepts, and excluding it turns its op float.
+    kept = op_types(quantize(convnet, calibration, tmp_path, [names[0]], "ranked"))
+    assert sorted(kept["CONV_2D"] + kept["LEAKY_RELU"] + kept["LOGISTIC"]).count("float32") == 1, kept
+    # Layers already kept float are not ranked again.
+    again = quantizer.rank_layers(convnet, options=options, calibration=calibration, exclude=[names[0]])
+    assert names[0] not in [r.name for r in again] and len(again) == len(ranked) - 1
+
+
+def test_every_op_is_float_when_every_layer_is_excluded(convnet, calibration, tmp_path):
+    """Ops onnx2tf adds on its own (layout transposes, pads) go with the node they feed."""
+    everything = get_quantizer("litert").float_candidates(convnet)
+    found = op_types(quantize(convnet, calibration, tmp_path, everything, "all"))
+    assert {dtype for dtypes in found.values() for dtype in dtypes} == {"float32"}, found
+
+
 @pytest.mark.slow
-def test_nanodet_litert_auto_agrees_better_than_plain_int8(samples_cache, tmp_path):
+def test_nanodet_litert_auto_agrees_within_three_points_of_float(samples_cache, tmp_path):
     import edgevision
 
-    common = {"backend": "litert", "max_drop": 0.02, "calib": str(samples_cache["vtest.avi"]), "calib_count": 32}
+    common = {"backend": "litert", "max_drop": 0.02, "calib": str(samples_cache["vtest.avi"])}
     plain = edgevision.quantize("nanodet-m", precision="int8", output=tmp_path / "int8" / "m.tflite", **common)
     auto = edgevision.quantize("nanodet-m", precision="auto", output=tmp_path / "auto" / "m.tflite", **common)
-    assert auto.agreement > plain.agreement + 0.05, (plain.agreement, auto.agreement, auto.attempts)
+    # Measured: plain 0.777, auto 0.973 (head and the 16 layers the debugger ranks noisiest kept float).
+    assert plain.agreement < 0.9 and auto.agreement >= 0.97, (plain.agreement, auto.agreement, auto.attempts)
     assert auto.excluded and len(auto.attempts) > 1
     assert auto.output_bytes < 0.5 * auto.source_bytes

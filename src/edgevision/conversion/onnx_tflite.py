@@ -27,6 +27,7 @@ error here, and every produced file is checked against ONNX Runtime by the calle
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -460,7 +461,10 @@ class Int8Calibrator:
 
         debugger = self.debugger(saved, options)
         if list(debugger.options.denylisted_nodes or []) != list(denylist):
-            debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist))
+            # ValueError comes after the options are set, when no op is left int8 to verify
+            # (every op denylisted): the non-debug model below is still made with them.
+            with contextlib.suppress(ValueError):
+                debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist))
         return debugger.get_nondebug_quantized_model()
 
     def calibrated_model(self, saved: SavedModel, options: TfliteOptions) -> bytes:
@@ -481,6 +485,60 @@ class Int8Calibrator:
             )
             self._key = key
         return self._debugger
+
+
+# ----------------------------------------------------------------------------- per-layer noise
+
+
+def layer_noise(
+    calibrator: Int8Calibrator,
+    saved: SavedModel,
+    options: TfliteOptions,
+    denylist: Sequence[str],
+    feeds: Sequence[Feeds],
+) -> dict[str, float]:
+    """TFLite op output tensor -> relative noise power its int8 op adds, over ``feeds``.
+
+    TensorFlow's ``QuantizationDebugger`` runs a debug model in which every int8 op has a
+    float twin fed the same (dequantized) inputs, so the error of each op is its own, not
+    that of the ops before it. The noise is ``|float - dequantized|^2 / |float|^2``, the
+    measure ``edgevision.quantization.sensitivity`` uses, averaged over ``feeds``.
+    """
+    import tensorflow as tf
+
+    calibrator.quantize(saved, options, denylist)  # the debugger's model with ``denylist`` float
+    debug_model = calibrator.debugger(saved, options).get_debug_quantized_model()
+    metrics = {"relative_noise": _relative_noise}
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=debug_model,
+        debug_dataset=_representative(saved, feeds),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics=metrics),
+    )
+    debugger.run()
+    return {_verified_tensor(name): float(stats["relative_noise"]) for name, stats in debugger.layer_statistics.items()}
+
+
+def _relative_noise(reference: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:
+    """``|ref - dequantized|^2 / |ref|^2`` for one op output (0 for an all-zero reference)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    dequantized = (np.asarray(quantized, dtype=np.float64) - zero_point) * scale
+    signal = float(np.sum(ref**2))
+    return float(np.sum((ref - dequantized) ** 2)) / signal if signal > 0 else 0.0
+
+
+def _verified_tensor(name: str) -> str:
+    """The op output a NumericVerify tensor checks: ``NumericVerify/<tensor><digit>:<index>`` -> ``<tensor>``.
+
+    TensorFlow's debugger reads these names the same way (``_get_operand_name_and_index``,
+    private): the converter appends one digit to the checked tensor's name.
+
+    >>> _verified_tensor("NumericVerify/model/tf.math.add_3/Add1:12")
+    'model/tf.math.add_3/Add'
+    >>> _verified_tensor("NumericVerify/PartitionedCall:02:50")
+    'PartitionedCall:0'
+    """
+    tensor = name.removeprefix("NumericVerify/").rsplit(":", 1)[0]
+    return tensor[:-1] if tensor[-1:].isdigit() else tensor
 
 
 def calibration_digest(calibration: Sequence[Feeds]) -> str:
@@ -550,7 +608,36 @@ def layer_ops(graph, saved: SavedModel, model: bytes) -> dict[str, list[str]]:
         mapping[node.name] = _unique(t for op in tf_ops for t in by_tf_op.get(op, []))
     for node_name, tensors in _output_ops(graph, saved, model, op_outputs).items():
         mapping[node_name] = _unique([*mapping.get(node_name, []), *tensors])
+    _assign_helper_ops(mapping, model)
     return {name: tensors for name, tensors in mapping.items() if tensors}
+
+
+def _assign_helper_ops(mapping: dict[str, list[str]], model: bytes) -> None:
+    """Give each op onnx2tf added on its own (a layout TRANSPOSE before a Reshape, a PAD before
+    a Conv) to the ONNX node whose ops alone consume its outputs; ``mapping`` is updated.
+
+    onnx2tf's log names only the TF op that makes a node's output, so these helpers map to
+    no node: kept int8 between float ops, the TRANSPOSE after NanoDet-m's float Sigmoid
+    re-quantized every score. Ops are visited from the last, so chains of helpers follow
+    their consumer. No converter reports this, so the graph is walked here.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    subgraph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model)).subgraphs[0]
+    owner = {tensor: node for node, tensors in mapping.items() for tensor in tensors}
+    consumers: dict[int, list[str]] = {}
+    for op in subgraph.operators:
+        for index in op.inputs:
+            consumers.setdefault(int(index), []).append(subgraph.tensors[op.outputs[0]].name.decode())
+    for op in reversed(subgraph.operators):
+        name = subgraph.tensors[op.outputs[0]].name.decode()
+        if name in owner:
+            continue
+        readers = {owner.get(reader) for index in op.outputs for reader in consumers.get(int(index), [])}
+        if len(readers) == 1 and None not in readers:
+            node = readers.pop()
+            owner[name] = node
+            mapping[node].append(name)
 
 
 def _output_ops(graph, saved: SavedModel, model: bytes, op_outputs: list[list[str]]) -> dict[str, list[str]]:
@@ -687,6 +774,24 @@ def float_layers(source: Path, calibrator: Int8Calibrator | None = None, options
     graph = _graph(source)
     mapping = layer_ops(graph, saved, model)
     return [node.name for node in graph.node if node.name in mapping]
+
+
+def onnx_layer_noise(
+    source: Path, options: TfliteOptions, feeds: Sequence[Feeds], *, calibrator: Int8Calibrator | None = None
+) -> dict[str, float]:
+    """ONNX node name -> relative noise power its int8 TFLite ops add (the largest of its ops).
+
+    ``options.exclude`` stays float, as in the int8 file ``options`` makes; ``feeds`` are the
+    inputs the noise is measured on; nodes without an int8 op of their own are left out.
+    """
+    saved = cached_saved_model(Path(source))
+    calibrator = calibrator or Int8Calibrator()
+    graph = _graph(source)
+    mapping = layer_ops(graph, saved, calibrator.calibrated_model(saved, options))
+    denylist = denylist_for(options.exclude, mapping, graph)
+    noise = layer_noise(calibrator, saved, options, denylist, feeds)
+    by_node = {name: [noise[t] for t in tensors if t in noise] for name, tensors in mapping.items()}
+    return {name: max(values) for name, values in by_node.items() if values}
 
 
 def conversion_notes(options: TfliteOptions, mapping: dict[str, str]) -> list[str]:

@@ -285,8 +285,15 @@ class _Trial:
         return onnx.load(str(self.source), load_external_data=False).graph
 
     def rank(self, first: Attempt) -> list[LayerSensitivity]:
-        """Layers by added noise, measured on an ONNX Runtime QDQ model of the same source."""
+        """Layers by added noise: the quantizer's own ranking when it has one (``rank_layers``),
+        else measured on an ONNX Runtime QDQ model of the same source."""
         from edgevision.quantization.ort import OrtQuantizer
+
+        if hasattr(self.quantizer, "rank_layers"):
+            feeds = self.calibration.feeds
+            return self.quantizer.rank_layers(
+                self.source, options=self.options, calibration=feeds, exclude=first.excluded
+            )
 
         proxy = self.quantizer if isinstance(self.quantizer, OrtQuantizer) else OrtQuantizer()
         quant = first.path

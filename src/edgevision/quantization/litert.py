@@ -19,7 +19,9 @@ and names, so the produced file is fed exactly like the source. TensorFlow's con
 offers only min/max calibration. ``exclude`` keeps ONNX nodes in float: each maps to the
 TFLite ops onnx2tf made for it, which TensorFlow's ``QuantizationDebugger`` leaves out of
 quantization (``edgevision.conversion.onnx_tflite``); the calibration is kept between
-calls, so the accuracy budget's attempts re-quantize in seconds. Graphs with
+calls, so the accuracy budget's attempts re-quantize in seconds. The budget ranks layers
+with ``rank_layers``: the noise each int8 op adds against its float twin in the same
+debugger, not an ONNX Runtime stand-in whose noise falls elsewhere. Graphs with
 control flow around their post-processing (a ``Loop`` around NMS, as TF Object Detection
 API exports have) are refused up front: onnx2tf cannot convert a loop body that reads
 tensors of the outer graph.
@@ -30,13 +32,20 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from edgevision.errors import EdgevisionError, cause
 from edgevision.quantization import register_quantizer
 from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
+from edgevision.quantization.sensitivity import MAX_SQNR_DB, WEIGHTED_OPS, LayerSensitivity, output_head
 
 logger = logging.getLogger(__name__)
+
+# Calibration feeds the per-layer noise is measured on (the debug model runs in Python hooks).
+RANK_FEEDS = 16
 
 
 @register_quantizer
@@ -106,6 +115,35 @@ class LiteRtQuantizer(Quantizer):
 
         return float_layers(Path(source))
 
+    def rank_layers(
+        self, source: Path, *, options: QuantizeOptions, calibration: Sequence[Feeds], exclude: Sequence[str] = ()
+    ) -> list[LayerSensitivity]:
+        """Layers of ``source`` by the noise their own int8 TFLite ops add, worst first.
+
+        Measured by TensorFlow's ``QuantizationDebugger`` on the int8 model made with
+        ``options`` and ``exclude`` kept float, on the first few ``calibration`` feeds (the
+        calibration itself uses all of them). As in ``sensitivity.rank_layers``, the output
+        head comes first, and outside it only weighted layers are candidates.
+        """
+        import onnx
+
+        from edgevision.conversion.onnx_tflite import onnx_layer_noise
+
+        options = replace(self.resolve(options), precision="int8", exclude=tuple(exclude))
+        tflite = self._tflite_options(options, calibration)
+        noise = onnx_layer_noise(Path(source), tflite, calibration[:RANK_FEEDS], calibrator=self.calibrator())
+        graph = onnx.load(str(source), load_external_data=False).graph
+        weights = {t.name: int(np.prod(t.dims)) * 4 for t in graph.initializer}
+        head = output_head(graph)
+        ranked = [
+            _sensitivity(node, noise[node.name], weights)
+            for node in graph.node
+            if noise.get(node.name, 0.0) > 0
+            and node.name not in set(exclude)
+            and (node.name in head or node.op_type in WEIGHTED_OPS)
+        ]
+        return sorted(ranked, key=lambda r: (r.name not in head, -r.added_noise))
+
     def check(self, options: QuantizeOptions, calibration: Sequence[Feeds] | None = None) -> None:
         """Refuse what this backend cannot make; ``calibration`` None skips the data check."""
         if options.precision not in self.precisions:
@@ -121,6 +159,12 @@ class LiteRtQuantizer(Quantizer):
             )
         if calibration is not None and not calibration:
             raise EdgevisionError("int8 quantization needs calibration images (--calib).")
+
+
+def _sensitivity(node, noise: float, weights: dict[str, int]) -> LayerSensitivity:
+    """The ``LayerSensitivity`` record of ONNX ``node`` whose int8 ops add ``noise``."""
+    sqnr = MAX_SQNR_DB if noise <= 10 ** (-MAX_SQNR_DB / 10) else -10 * float(np.log10(noise))
+    return LayerSensitivity(node.name, node.op_type, sqnr, noise, sum(weights.get(i, 0) for i in node.input))
 
 
 def refuse_control_flow(source: Path) -> None:

@@ -9,8 +9,9 @@
 Agreement is task-level, on held-out images the calibration never saw: detection mAP or
 pose OKS AP with the float model's predictions as ground truth, mean output cosine for
 models without a decoder. When ``1 - agreement`` exceeds ``max_drop``, layers are ranked
-once by the noise they add (``edgevision.quantization.sensitivity``, measured with an ONNX
-Runtime QDQ model of the same source, so it also ranks for other backends) and excluded
+once by the noise they add (by the quantizer itself where it can measure it, as LiteRT's
+QuantizationDebugger does; else with ``edgevision.quantization.sensitivity`` on an ONNX
+Runtime QDQ model of the same source, which also ranks for other backends) and excluded
 first the output head (the last weighted layers and the activations after them), then the
 head plus growing batches of the noisiest other layers (1, 2, 4, 8 ..., a handful of
 attempts in all) until the budget holds or the candidates run out; the best attempt is

@@ -113,6 +113,7 @@ class LiteRtQuantizer(Quantizer):
         """ONNX node names of ``source`` that have TFLite ops of their own (which can stay float)."""
         from edgevision.conversion.onnx_tflite import float_layers
 
+        refuse_control_flow(Path(source))  # before onnx2tf fails on the loop with its own error
         return float_layers(Path(source))
 
     def rank_layers(

@@ -60,8 +60,12 @@ def rank_layers(
     """
     import onnx
 
-    noise = tensor_noise(float_model, quant_model, feeds)
     graph = onnx.load(str(float_model), load_external_data=False).graph
+    # ORT folds a Relu or Clip into the quantization of the layer before it: the layer's output
+    # is then not in the quantized model, and the activation's output stands for it.
+    folded = {n.output[0]: n.input[0] for n in graph.node if n.op_type in ("Relu", "Clip")}
+    noise = tensor_noise(float_model, quant_model, feeds, after_qdq=set(folded))
+    noise |= {layer: noise[out] for out, layer in folded.items() if layer not in noise and out in noise}
     weights = {t.name: int(np.prod(t.dims)) * 4 for t in graph.initializer}
     ranked = [_layer(node, noise, weights) for node in graph.node if node.name not in set(skip)]
     head = output_head(graph)
@@ -144,11 +148,21 @@ def _layer(node, noise: dict[str, float], weights: dict[str, int]) -> LayerSensi
     return LayerSensitivity(node.name, node.op_type, float(sqnr), float(out - before), weight_bytes)
 
 
-def tensor_noise(float_model: Path, quant_model: Path, feeds: Sequence[Feeds]) -> dict[str, float]:
-    """Relative noise power of every float tensor the two models share, over ``feeds``."""
+def tensor_noise(
+    float_model: Path, quant_model: Path, feeds: Sequence[Feeds], *, after_qdq: set[str] = frozenset()
+) -> dict[str, float]:
+    """Relative noise power of every float tensor the two models share, over ``feeds``.
+
+    The tensors named in ``after_qdq`` are taken from the quantized model as the next layer
+    reads them, after their QuantizeLinear / DequantizeLinear pair: where ORT folded an
+    activation into that pair, the tensor itself holds the values before the activation.
+    """
     with tempfile.TemporaryDirectory(prefix="edgevision-sens-") as tmp:
         reference = _activations(float_model, Path(tmp) / "float.onnx", feeds)
         quantized = _activations(quant_model, Path(tmp) / "quant.onnx", feeds)
+    quantized |= {
+        n: quantized[f"{n}_DequantizeLinear_Output"] for n in after_qdq if f"{n}_DequantizeLinear_Output" in quantized
+    }
     return {name: relative_noise(reference[name], quantized[name]) for name in reference if name in quantized}
 
 

@@ -50,7 +50,9 @@ class MoveNetProcessor:
     ``input_size``, and the short side is rounded up to that multiple instead of padded square.
     A small frame is thus not blown up to ``input_size``: a close person upscaled that much is
     no longer found.
-    Outputs are told apart by shape: ``(1, 1, 17, 3)`` single pose, ``(1, N, 56)`` multi-pose.
+    The outputs are the head maps (``HEADS``, or ``MULTIPOSE_HEADS`` with the box maps),
+    decoded by ``decoded_output`` into the full graph's single output, or that output itself:
+    ``(1, 1, 17, 3)`` single pose, ``(1, N, 56)`` multi-pose.
     """
 
     input_size: tuple[int, int] = (192, 192)  # (width, height); the long side with multiple_of
@@ -106,7 +108,7 @@ def decoded_output(outputs: dict[str, np.ndarray]) -> np.ndarray:
     """The full graph's output for ``outputs``: decoded from the head maps, or the one output given.
 
     Head maps are found by name (``HEADS``, also as part of a longer name, as converters
-    write them) in NCHW or NHWC layout. Multi-pose is told by its box maps.
+    write them) in NCHW or NHWC layout; six outputs are multi-pose's, with its box maps.
     """
     if len(outputs) == 1:
         return next(iter(outputs.values()))

@@ -215,3 +215,26 @@ def test_lightning_int8_on_openvino_keeps_the_poses(samples_cache, tmp_path):
     int8 = load_predictor(str(result.output))  # decoded as movenet-lightning from its metadata
     poses = int8(cv2.imread(str(samples_cache["person.jpg"])))
     assert len(poses) == 1 and poses.scores[0] >= 0.3
+
+
+def test_sensitivity_ranks_the_convolutions_whose_relu6_ort_folds(samples_cache, tmp_path):
+    """ORT quantizes a Conv -> Clip(0, 6) pair as one: the ranking measures the Conv by the Clip's
+    output as the next layer reads it. Before, MoveNet's first layers (whose int8 weights alone
+    cost the regression map 10 dB) could not be kept float by the budget loop."""
+    from edgevision.quantization import get_quantizer
+    from edgevision.quantization.base import QuantizeOptions
+    from edgevision.quantization.sensitivity import rank_layers
+
+    source = model_file("movenet-lightning", "onnx")
+    calib = load_calibration(
+        str(samples_cache["vtest.avi"]), processor_for("movenet-lightning"), input_name="input:0", count=8, holdout=0
+    )
+    quantizer = get_quantizer("ort")
+    quantized = tmp_path / "int8.onnx"
+    quantizer.quantize(source, quantized, options=QuantizeOptions(precision="int8"), calibration=calib.feeds)
+    graph = onnx.load(str(source), load_external_data=False).graph
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    ranked = rank_layers(quantizer.prepare(source), quantized, calib.feeds[:4])
+    names = {r.name for r in ranked}
+    assert convs[0] in names and "Conv__378" in names  # Conv1 and the first depthwise, both before a Relu6
+    assert len(ranked) > 30

@@ -227,7 +227,7 @@ def check_quantize(options: QuantizeOptions, output: Path | None, quantizer: Qua
 # Photos added to every held-out set, so agreement is not judged on one scene only. Pose
 # models get photos of one or a few large people (the single-pose models' use case).
 DETECTION_PHOTOS = ("person.jpg", "messi5.jpg", "basketball1.png", "dog.jpg", "horses.jpg")
-POSE_PHOTOS = ("person.jpg", "messi5.jpg", "basketball1.png")
+POSE_PHOTOS = ("person.jpg", "messi5.jpg", "basketball1.png", "basketball2.png")
 
 
 def default_holdout_photos(processor) -> list[str]:

@@ -9,6 +9,14 @@ Images come from a folder, a glob or a video file (frames taken evenly over the 
 video). Each one goes through the model family's own ``processor.preprocess``, so the
 quantizer sees the tensors the model will see. The held-out images never calibrate; they
 measure how much the quantized model still agrees with the float one.
+
+Pose models are judged on people who fill much of the image, as they are used: when
+photos are given to hold out (``holdout_source``), they alone are held out, each with its
+mirror image and its centre crop (``large_people_views``), and every image of ``source``
+calibrates. On a street video a single-pose model picks one of many distant pedestrians, a
+toss-up between float and int8 that says nothing about its keypoints. So that calibration
+sees people that large too, every other calibration image is replaced by a zoomed-in part
+of itself (``zoomed_views``).
 """
 
 from __future__ import annotations
@@ -61,19 +69,23 @@ def load_calibration(
     """
     if count < 1 or holdout < 0:
         raise EdgevisionError(f"calibration needs count >= 1 and holdout >= 0, got {count} and {holdout}.")
-    images, names = read_images(source, count + holdout, min_images=min_images)
-    calib, held = split_holdout(images, holdout)
     extra = [holdout_source] if isinstance(holdout_source, str) else list(holdout_source or ())
+    pose = getattr(processor, "task", "") == "pose" and bool(extra)
+    images, names = read_images(source, count if pose else count + holdout, min_images=min_images)
+    calib, held = (zoomed_views(images), []) if pose else split_holdout(images, holdout)
     for other in extra:
         held += read_images(other, max(holdout, 1), min_images=1)[0]
+    held = [view for image in held for view in large_people_views(image)] if pose else held
     description = {
         "source": str(source),
         "count": len(calib),
         "holdout": len(held),
-        "holdout_source": [str(source), *map(str, extra)],
+        "holdout_source": [*([] if pose else [str(source)]), *map(str, extra)],
         "first": names[0],
         "last": names[-1],
     }
+    if pose:
+        description["views"] = POSE_VIEWS
     logger.info("calibration: %d images from %s, %d held out", len(calib), source, len(held))
     return _preprocess_all(calib, held, processor, input_name, description)
 
@@ -89,6 +101,48 @@ def noise_images(count: int = 4, *, seed: int = 0) -> list[np.ndarray]:
     """Seeded random 480x640 BGR images: inputs for a parity check when no photo can be read."""
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(count)]
+
+
+POSE_VIEWS = (
+    "pose: every other calibration image zoomed in (a quarter to half of it); "
+    "held out: each photo, its mirror image and their centre crops (80%)"
+)
+
+
+def large_people_views(image: np.ndarray) -> list[np.ndarray]:
+    """``image``, its mirror image, and the central 80% of both: four views of its people.
+
+    >>> [v.shape for v in large_people_views(np.zeros((100, 200, 3), np.uint8))]
+    [(100, 200, 3), (100, 200, 3), (80, 160, 3), (80, 160, 3)]
+    """
+    mirror = np.ascontiguousarray(image[:, ::-1])
+    h, w = image.shape[:2]
+    top, left = h // 10, w // 10
+    return [image, mirror, *(np.ascontiguousarray(v[top : h - top, left : w - left]) for v in (image, mirror))]
+
+
+def zoomed_views(images: list[np.ndarray], *, seed: int = 0) -> list[np.ndarray]:
+    """``images`` with every other one replaced by a seeded crop of a quarter to half its sides.
+
+    Pre-processing scales the crop up to the model's input, so people a tenth of the frame
+    high come out as large as in a photo of one or a few people.
+
+    >>> views = zoomed_views([np.zeros((100, 200, 3), np.uint8)] * 4)
+    >>> [v.shape[1] <= 100 for v in views]
+    [False, True, False, True]
+    """
+    rng = np.random.default_rng(seed)
+    views = []
+    for index, image in enumerate(images):
+        if index % 2 == 0:
+            views.append(image)
+            continue
+        h, w = image.shape[:2]
+        scale = rng.uniform(0.25, 0.5)
+        ch, cw = max(1, int(h * scale)), max(1, int(w * scale))
+        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        views.append(np.ascontiguousarray(image[top : top + ch, left : left + cw]))
+    return views
 
 
 def split_holdout(images: list[np.ndarray], holdout: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -150,7 +204,7 @@ def evenly_spaced(total: int, wanted: int) -> list[int]:
     """``wanted`` indices spread over ``range(total)`` (all of them when ``total <= wanted``).
 
     >>> evenly_spaced(10, 3)
-    [1, 4, 8]
+    [1, 5, 8]
     """
     if total <= wanted:
         return list(range(total))

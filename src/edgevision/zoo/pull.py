@@ -47,7 +47,9 @@ def pull(name: str, *, force: bool = False) -> Path:
         )
     final = model_dir(name)
     if is_cached(name) and not force:
-        return _checked(spec, final, full=True)
+        if not made_by_older_catalogue(spec, final):
+            return _checked(spec, final, full=True)
+        logger.info("%s: the cache holds the files of an older edgevision; rebuilding it", name)
     with staging_dir(final) as tmp:
         for artifact in spec.artifacts:
             logger.info("%s: fetching %s", name, artifact.filename)
@@ -61,9 +63,24 @@ def pull(name: str, *, force: bool = False) -> Path:
 
 def pulled_dir(name: str) -> Path:
     """The cache folder of zoo model ``name``: pulled on first use, checked cheaply on every use after."""
-    if not is_cached(name):
+    if not is_cached(name) or made_by_older_catalogue(get_spec(name), model_dir(name)):
         return pull(name)
     return _checked(get_spec(name), model_dir(name), full=False)
+
+
+def made_by_older_catalogue(spec: ModelSpec, folder: Path) -> bool:
+    """True when ``folder`` was pulled from the artifacts the catalogue pins but lacks a file it now
+    serves: ``prepare`` makes other files than it did then (a catalogue entry renames a file whose
+    making changes). Such a folder is rebuilt from the artifacts, never taken as it is."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = manifest["files"]
+        pinned = {a["file"]: a["sha256"] for a in manifest["artifacts"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if pinned != {a.filename: a.sha256 for a in spec.artifacts}:
+        return False
+    return any(f not in files for f in spec.files.values())
 
 
 def model_file(name: str, fmt: str) -> Path:

@@ -263,3 +263,13 @@ def test_raw_outputs_pair_by_size_when_a_converter_renames_and_reorders_them():
     candidate = {"task": "raw", "outputs": [{"Identity_1": scores, "Identity": boxes}]}
     value, metric = agreement(reference, candidate)
     assert value == pytest.approx(1.0) and "cosine" in metric
+
+
+def test_pose_models_are_scored_on_photos_of_large_people_by_default(samples_cache):
+    from edgevision.benchmark.data import load_data
+    from edgevision.samples import POSE_PHOTOS
+
+    pose, other = load_data(None, 24, task="pose"), load_data(None, 24, task="detection")
+    assert len(pose.images) == 4 * len(POSE_PHOTOS)  # each photo, mirrored, and their centre crops
+    assert {name.split("#")[0] for name in pose.names} == set(POSE_PHOTOS)
+    assert len(other.images) == 24 and not any("#" in name for name in other.names)  # photos and video frames

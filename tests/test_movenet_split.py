@@ -30,8 +30,8 @@ from edgevision.models.movenet import (
     to_float16_grid,
 )
 from edgevision.packages import package_archive
-from edgevision.quantization.api import POSE_PHOTOS
 from edgevision.quantization.calibration import load_calibration
+from edgevision.samples import POSE_PHOTOS
 from edgevision.zoo import get_spec, model_file, pulled_dir
 from edgevision.zoo.assemble import load_predictor, processor_for
 from edgevision.zoo.catalog.movenet import FULL_FILE, HEADS_FILE, check_heads, cut_heads

@@ -46,6 +46,8 @@ SAMPLES: dict[str, Artifact] = {
 }
 DEFAULT_VIDEO = "vtest.avi"
 PHOTOS = ("person.jpg", "dog.jpg", "horses.jpg", "messi5.jpg", "basketball1.png")
+# One or a few people who fill much of the frame: what single-pose models are used on.
+POSE_PHOTOS = ("person.jpg", "messi5.jpg", "basketball1.png", "basketball2.png")
 
 
 def list_samples() -> list[str]:

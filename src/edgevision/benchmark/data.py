@@ -12,8 +12,8 @@ import numpy as np
 from edgevision.checks import MAX_THREADS, media_input
 from edgevision.errors import EdgevisionError
 from edgevision.media import expand_sources, read_image
-from edgevision.quantization.calibration import evenly_spaced, read_images
-from edgevision.samples import DEFAULT_VIDEO, PHOTOS, sample_path
+from edgevision.quantization.calibration import evenly_spaced, large_people_views, read_images
+from edgevision.samples import DEFAULT_VIDEO, PHOTOS, POSE_PHOTOS, sample_path
 
 
 def parse_threads(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
@@ -58,14 +58,23 @@ def check_data(data: Data) -> None:
         expand_sources(data_sources(data))
 
 
-def load_data(data: Data, count: int) -> DataSet:
-    """``count`` images of ``data``, spread evenly; default: the sample photos and video frames.
+def load_data(data: Data, count: int, *, task: str | None = None) -> DataSet:
+    """``count`` images of ``data``, spread evenly; default: the sample photos and video frames, or
+    for pose models the photos of large people with their mirror images and centre crops (as
+    quantize holds them out: a single-pose model on a crowd picks a pedestrian at random).
 
     ``data``: images, folders or globs of images and videos, one or several; a file named
     twice is read once, and of each video ``count`` frames are taken evenly.
     """
     if data_sources(data):
         return _read_sources(data_sources(data), count)
+    if task == "pose":
+        views = [
+            (f"{name}#{i}", v)
+            for name in POSE_PHOTOS
+            for i, v in enumerate(large_people_views(read_image(sample_path(name))))
+        ]
+        return DataSet([v for _, v in views], [n for n, _ in views])
     images = [read_image(sample_path(name)) for name in PHOTOS]
     frames, frame_names = read_images(str(sample_path(DEFAULT_VIDEO)), max(count - len(images), 0) or 1, min_images=1)
     return DataSet(images + frames, list(PHOTOS) + frame_names)

@@ -227,12 +227,11 @@ def check_quantize(options: QuantizeOptions, output: Path | None, quantizer: Qua
 # Photos added to every held-out set, so agreement is not judged on one scene only. Pose
 # models get photos of one or a few large people (the single-pose models' use case).
 DETECTION_PHOTOS = ("person.jpg", "messi5.jpg", "basketball1.png", "dog.jpg", "horses.jpg")
-POSE_PHOTOS = ("person.jpg", "messi5.jpg", "basketball1.png", "basketball2.png")
 
 
 def default_holdout_photos(processor) -> list[str]:
     """Paths of the sample photos held out for agreement (none when they cannot be fetched)."""
-    from edgevision.samples import sample_path
+    from edgevision.samples import POSE_PHOTOS, sample_path
 
     names = POSE_PHOTOS if getattr(processor, "task", "") == "pose" else DETECTION_PHOTOS
     try:

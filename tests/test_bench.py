@@ -271,5 +271,5 @@ def test_pose_models_are_scored_on_photos_of_large_people_by_default(samples_cac
 
     pose, other = load_data(None, 24, task="pose"), load_data(None, 24, task="detection")
     assert len(pose.images) == 4 * len(POSE_PHOTOS)  # each photo, mirrored, and their centre crops
-    assert {name.split("#")[0] for name in pose.names} == set(POSE_PHOTOS)
-    assert len(other.images) == 24 and not any("#" in name for name in other.names)  # photos and video frames
+    assert {name.split(":view")[0] for name in pose.names} == set(POSE_PHOTOS)
+    assert len(other.images) == 24 and any(name.startswith("vtest.avi#") for name in other.names)  # + video frames

@@ -70,7 +70,7 @@ def load_data(data: Data, count: int, *, task: str | None = None) -> DataSet:
         return _read_sources(data_sources(data), count)
     if task == "pose":
         views = [
-            (f"{name}#{i}", v)
+            (f"{name}:view{i}", v)
             for name in POSE_PHOTOS
             for i, v in enumerate(large_people_views(read_image(sample_path(name))))
         ]

@@ -387,6 +387,16 @@ def _quantize_call(
     settings = QuantizeOptions(
         precision=precision, max_drop=max_drop, calib=calib, calib_count=options.calib_count, threads=options.threads
     )
+    if source.pytorch:  # by name, so that random weights are judged on raw outputs, not on decoded noise
+        quantize_model(
+            source.label,
+            backend=quantizer,
+            output=target,
+            options=settings,
+            weights=source.weights,
+            random_weights=source.random_weights,
+        )
+        return
     quantize_model(
         source.label if zoo_file else str(source.onnx),
         backend=quantizer,

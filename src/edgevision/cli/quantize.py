@@ -32,7 +32,8 @@ def quantize(
         str | None,
         typer.Option(
             "--holdout",
-            help="More held-out images for agreement, added to other images of --calib and the sample photos.",
+            help="More held-out images for agreement, added to other images of --calib and the sample photos "
+            "(pose models: to the photos of large people and their views; --calib then only calibrates).",
         ),
     ] = None,
     count: Annotated[int, typer.Option("--count", min=1, help="Calibration images to use.")] = 64,

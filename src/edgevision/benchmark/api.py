@@ -87,11 +87,12 @@ class BenchOptions:
 # ----------------------------------------------------------------------------- the run
 
 
-def source_task(source) -> str | None:
-    """The task of the zoo model a benchmark starts from (its default data depends on it)."""
-    from edgevision.zoo.assemble import processor_for
+def zoo_task(model: str) -> str | None:
+    """The task of a zoo model by name (its default data depends on it); None for a file."""
+    from edgevision.zoo.assemble import processor_for, resolve_model
 
-    return getattr(processor_for(source.source_model), "task", None) if source.source_model else None
+    target = resolve_model(model)
+    return None if isinstance(target, Path) else getattr(processor_for(target.name), "task", None)
 
 
 def run_bench(
@@ -106,11 +107,11 @@ def run_bench(
     thread_counts = check_bench(model, output, options)
     variants, data, annotations = options.variants, options.data, options.annotations
     resolve_model(model)  # a broken model file is one sentence before the data is read
+    dataset = load_data(data, options.data_count, task=zoo_task(model))
+    coco = match_annotations(annotations, dataset.names) if annotations else None
     source = resolve_bench_source(
         model, weights=options.weights, random_weights=options.random_weights, card=card_request(options.card)
     )
-    dataset = load_data(data, options.data_count, task=source_task(source))
-    coco = match_annotations(annotations, dataset.names) if annotations else None
     keys = with_baseline(choose_variants(variants, source))
     build = BuildOptions(options.calib, options.calib_count, options.max_drop, max(thread_counts))
     built, failures = build_variants(source, keys, build, progress=say)

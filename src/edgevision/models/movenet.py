@@ -233,15 +233,19 @@ def decode_multi_heads(heads: dict[str, np.ndarray]) -> np.ndarray:
     xmax = np.clip(mid_x + half[:, 1], 0, np.float32(width))
     cells = np.stack([ymin, xmin, ymax, xmax], axis=-1)  # (6, 4) in cells
     boxes = np.clip(cells * np.float32(STRIDE) / np.array([in_h, in_w, in_h, in_w], np.float32), 0, 1)
-    ys, xs = _grids(height, width)
-    inside = (ys[..., None] >= ymin) & (ys[..., None] < ymax) & (xs[..., None] >= xmin) & (xs[..., None] < xmax)
-    squared = (ys[..., None, None] - place_y) ** 2 + (xs[..., None, None] - place_x) ** 2  # (H, W, 6, 17)
     spread = np.float32(min(height, width)) * _f16(0.3)
-    weighted = heat[:, :, None, :] * np.exp(-squared / spread) * inside[..., None].astype(np.float32)
-    cell = np.argmax(weighted.reshape(-1, MAX_PEOPLE * KEYPOINTS), axis=0)  # (6 * 17,)
-    ky, kx = np.divmod(cell, width)
+    ys, xs = _grids(height, width)
+    rows = [np.flatnonzero((ys[:, 0] >= lo) & (ys[:, 0] < hi)) for lo, hi in zip(ymin, ymax)]
+    cols = [np.flatnonzero((xs[0] >= lo) & (xs[0] < hi)) for lo, hi in zip(xmin, xmax)]
+    cells = [_best_cells(heat, r, c, y, x, spread, width) for r, c, y, x in zip(rows, cols, place_y, place_x)]
+    ky, kx = (np.concatenate(parts) for parts in zip(*cells))  # (6 * 17,) each
     k = np.tile(np.arange(KEYPOINTS), MAX_PEOPLE)
-    scores = weighted.max(axis=2)[ky, kx, k].reshape(MAX_PEOPLE, KEYPOINTS)
+    # The score at each chosen cell: the highest weighted heatmap there over all people.
+    fky, fkx = ky.astype(np.float32)[:, None], kx.astype(np.float32)[:, None]
+    near = (fky - place_y[:, k].T) ** 2 + (fkx - place_x[:, k].T) ** 2  # (6 * 17, 6)
+    inside = (fky >= ymin) & (fky < ymax) & (fkx >= xmin) & (fkx < xmax)
+    weighted = heat[ky, kx, k][:, None] * np.exp(-near / spread) * inside.astype(np.float32)
+    scores = weighted.max(axis=1).reshape(MAX_PEOPLE, KEYPOINTS)
     off = offsets.reshape(height, width, KEYPOINTS, 2)[ky, kx, k]  # (6 * 17, 2)
     y = (off[:, 0] + ky.astype(np.float32)) * (np.float32(STRIDE) / in_h)
     x = (off[:, 1] + kx.astype(np.float32)) * (np.float32(STRIDE) / in_w)
@@ -251,6 +255,26 @@ def decode_multi_heads(heads: dict[str, np.ndarray]) -> np.ndarray:
     person = np.float32(1) / np.maximum(seen.sum(axis=1), 1).astype(np.float32) * total
     rows = np.concatenate([keypoints.reshape(MAX_PEOPLE, -1), boxes, person[:, None]], axis=1)
     return rows.astype(np.float32)[None]
+
+
+def _best_cells(heat, rows, cols, place_y, place_x, spread, width) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each keypoint of one person: the highest heatmap value weighted by
+    exp(-d^2 / spread) around its place, among the cells of its box (``rows`` x ``cols``).
+
+    The graph weighs every cell and zeroes those outside the box; the first highest cell in
+    row-major order is the same, and with nothing above 0 it is cell 0, as ArgMax picks it.
+    """
+    if rows.size == 0 or cols.size == 0:
+        return np.zeros(KEYPOINTS, np.int64), np.zeros(KEYPOINTS, np.int64)
+    ys = rows.astype(np.float32)[:, None, None]
+    xs = cols.astype(np.float32)[None, :, None]
+    squared = (ys - place_y) ** 2 + (xs - place_x) ** 2  # (rows, cols, 17)
+    weighted = (heat[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] * np.exp(-squared / spread)).reshape(-1, KEYPOINTS)
+    local = np.argmax(weighted, axis=0)
+    found = weighted[local, np.arange(KEYPOINTS)] > 0
+    ky, kx = rows[0] + local // cols.size, cols[0] + local % cols.size
+    index = np.where(found, ky * width + kx, 0)
+    return np.divmod(index, width)
 
 
 def _round_up(value: float, step: int) -> int:

@@ -44,6 +44,10 @@ VTEST_FRAMES = 795
 PROGRESS = re.compile(r"^run: [1-9]\d* frames ")
 
 
+def _default_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 class Child:
     """An ``edgevision`` command in a child process, its stderr read line by line as it comes."""
 
@@ -55,6 +59,9 @@ class Child:
             text=True,
             bufsize=1,
             cwd=cwd,
+            # As from a terminal: a suite started under nohup would hand its children an ignored
+            # SIGHUP, which edgevision rightly leaves ignored.
+            preexec_fn=_default_sighup,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

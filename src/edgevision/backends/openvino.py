@@ -137,6 +137,8 @@ class OpenVinoBackend(Backend):
         self.settings = {key: _property(self.compiled, key) for key in _REPORTED}
         self.inputs = [_spec(p) for p in self.compiled.inputs]
         self.outputs = [_spec(p) for p in self.compiled.outputs]
+        self._tensor = ov.Tensor
+        self._static_outputs = not any(None in spec.shape for spec in self.outputs)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # The request reads the caller's arrays in place. With static output shapes it writes
@@ -151,12 +153,10 @@ class OpenVinoBackend(Backend):
 
     def _owned_outputs(self) -> dict[str, np.ndarray] | None:
         """Fresh output arrays set as the request's output tensors; None when a shape is dynamic."""
-        import openvino as ov
-
-        if any(None in spec.shape for spec in self.outputs):
+        if not self._static_outputs:
             return None
         arrays = [np.empty(spec.shape, spec.dtype) for spec in self.outputs]
-        tensors = [ov.Tensor(array, shared_memory=True) for array in arrays]
+        tensors = [self._tensor(array, shared_memory=True) for array in arrays]
         for index, tensor in enumerate(tensors):
             self.request.set_output_tensor(index, tensor)
         self._written = (arrays, tensors)  # the request writes into these until the next run

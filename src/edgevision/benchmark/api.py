@@ -87,11 +87,10 @@ class BenchOptions:
 # ----------------------------------------------------------------------------- the run
 
 
-def zoo_task(model: str) -> str | None:
-    """The task of a zoo model by name (its default data depends on it); None for a file."""
-    from edgevision.zoo.assemble import processor_for, resolve_model
+def zoo_task(target) -> str | None:
+    """The task of a resolved zoo model (its default data depends on it); None for a file."""
+    from edgevision.zoo.assemble import processor_for
 
-    target = resolve_model(model)
     return None if isinstance(target, Path) else getattr(processor_for(target.name), "task", None)
 
 
@@ -106,8 +105,8 @@ def run_bench(
     say = progress or logger.info
     thread_counts = check_bench(model, output, options)
     variants, data, annotations = options.variants, options.data, options.annotations
-    resolve_model(model)  # a broken model file is one sentence before the data is read
-    dataset = load_data(data, options.data_count, task=zoo_task(model))
+    target = resolve_model(model)  # a broken model file is one sentence before the data is read
+    dataset = load_data(data, options.data_count, task=zoo_task(target))
     coco = match_annotations(annotations, dataset.names) if annotations else None
     source = resolve_bench_source(
         model, weights=options.weights, random_weights=options.random_weights, card=card_request(options.card)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgevision.errors import EdgevisionError
 from edgevision.files import damaged_files, file_record, write_atomic
-from edgevision.modelfiles import embed_metadata
+from edgevision.modelfiles import embed_metadata, model_files
 
 SUFFIX = ".edgevision.json"
 CARD_KEY = "edgevision.card"  # the metadata key of the model card inside ONNX and OpenVINO files
@@ -70,13 +70,6 @@ def tool_versions() -> dict[str, str]:
 
 def meta_path(model: Path) -> Path:
     return model.with_name(model.name + SUFFIX)
-
-
-def model_files(model: Path) -> list[Path]:
-    """The files a model is made of: itself, and the weights of an OpenVINO ``.xml``."""
-    model = Path(model)
-    weights = model.with_suffix(".bin")
-    return [model, weights] if model.suffix.lower() == ".xml" and weights.is_file() else [model]
 
 
 def write_meta(model: Path, meta: VariantMeta) -> Path:

@@ -1,0 +1,160 @@
+"""ncnn on the CPU: runs an ncnn ``.param`` file with its ``.bin`` weights beside it.
+
+An ncnn model is the pair ``model.param`` (the graph, text) + ``model.bin`` (the weights);
+edgevision names it by its ``.param``. ncnn's tensors (``ncnn.Mat``) have no batch axis: a
+blob is 1 to 4 dimensional, ``w``, ``h`` ``w``, ``c h w`` or ``c d h w``, each one a numpy
+array of that shape. pnnx, which writes the files, takes the first axis of every input and
+output as the batch, so a batch-1 NCHW array ``(1, C, H, W)`` is fed as ``(C, H, W)`` and an
+output Mat ``(C, H, W)`` comes back as ``(1, C, H, W)``. Input and output shapes are read from
+ncnn's own blob shape hints (``-23330=`` in the ``.param``, written by
+``edgevision.conversion.ncnn``); an input without one is taken as one image ``(1, ?, ?, ?)``.
+
+>>> b = NcnnBackend("model.param", threads=2, precision="fp16")  # doctest: +SKIP
+>>> b.run({"images": x})["output"].shape                          # doctest: +SKIP
+(1, 2125, 112)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from edgevision.backends import register_backend
+from edgevision.backends.base import Backend
+from edgevision.errors import EdgevisionError
+from edgevision.modelfiles import check_model_file
+from edgevision.types import TensorSpec
+
+FP32 = "fp32"  # every float layer computes and stores fp32: the like-with-like baseline
+FP16 = "fp16"  # fp16 storage and packing, and fp16 arithmetic where the CPU has it (ARMv8.2)
+DEFAULT = "default"  # ncnn's own Option defaults (fp16 storage and arithmetic on)
+PRECISIONS = (FP32, FP16, DEFAULT)
+
+# The Option switches reported with every run: they decide ncnn's kernels.
+_REPORTED = (
+    "num_threads",
+    "use_packing_layout",
+    "use_fp16_storage",
+    "use_fp16_packed",
+    "use_fp16_arithmetic",
+    "use_bf16_storage",
+    "use_sgemm_convolution",
+    "use_winograd_convolution",
+    "use_winograd23_convolution",
+    "use_winograd43_convolution",
+    "use_winograd63_convolution",
+    "lightmode",
+)
+
+
+def _shape(mat) -> tuple[int, ...] | None:
+    """The numpy shape (without batch) of a blob's shape hint; None when the file gives none."""
+    dims = mat.dims
+    full = {1: (mat.w,), 2: (mat.h, mat.w), 3: (mat.c, mat.h, mat.w), 4: (mat.c, mat.d, mat.h, mat.w)}
+    return full.get(dims)
+
+
+def _spec(blob, *, is_input: bool) -> TensorSpec:
+    shape = _shape(blob.shape)
+    if shape is not None:
+        return TensorSpec(blob.name, (1, *shape), "float32")
+    return TensorSpec(blob.name, (1, None, None, None) if is_input else (), "float32")
+
+
+def fp16_arithmetic_here() -> bool:
+    """True when this CPU computes in fp16 under ncnn (ARMv8.2 asimdhp); x86 builds store fp16 only."""
+    import ncnn
+
+    return bool(ncnn.cpu_support_arm_asimdhp())
+
+
+@register_backend
+class NcnnBackend(Backend):
+    """ncnn's CPU kernels (no Vulkan), one extractor per run.
+
+    ``precision="fp32"`` (the default) turns fp16 and bf16 storage and arithmetic off, so
+    results compare like with like with the other fp32 runtimes; ``"fp16"`` turns fp16
+    storage, packing and arithmetic on (ncnn uses each where the CPU has it: fp16 arithmetic
+    needs ARMv8.2, x86 keeps fp32 arithmetic); ``"default"`` keeps ncnn's own ``Option``.
+    ``threads`` sets ``opt.num_threads``. ``settings`` lists the ``Option`` switches used.
+    """
+
+    name = "ncnn"
+    label = "ncnn"
+    suffixes = (".param",)
+    extra = "ncnn"
+    precisions = PRECISIONS
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, precision: str = FP32) -> None:
+        if precision not in PRECISIONS:
+            raise EdgevisionError(f"ncnn precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+        self.precision = precision
+        super().__init__(path, threads=threads)
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return importlib.util.find_spec("ncnn") is not None
+
+    def _options(self, opt) -> None:
+        opt.use_vulkan_compute = False
+        if self.threads is not None:
+            opt.num_threads = self.threads
+        if self.precision == DEFAULT:
+            return
+        fp16 = self.precision == FP16
+        opt.use_fp16_storage = fp16
+        opt.use_fp16_packed = fp16
+        opt.use_fp16_arithmetic = fp16
+        opt.use_bf16_storage = False
+        opt.use_bf16_packed = False
+
+    def _load(self) -> None:
+        import ncnn
+
+        check_model_file(self.path)  # ncnn prints its reasons to stderr and returns only -1
+        self.net = ncnn.Net()
+        self._options(self.net.opt)
+        if self.net.load_param(str(self.path)) != 0:
+            raise EdgevisionError(
+                f"ncnn cannot load {self.path}: its graph names a layer this ncnn does not have, "
+                "or a malformed line; try another --backend."
+            )
+        if self.net.load_model(str(self.path.with_suffix(".bin"))) != 0:
+            raise EdgevisionError(
+                f"ncnn cannot load the weights {self.path.with_suffix('.bin')}: it is shorter than "
+                f"{self.path.name} needs; convert the model again."
+            )
+        blobs = self.net.blobs()
+        self.inputs = [_spec(blobs[i], is_input=True) for i in self.net.input_indexes()]
+        self.outputs = [_spec(blobs[i], is_input=False) for i in self.net.output_indexes()]
+        opt = self.net.opt
+        fp16_math = opt.use_fp16_arithmetic and fp16_arithmetic_here()
+        self.inference_precision = "f16" if fp16_math else "f32"
+        self.settings = {key: getattr(opt, key) for key in _REPORTED}
+        self.settings["fp16 arithmetic on this CPU"] = fp16_math
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import ncnn
+
+        extractor = self.net.create_extractor()
+        held = []
+        for spec in self.inputs:
+            x = feeds[spec.name]
+            if x.ndim < 2 or x.shape[0] != 1 or x.ndim > 5:
+                raise EdgevisionError(
+                    f"ncnn runs one image at a time: input '{spec.name}' must be [1, ...], got {x.shape}."
+                )
+            # ncnn.Mat(array) would share the array's memory; a clone is ncnn's own aligned
+            # copy, so layers that work in place never touch the caller's array.
+            mat = ncnn.Mat(np.ascontiguousarray(x[0], dtype=np.float32)).clone()
+            held.append(mat)
+            extractor.input(spec.name, mat)
+        results = {}
+        for spec in self.outputs:
+            status, mat = extractor.extract(spec.name)  # type 0: unpacked fp32, whatever ran inside
+            if status != 0:
+                raise EdgevisionError(f"ncnn could not compute output '{spec.name}' of {self.path.name}.")
+            results[spec.name] = np.array(mat)[np.newaxis]  # a copy the caller owns, batch axis put back
+        return results

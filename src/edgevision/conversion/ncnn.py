@@ -1,0 +1,177 @@
+"""ONNX -> ncnn (``.param`` + ``.bin``) with pnnx, ncnn's own converter.
+
+>>> from edgevision.conversion.ncnn import onnx_to_ncnn
+>>> onnx_to_ncnn(Path("model.onnx"), Path("model.param"))  # doctest: +SKIP
+
+pnnx runs in a temporary folder (it writes several side files beside its input) with
+``fp16=0``, so the ``.bin`` holds fp32 weights; fp16 is then a run-time choice of the ncnn
+backend. pnnx names the blobs ``in0, in1, ...`` and ``out0, out1, ...`` in the ONNX graph's
+order; the ``.param`` is then edited so that they carry the ONNX names again (callers feed
+and read tensors by the source's names), and ncnn's blob shape hints (``-23330=``) are
+added for every input and output whose ONNX shape is static, so the backend knows them.
+No maintained tool does these two edits on an ncnn graph.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from edgevision.errors import EdgevisionError, MissingExtraError
+from edgevision.files import copy_atomic, write_atomic
+from edgevision.modelfiles import read_onnx
+
+logger = logging.getLogger(__name__)
+
+SHAPE_HINT = "-23330"  # ncnn's array param 30: per top blob, [dims, w, h, c]
+_BLOB_NAME = re.compile(r"^\S+$")
+PNNX_TIMEOUT_S = 600
+
+
+def pnnx_executable() -> str:
+    """The pnnx program shipped in the ``pnnx`` wheel, or a clear error naming the extra."""
+    try:
+        import pnnx
+    except ImportError:
+        raise MissingExtraError("pnnx", "ncnn") from None
+    return pnnx.EXEC_PATH
+
+
+def _static_shapes(values) -> dict[str, tuple[int, ...] | None]:
+    """``{name: shape}`` of ONNX graph inputs or outputs; None for a shape with a named or unknown dim."""
+    shapes = {}
+    for value in values:
+        dims = value.type.tensor_type.shape.dim
+        sizes = tuple(d.dim_value if d.HasField("dim_value") else 0 for d in dims)
+        shapes[value.name] = sizes if sizes and all(sizes) else None
+    return shapes
+
+
+def _input_shapes(model) -> list[tuple[int, ...]]:
+    """Shapes pnnx traces the graph with: the ONNX input shapes, a free batch dimension set to 1."""
+    initializers = {i.name for i in model.graph.initializer}
+    shapes = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        sizes = [d.dim_value if d.HasField("dim_value") else 0 for d in dims]
+        if sizes and sizes[0] == 0:
+            sizes[0] = 1
+        if not all(sizes):
+            raise EdgevisionError(
+                f"ncnn conversion needs fixed input shapes; input '{value.name}' has free dimensions {sizes}. "
+                "Convert an ONNX file with a static input size."
+            )
+        shapes.append(tuple(sizes))
+    return shapes
+
+
+def run_pnnx(source: Path, folder: Path, shapes: list[tuple[int, ...]]) -> tuple[Path, Path]:
+    """pnnx ``source`` inside ``folder``; returns the ncnn ``.param`` and ``.bin`` it wrote."""
+    local = folder / "source.onnx"
+    shutil.copyfile(source, local)
+    data = source.with_name(source.name + ".data")
+    if data.is_file():  # ONNX external data keeps its own file name
+        shutil.copyfile(data, folder / data.name)
+    param, weights = folder / "model.ncnn.param", folder / "model.ncnn.bin"
+    shape_arg = ",".join("[" + ",".join(str(d) for d in s) + "]" for s in shapes)
+    command = [
+        pnnx_executable(),
+        str(local),
+        f"inputshape={shape_arg}",
+        "fp16=0",
+        f"ncnnparam={param}",
+        f"ncnnbin={weights}",
+        f"ncnnpy={folder / 'model_ncnn.py'}",
+        f"pnnxparam={folder / 'model.pnnx.param'}",
+        f"pnnxbin={folder / 'model.pnnx.bin'}",
+        f"pnnxpy={folder / 'model_pnnx.py'}",
+        f"pnnxonnx={folder / 'model.pnnx.onnx'}",
+    ]
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=PNNX_TIMEOUT_S)
+    logger.debug("pnnx: %s", done.stdout[-2000:])
+    if done.returncode != 0 or not param.is_file() or not weights.is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise EdgevisionError(f"pnnx cannot convert {source.name} to ncnn: {tail[0]}.")
+    return param, weights
+
+
+def rewrite_param(text: str, inputs: dict, outputs: dict) -> str:
+    """``text`` of an ncnn ``.param`` with pnnx's ``inN``/``outN`` blobs renamed and shape-hinted.
+
+    ``inputs`` and ``outputs`` map the ONNX names, in graph order, to their static shapes
+    (None when not static). A shape drops its first (batch) axis; ncnn hints hold 1 to 3 dims.
+
+    >>> text = "7767517\\n2 2\\nInput in0 0 1 in0\\nReLU relu_0 1 1 in0 out0\\n"
+    >>> print(rewrite_param(text, {"x": (1, 3, 4, 5)}, {"y": (1, 3, 4, 5)}), end="")
+    7767517
+    2 2
+    Input x 0 1 x -23330=4,3,5,4,3
+    ReLU relu_0 1 1 x y -23330=4,3,5,4,3
+    """
+    renames = {f"in{i}": name for i, name in enumerate(inputs)}
+    renames.update({f"out{i}": name for i, name in enumerate(outputs)})
+    shapes = {**inputs, **outputs}
+    lines = text.splitlines()
+    blobs = {token for line in lines[2:] for token in _blob_tokens(line.split())}
+    for new in renames.values():
+        if not _BLOB_NAME.match(new) or "=" in new or (new in blobs and new not in renames):
+            raise EdgevisionError(f"ncnn cannot name a blob {new!r} (it has spaces, '=' or is taken by another blob).")
+    out = lines[:2]
+    for line in lines[2:]:
+        fields = line.split()
+        if len(fields) < 4:
+            out.append(line)
+            continue
+        bottoms, tops = int(fields[2]), int(fields[3])
+        blob_end = 4 + bottoms + tops
+        names = [renames.get(b, b) for b in fields[4:blob_end]]
+        if fields[0] == "Input":
+            fields[1] = renames.get(fields[1], fields[1])
+        top_names = names[bottoms:]
+        params = fields[blob_end:]
+        if any(shapes.get(t) for t in top_names) and not any(p.startswith(SHAPE_HINT + "=") for p in params):
+            params.append(f"{SHAPE_HINT}={_hint(top_names, shapes)}")
+        out.append(" ".join([*fields[:4], *names, *params]))
+    return "\n".join(out) + "\n"
+
+
+def _blob_tokens(fields: list[str]) -> list[str]:
+    if len(fields) < 4:
+        return []
+    return fields[4 : 4 + int(fields[2]) + int(fields[3])]
+
+
+def _hint(tops: list[str], shapes: dict) -> str:
+    """ncnn's shape hint array for ``tops``: 4 ints per blob (dims, w, h, c), zeros when unknown."""
+    values = []
+    for top in tops:
+        shape = shapes.get(top)
+        inner = list(shape[1:]) if shape and 2 <= len(shape) <= 4 else []
+        whc = list(reversed(inner)) + [0] * (3 - len(inner))
+        values += [len(inner), *whc]
+    return ",".join(str(v) for v in [len(values), *values])
+
+
+def onnx_to_ncnn(source: Path, output: Path) -> Path:
+    """Convert ONNX ``source`` to ncnn at ``output`` (``.param``; the ``.bin`` goes beside it)."""
+    source, output = Path(source), Path(output)
+    if output.suffix != ".param":
+        raise EdgevisionError(f"ncnn models are named by their .param file, got {output.name}.")
+    model = read_onnx(source, external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    shapes = _input_shapes(model)
+    inputs = dict(zip([v.name for v in model.graph.input if v.name not in initializers], shapes))
+    outputs = _static_shapes(model.graph.output)
+    with tempfile.TemporaryDirectory(prefix="edgevision-pnnx-") as tmp:
+        param, weights = run_pnnx(source, Path(tmp), shapes)
+        text = rewrite_param(param.read_text(), inputs, outputs)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        copy_atomic(weights, output.with_suffix(".bin"))  # weights first: a .param never names missing weights
+        write_atomic(output, text.encode())
+    return output

@@ -34,6 +34,8 @@ _TOOLS = (
     "onnx2tf",
     "onnxslim",
     "torch",
+    "ncnn",
+    "pnnx",
 )
 
 
@@ -43,7 +45,7 @@ class VariantMeta:
 
     source_model: str  # zoo name, or path of the user's file
     source_sha256: str
-    runtime: str  # backend that runs the file: onnxruntime, openvino, litert, torch
+    runtime: str  # backend that runs the file: onnxruntime, openvino, litert, torch, ncnn
     precision: str  # fp32, fp16, int8-dynamic, int8
     step: str = "convert"  # convert, optimize, quantize
     calibration: dict = field(default_factory=dict)  # images, count, method, per_channel ...

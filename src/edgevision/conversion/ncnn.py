@@ -14,6 +14,7 @@ No maintained tool does these two edits on an ncnn graph.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import shutil
@@ -33,12 +34,16 @@ PNNX_TIMEOUT_S = 600
 
 
 def pnnx_executable() -> str:
-    """The pnnx program shipped in the ``pnnx`` wheel, or a clear error naming the extra."""
-    try:
-        import pnnx
-    except ImportError:
-        raise MissingExtraError("pnnx", "ncnn") from None
-    return pnnx.EXEC_PATH
+    """The pnnx program shipped in the ``pnnx`` wheel, or a clear error naming the extra.
+
+    Found without importing the package, whose ``__init__`` imports torch.
+    """
+    spec = importlib.util.find_spec("pnnx")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    found = [Path(f) / name for f in folders for name in ("pnnx", "pnnx.exe") if (Path(f) / name).is_file()]
+    if not found:
+        raise MissingExtraError("pnnx", "ncnn")
+    return str(found[0])
 
 
 def _static_shapes(values) -> dict[str, tuple[int, ...] | None]:

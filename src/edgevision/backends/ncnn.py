@@ -23,7 +23,7 @@ import numpy as np
 
 from edgevision.backends import register_backend
 from edgevision.backends.base import Backend
-from edgevision.errors import EdgevisionError
+from edgevision.errors import EdgevisionError, MissingExtraError
 from edgevision.modelfiles import check_model_file
 from edgevision.types import TensorSpec
 
@@ -61,6 +61,20 @@ def _spec(blob, *, is_input: bool) -> TensorSpec:
     if shape is not None:
         return TensorSpec(blob.name, (1, *shape), "float32")
     return TensorSpec(blob.name, (1, None, None, None) if is_input else (), "float32")
+
+
+def unknown_layers(param_text: str) -> list[str]:
+    """Layer types in an ncnn ``.param`` text that this ncnn build does not have.
+
+    >>> unknown_layers("7767517\\n2 2\\nInput in0 0 1 in0\\nDet det0 1 1 in0 out0\\n")  # doctest: +SKIP
+    ['Det']
+    """
+    try:
+        import ncnn
+    except ImportError:
+        raise MissingExtraError("ncnn", "ncnn") from None
+    kinds = {line.split()[0] for line in param_text.splitlines()[2:] if line.split()}
+    return sorted(k for k in kinds if ncnn.layer_to_index(k) < 0)
 
 
 def fp16_arithmetic_here() -> bool:
@@ -117,10 +131,11 @@ class NcnnBackend(Backend):
         self.net = ncnn.Net()
         self._options(self.net.opt)
         if self.net.load_param(str(self.path)) != 0:
-            raise EdgevisionError(
-                f"ncnn cannot load {self.path}: its graph names a layer this ncnn does not have, "
-                "or a malformed line; try another --backend."
+            unknown = unknown_layers(self.path.read_text(errors="replace"))
+            reason = (
+                f"it has layer type(s) {', '.join(unknown)} this ncnn does not have" if unknown else "a malformed line"
             )
+            raise EdgevisionError(f"ncnn cannot load {self.path}: {reason}; try another --backend.")
         if self.net.load_model(str(self.path.with_suffix(".bin"))) != 0:
             raise EdgevisionError(
                 f"ncnn cannot load the weights {self.path.with_suffix('.bin')}: it is shorter than "

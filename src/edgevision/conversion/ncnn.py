@@ -22,7 +22,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edgevision.errors import EdgevisionError, MissingExtraError
+from edgevision.backends.ncnn import unknown_layers
+from edgevision.errors import EdgevisionError, MissingExtraError, UnsupportedOpsError
 from edgevision.files import copy_atomic, write_atomic
 from edgevision.modelfiles import read_onnx
 
@@ -77,21 +78,37 @@ def _input_shapes(model) -> list[tuple[int, ...]]:
 
 
 def run_pnnx(source: Path, folder: Path, shapes: list[tuple[int, ...]]) -> tuple[Path, Path]:
-    """pnnx ``source`` inside ``folder``; returns the ncnn ``.param`` and ``.bin`` it wrote."""
+    """pnnx ``source`` inside ``folder``; returns the ncnn ``.param`` and ``.bin`` it wrote.
+
+    pnnx reads ONNX through an onnxruntime of its own, which refuses files of a newer IR
+    version than it knows even when their opsets need no newer one: such a file is given to
+    pnnx again with the lowest IR version its opsets need (only that header field changes).
+    """
     local = folder / "source.onnx"
     shutil.copyfile(source, local)
     data = source.with_name(source.name + ".data")
     if data.is_file():  # ONNX external data keeps its own file name
         shutil.copyfile(data, folder / data.name)
+    done = _pnnx(local, folder, shapes)
+    if done.returncode != 0 and "Unsupported model IR version" in done.stdout + done.stderr and _lower_ir(local):
+        done = _pnnx(local, folder, shapes)
     param, weights = folder / "model.ncnn.param", folder / "model.ncnn.bin"
+    if done.returncode != 0 or not param.is_file() or not weights.is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise EdgevisionError(f"pnnx cannot convert {source.name} to ncnn: {tail[0].strip().rstrip('.')}.")
+    return param, weights
+
+
+def _pnnx(local: Path, folder: Path, shapes: list[tuple[int, ...]]) -> subprocess.CompletedProcess[str]:
+    """One pnnx run writing every file it makes into ``folder``."""
     shape_arg = ",".join("[" + ",".join(str(d) for d in s) + "]" for s in shapes)
     command = [
         pnnx_executable(),
         str(local),
         f"inputshape={shape_arg}",
         "fp16=0",
-        f"ncnnparam={param}",
-        f"ncnnbin={weights}",
+        f"ncnnparam={folder / 'model.ncnn.param'}",
+        f"ncnnbin={folder / 'model.ncnn.bin'}",
         f"ncnnpy={folder / 'model_ncnn.py'}",
         f"pnnxparam={folder / 'model.pnnx.param'}",
         f"pnnxbin={folder / 'model.pnnx.bin'}",
@@ -100,10 +117,20 @@ def run_pnnx(source: Path, folder: Path, shapes: list[tuple[int, ...]]) -> tuple
     ]
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=PNNX_TIMEOUT_S)
     logger.debug("pnnx: %s", done.stdout[-2000:])
-    if done.returncode != 0 or not param.is_file() or not weights.is_file():
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        raise EdgevisionError(f"pnnx cannot convert {source.name} to ncnn: {tail[0]}.")
-    return param, weights
+    return done
+
+
+def _lower_ir(local: Path) -> bool:
+    """Set ``local``'s IR version to the lowest its opsets need; False when it already has it."""
+    import onnx
+
+    model = onnx.load(str(local), load_external_data=False)
+    lowest = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    if model.ir_version <= lowest:
+        return False
+    model.ir_version = lowest
+    onnx.save(model, str(local))
+    return True
 
 
 def rewrite_param(text: str, inputs: dict, outputs: dict) -> str:
@@ -175,7 +202,11 @@ def onnx_to_ncnn(source: Path, output: Path) -> Path:
     outputs = _static_shapes(model.graph.output)
     with tempfile.TemporaryDirectory(prefix="edgevision-pnnx-") as tmp:
         param, weights = run_pnnx(source, Path(tmp), shapes)
-        text = rewrite_param(param.read_text(), inputs, outputs)
+        text = param.read_text()
+        unknown = unknown_layers(text)
+        if unknown:
+            raise UnsupportedOpsError("ncnn", unknown, f"ncnn has no layer for op(s) {', '.join(unknown)}.")
+        text = rewrite_param(text, inputs, outputs)
         output.parent.mkdir(parents=True, exist_ok=True)
         copy_atomic(weights, output.with_suffix(".bin"))  # weights first: a .param never names missing weights
         write_atomic(output, text.encode())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -155,6 +156,8 @@ def test_ncnn_variants_are_built_timed_and_agree(tiny_onnx, image_folder, tmp_pa
         assert record["error"] is None and record["runtime"] == "ncnn"
         assert record["threads"]["1"]["latency"]["p50"] > 0
         assert record["runtime_settings"]["1"]["num_threads"] == 1
+        # Idle OpenMP threads sleep: spinning ones made 2 threads slower than 1 on a shared machine.
+        assert record["runtime_settings"]["1"]["OMP_WAIT_POLICY"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
     # .param and .bin both counted: the weights alone are 4 * (8*27 + 8 + 4*8 + 4) bytes.
     assert by_key["ncnn-fp32"]["size_bytes"] > 4 * (8 * 27 + 8 + 4 * 8 + 4)
     assert by_key["ncnn-fp32"]["size_bytes"] == by_key["ncnn-fp16"]["size_bytes"]

@@ -17,6 +17,8 @@ ncnn's own blob shape hints (``-23330=`` in the ``.param``, written by
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,25 +65,42 @@ def _spec(blob, *, is_input: bool) -> TensorSpec:
     return TensorSpec(blob.name, (1, None, None, None) if is_input else (), "float32")
 
 
+_WAIT_POLICY = "unknown: ncnn was imported before edgevision set it"  # OMP_WAIT_POLICY at ncnn's first import
+
+
+def import_ncnn():
+    """The ``ncnn`` module, its OpenMP threads set to sleep when idle unless the user said otherwise.
+
+    ncnn's wheels carry their own libgomp, which reads ``OMP_WAIT_POLICY`` once, when it is
+    loaded: so it is set before the first import. By default idle OpenMP threads spin,
+    which on a small board busy with other work (video decoding, other processes) makes ncnn
+    with 2 threads several times slower than with 1 (nanodet-m, 2 cores shared with other
+    jobs: p50 1152 ms spinning, 112 ms passive, 1 thread 154 ms; ONNX Runtime 132-167 ms).
+    """
+    global _WAIT_POLICY
+    if "ncnn" not in sys.modules:
+        _WAIT_POLICY = os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import ncnn
+    except ImportError:
+        raise MissingExtraError("ncnn", "ncnn") from None
+    return ncnn
+
+
 def unknown_layers(param_text: str) -> list[str]:
     """Layer types in an ncnn ``.param`` text that this ncnn build does not have.
 
     >>> unknown_layers("7767517\\n2 2\\nInput in0 0 1 in0\\nDet det0 1 1 in0 out0\\n")  # doctest: +SKIP
     ['Det']
     """
-    try:
-        import ncnn
-    except ImportError:
-        raise MissingExtraError("ncnn", "ncnn") from None
+    ncnn = import_ncnn()
     kinds = {line.split()[0] for line in param_text.splitlines()[2:] if line.split()}
     return sorted(k for k in kinds if ncnn.layer_to_index(k) < 0)
 
 
 def fp16_arithmetic_here() -> bool:
     """True when this CPU computes in fp16 under ncnn (ARMv8.2 asimdhp); x86 builds store fp16 only."""
-    import ncnn
-
-    return bool(ncnn.cpu_support_arm_asimdhp())
+    return bool(import_ncnn().cpu_support_arm_asimdhp())
 
 
 @register_backend
@@ -113,6 +132,7 @@ class NcnnBackend(Backend):
 
     def _options(self, opt) -> None:
         opt.use_vulkan_compute = False
+        opt.openmp_blocktime = 0  # idle threads sleep at once (LLVM/Intel OpenMP; libgomp: OMP_WAIT_POLICY)
         if self.threads is not None:
             opt.num_threads = self.threads
         if self.precision == DEFAULT:
@@ -125,9 +145,9 @@ class NcnnBackend(Backend):
         opt.use_bf16_packed = False
 
     def _load(self) -> None:
-        import ncnn
-
+        ncnn = import_ncnn()
         check_model_file(self.path)  # ncnn prints its reasons to stderr and returns only -1
+        self._mat = ncnn.Mat
         self.net = ncnn.Net()
         self._options(self.net.opt)
         if self.net.load_param(str(self.path)) != 0:
@@ -148,11 +168,11 @@ class NcnnBackend(Backend):
         fp16_math = opt.use_fp16_arithmetic and fp16_arithmetic_here()
         self.inference_precision = "f16" if fp16_math else "f32"
         self.settings = {key: getattr(opt, key) for key in _REPORTED}
+        self.settings["openmp_blocktime"] = opt.openmp_blocktime
+        self.settings["OMP_WAIT_POLICY"] = _WAIT_POLICY
         self.settings["fp16 arithmetic on this CPU"] = fp16_math
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import ncnn
-
         extractor = self.net.create_extractor()
         held = []
         for spec in self.inputs:
@@ -163,7 +183,7 @@ class NcnnBackend(Backend):
                 )
             # ncnn.Mat(array) would share the array's memory; a clone is ncnn's own aligned
             # copy, so layers that work in place never touch the caller's array.
-            mat = ncnn.Mat(np.ascontiguousarray(x[0], dtype=np.float32)).clone()
+            mat = self._mat(np.ascontiguousarray(x[0], dtype=np.float32)).clone()
             held.append(mat)
             extractor.input(spec.name, mat)
         results = {}

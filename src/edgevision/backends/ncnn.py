@@ -87,6 +87,31 @@ def import_ncnn():
     return ncnn
 
 
+FOCUS = "YoloV5Focus"  # ncnn's own name for the space-to-depth stem of YOLOv5 / YOLOX (its examples register it)
+
+
+def focus_layer_class(ncnn):
+    """ncnn's Python ``YoloV5Focus`` layer, as in the ``ncnn`` package's own yolov5 model: ncnn
+    has no layer for strided slices, so YOLOX's stem ``cat(x[..., ::2, ::2], x[..., 1::2, ::2],
+    x[..., ::2, 1::2], x[..., 1::2, 1::2])`` on channels runs here, in numpy."""
+
+    class YoloV5Focus(ncnn.Layer):
+        def __init__(self):
+            ncnn.Layer.__init__(self)
+            self.one_blob_only = True
+
+        def forward(self, bottom_blob, top_blob, opt):
+            x = np.array(bottom_blob)  # (C, H, W): fp32, unpacked (the layer supports neither)
+            parts = (x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2])
+            top_blob.clone_from(ncnn.Mat(np.ascontiguousarray(np.concatenate(parts))), opt.blob_allocator)
+            return -100 if top_blob.empty() else 0
+
+    return YoloV5Focus
+
+
+CUSTOM_LAYERS = (FOCUS,)  # layer types edgevision registers itself
+
+
 def unknown_layers(param_text: str) -> list[str]:
     """Layer types in an ncnn ``.param`` text that this ncnn build does not have.
 
@@ -95,7 +120,7 @@ def unknown_layers(param_text: str) -> list[str]:
     """
     ncnn = import_ncnn()
     kinds = {line.split()[0] for line in param_text.splitlines()[2:] if line.split()}
-    return sorted(k for k in kinds if ncnn.layer_to_index(k) < 0)
+    return sorted(k for k in kinds if ncnn.layer_to_index(k) < 0 and k not in CUSTOM_LAYERS)
 
 
 def fp16_arithmetic_here() -> bool:
@@ -150,6 +175,7 @@ class NcnnBackend(Backend):
         self._mat = ncnn.Mat
         self.net = ncnn.Net()
         self._options(self.net.opt)
+        self._register_custom_layers(ncnn)
         if self.net.load_param(str(self.path)) != 0:
             unknown = unknown_layers(self.path.read_text(errors="replace"))
             reason = (
@@ -167,10 +193,30 @@ class NcnnBackend(Backend):
         opt = self.net.opt
         fp16_math = opt.use_fp16_arithmetic and fp16_arithmetic_here()
         self.inference_precision = "f16" if fp16_math else "f32"
-        self.settings = {key: getattr(opt, key) for key in _REPORTED}
+        self.settings = {**{key: getattr(opt, key) for key in _REPORTED}, **self.settings}
+        self.settings.pop("threads", None)
         self.settings["openmp_blocktime"] = opt.openmp_blocktime
         self.settings["OMP_WAIT_POLICY"] = _WAIT_POLICY
         self.settings["fp16 arithmetic on this CPU"] = fp16_math
+
+    def _register_custom_layers(self, ncnn) -> None:
+        """Register the Python layers the file uses; they live as long as this backend."""
+        kinds = {line.split()[0] for line in self.path.read_text(errors="replace").splitlines()[2:] if line.split()}
+        if FOCUS not in kinds:
+            return
+        layer_class, self._layers = focus_layer_class(ncnn), []
+
+        def create():
+            layer = layer_class()
+            self._layers.append(layer)  # ncnn holds a bare pointer: Python must keep the object
+            return layer
+
+        def destroy(layer):
+            self._layers.remove(layer)
+
+        self._creators = (create, destroy)
+        self.net.register_custom_layer(FOCUS, create, destroy)
+        self.settings["Python layers"] = FOCUS
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         extractor = self.net.create_extractor()

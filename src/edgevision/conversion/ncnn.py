@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edgevision.backends.ncnn import unknown_layers
+from edgevision.backends.ncnn import FOCUS, unknown_layers
 from edgevision.errors import EdgevisionError, MissingExtraError, UnsupportedOpsError
 from edgevision.files import copy_atomic, write_atomic
 from edgevision.modelfiles import read_onnx
@@ -173,6 +173,81 @@ def rewrite_param(text: str, inputs: dict, outputs: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+FOCUS_STARTS = ((0, 0), (1, 0), (0, 1), (1, 1))  # (H, W) starts of YOLOX's stem slices, in concat order
+
+
+def onnx_focus_stems(model) -> int:
+    """How many ``Concat(axis=1)`` of four step-2 ``Slice`` of one tensor (H, W) the ONNX graph
+    has, in the space-to-depth order of YOLOv5 / YOLOX's stem (see ``FOCUS_STARTS``)."""
+    from onnx import numpy_helper
+
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    found = 0
+    for node in model.graph.node:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+        if node.op_type != "Concat" or len(node.input) != 4 or axis != 1:
+            continue
+        slices = [producers.get(name) for name in node.input]
+        starts = [_slice_start(s, constants) for s in slices]
+        if tuple(starts) == FOCUS_STARTS and len({s.input[0] for s in slices}) == 1:
+            found += 1
+    return found
+
+
+def _slice_start(node, constants) -> tuple[int, ...] | None:
+    """The (H, W) starts of a step-2 ``Slice`` over axes 2 and 3 of a 4-D tensor; else None."""
+    if node is None or node.op_type != "Slice" or len(node.input) != 5:
+        return None
+    starts, _, axes, steps = (constants.get(name) for name in node.input[1:])
+    if starts is None or axes is None or steps is None:
+        return None
+    if [int(a) % 4 for a in axes] != [2, 3] or [int(x) for x in steps] != [2, 2]:
+        return None
+    return tuple(int(x) for x in starts)
+
+
+def fuse_focus(text: str) -> tuple[str, int]:
+    """``text`` with each pnnx stem of four ``Tensor.slice`` and a ``Concat`` (fed by one blob, or
+    by one ``Split`` of it) made one ``YoloV5Focus`` layer; returns the text and how many.
+
+    pnnx writes strided slices as ``Tensor.slice``, which ncnn has no layer for, and leaves
+    their starts and steps out: the caller checks the ONNX graph has as many such stems.
+    """
+    lines = text.splitlines()
+    layers = [line.split() for line in lines[2:] if line.split()]
+    producer = {top: i for i, fields in enumerate(layers) for top in _tops(fields)}
+    removed, replaced = set(), {}
+    for i, fields in enumerate(layers):
+        if fields[0] != "Concat" or int(fields[2]) != 4 or any(p.startswith("0=") and p != "0=0" for p in fields):
+            continue
+        slices = [producer.get(b) for b in _bottoms(fields)]
+        if any(j is None or layers[j][0] != "Tensor.slice" or int(layers[j][2]) != 1 for j in slices):
+            continue
+        sources = {_bottoms(layers[j])[0] for j in slices}
+        split = producer.get(next(iter(sources)))
+        if len(sources) == 1:
+            source, extra = next(iter(sources)), set()
+        elif split is not None and layers[split][0] == "Split" and set(_tops(layers[split])) == sources:
+            source, extra = _bottoms(layers[split])[0], {split}
+        else:
+            continue
+        removed |= {*slices, *extra}
+        replaced[i] = [FOCUS, f"focus_{len(replaced)}", "1", "1", source, _tops(fields)[0]]
+    kept = [replaced.get(i, fields) for i, fields in enumerate(layers) if i not in removed]
+    blobs = sum(len(_tops(fields)) for fields in kept)
+    return "\n".join([lines[0], f"{len(kept)} {blobs}", *(" ".join(f) for f in kept)]) + "\n", len(replaced)
+
+
+def _bottoms(fields: list[str]) -> list[str]:
+    return fields[4 : 4 + int(fields[2])]
+
+
+def _tops(fields: list[str]) -> list[str]:
+    start = 4 + int(fields[2])
+    return fields[start : start + int(fields[3])]
+
+
 def _blob_tokens(fields: list[str]) -> list[str]:
     if len(fields) < 4:
         return []
@@ -203,6 +278,9 @@ def onnx_to_ncnn(source: Path, output: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="edgevision-pnnx-") as tmp:
         param, weights = run_pnnx(source, Path(tmp), shapes)
         text = param.read_text()
+        if "Tensor.slice" in text and onnx_focus_stems(model):
+            fused, count = fuse_focus(text)
+            text = fused if count == onnx_focus_stems(model) else text
         unknown = unknown_layers(text)
         if unknown:
             raise UnsupportedOpsError("ncnn", unknown, f"ncnn has no layer for op(s) {', '.join(unknown)}.")

@@ -103,8 +103,12 @@ def focus_layer_class(ncnn):
         def forward(self, bottom_blob, top_blob, opt):
             x = np.array(bottom_blob)  # (C, H, W): fp32, unpacked (the layer supports neither)
             parts = (x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2])
-            top_blob.clone_from(ncnn.Mat(np.ascontiguousarray(np.concatenate(parts))), opt.blob_allocator)
-            return -100 if top_blob.empty() else 0
+            c, h, w = x.shape
+            top_blob.create(w // 2, h // 2, 4 * c, allocator=opt.blob_allocator)
+            if top_blob.empty():
+                return -100
+            np.concatenate(parts, out=np.asarray(top_blob))  # written in place: the view follows ncnn's cstep
+            return 0
 
     return YoloV5Focus
 

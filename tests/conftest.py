@@ -73,6 +73,7 @@ def tiny_model_files(tmp_path_factory) -> dict[str, Path]:
         "openvino": tiny_models.build_openvino_ir(files["onnx"]),
         "litert": tiny_models.build_tflite(folder),
         "torch": files["torch"],
+        "ncnn": tiny_models.build_ncnn(files["onnx"]),
     }
 
 

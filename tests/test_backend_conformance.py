@@ -12,7 +12,7 @@ import tiny_models
 from edgevision.backends import create_backend, list_backends
 from edgevision.errors import EdgevisionError
 
-BACKENDS = ["onnxruntime", "openvino", "litert", "torch"]
+BACKENDS = ["onnxruntime", "openvino", "litert", "torch", "ncnn"]
 TOLERANCE = 1e-4  # max abs diff on fp32 outputs of magnitude ~1
 
 
@@ -75,7 +75,7 @@ def test_truncated_file_is_refused(name, tiny_model_files, tmp_path):
     source = tiny_model_files[name]
     broken = tmp_path / source.name
     broken.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
-    if source.suffix == ".xml":  # IR keeps its weights in the .bin beside it
+    if source.suffix in (".xml", ".param"):  # IR and ncnn keep their weights in the .bin beside it
         (tmp_path / source.with_suffix(".bin").name).write_bytes(b"\0" * 10)
     with pytest.raises(EdgevisionError, match="cannot load"):
         create_backend(name, broken)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -133,6 +134,38 @@ def test_reports_are_written(tiny_bench):
     html = tiny_bench.paths["html"].read_text()
     assert html.count("data:image/png;base64,") >= 4
     assert "http://" not in html and "https://" not in html  # stands alone
+
+
+def test_ncnn_variants_are_built_timed_and_agree(tiny_onnx, image_folder, tmp_path):
+    """ncnn-fp32 is converted by pnnx and runs in true fp32; ncnn-fp16 runs the same file in fp16."""
+    import edgevision
+
+    result = edgevision.bench(
+        str(tiny_onnx),
+        variants="ort-fp32,ncnn-fp32,ncnn-fp16",
+        threads="1",
+        data=str(image_folder),
+        output=tmp_path,
+        timing=QUICK,
+        measure_peak=False,
+    )
+    by_key = {r["variant"]: r for r in result.records}
+    assert set(by_key) == {"ort-fp32", "ncnn-fp32", "ncnn-fp16"} and not result.failures
+    for key in ("ncnn-fp32", "ncnn-fp16"):
+        record = by_key[key]
+        assert record["error"] is None and record["runtime"] == "ncnn"
+        assert record["threads"]["1"]["latency"]["p50"] > 0
+        assert record["runtime_settings"]["1"]["num_threads"] == 1
+        # Idle OpenMP threads sleep: spinning ones made 2 threads slower than 1 on a shared machine.
+        assert record["runtime_settings"]["1"]["OMP_WAIT_POLICY"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    # .param and .bin both counted: the weights alone are 4 * (8*27 + 8 + 4*8 + 4) bytes.
+    assert by_key["ncnn-fp32"]["size_bytes"] > 4 * (8 * 27 + 8 + 4 * 8 + 4)
+    assert by_key["ncnn-fp32"]["size_bytes"] == by_key["ncnn-fp16"]["size_bytes"]
+    assert by_key["ncnn-fp32"]["runtime_settings"]["1"]["use_fp16_storage"] is False
+    assert by_key["ncnn-fp16"]["runtime_settings"]["1"]["use_fp16_storage"] is True
+    assert by_key["ncnn-fp32"]["agreement"] >= 1 - 1e-8
+    # fp16 storage rounds weights and activations to 11 significant bits: close, not equal.
+    assert by_key["ncnn-fp16"]["agreement"] >= 0.999
 
 
 def test_summarize_percentiles():

@@ -1,4 +1,4 @@
-"""ONNX -> OpenVINO / TFLite conversion and ONNX optimisation: parity, refusal, unsupported ops."""
+"""ONNX -> OpenVINO / TFLite / ncnn conversion and ONNX optimisation: parity, refusal, unsupported ops."""
 
 from __future__ import annotations
 
@@ -84,6 +84,86 @@ def test_tiny_to_tflite_keeps_layout_names_and_numbers(tiny_onnx, tmp_path, tiny
     for name in want:
         np.testing.assert_allclose(got[name], want[name], atol=1e-4)
     assert any("input_layout" in note for note in result.meta.notes)
+
+
+def test_tiny_to_ncnn_keeps_names_shapes_and_numbers(tiny_onnx, tmp_path, tiny_input, samples_cache):
+    result = convert_model(str(tiny_onnx), to="ncnn", output=tmp_path / "tiny.param")
+    assert result.parity.passed
+    meta = read_meta(tmp_path / "tiny.param")
+    assert meta.runtime == "ncnn" and meta.precision == "fp32" and set(meta.files) == {"tiny.param", "tiny.bin"}
+    source, produced = create_backend(None, tiny_onnx), create_backend(None, result.path)
+    assert [(s.name, s.shape) for s in produced.inputs] == [(s.name, s.shape) for s in source.inputs]
+    assert sorted((s.name, s.shape) for s in produced.outputs) == [("features", (1, 8)), ("logits", (1, 4))]
+    want, got = source.run({"images": tiny_input}), produced.run({"images": tiny_input})
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-5)
+    assert result.parity.report.file_bytes == sum(f["bytes"] for f in meta.files.values())
+
+
+def test_nchw_model_to_ncnn_keeps_channels_in_place(tmp_path, samples_cache):
+    """ncnn blobs are CHW without batch: an NCHW input and output go through unchanged."""
+    source = conv_bn_model(tmp_path / "convbn.onnx")  # IR version newer than pnnx's reader: lowered for it
+    result = convert_model(str(source), to="ncnn", output=tmp_path / "convbn.param")
+    onnx_run, ncnn_run = create_backend(None, source), create_backend(None, result.path)
+    assert ncnn_run.inputs[0].shape == (1, 3, 32, 32) and ncnn_run.outputs[0].shape == (1, 8, 32, 32)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(ncnn_run.run({"images": x})["out"], onnx_run.run({"images": x})["out"], atol=1e-5)
+
+
+def focus_stem_model(path):
+    """YOLOX's stem as the zoo's export writes it: four step-2 Slices over H and W concatenated on
+    channels, then a Conv (ncnn has no strided slice)."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.3, (4, 12, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.full(2, 2**31 - 1, np.int64), "ends"),
+        numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
+        numpy_helper.from_array(np.array([2, 2], np.int64), "steps"),
+    ]
+    nodes = []
+    for k, start in enumerate([(0, 0), (1, 0), (0, 1), (1, 1)]):
+        inits.append(numpy_helper.from_array(np.array(start, np.int64), f"starts{k}"))
+        nodes.append(helper.make_node("Slice", ["images", f"starts{k}", "ends", "axes", "steps"], [f"s{k}"]))
+    nodes += [
+        helper.make_node("Concat", ["s0", "s1", "s2", "s3"], ["cat"], axis=1),
+        helper.make_node("Conv", ["cat", "w"], ["out"], pads=[1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 24])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 12])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_focus_stem_to_ncnn_runs_as_one_layer_run_after_run(tmp_path, samples_cache):
+    source = focus_stem_model(tmp_path / "stem.onnx")
+    result = convert_model(str(source), to="ncnn", output=tmp_path / "stem.param")
+    kinds = [line.split()[0] for line in result.path.read_text().splitlines()[2:]]
+    assert "YoloV5Focus" in kinds and "Tensor.slice" not in kinds
+    onnx_run, ncnn_run = create_backend(None, source), create_backend(None, result.path)
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # every run: a layer output that outlived its memory showed on some runs only
+        x = rng.uniform(-1, 1, (1, 3, 16, 24)).astype(np.float32)
+        np.testing.assert_allclose(ncnn_run.run({"images": x})["out"], onnx_run.run({"images": x})["out"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_nanodet_to_ncnn_agrees_at_task_level(tmp_path, samples_cache):
+    result = convert_model("nanodet-m", to="ncnn", output=tmp_path / "nanodet.param")
+    assert result.parity.agreement["value"] >= 0.99
+    assert all(o.cosine > 0.9999 for o in result.parity.report.outputs)
+    assert (tmp_path / "nanodet.bin").stat().st_size > 4_000_000  # fp32 weights
+
+
+def test_unsupported_op_for_ncnn_names_op_and_saves_nothing(tmp_path):
+    model = _single_op_model(tmp_path / "det.onnx", "Det", [2, 3, 3])
+    with pytest.raises(EdgevisionError, match=r"ncnn has no layer for op\(s\) Det.*onnxruntime"):
+        convert_model(str(model), to="ncnn", output=tmp_path / "out" / "det.param")
+    assert not (tmp_path / "out").exists()
 
 
 def test_tflite_file_to_onnx(tiny_model_files, tmp_path, samples_cache):

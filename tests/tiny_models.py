@@ -1,7 +1,7 @@
 """One tiny image model written out in every format the backends load.
 
-The same weights are built in PyTorch (exported to .pt2 and .onnx, and to OpenVINO IR) and
-in Keras (converted to .tflite), so every backend can be checked against one reference.
+The same weights are built in PyTorch (exported to .pt2 and .onnx, and to OpenVINO IR and
+ncnn) and in Keras (converted to .tflite), so every backend can be checked against one reference.
 Input is NHWC float32 [1, 16, 16, 3]; outputs are logits [1, 4] and pooled features [1, 8].
 """
 
@@ -75,6 +75,16 @@ def build_openvino_ir(onnx_path: Path) -> Path:
     xml = onnx_path.with_suffix(".xml")
     ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=False)
     return xml
+
+
+def build_ncnn(onnx_path: Path) -> Path:
+    """ncnn/tiny.param + tiny.bin through pnnx, with the ONNX names and shape hints edgevision adds.
+
+    In a folder of their own: OpenVINO IR's weights are also called tiny.bin.
+    """
+    from edgevision.conversion.ncnn import onnx_to_ncnn
+
+    return onnx_to_ncnn(onnx_path, onnx_path.parent / "ncnn" / "tiny.param")
 
 
 def build_tflite(folder: Path) -> Path:

@@ -114,7 +114,7 @@ class Model:
 
     @property
     def runtime(self) -> str:
-        """The backend that runs the model (``onnxruntime``, ``openvino``, ``litert``, ``torch``)."""
+        """The backend that runs the model (``onnxruntime``, ``openvino``, ``litert``, ``torch``, ``ncnn``)."""
         return self.predictor.backends[0].name if self.predictor.backends else ""
 
     def predict(self, image: np.ndarray) -> Prediction:

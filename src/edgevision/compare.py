@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.modelfiles import model_files
 from edgevision.types import Detections, Poses
 
 logger = logging.getLogger(__name__)
@@ -437,14 +438,10 @@ def align_outputs(
 
 
 def model_bytes(path: Path) -> int:
-    """Bytes of a model file and its companions (``.bin`` of OpenVINO IR, ONNX external data)."""
+    """Bytes of a model file and its companions (``.bin`` of OpenVINO IR or ncnn, ONNX external data)."""
     path = Path(path)
-    companions = [
-        path,
-        path.with_suffix(".bin") if path.suffix == ".xml" else None,
-        path.with_name(path.name + ".data"),
-    ]
-    return sum(p.stat().st_size for p in companions if p is not None and p.is_file())
+    companions = [*model_files(path), path.with_name(path.name + ".data")]
+    return sum(p.stat().st_size for p in companions if p.is_file())
 
 
 # ----------------------------------------------------------------------------- tensors

@@ -1,7 +1,7 @@
 """Model files of each format: one reader per format, and one sentence when a file is not what it says.
 
-A file that is truncated, of another type, or an OpenVINO ``.xml`` without its ``.bin``
-is refused here, naming the file and the reader's own reason, before a runtime or a
+A file that is truncated, of another type, or an OpenVINO ``.xml`` or ncnn ``.param``
+without its ``.bin`` is refused here, naming the file and the reader's own reason, before a runtime or a
 converter meets it. ``load_failure`` tells a broken file from a runtime that cannot take
 a sound one, so a runtime's refusal never blames the file.
 
@@ -20,8 +20,10 @@ from edgevision.checks import input_file
 from edgevision.errors import EdgevisionError, MissingExtraError, cause
 from edgevision.files import atomic_path, write_atomic
 
-FORMATS = {".onnx": "ONNX", ".xml": "OpenVINO IR", ".tflite": "TFLite", ".pt2": "PyTorch export"}
+FORMATS = {".onnx": "ONNX", ".xml": "OpenVINO IR", ".tflite": "TFLite", ".pt2": "PyTorch export", ".param": "ncnn"}
 TFLITE_MARK = b"TFL3"  # the FlatBuffers file identifier of a TFLite model, at bytes 4-8
+NCNN_MAGIC = b"7767517"  # the first line of every ncnn text .param file
+WEIGHTS_BESIDE = {".xml": "OpenVINO IR", ".param": "ncnn"}  # formats whose weights are a .bin beside the file
 
 
 def not_valid(path: Path, fmt: str, reason: str) -> EdgevisionError:
@@ -36,7 +38,7 @@ def check_model_file(path: str | Path) -> Path:
     """``path`` when it is a readable model file whose content fits its suffix; else one sentence.
 
     ONNX files are parsed (without external data); the other formats are checked by their
-    signature, and an ``.xml`` needs its ``.bin`` beside it.
+    signature, and an ``.xml`` or ``.param`` needs its ``.bin`` beside it.
     """
     path = input_file(path, what="model file")
     suffix = path.suffix.lower()
@@ -49,6 +51,8 @@ def check_model_file(path: str | Path) -> Path:
         read_onnx(path, external_data=False)
     elif suffix == ".xml":
         _check_ir(path, head)
+    elif suffix == ".param":
+        _check_ncnn(path, head)
     elif suffix == ".tflite" and head[4:8] != TFLITE_MARK:
         raise not_valid(path, "TFLite", f"no {TFLITE_MARK.decode()} mark at byte 4")
     elif suffix == ".pt2" and not zipfile.is_zipfile(path):
@@ -62,17 +66,39 @@ def _head(path: Path) -> bytes:
 
 
 def weights_of_ir(xml: Path) -> Path:
-    """The ``.bin`` that holds the weights of OpenVINO IR ``xml``."""
+    """The ``.bin`` that holds the weights of OpenVINO IR ``xml`` (or of ncnn ``.param``)."""
     return Path(xml).with_suffix(".bin")
+
+
+def model_files(model: str | Path) -> list[Path]:
+    """The files a model is made of: itself, and the ``.bin`` of an OpenVINO ``.xml`` or ncnn ``.param``.
+
+    >>> [p.name for p in model_files("model.onnx")]
+    ['model.onnx']
+    """
+    model = Path(model)
+    weights = weights_of_ir(model)
+    return [model, weights] if model.suffix.lower() in WEIGHTS_BESIDE and weights.is_file() else [model]
 
 
 def _check_ir(path: Path, head: bytes) -> None:
     if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         raise not_valid(path, "OpenVINO IR", "it is not XML")
+    _check_weights(path)
+
+
+def _check_ncnn(path: Path, head: bytes) -> None:
+    if not head.startswith(NCNN_MAGIC):
+        raise not_valid(path, "ncnn", f"its first line is not the magic number {NCNN_MAGIC.decode()}")
+    _check_weights(path)
+
+
+def _check_weights(path: Path) -> None:
     weights = weights_of_ir(path)
     if not weights.is_file():
+        fmt = WEIGHTS_BESIDE[path.suffix.lower()]
         raise EdgevisionError(
-            f"OpenVINO IR {path} needs its weights file {weights} beside it; copy the .bin made with the .xml."
+            f"{fmt} model {path} needs its weights file {weights} beside it; copy the .bin made with the {path.suffix}."
         )
 
 

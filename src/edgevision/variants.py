@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgevision.errors import EdgevisionError
 from edgevision.files import damaged_files, file_record, write_atomic
-from edgevision.modelfiles import embed_metadata
+from edgevision.modelfiles import embed_metadata, model_files
 
 SUFFIX = ".edgevision.json"
 CARD_KEY = "edgevision.card"  # the metadata key of the model card inside ONNX and OpenVINO files
@@ -34,6 +34,8 @@ _TOOLS = (
     "onnx2tf",
     "onnxslim",
     "torch",
+    "ncnn",
+    "pnnx",
 )
 
 
@@ -43,7 +45,7 @@ class VariantMeta:
 
     source_model: str  # zoo name, or path of the user's file
     source_sha256: str
-    runtime: str  # backend that runs the file: onnxruntime, openvino, litert, torch
+    runtime: str  # backend that runs the file: onnxruntime, openvino, litert, torch, ncnn
     precision: str  # fp32, fp16, int8-dynamic, int8
     step: str = "convert"  # convert, optimize, quantize
     calibration: dict = field(default_factory=dict)  # images, count, method, per_channel ...
@@ -70,13 +72,6 @@ def tool_versions() -> dict[str, str]:
 
 def meta_path(model: Path) -> Path:
     return model.with_name(model.name + SUFFIX)
-
-
-def model_files(model: Path) -> list[Path]:
-    """The files a model is made of: itself, and the weights of an OpenVINO ``.xml``."""
-    model = Path(model)
-    weights = model.with_suffix(".bin")
-    return [model, weights] if model.suffix.lower() == ".xml" and weights.is_file() else [model]
 
 
 def write_meta(model: Path, meta: VariantMeta) -> Path:

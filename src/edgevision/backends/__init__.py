@@ -50,11 +50,11 @@ def backend_for_file(path: str | Path) -> str:
     """The default runtime for a model file, chosen by its suffix."""
     _discover()
     suffix = Path(path).suffix.lower()
-    for name in ("onnxruntime", "litert", "openvino", "torch"):
+    for name in ("onnxruntime", "litert", "openvino", "torch", "ncnn"):
         cls = _REGISTRY.get(name)
         if cls and suffix in cls.suffixes:
             return name
-    raise EdgevisionError(f"{path} is not a model file edgevision can run (.onnx, .tflite, .xml, .pt).")
+    raise EdgevisionError(f"{path} is not a model file edgevision can run (.onnx, .tflite, .xml, .pt2, .param).")
 
 
 def create_backend(

@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_RUNTIME_COLOURS = {"torch": "#d62728", "onnxruntime": "#1f77b4", "openvino": "#9467bd", "litert": "#2ca02c"}
+_RUNTIME_COLOURS = {
+    "torch": "#d62728",
+    "onnxruntime": "#1f77b4",
+    "openvino": "#9467bd",
+    "litert": "#2ca02c",
+    "ncnn": "#ff7f0e",
+}
 
 
 def _figure(width: float = 6.4, height: float = 4.2):

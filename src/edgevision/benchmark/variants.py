@@ -4,11 +4,16 @@
 ['ort-fp32', 'openvino-int8']
 
 A variant is a runtime and a precision: ``torch-fp32`` (PyTorch eager, PyTorch zoo models
-only), ``ort-fp32|fp16|int8``, ``openvino-fp32|bf16|fp16|int8`` and ``litert-fp32|fp16|int8``.
+only), ``ort-fp32|fp16|int8``, ``openvino-fp32|bf16|fp16|int8``, ``litert-fp32|fp16|int8`` and
+``ncnn-fp32|fp16``.
 OpenVINO's fp32 baseline runs with the inference precision forced to f32 (true fp32);
 ``openvino-bf16`` runs the same IR with the hint bf16 and is offered only where the CPU
 has bf16 units; fp16 and int8 run with the plugin's default (bf16 float layers where the
-CPU has them), as OpenVINO's own tools run them. They are made through
+CPU has them), as OpenVINO's own tools run them. ``ncnn-fp32`` is the pnnx conversion run with
+fp16 and bf16 off; ``ncnn-fp16`` runs the same file with ncnn's fp16 storage, packing and
+arithmetic on (fp16 arithmetic only where the CPU has it, ARMv8.2; x86 stores fp16 and
+computes fp32). There is no ``ncnn-int8``: ncnn's int8 tools (ncnn2table, ncnn2int8) are in
+neither the ``ncnn`` nor the ``pnnx`` wheel. They are made through
 ``edgevision.conversion`` and ``edgevision.quantization`` and cached under
 ``<cache>/bench/<model>/<source hash>/<variant>/``, so a second benchmark starts at once; a
 cached variant that no longer matches the hashes in its metadata file is built again.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import tempfile
@@ -85,9 +91,11 @@ KINDS: dict[str, VariantKind] = {
         VariantKind("litert-fp32", "litert", "fp32", "LiteRT fp32", "litert"),
         VariantKind("litert-fp16", "litert", "fp16", "LiteRT fp16", "litert"),
         VariantKind("litert-int8", "litert", "int8", "LiteRT int8", "litert"),
+        VariantKind("ncnn-fp32", "ncnn", "fp32", "ncnn fp32", inference="fp32"),
+        VariantKind("ncnn-fp16", "ncnn", "fp16", "ncnn fp16", inference="fp16", file_of="ncnn-fp32"),
     )
 }
-FP32_BASELINES = ("torch-fp32", "ort-fp32", "openvino-fp32", "litert-fp32")
+FP32_BASELINES = ("torch-fp32", "ort-fp32", "openvino-fp32", "litert-fp32", "ncnn-fp32")
 DEFAULT_CALIB = "vtest.avi"
 
 
@@ -162,6 +170,8 @@ def _runtime_missing(kind: VariantKind) -> MissingExtraError | None:
 
 
 def _builder_missing(kind: VariantKind) -> MissingExtraError | None:
+    if kind.runtime == "ncnn" and importlib.util.find_spec("pnnx") is None:  # ncnn files are made by pnnx
+        return MissingExtraError("pnnx", "ncnn")
     if kind.quantizer is None:
         return None
     try:
@@ -322,7 +332,7 @@ def build_variant(source: BenchSource, kind: VariantKind, options: BuildOptions)
     if kind.file_of is not None:
         base = build_variant(source, KINDS[kind.file_of], options)
         return Variant(kind, base.path, cached=base.cached, build_s=base.build_s, meta=base.meta)
-    suffix = {"onnxruntime": ".onnx", "openvino": ".xml", "litert": ".tflite"}[kind.runtime]
+    suffix = {"onnxruntime": ".onnx", "openvino": ".xml", "litert": ".tflite", "ncnn": ".param"}[kind.runtime]
     target = variant_folder(source, kind, options) / f"model{suffix}"
     problem = reuse_problem(target)
     if problem is None:
@@ -345,7 +355,7 @@ def _torch_variant(source: BenchSource, kind: VariantKind, start: float) -> Vari
 
 
 def _convert(source: BenchSource, kind: VariantKind, target: Path) -> None:
-    to = {"openvino": "openvino", "litert": "tflite"}[kind.runtime]
+    to = {"openvino": "openvino", "litert": "tflite", "ncnn": "ncnn"}[kind.runtime]
     # Decoded predictions of random weights are noise: only the raw outputs' parity is meaningful then.
     parity = ParityOptions(min_agreement=0.0) if source.random_weights else ParityOptions()
     with tempfile.TemporaryDirectory(prefix="edgevision-bench-") as tmp:

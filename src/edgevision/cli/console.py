@@ -94,7 +94,9 @@ JsonOption = Annotated[
 ]
 BackendOption = Annotated[
     str | None,
-    typer.Option("--backend", "-b", help="Runtime: onnxruntime, openvino, litert or torch (default: the model's)."),
+    typer.Option(
+        "--backend", "-b", help="Runtime: onnxruntime, openvino, litert, torch or ncnn (default: the model's)."
+    ),
 ]
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the runtime's).")

@@ -1,4 +1,4 @@
-"""``edgevision convert MODEL --to onnx|openvino|tflite``."""
+"""``edgevision convert MODEL --to onnx|openvino|tflite|ncnn``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ RandomWeightsOption = Annotated[
 @card_options
 def convert(
     model: Annotated[str, typer.Argument(help="Zoo model name or model file (.onnx, .tflite).")],
-    to: Annotated[str, typer.Option("--to", help="Target format: onnx, openvino or tflite.")],
+    to: Annotated[str, typer.Option("--to", help="Target format: onnx, openvino, tflite or ncnn.")],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output file (default runs/convert/MODEL.<ext>).")
     ] = None,

@@ -1,4 +1,4 @@
-"""``convert_model``: a source model (as ONNX) to ONNX, OpenVINO IR or TFLite, parity-checked.
+"""``convert_model``: a source model (as ONNX) to ONNX, OpenVINO IR, TFLite or ncnn, parity-checked.
 
 >>> import edgevision
 >>> result = edgevision.convert("nanodet-m", to="openvino", output="nanodet.xml")  # doctest: +SKIP
@@ -33,8 +33,8 @@ from edgevision.variants import VariantMeta, write_meta
 
 logger = logging.getLogger(__name__)
 
-SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
-RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite", "ncnn": ".param"}
+RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert", "ncnn": "ncnn"}
 
 
 @dataclass
@@ -107,8 +107,8 @@ def conversion_output(label: str, to: str, output: Path | None) -> Path:
         raise EdgevisionError(f"unknown target '{to}'; choose one of {', '.join(SUFFIXES)}.")
     output = Path(output) if output else default_output(label, to)
     output_file(output, suffixes=(SUFFIXES[to],), what=f"a {to} model file")
-    if to == "openvino":
-        output_file(weights_of_ir(output), suffixes=(".bin",), what="the IR's weights file")
+    if to in ("openvino", "ncnn"):
+        output_file(weights_of_ir(output), suffixes=(".bin",), what=f"the {to} model's weights file")
     return output
 
 
@@ -123,6 +123,10 @@ def write_candidate(source: SourceModel, to: str, folder: Path) -> tuple[Path, l
             from edgevision.conversion.openvino import onnx_to_openvino
 
             return onnx_to_openvino(source.onnx, candidate), ["OpenVINO IR with fp32 weights"]
+        if to == "ncnn":
+            from edgevision.conversion.ncnn import onnx_to_ncnn
+
+            return onnx_to_ncnn(source.onnx, candidate), ["ncnn .param + .bin with fp32 weights, made by pnnx"]
         from edgevision.conversion.onnx_tflite import onnx_to_tflite
 
         return candidate, onnx_to_tflite(source.onnx, candidate)
@@ -131,8 +135,8 @@ def write_candidate(source: SourceModel, to: str, folder: Path) -> tuple[Path, l
 
 
 def place(candidate: Path, output: Path) -> Path:
-    """Move ``candidate`` (and an IR's ``.bin``) to ``output``; each file appears there complete."""
-    if candidate.suffix == ".xml":
+    """Move ``candidate`` (and the ``.bin`` of IR or ncnn) to ``output``; each file appears there complete."""
+    if candidate.suffix in (".xml", ".param"):
         from edgevision.conversion.openvino import move_ir
 
         return move_ir(candidate, output)
@@ -144,7 +148,7 @@ def place(candidate: Path, output: Path) -> Path:
 def convert_model(
     source: SourceModel, *, to: str, output: Path | None = None, parity: ParityOptions = ParityOptions()
 ) -> ConversionResult:
-    """Convert ``source`` to ``to`` (onnx, openvino, tflite) at ``output``.
+    """Convert ``source`` to ``to`` (onnx, openvino, tflite, ncnn) at ``output``.
 
     Refused, with nothing written, when the result's outputs differ from the source's
     beyond ``parity.tolerance`` or its task-level agreement is below ``parity.min_agreement``.

@@ -80,7 +80,8 @@ def ir_files(xml: Path) -> list[Path]:
 def move_ir(xml: Path, target: Path) -> Path:
     """Move the IR pair ``xml``/``.bin`` to ``target``/``.bin``, each file atomically, weights first.
 
-    An ``.xml`` at ``target`` then never names weights that are not completely there.
+    An ``.xml`` at ``target`` then never names weights that are not completely there. An
+    ncnn ``.param``/``.bin`` pair is moved the same way.
     """
     for src, dst in reversed(list(zip(ir_files(xml), ir_files(target)))):
         copy_atomic(src, dst)

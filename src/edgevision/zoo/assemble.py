@@ -48,7 +48,7 @@ from edgevision.zoo.spec import ModelSpec
 logger = logging.getLogger(__name__)
 HANDED_ON = "its card"  # the CardRequest source of a card passed from one step to the next
 
-MODEL_SUFFIXES = (".onnx", ".tflite", ".xml", ".pt2")
+MODEL_SUFFIXES = (".onnx", ".tflite", ".xml", ".pt2", ".param")
 
 
 class SingleStagePredictor(Predictor):

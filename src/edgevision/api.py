@@ -28,15 +28,18 @@ from edgevision.benchmark.api import (
     TimingOptions,
     run_bench,
 )
+from edgevision.benchmark.export import ExportResult, export_bundle
 from edgevision.benchmark.report import TERMINAL_COLUMNS as BENCH_COLUMNS
 from edgevision.benchmark.report import summary_lines as bench_summary
 from edgevision.benchmark.report import terminal_rows as bench_rows
+from edgevision.benchmark.variants import BuildOptions
 from edgevision.checks import check_threads, input_file
 from edgevision.compare import DEFAULT_MAX_DROP
 from edgevision.conversion.api import ConversionResult, ExportOptions, conversion_output, convert_model
 from edgevision.conversion.optimize import OptimizeResult, optimize_model, optimize_output
 from edgevision.conversion.parity import ParityOptions
 from edgevision.demo import DemoOptions, DemoSummary, run_demo
+from edgevision.errors import EdgevisionError
 from edgevision.inspect import ModelReport, check_graph, diff_models, inspect_model, write_graph
 from edgevision.media import count_frames, is_video, iter_frames
 from edgevision.models.base import Predictor
@@ -257,6 +260,36 @@ def bench(
     if settings.weights is not None:
         settings = dataclasses.replace(settings, weights=_weights(settings.weights))
     return run_bench(str(model), output=_path(output), options=settings, progress=progress)
+
+
+def export(
+    model: str | Path | None = None,
+    *,
+    output: str | Path,
+    variant: str | None = None,
+    from_bench: str | Path | None = None,
+    calib: str | None = None,
+    max_drop: float = DEFAULT_MAX_DROP,
+) -> ExportResult:
+    """Write a deploy bundle (a folder, or a ``.tar.gz``) of one variant of ``model``.
+
+    ``variant`` names a bench variant (``openvino-int8``, ``ort-fp32`` ...), built or taken
+    from the bench cache as ``bench`` builds it (int8 through the accuracy budget, calibrated
+    on ``calib``); ``from_bench`` takes the recommended (or the named) variant of a bench
+    run's results.json, with what it measured there; a file ``edgevision`` produced is
+    bundled as it is. ``load``, ``predict``, ``run`` and ``bench`` take the bundle in place
+    of a model and check its hashes first.
+    """
+    if model is None and from_bench is None:
+        raise EdgevisionError("give a model or --from-bench results.json.")
+    options = BuildOptions(calib=calib, max_drop=max_drop)
+    return export_bundle(
+        str(model) if model is not None else None,
+        output=Path(output),
+        variant=variant,
+        from_bench=_path(from_bench),
+        options=options,
+    )
 
 
 def run(

@@ -20,6 +20,7 @@ from edgevision.cli import (
     bench,
     convert,
     demo,
+    export,
     inspect,
     optimize,
     predict,
@@ -48,6 +49,7 @@ app.command("quantize")(quantize.quantize)
 app.command("convert")(convert.convert)
 app.command("optimize")(optimize.optimize)
 app.command("bench")(bench.bench)
+app.command("export")(export.export)
 app.command("inspect")(inspect.inspect)
 
 

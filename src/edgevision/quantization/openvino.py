@@ -112,7 +112,7 @@ class OpenVinoQuantizer(Quantizer):
     precisions = ("fp32", "fp16", "int8")
     methods = ("minmax", "mean-minmax", "percentile", "histogram")
     default_method = "mean-minmax"
-    extra = "openvino"
+    extra = "quantize"  # NNCF beside OpenVINO
     faster_options = ({"preset": "performance"},)  # no zero-point compensation; MIXED stays the default
 
     @classmethod

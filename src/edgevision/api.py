@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.backends import list_devices, use_device
 from edgevision.benchmark.api import (
     BenchOptions,
     BenchResult,
@@ -140,6 +141,7 @@ def load(
     weights: str | Path | None = None,
     random_weights: bool = False,
     card: CardLike = None,
+    device: str | None = None,
 ) -> Model:
     """Load zoo model or model file ``model`` on ``backend`` (default: the model's own).
 
@@ -149,18 +151,26 @@ def load(
     (``model.onnx.card.yaml``) or inside it, or as the export format recognised from its
     tensors and metadata; else it gives raw outputs. ``Model.decoding`` says which, in
     one line. PyTorch zoo models (YOLOX, OpenPose) need their official ``weights``, or
-    ``random_weights`` for size and speed studies.
+    ``random_weights`` for size and speed studies. ``device`` picks OpenVINO's device (CPU,
+    GPU, NPU, AUTO, HETERO:..., MULTI:...) or a LiteRT delegate (``edgetpu`` or a library
+    path); ``devices()`` lists what each runtime sees.
     """
     check_threads([threads])
-    predictor = load_predictor(
-        str(model),
-        backend=backend,
-        threads=threads,
-        weights=_weights(weights),
-        random_weights=random_weights,
-        card=card_request(card),
-    )
+    with use_device(device):
+        predictor = load_predictor(
+            str(model),
+            backend=backend,
+            threads=threads,
+            weights=_weights(weights),
+            random_weights=random_weights,
+            card=card_request(card),
+        )
     return Model(str(model), predictor)
+
+
+def devices() -> dict[str, list[dict[str, str]]]:
+    """What each installed runtime can run on here: ``{runtime: [{"device", "name", "notes"}]}``."""
+    return list_devices()
 
 
 def convert(
@@ -302,6 +312,7 @@ def run(
     outputs: RunOutputs | None = None,
     backend: str | None = None,
     threads: int | None = None,
+    device: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
 ) -> RunSummary:
@@ -318,7 +329,7 @@ def run(
         "lines": config.lines + tuple(parse_line(line) for line in lines),
     }
     check_run(str(source), outputs or RunOutputs())
-    loaded = model if isinstance(model, Model) else load(model, backend=backend, threads=threads)
+    loaded = model if isinstance(model, Model) else load(model, backend=backend, threads=threads, device=device)
     check_run_model(loaded.predictor, name=loaded.name)
     with stop_on_signals():
         return run_pipeline(

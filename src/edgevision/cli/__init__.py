@@ -20,6 +20,7 @@ from edgevision.cli import (
     bench,
     convert,
     demo,
+    devices,
     export,
     inspect,
     optimize,
@@ -50,6 +51,7 @@ app.command("convert")(convert.convert)
 app.command("optimize")(optimize.optimize)
 app.command("bench")(bench.bench)
 app.command("export")(export.export)
+app.command("devices")(devices.devices)
 app.command("inspect")(inspect.inspect)
 
 

@@ -96,6 +96,14 @@ BackendOption = Annotated[
     str | None,
     typer.Option("--backend", "-b", help="Runtime: onnxruntime, openvino, litert or torch (default: the model's)."),
 ]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="OpenVINO device (CPU, GPU, NPU, AUTO, HETERO:..., MULTI:...) or LiteRT delegate (edgetpu); "
+        "see edgevision devices.",
+    ),
+]
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the runtime's).")
 ]

@@ -167,6 +167,8 @@ class OpenVinoQuantizer(Quantizer):
 
     def _nncf(self, model, options: QuantizeOptions, calibration: Sequence[Feeds], *, name: str):
         import nncf
+
+        nncf.set_log_level(logging.ERROR)  # NNCF sets its own stdout logger to INFO when imported
         from nncf.quantization.advanced_parameters import (
             AdvancedQuantizationParameters,
             QuantizationParameters,

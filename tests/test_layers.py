@@ -18,7 +18,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "edgevision"
 LAYERS: list[set[str]] = [
     {"types", "errors"},
     {"files", "discovery", "signals"},
-    {"media", "compare", "packages", "annotate", "variants", "samples", "checks", "modelfiles"},  # the ground
+    {
+        "media",
+        "compare",
+        "packages",
+        "annotate",
+        "variants",
+        "samples",
+        "checks",
+        "modelfiles",
+        "bundles",
+    },  # the ground
     {"backends", "models"},  # run tensors; pre-process and decode
     {"conversion"},
     {"zoo"},  # the catalogue, pulling, the one assembly step

@@ -22,21 +22,25 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.backends import list_devices, use_device
 from edgevision.benchmark.api import (
     BenchOptions,
     BenchResult,
     TimingOptions,
     run_bench,
 )
+from edgevision.benchmark.export import ExportResult, export_bundle
 from edgevision.benchmark.report import TERMINAL_COLUMNS as BENCH_COLUMNS
 from edgevision.benchmark.report import summary_lines as bench_summary
 from edgevision.benchmark.report import terminal_rows as bench_rows
+from edgevision.benchmark.variants import BuildOptions
 from edgevision.checks import check_threads, input_file
 from edgevision.compare import DEFAULT_MAX_DROP
 from edgevision.conversion.api import ConversionResult, ExportOptions, conversion_output, convert_model
 from edgevision.conversion.optimize import OptimizeResult, optimize_model, optimize_output
 from edgevision.conversion.parity import ParityOptions
 from edgevision.demo import DemoOptions, DemoSummary, run_demo
+from edgevision.errors import EdgevisionError
 from edgevision.inspect import ModelReport, check_graph, diff_models, inspect_model, write_graph
 from edgevision.media import count_frames, is_video, iter_frames
 from edgevision.models.base import Predictor
@@ -137,6 +141,7 @@ def load(
     weights: str | Path | None = None,
     random_weights: bool = False,
     card: CardLike = None,
+    device: str | None = None,
 ) -> Model:
     """Load zoo model or model file ``model`` on ``backend`` (default: the model's own).
 
@@ -146,18 +151,26 @@ def load(
     (``model.onnx.card.yaml``) or inside it, or as the export format recognised from its
     tensors and metadata; else it gives raw outputs. ``Model.decoding`` says which, in
     one line. PyTorch zoo models (YOLOX, OpenPose) need their official ``weights``, or
-    ``random_weights`` for size and speed studies.
+    ``random_weights`` for size and speed studies. ``device`` picks OpenVINO's device (CPU,
+    GPU, NPU, AUTO, HETERO:..., MULTI:...) or a LiteRT delegate (``edgetpu`` or a library
+    path); ``devices()`` lists what each runtime sees.
     """
     check_threads([threads])
-    predictor = load_predictor(
-        str(model),
-        backend=backend,
-        threads=threads,
-        weights=_weights(weights),
-        random_weights=random_weights,
-        card=card_request(card),
-    )
+    with use_device(device):
+        predictor = load_predictor(
+            str(model),
+            backend=backend,
+            threads=threads,
+            weights=_weights(weights),
+            random_weights=random_weights,
+            card=card_request(card),
+        )
     return Model(str(model), predictor)
+
+
+def devices() -> dict[str, list[dict[str, str]]]:
+    """What each installed runtime can run on here: ``{runtime: [{"device", "name", "notes"}]}``."""
+    return list_devices()
 
 
 def convert(
@@ -259,6 +272,36 @@ def bench(
     return run_bench(str(model), output=_path(output), options=settings, progress=progress)
 
 
+def export(
+    model: str | Path | None = None,
+    *,
+    output: str | Path,
+    variant: str | None = None,
+    from_bench: str | Path | None = None,
+    calib: str | None = None,
+    max_drop: float = DEFAULT_MAX_DROP,
+) -> ExportResult:
+    """Write a deploy bundle (a folder, or a ``.tar.gz``) of one variant of ``model``.
+
+    ``variant`` names a bench variant (``openvino-int8``, ``ort-fp32`` ...), built or taken
+    from the bench cache as ``bench`` builds it (int8 through the accuracy budget, calibrated
+    on ``calib``); ``from_bench`` takes the recommended (or the named) variant of a bench
+    run's results.json, with what it measured there; a file ``edgevision`` produced is
+    bundled as it is. ``load``, ``predict``, ``run`` and ``bench`` take the bundle in place
+    of a model and check its hashes first.
+    """
+    if model is None and from_bench is None:
+        raise EdgevisionError("give a model or --from-bench results.json.")
+    options = BuildOptions(calib=calib, max_drop=max_drop)
+    return export_bundle(
+        str(model) if model is not None else None,
+        output=Path(output),
+        variant=variant,
+        from_bench=_path(from_bench),
+        options=options,
+    )
+
+
 def run(
     model: str | Path | Model,
     source: str | Path,
@@ -269,6 +312,7 @@ def run(
     outputs: RunOutputs | None = None,
     backend: str | None = None,
     threads: int | None = None,
+    device: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
 ) -> RunSummary:
@@ -285,7 +329,7 @@ def run(
         "lines": config.lines + tuple(parse_line(line) for line in lines),
     }
     check_run(str(source), outputs or RunOutputs())
-    loaded = model if isinstance(model, Model) else load(model, backend=backend, threads=threads)
+    loaded = model if isinstance(model, Model) else load(model, backend=backend, threads=threads, device=device)
     check_run_model(loaded.predictor, name=loaded.name)
     with stop_on_signals():
         return run_pipeline(

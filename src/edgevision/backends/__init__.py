@@ -7,7 +7,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgevision.backends.base import Backend
@@ -17,6 +20,27 @@ from edgevision.errors import EdgevisionError, MissingExtraError
 logger = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, type[Backend]] = {}
+_DEVICE: contextvars.ContextVar[str | None] = contextvars.ContextVar("edgevision_device", default=None)
+CPU_NAMES = ("cpu", "CPU")
+
+
+@contextlib.contextmanager
+def use_device(device: str | None) -> Iterator[None]:
+    """Backends created inside the block run on ``device`` (see ``create_backend``); None: the CPU.
+
+    A context rather than one more argument through every model family's loader: a zoo model
+    may load several backends (a detector and a landmark model), and all take the device.
+    """
+    token = _DEVICE.set(device)
+    try:
+        yield
+    finally:
+        _DEVICE.reset(token)
+
+
+def list_devices() -> dict[str, list[dict[str, str]]]:
+    """``{runtime: its devices}`` for every installed runtime."""
+    return {name: get_backend_class(name).list_devices() for name in list_backends(available_only=True)}
 
 
 def register_backend(cls: type[Backend]) -> type[Backend]:
@@ -58,13 +82,21 @@ def backend_for_file(path: str | Path) -> str:
 
 
 def create_backend(
-    name: str | None, path: str | Path, *, threads: int | None = None, precision: str | None = None
+    name: str | None,
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    precision: str | None = None,
+    device: str | None = None,
 ) -> Backend:
     """Load ``path`` on runtime ``name`` (chosen from the file type when None).
 
     ``precision`` is passed only to runtimes that take one (see ``Backend.precisions``);
-    None leaves the runtime's own rule.
+    None leaves the runtime's own rule. ``device`` (default: the one ``use_device`` set, else
+    the CPU) is OpenVINO's device name (CPU, GPU, NPU, AUTO, HETERO:..., MULTI:...) or a
+    LiteRT delegate; other runtimes run on the CPU only.
     """
+    device = device if device is not None else _DEVICE.get()
     name = name or backend_for_file(path)
     cls = get_backend_class(name)
     if Path(path).suffix.lower() not in cls.suffixes:
@@ -72,12 +104,20 @@ def create_backend(
             f"backend '{name}' cannot load {Path(path).suffix or 'extension-less'} files; "
             f"it takes {', '.join(cls.suffixes)}."
         )
+    if device is not None and device.upper() == "CPU" and not cls.takes_device:
+        device = None
+    if device is not None and not cls.takes_device:
+        raise EdgevisionError(
+            f"{cls.label} runs on the CPU only here; --device {device} is for openvino (CPU, GPU, NPU, AUTO ...) "
+            "and litert delegates (see edgevision devices)."
+        )
+    extra = {"device": device} if device is not None else {}
     if precision is None:
-        return cls(path, threads=threads)
+        return cls(path, threads=threads, **extra)
     if precision not in cls.precisions:
         takes = f"takes {', '.join(cls.precisions)}" if cls.precisions else "cannot be told a precision"
         raise EdgevisionError(f"backend '{name}' {takes}, not precision {precision!r}.")
-    return cls(path, threads=threads, precision=precision)
+    return cls(path, threads=threads, precision=precision, **extra)
 
 
 __all__ = ["Backend", "register_backend", "list_backends", "create_backend", "get_backend_class", "backend_for_file"]

@@ -37,8 +37,11 @@ class Backend(ABC):
     inference_precision: str | None = None  # the precision float layers run in, where the runtime says
     settings: dict[str, object]  # how the runtime was set up to run the file (threads, hints), for reports
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    takes_device: ClassVar[bool] = False  # True when ``device=`` can pick other hardware than the CPU
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, device: str | None = None) -> None:
         self.path = Path(path)
+        self.device = device
         if threads is not None and not 1 <= threads <= MAX_THREADS:
             raise EdgevisionError(f"threads must be 1 to {MAX_THREADS}, got {threads}.")
         self.threads = threads
@@ -57,6 +60,11 @@ class Backend(ABC):
     def is_available(cls) -> bool:
         """True when the runtime's package can be imported."""
         return True
+
+    @classmethod
+    def list_devices(cls) -> list[dict[str, str]]:
+        """What this runtime can run on here: ``[{"device": ..., "name": ..., "notes": ...}]``."""
+        return [{"device": "CPU", "name": "the host CPU", "notes": ""}]
 
     @abstractmethod
     def _load(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,29 @@ def _property(compiled, key: str) -> object:
     if hasattr(value, "get_type_name"):
         return value.get_type_name()
     return value if isinstance(value, (bool, int, float, str)) else str(value).rsplit(".", 1)[-1]
+
+
+def _optional_property(compiled, key: str) -> object:
+    """``_property``, or None where the device does not report ``key`` (lists stay lists)."""
+    try:
+        value = compiled.get_property(key)
+    except Exception:  # OpenVINO raises its own error types for a property a device lacks
+        return None
+    return list(value) if isinstance(value, (list, tuple)) else _property(compiled, key)
+
+
+def _reason(exc: Exception) -> str:
+    """OpenVINO's message without its source-location prefixes."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"Exception from \S+:\d+:\s*", "", text)
+    return re.sub(r"Check '[^']*' failed at \S+:\d+:\s*", "", text).strip() or type(exc).__name__
+
+
+def _device_property(core, device: str, key: str) -> object:
+    try:
+        return core.get_property(device, key)
+    except Exception:  # as above: not every device reports every property
+        return None
 
 
 def _spec(port) -> TensorSpec:
@@ -97,11 +121,28 @@ class OpenVinoBackend(Backend):
     extra = "openvino"
     precisions = (AUTO, DEFAULT, *HINTS)
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, precision: str = AUTO) -> None:
+    takes_device = True
+
+    def __init__(
+        self, path: str | Path, *, threads: int | None = None, precision: str = AUTO, device: str | None = None
+    ) -> None:
         if precision not in self.precisions:
             raise EdgevisionError(f"OpenVINO precision must be one of {', '.join(self.precisions)}, got {precision!r}.")
         self.precision = precision
-        super().__init__(path, threads=threads)
+        super().__init__(path, threads=threads, device=device)
+
+    @classmethod
+    def list_devices(cls) -> list[dict[str, str]]:
+        import openvino as ov
+
+        core = ov.Core()
+        found = []
+        for device in core.available_devices:
+            name = _device_property(core, device, "FULL_DEVICE_NAME")
+            capabilities = _device_property(core, device, "OPTIMIZATION_CAPABILITIES")
+            found.append({"device": device, "name": str(name or ""), "notes": ", ".join(capabilities or ())})
+        plugins = "AUTO, HETERO:<devices>, MULTI:<devices>: OpenVINO's own device choice over the ones above"
+        return found + [{"device": "AUTO", "name": "automatic device selection", "notes": plugins}]
 
     @classmethod
     def is_available(cls) -> bool:
@@ -112,14 +153,28 @@ class OpenVinoBackend(Backend):
         """True when this CPU runs ``precision`` natively (bf16 needs AVX512-BF16 or AMX)."""
         return precision != "bf16" or "BF16" in cpu_capabilities()
 
-    def _config(self, model) -> dict[str, object]:
+    def _config(self, model, device: str) -> dict[str, object]:
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
         hint = precision_hint(model, self.precision)
-        if hint is not None:
+        if hint is not None and device == "CPU":
             config["INFERENCE_PRECISION_HINT"] = hint
-        if self.threads is not None:
+        if self.threads is not None and device == "CPU":  # a CPU property; other devices refuse it
             config["INFERENCE_NUM_THREADS"] = self.threads
         return config
+
+    def _device(self, core) -> str:
+        """The device to compile for: ``self.device`` checked against what OpenVINO sees here."""
+        device = (self.device or "CPU").strip()
+        if device.split(":")[0].upper() in ("AUTO", "HETERO", "MULTI", "BATCH"):
+            return device  # virtual devices: OpenVINO checks the devices they name
+        seen = list(core.available_devices)
+        if device.upper() not in (d.upper() for d in seen) and device.upper() not in (
+            d.split(".")[0].upper() for d in seen
+        ):
+            raise EdgevisionError(
+                f"OpenVINO sees no device {device} here; it sees {', '.join(seen)} (edgevision devices lists them)."
+            )
+        return device
 
     def _load(self) -> None:
         import openvino as ov
@@ -129,12 +184,23 @@ class OpenVinoBackend(Backend):
                 f"this CPU has no {self.precision} units; OpenVINO would not run in {self.precision}."
             )
         core = ov.Core()
+        device = self._device(core)
         model = core.read_model(str(self.path))
         self.metadata = _metadata(model)
-        self.compiled = core.compile_model(model, "CPU", self._config(model))
-        self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        try:
+            self.compiled = core.compile_model(model, device, self._config(model, device))
+        except RuntimeError as exc:
+            if device == "CPU":
+                raise
+            seen = ", ".join(core.available_devices)
+            raise EdgevisionError(
+                f"OpenVINO cannot run {self.path.name} on {device} ({_reason(exc)}); it sees {seen}."
+            ) from None
+        self.inference_precision = _optional_property(self.compiled, "INFERENCE_PRECISION_HINT")
         self.request = self.compiled.create_infer_request()
-        self.settings = {key: _property(self.compiled, key) for key in _REPORTED}
+        executes = _optional_property(self.compiled, "EXECUTION_DEVICES")
+        self.settings = {"device": device, "execution devices": ", ".join(executes or ()) or device}
+        self.settings.update({key: _optional_property(self.compiled, key) for key in _REPORTED})
         self.inputs = [_spec(p) for p in self.compiled.inputs]
         self.outputs = [_spec(p) for p in self.compiled.outputs]
         self._tensor = ov.Tensor

@@ -125,6 +125,9 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def summary_lines(result: BenchResult) -> list[str]:
     """Recommendation, compute, peak, overhead and machine, one fact per line."""
     lines = [recommendation_sentence(result)]
+    export = export_command(result)
+    if export:
+        lines.append(f"take it to a board: {export}")
     if result.compute:
         lines.append(f"compute: {result.compute['macs'] / 1e9:.3f} GMACs per inference ({result.compute['method']})")
     for threads, peak in result.peak.items():
@@ -184,6 +187,21 @@ def recommendation_sentence(result: BenchResult) -> str:
         f"recommended: {rec['variant']}: {what}, "
         f"p50 {_fmt(p50(rec, threads), '.2f')} ms at {threads} thread(s), agreement {_fmt(rec.get('agreement'), '.3f')}"
     )
+
+
+def export_command(result: BenchResult, results_json: Path | None = None) -> str | None:
+    """The command that bundles the recommended variant, or None when it cannot be bundled.
+
+    >>> r = BenchResult("nanodet-m", [{"variant": "openvino-int8", "runtime": "openvino"}], "openvino-int8", {}, {})
+    >>> export_command(r, Path("runs/bench/nanodet-m/results.json"))
+    'edgevision export --from-bench runs/bench/nanodet-m/results.json -o nanodet-m-openvino-int8.tar.gz'
+    """
+    rec = next((r for r in result.records if r["variant"] == result.recommended), None)
+    if rec is None or rec.get("runtime") == "torch":
+        return None
+    results_json = results_json or result.paths.get("json") or Path("results.json")
+    name = Path(result.model).stem if "/" in result.model or "." in result.model else result.model
+    return f"edgevision export --from-bench {results_json} -o {name}-{rec['variant']}.tar.gz"
 
 
 def render_markdown(result: BenchResult) -> str:
@@ -288,6 +306,7 @@ def write_reports(result: BenchResult, folder: Path) -> dict[str, Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json(folder / "results.json", result.to_json())}
+    result.paths = {**result.paths, "json": paths["json"]}  # report.md names it in the export command
     paths["md"] = folder / "report.md"
     write_atomic(paths["md"], render_markdown(result).encode())
     paths["html"] = folder / "report.html"

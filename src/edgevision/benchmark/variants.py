@@ -171,7 +171,7 @@ def _runtime_missing(kind: VariantKind) -> MissingExtraError | None:
 
 def _builder_missing(kind: VariantKind) -> MissingExtraError | None:
     if kind.runtime == "ncnn" and importlib.util.find_spec("pnnx") is None:  # ncnn files are made by pnnx
-        return MissingExtraError("pnnx", "ncnn")
+        return MissingExtraError("pnnx", "ncnn-convert")
     if kind.quantizer is None:
         return None
     try:

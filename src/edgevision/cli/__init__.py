@@ -20,6 +20,8 @@ from edgevision.cli import (
     bench,
     convert,
     demo,
+    devices,
+    export,
     inspect,
     optimize,
     predict,
@@ -48,6 +50,8 @@ app.command("quantize")(quantize.quantize)
 app.command("convert")(convert.convert)
 app.command("optimize")(optimize.optimize)
 app.command("bench")(bench.bench)
+app.command("export")(export.export)
+app.command("devices")(devices.devices)
 app.command("inspect")(inspect.inspect)
 
 

@@ -98,6 +98,14 @@ BackendOption = Annotated[
         "--backend", "-b", help="Runtime: onnxruntime, openvino, litert, torch or ncnn (default: the model's)."
     ),
 ]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="OpenVINO device (CPU, GPU, NPU, AUTO, HETERO:..., MULTI:...) or LiteRT delegate (edgetpu); "
+        "see edgevision devices.",
+    ),
+]
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the runtime's).")
 ]

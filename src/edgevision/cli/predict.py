@@ -25,6 +25,7 @@ from edgevision.api import (
 from edgevision.cli.card import card_options
 from edgevision.cli.console import (
     BackendOption,
+    DeviceOption,
     RandomWeightsOption,
     ThreadsOption,
     WeightsOption,
@@ -93,6 +94,7 @@ def predict(
     ] = None,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not write annotated images/video.")] = False,
     backend: BackendOption = None,
+    device: DeviceOption = None,
     threads: ThreadsOption = None,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
@@ -111,7 +113,13 @@ def predict(
     total = count_predict_frames(sources, every=every, max_frames=max_frames)
     with stderr.status(f"loading {model}"):
         loaded = load(
-            model, backend=backend, threads=threads, weights=weights, random_weights=random_weights, card=card
+            model,
+            backend=backend,
+            device=device,
+            threads=threads,
+            weights=weights,
+            random_weights=random_weights,
+            card=card,
         )
     if loaded.random_weights:
         stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")

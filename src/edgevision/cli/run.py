@@ -27,6 +27,7 @@ from edgevision.api import run as run_model
 from edgevision.cli.card import card_options
 from edgevision.cli.console import (
     BackendOption,
+    DeviceOption,
     RandomWeightsOption,
     ThreadsOption,
     WeightsOption,
@@ -169,6 +170,7 @@ def run(
         typer.Option("--give-up-after", min=0.1, help="Seconds a lost stream may stay away before the run stops."),
     ] = 120.0,
     backend: BackendOption = None,
+    device: DeviceOption = None,
     threads: ThreadsOption = None,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
@@ -194,6 +196,7 @@ def run(
         loaded = load(
             model,
             backend=backend,
+            device=device,
             threads=threads,
             weights=weights,
             random_weights=random_weights,

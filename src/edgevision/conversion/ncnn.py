@@ -43,7 +43,7 @@ def pnnx_executable() -> str:
     folders = list(spec.submodule_search_locations or []) if spec else []
     found = [Path(f) / name for f in folders for name in ("pnnx", "pnnx.exe") if (Path(f) / name).is_file()]
     if not found:
-        raise MissingExtraError("pnnx", "ncnn")
+        raise MissingExtraError("pnnx", "ncnn-convert")
     return str(found[0])
 
 

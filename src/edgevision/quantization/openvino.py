@@ -112,7 +112,7 @@ class OpenVinoQuantizer(Quantizer):
     precisions = ("fp32", "fp16", "int8")
     methods = ("minmax", "mean-minmax", "percentile", "histogram")
     default_method = "mean-minmax"
-    extra = "openvino"
+    extra = "quantize"  # NNCF beside OpenVINO
     faster_options = ({"preset": "performance"},)  # no zero-point compensation; MIXED stays the default
 
     @classmethod
@@ -167,6 +167,8 @@ class OpenVinoQuantizer(Quantizer):
 
     def _nncf(self, model, options: QuantizeOptions, calibration: Sequence[Feeds], *, name: str):
         import nncf
+
+        nncf.set_log_level(logging.ERROR)  # NNCF sets its own stdout logger to INFO when imported
         from nncf.quantization.advanced_parameters import (
             AdvancedQuantizationParameters,
             QuantizationParameters,

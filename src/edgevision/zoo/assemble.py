@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.backends import Backend, create_backend
+from edgevision.bundles import is_bundle, open_bundle
 from edgevision.conversion.api import ExportOptions, SourceModel
 from edgevision.errors import EdgevisionError
 from edgevision.files import sha256_file
@@ -201,11 +202,15 @@ def resolve_model(model: str) -> ModelSpec | Path:
     if model in list_models():
         return get_spec(model)
     path = Path(model)
+    if is_bundle(path):
+        return open_bundle(path)  # its model file, every hash checked
     if path.is_file():
         check_pulled_file(path)
         return check_model_file(path)
     if path.is_dir():
-        raise EdgevisionError(f"{model} is a folder; give a model file or a zoo name.")
+        raise EdgevisionError(
+            f"{model} is a folder, not a bundle (it has no bundle.json); give a model file, a bundle or a zoo name."
+        )
     if path.suffix.lower() in MODEL_SUFFIXES or "/" in model:
         raise EdgevisionError(f"model file {model} does not exist.")
     return get_spec(model)  # raises, naming the closest zoo models

@@ -1,0 +1,180 @@
+"""Export one variant as a deploy bundle: by bench variant name, from a bench run, or a produced file.
+
+>>> export_bundle("nanodet-m", variant="openvino-int8", output=Path("nd.tar.gz"))          # doctest: +SKIP
+>>> export_bundle("nanodet-m", from_bench=Path("runs/bench/results.json"), output=Path("nd"))  # doctest: +SKIP
+
+The variant is built (or taken from the bench cache) exactly as ``edgevision bench`` builds
+it, so the bundle holds the file bench measured. See ``edgevision.bundles`` for the layout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgevision.benchmark.machine import machine_info
+from edgevision.benchmark.variants import KINDS, BuildOptions, build_variant, resolve_bench_source
+from edgevision.bundles import BundleManifest, bundle_manifest, is_bundle, write_bundle
+from edgevision.errors import EdgevisionError
+from edgevision.files import sha256_file
+from edgevision.variants import VariantMeta, model_files, read_meta, tool_versions, write_meta
+from edgevision.zoo.assemble import resolve_model, source_model_of
+
+RUNTIME_OF_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "litert", ".param": "ncnn"}
+
+
+@dataclass
+class ExportResult:
+    """What was exported where."""
+
+    output: Path
+    model: str  # the file to load inside the bundle
+    runtime: str
+    precision: str
+    variant: str | None
+    source_model: str | None
+    bytes: int  # the bundle's model files and metadata, uncompressed
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "output": str(self.output)}
+
+
+def export_bundle(
+    model: str,
+    *,
+    output: Path,
+    variant: str | None = None,
+    from_bench: Path | None = None,
+    options: BuildOptions = BuildOptions(),
+) -> ExportResult:
+    """Write a bundle of ``model``'s ``variant`` (or of bench's recommendation in ``from_bench``)."""
+    output = Path(output)
+    _check_output(output)
+    built_on: dict = machine_info()
+    if from_bench is not None:
+        model, variant, path, built_on = _from_bench(Path(from_bench), model, variant)
+    elif variant is not None:
+        path = _built(model, variant, options)
+    else:
+        path = _produced_file(model)
+    meta = read_meta(path) or VariantMeta(
+        source_model=source_model_of(path) or path.name,
+        source_sha256=sha256_file(path),
+        runtime=RUNTIME_OF_SUFFIX.get(path.suffix.lower(), "onnxruntime"),
+        precision="fp32",
+        step="pull",
+    )
+    manifest = BundleManifest(
+        model=path.name,
+        runtime=meta.runtime,
+        precision=meta.precision,
+        variant=variant,
+        source_model=meta.source_model,
+        source_sha256=meta.source_sha256,
+        decoding=_decoding(meta),
+        agreement=meta.agreement,
+        built_on=built_on,
+        tools=meta.tools or tool_versions(),
+    )
+    with tempfile.TemporaryDirectory(prefix="edgevision-export-") as tmp:
+        staged = _stage(path, meta, Path(tmp))
+        write_bundle(staged, manifest, output)
+        size = sum(f.stat().st_size for f in Path(tmp).iterdir())
+    return ExportResult(output, path.name, meta.runtime, meta.precision, variant, meta.source_model, size)
+
+
+def _check_output(output: Path) -> None:
+    archive = output.name.lower().endswith((".tar.gz", ".tgz"))
+    if output.exists() and output.is_dir() and archive:
+        raise EdgevisionError(f"{output} is a folder; an archive output needs a file name.")
+    if output.exists() and not archive and not (output.is_dir() and is_bundle(output)):
+        raise EdgevisionError(f"{output} exists and is not a bundle folder; choose another output.")
+
+
+def _built(model: str, variant: str, options: BuildOptions) -> Path:
+    kind = KINDS.get(variant)
+    if kind is None:
+        raise EdgevisionError(f"unknown variant '{variant}'; choose one of {', '.join(sorted(KINDS))}.")
+    if kind.runtime == "torch":
+        raise EdgevisionError(
+            f"{variant} runs in PyTorch, which a deploy bundle does not carry; export an ort-, openvino- or litert- variant."
+        )
+    if kind.file_of is not None:
+        raise EdgevisionError(
+            f"{variant} is {kind.file_of} run with another inference precision; export {kind.file_of} "
+            f"(OpenVINO picks bf16 by itself on CPUs with bf16 units)."
+        )
+    source = resolve_bench_source(model)
+    return build_variant(source, kind, options).path
+
+
+def _produced_file(model: str) -> Path:
+    target = resolve_model(model)
+    if not isinstance(target, Path):
+        raise EdgevisionError(
+            f"{model} is a zoo model: name the variant to export (--variant openvino-int8) or give --from-bench results.json."
+        )
+    return target
+
+
+def _from_bench(results: Path, model: str | None, variant: str | None) -> tuple[str, str, Path, dict]:
+    try:
+        data = json.loads(results.read_text())
+    except FileNotFoundError:
+        raise EdgevisionError(f"{results} does not exist; give the results.json a bench run wrote.") from None
+    except (OSError, ValueError) as exc:
+        raise EdgevisionError(f"{results} is not a readable results.json ({exc}).") from None
+    if not isinstance(data, dict) or "variants" not in data:
+        raise EdgevisionError(f"{results} is not a bench results.json (it has no 'variants').")
+    if model and data.get("model") not in (model, None):
+        raise EdgevisionError(f"{results} is a benchmark of {data.get('model')}, not of {model}.")
+    chosen = variant or data.get("recommended")
+    if not chosen:
+        raise EdgevisionError(f"{results} recommends no variant; name one with --variant.")
+    record = next((r for r in data["variants"] if r.get("variant") == chosen), None)
+    if record is None:
+        names = ", ".join(r.get("variant", "?") for r in data["variants"])
+        raise EdgevisionError(f"{results} has no variant {chosen}; it has {names}.")
+    path = Path(record.get("file", ""))
+    if record.get("runtime") == "torch" or not path.is_file():
+        raise EdgevisionError(
+            f"{chosen}'s file {path} is not there any more (or runs in PyTorch); "
+            f"export it with --variant {chosen} instead."
+        )
+    measured = {
+        str(t): {k: f.get("latency", {}).get(k) for k in ("p50", "p90", "p99")}
+        for t, f in record.get("threads", {}).items()
+    }
+    built_on = {
+        **data.get("machine", {}),
+        "latency_ms_by_threads": measured,
+        "inference_precision": record.get("inference_precision"),
+        "agreement": record.get("agreement"),
+        "agreement_metric": record.get("agreement_metric"),
+    }
+    return data.get("model") or model, chosen, path, built_on
+
+
+def _stage(path: Path, meta: VariantMeta, folder: Path) -> Path:
+    """Copies of the model's files in ``folder`` with a metadata file that decodes them as the source."""
+    for file in model_files(path):
+        shutil.copyfile(file, folder / file.name)
+    staged = folder / path.name
+    write_meta(staged, meta)
+    return staged
+
+
+def _decoding(meta: VariantMeta) -> str:
+    if meta.card:
+        return f"model card: decoder {meta.card.get('decoder', '?')} (in the metadata file and inside the model)"
+    if meta.source_model:
+        return f"as zoo model {meta.source_model} (its decoder is part of edgevision)"
+    return "raw outputs"
+
+
+def describe_bundle(path: Path) -> dict:
+    """The checked manifest of a bundle, as a dict (for ``edgevision export --check`` and tests)."""
+    return bundle_manifest(path).to_dict()

@@ -1,0 +1,125 @@
+"""Deploy bundles: export a variant with its metadata and hashes, run it from the bundle alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from conftest import assert_clean_error, run_cli
+from edgevision import api
+from edgevision.bundles import MANIFEST, open_bundle
+from edgevision.errors import EdgevisionError
+
+HEAVY = ("torch", "tensorflow", "openvino", "ai_edge_litert", "tf2onnx", "nncf")
+
+
+@pytest.fixture(scope="module")
+def nanodet_bundles(tmp_path_factory):
+    """nanodet-m's ort-fp32 variant as a bundle folder and as an archive."""
+    folder = tmp_path_factory.mktemp("bundles")
+    api.pull("nanodet-m")
+    as_folder = api.export("nanodet-m", variant="ort-fp32", output=folder / "nd")
+    as_archive = api.export("nanodet-m", variant="ort-fp32", output=folder / "nd.tar.gz")
+    return as_folder.output, as_archive.output
+
+
+def test_bundle_holds_model_metadata_and_hashes(nanodet_bundles):
+    folder, archive = nanodet_bundles
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["model"] == "model.onnx"
+    assert manifest["runtime"] == "onnxruntime" and manifest["precision"] == "fp32"
+    assert manifest["source_model"] == "nanodet-m" and manifest["variant"] == "ort-fp32"
+    assert set(manifest["files"]) == {"model.onnx", "model.onnx.edgevision.json"}
+    assert manifest["built_on"]["cpu"] and manifest["tools"]["onnxruntime"]
+    with tarfile.open(archive) as tar:
+        names = sorted(m.name for m in tar.getmembers())
+    assert names == ["nd/bundle.json", "nd/model.onnx", "nd/model.onnx.edgevision.json"]
+
+
+def test_bundle_predicts_as_the_zoo_model(nanodet_bundles, samples_cache):
+    import cv2
+
+    image = cv2.imread(str(samples_cache["person.jpg"]))
+    expected = api.load("nanodet-m", backend="onnxruntime", threads=1).predict(image)
+    for bundle in nanodet_bundles:
+        got = api.load(bundle, threads=1).predict(image)
+        assert len(got) == len(expected) > 0
+        np.testing.assert_allclose(got.xyxy, expected.xyxy, atol=1e-3)
+        assert list(got.class_ids) == list(expected.class_ids)
+
+
+def test_a_changed_file_is_refused(nanodet_bundles, tmp_path):
+    import shutil
+
+    folder = tmp_path / "nd"
+    shutil.copytree(nanodet_bundles[0], folder)
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(EdgevisionError, match="does not match its recorded sha256"):
+        open_bundle(folder)
+    (folder / "model.onnx").unlink()
+    with pytest.raises(EdgevisionError, match="is missing model.onnx"):
+        open_bundle(folder)
+
+
+def test_an_archive_that_is_not_a_bundle_is_refused(tmp_path):
+    archive = tmp_path / "other.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        note = tmp_path / "note.txt"
+        note.write_text("hello")
+        tar.add(note, arcname="other/note.txt")
+    with pytest.raises(EdgevisionError, match="is not a bundle"):
+        open_bundle(archive)
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"\x1f\x8b" + b"not gzip at all" * 20)
+    with pytest.raises(EdgevisionError, match="not a readable .tar.gz bundle"):
+        open_bundle(broken)
+
+
+def test_export_from_bench_results_takes_the_recommended_variant(nanodet_bundles, tmp_path):
+    model_file = open_bundle(nanodet_bundles[0])
+    results = tmp_path / "results.json"
+    latency = {"p50": 12.5, "p90": 13.0, "p99": 15.0}
+    record = {"variant": "ort-fp32", "runtime": "onnxruntime", "file": str(model_file), "agreement": 1.0}
+    record["threads"] = {"2": {"latency": latency}}
+    results.write_text(
+        json.dumps({"model": "nanodet-m", "recommended": "ort-fp32", "machine": {"cpu": "test"}, "variants": [record]})
+    )
+    done = api.export(from_bench=results, output=tmp_path / "from-bench")
+    manifest = json.loads((done.output / MANIFEST).read_text())
+    assert manifest["variant"] == "ort-fp32"
+    assert manifest["built_on"]["latency_ms_by_threads"]["2"]["p50"] == 12.5
+    assert manifest["built_on"]["cpu"] == "test"
+
+
+def test_export_errors_are_one_sentence(tmp_path, nanodet_bundles):
+    assert_clean_error(run_cli("export", "nanodet-m", "-o", tmp_path / "x.tar.gz"), "name the variant to export")
+    assert_clean_error(
+        run_cli("export", "nanodet-m", "--variant", "torch-fp32", "-o", tmp_path / "x"), "does not carry"
+    )
+    assert_clean_error(run_cli("export", "nanodet-m", "--variant", "ort-int4", "-o", tmp_path / "x"), "unknown variant")
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine")
+    done = run_cli("export", "nanodet-m", "--variant", "ort-fp32", "-o", occupied)
+    assert_clean_error(done, "is not a bundle folder")
+    assert (occupied / "keep.txt").read_text() == "mine"
+    assert_clean_error(run_cli("predict", tmp_path, tmp_path / "x.jpg"), "not a bundle")
+    assert not list(tmp_path.glob(".x*"))
+
+
+def test_running_a_bundle_imports_no_converter_or_other_runtime(nanodet_bundles, samples_cache):
+    code = (
+        "import sys, cv2, edgevision as ev\n"
+        f"m = ev.load({str(nanodet_bundles[1])!r}, threads=1)\n"
+        f"m.predict(cv2.imread({str(samples_cache['person.jpg'])!r}))\n"
+        f"print([name for name in {HEAVY!r} if name in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

@@ -106,9 +106,12 @@ def narrow_weights(model, source, names: Sequence[str]) -> int:
         bias_dq = producer.get(node.input[2]) if len(node.input) > 2 else None
         if bias_dq is not None and len(original.input) > 2 and original.input[2] in float_init:
             bias = numpy_helper.to_array(float_init[original.input[2]]).astype(np.float64)
-            bias_scale = numpy_helper.to_array(init[bias_dq.input[1]]).astype(np.float64)
-            bias_scale = bias_scale * (np.asarray(new_scale, np.float64) / old_scale)
-            bias_q = np.round(bias / bias_scale).clip(-(2**31), 2**31 - 1).astype(np.int32)
+            input_dq = producer.get(node.input[0])
+            # ONNX Runtime fuses the QDQ group into one int8 conv only when the bias scale is
+            # exactly input scale x weight scale (in float32)
+            input_scale = numpy_helper.to_array(init[input_dq.input[1]]).astype(np.float32)
+            bias_scale = (input_scale * np.asarray(new_scale, np.float32)).astype(np.float32)
+            bias_q = np.round(bias / bias_scale.astype(np.float64)).clip(-(2**31), 2**31 - 1).astype(np.int32)
             _rewire(model, bias_dq, 0, numpy_helper.from_array(bias_q, f"{node.name}_b7"))
             _rewire(model, bias_dq, 1, numpy_helper.from_array(bias_scale.astype(np.float32), f"{node.name}_b7_scale"))
         done += 1

@@ -142,7 +142,9 @@ def test_ort_int8_keeps_the_nms_loop_float(exports, short_video, samples_cache, 
     assert producers["scores"] == "Sigmoid" and producers["boxes"] == "Add"  # no QDQ before the loop
     assert sum(op == "DequantizeLinear" for op in producers.values()) >= 4  # the convs are int8
     agreement = _tfod_agreement(exports["tfod"], out, "onnxruntime", _photos(samples_cache))
-    assert agreement >= 0.9, agreement  # 0.966 measured
+    # 0.966 measured on a VNNI Xeon; 0.878 on an AVX2 EPYC, whose int8 kernels saturate in int16 and
+    # get 7-bit weights in two layers (edgevision.quantization.saturation; 0.604 without them)
+    assert agreement >= 0.85, agreement
 
 
 # ----------------------------------------------------------------------------- OpenVINO int8

@@ -15,6 +15,11 @@ inference; graph optimisation is skipped so that node names stay those of the so
 scales: TensorFlow's "SAME" max-pool padding (a Pad of -inf) is folded into the MaxPool,
 anything else is refused.
 
+After quantizing, layers whose uint8 x int8 pair sums overflow int16 on calibration inputs
+get 7-bit weights (``edgevision.quantization.saturation``) when this CPU is x86 without VNNI,
+whose kernels add those pairs in a saturating int16. ``extra={"saturation": "avoid"}``
+narrows them on any CPU, ``"ignore"`` never.
+
 Static int8 needs opset 13 (per-channel ``DequantizeLinear`` has an ``axis`` from 13 on):
 older exports are upgraded first and checked for parity (``edgevision.quantization.opset``).
 Post-processing inside the graph (NMS, TopK, loops: ``edgevision.quantization.postprocess``)
@@ -47,6 +52,7 @@ from edgevision.quantization import register_quantizer
 from edgevision.quantization.base import Feeds, QuantizeOptions, Quantizer
 from edgevision.quantization.opset import upgrade_note, upgrade_opset
 from edgevision.quantization.postprocess import SEED_OPS, postprocessing_nodes, subgraph_node_names
+from edgevision.quantization.saturation import cpu_saturates, narrow_saturating
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +96,8 @@ class OrtQuantizer(Quantizer):
         prepared = self.prepare(Path(source), opset=opset)
         check_exclude(prepared, options.exclude)
         self.kept_float, kept = float_nodes(prepared)
+        self.narrowed: list[str] = []
+        self.would_saturate: list[str] = []
         inner = replace_exclude(options, [*options.exclude, *kept])
         with atomic_path(Path(output).resolve()) as tmp, private_cwd(), ort_failures(Path(source).name, options):
             if options.precision == "fp16":
@@ -99,8 +107,14 @@ class OrtQuantizer(Quantizer):
             else:
                 ranges = self.ranges(prepared, calibration, options)
                 to_int8_static(prepared, tmp, inner, ranges)
+                mode = saturation_mode(options)
+                if mode != "ignore":
+                    narrow = mode == "avoid" or cpu_saturates()
+                    found = narrow_saturating(tmp, prepared, calibration, narrow=narrow)
+                    self.narrowed, self.would_saturate = (found, []) if narrow else ([], found)
         upgrade = self._upgrades.get((str(Path(source).resolve()), opset))
-        self.notes = ([upgrade] if upgrade else []) + ort_notes(options, len(calibration))
+        notes = ort_notes(options, len(calibration), self.narrowed, self.would_saturate)
+        self.notes = ([upgrade] if upgrade else []) + notes
         return Path(output)
 
     def check(self, options: QuantizeOptions, calibration: Sequence[Feeds] | None = None) -> None:
@@ -113,6 +127,7 @@ class OrtQuantizer(Quantizer):
             )
         if options.precision == "int8" and calibration is not None and not calibration:
             raise EdgevisionError("static int8 needs calibration images; give a folder, glob or video with --calib.")
+        saturation_mode(options)
 
     def prepare(self, source: Path, *, opset: int = 0) -> Path:
         """The source with finite constants, at least ``opset`` and inferred shapes, ready to calibrate (cached)."""
@@ -173,17 +188,44 @@ def ort_failures(name: str, options: QuantizeOptions) -> Iterator[None]:
         ) from None
 
 
-def ort_notes(options: QuantizeOptions, count: int) -> list[str]:
-    """One sentence on what ``OrtQuantizer.quantize`` made, for the metadata file."""
+SATURATION_MODES = ("auto", "avoid", "ignore")
+
+
+def saturation_mode(options: QuantizeOptions) -> str:
+    """The ``saturation`` option (``edgevision.quantization.saturation``): ``auto`` (default:
+    7-bit weights in the layers whose int8 pair sums overflow int16, when this CPU adds them in
+    int16), ``avoid`` (on any CPU) or ``ignore``."""
+    mode = str(options.extra.get("saturation", "auto")).lower()
+    if mode not in SATURATION_MODES:
+        raise EdgevisionError(f"ort option saturation is one of {', '.join(SATURATION_MODES)}, got {mode}.")
+    return mode
+
+
+def ort_notes(
+    options: QuantizeOptions, count: int, narrowed: Sequence[str] = (), would_saturate: Sequence[str] = ()
+) -> list[str]:
+    """What ``OrtQuantizer.quantize`` made, for the metadata file."""
     if options.precision == "fp16":
         return ["ONNX Runtime fp16 weights and compute, float32 inputs and outputs"]
     weights = "per-channel" if options.per_channel else "per-tensor"
     if options.precision == "int8-dynamic":
         return [f"ONNX Runtime dynamic int8, uint8 {weights} weights"]
-    return [
+    notes = [
         f"ONNX Runtime static int8 QDQ, uint8 activations, int8 {weights} weights, "
         f"{options.method} calibration on {count} inputs"
     ]
+    if narrowed:
+        notes.append(
+            f"7-bit weights ([-64, 64]) in {len(narrowed)} layers whose uint8 x int8 pair sums overflow int16 "
+            "on calibration inputs (x86 kernels without VNNI saturate there): "
+            + ", ".join(name.split(";")[0] for name in narrowed)
+        )
+    if would_saturate:
+        notes.append(
+            f"8-bit weights kept: this CPU adds int8 pairs in int32, but on x86 CPUs without VNNI the pair sums of "
+            f"{len(would_saturate)} layers overflow int16 (quantize there, or with saturation=avoid, for such CPUs)"
+        )
+    return notes
 
 
 # ----------------------------------------------------------------------------- preparing
@@ -351,8 +393,13 @@ def to_int8_static(prepared: Path, output: Path, options: QuantizeOptions, range
             calibrate_method=_method(options.method),
             nodes_to_exclude=list(options.exclude),
             calibration_cache_path=str(ranges),
-            extra_options={"ActivationSymmetric": False, **options.extra},
+            extra_options={"ActivationSymmetric": False, **ort_extra(options)},
         )
+
+
+def ort_extra(options: QuantizeOptions) -> dict:
+    """``options.extra`` for ONNX Runtime's tools: without edgevision's own keys (``saturation``)."""
+    return {k: v for k, v in options.extra.items() if k != "saturation"}
 
 
 def to_int8_dynamic(prepared: Path, output: Path, options: QuantizeOptions) -> None:
@@ -366,7 +413,7 @@ def to_int8_dynamic(prepared: Path, output: Path, options: QuantizeOptions) -> N
             weight_type=QuantType.QUInt8,
             per_channel=options.per_channel,
             nodes_to_exclude=list(options.exclude),
-            extra_options=dict(options.extra),
+            extra_options=ort_extra(options),
         )
 
 

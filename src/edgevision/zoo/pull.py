@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from edgevision.errors import EdgevisionError
+from edgevision.errors import EdgevisionError, MissingExtraError
 from edgevision.files import cache_dir, damaged_files, file_record, staging_dir, stamp_of, write_atomic, write_stamps
 from edgevision.packages import fetch_artifact
 from edgevision.zoo.pytorch import is_pytorch_family
@@ -56,7 +56,15 @@ def pull(name: str, *, force: bool = False) -> Path:
             fetch_artifact(artifact, tmp)
         if spec.prepare is not None:
             logger.info("%s: converting", name)
-            spec.prepare(tmp)
+            try:
+                spec.prepare(tmp)
+            except MissingExtraError as missing:
+                raise EdgevisionError(
+                    f"{name} is converted to ONNX when first pulled, which needs {missing.package} "
+                    f"(pip install 'edgevision[{missing.extra}]'); on a runtime-only install, export a bundle "
+                    f"on a bigger machine instead (edgevision export {name} --variant ort-fp32 -o {name}.tar.gz) "
+                    "and run that."
+                ) from None
         _write_manifest(spec, tmp)
     return final
 

@@ -56,6 +56,31 @@ def test_static_int8_quantizes_the_conv_and_honours_exclude(tiny_onnx, tiny_feed
     assert not list(tmp_path.glob(".*"))  # no temporary files left beside the outputs
 
 
+def _int8_weights(model_path) -> np.ndarray:
+    model = onnx.load(str(model_path))
+    arrays = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == TensorProto.INT8]
+    return np.concatenate([a.ravel() for a in arrays])
+
+
+def test_int8_weights_take_7_bits_where_the_cpu_would_saturate(tiny_onnx, tiny_feeds, tmp_path, monkeypatch):
+    """On x86 without VNNI ONNX Runtime's u8s8 kernels overflow int16 with 8-bit weights."""
+    from edgevision.quantization import ort as ort_quantizer
+
+    quantizer = get_quantizer("ort")
+    monkeypatch.setattr(ort_quantizer, "saturating_cpu", lambda flags=None: True)
+    saturating = quantizer.quantize(
+        tiny_onnx, tmp_path / "7bit.onnx", options=QuantizeOptions(), calibration=tiny_feeds
+    )
+    assert np.abs(_int8_weights(saturating)).max() <= 64
+    assert any("7-bit weights" in note and "no VNNI" in note for note in quantizer.notes)
+    chosen = QuantizeOptions(extra={"reduce_range": False})  # the user's choice is kept
+    full = quantizer.quantize(tiny_onnx, tmp_path / "8bit.onnx", options=chosen, calibration=tiny_feeds)
+    assert np.abs(_int8_weights(full)).max() == 127
+    monkeypatch.setattr(ort_quantizer, "saturating_cpu", lambda flags=None: False)
+    vnni = quantizer.quantize(tiny_onnx, tmp_path / "vnni.onnx", options=QuantizeOptions(), calibration=tiny_feeds)
+    assert np.abs(_int8_weights(vnni)).max() == 127 and not any("7-bit" in n for n in quantizer.notes)
+
+
 @pytest.mark.parametrize("precision", ["fp16", "int8-dynamic"])
 def test_other_precisions_run_and_keep_float_io(tiny_onnx, tiny_feeds, tmp_path, precision):
     import onnxruntime as ort

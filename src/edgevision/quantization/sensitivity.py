@@ -283,14 +283,31 @@ def rank_by_output(
             node.input[0] = original_input
             for extra in added:
                 graph.node.remove(extra) if hasattr(extra, "op_type") else graph.initializer.remove(extra)
-        noise = float(
-            np.mean([relative_noise([r[i] for r in reference], [c[i] for c in candidate]) for i in range(len(outputs))])
-        )
+        noise = output_noise(reference, candidate)
         sqnr = MAX_SQNR_DB if noise <= 10 ** (-MAX_SQNR_DB / 10) else -10 * float(np.log10(noise))
         ranked.append(
             LayerSensitivity(node.name, node.op_type, sqnr, noise, sum(weights.get(i, 0) for i in node.input))
         )
     return sorted(ranked, key=lambda r: -r.added_noise)
+
+
+def output_noise(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]]) -> float:
+    """Mean over outputs of their relative noise (``relative_noise``) over all feeds.
+
+    An output whose shape changed on some feed (a detector's boxes after NMS) counts as all
+    noise there: what it holds changed.
+
+    >>> ref = [[np.ones(4), np.ones(2)]]
+    >>> output_noise(ref, [[np.ones(4), np.ones(3)]]), output_noise(ref, [[np.zeros(4), np.ones(2)]])
+    (0.5, 0.5)
+    """
+    per_output = []
+    for i in range(len(reference[0]) if reference else 0):
+        same = [(r[i], c[i]) for r, c in zip(reference, candidate) if np.shape(r[i]) == np.shape(c[i])]
+        changed = len(reference) - len(same)
+        noise = relative_noise([r for r, _ in same], [c for _, c in same]) if same else 0.0
+        per_output.append((noise * len(same) + changed) / len(reference))
+    return float(np.mean(per_output)) if per_output else 0.0
 
 
 def fake_quantized_weights(weights: np.ndarray, *, per_channel: bool = True) -> np.ndarray:

@@ -213,10 +213,32 @@ def test_lightning_int8_on_openvino_keeps_the_poses(samples_cache, tmp_path):
     # Measured 0.977-1.000 across runs (OKS AP over 16 people moves in steps of ~0.006); the
     # full graph's int8 scored 0.26-0.38. The bar is set below the spread, above the old failure.
     assert result.agreement >= 0.95, result.attempts
-    assert result.size_ratio < 0.9
+    # Ranked by the noise each layer alone puts on the outputs, the head and the first block's
+    # two convolutions float reach 1.000 (7 layers, 0.32x the size); ranked by their own
+    # tensors' noise, 69 layers stayed float (0.81x) for 0.963.
+    assert len(result.excluded) <= 24, result.attempts
+    assert result.size_ratio < 0.6
     int8 = load_predictor(str(result.output))  # decoded as movenet-lightning from its metadata
     poses = int8(cv2.imread(str(samples_cache["person.jpg"])))
     assert len(poses) == 1 and poses.scores[0] >= 0.3
+
+
+@pytest.mark.slow
+def test_the_first_depthwise_convolution_harms_the_outputs_most(samples_cache):
+    """Alone in int8, Lightning's first depthwise convolution (51 dB weights) takes the heat maps
+    to about 9 dB, more than any other layer, though its own tensor's noise ranks it low."""
+    from edgevision.quantization.sensitivity import rank_by_output
+
+    source = model_file("movenet-lightning", "onnx")
+    calib = load_calibration(
+        str(samples_cache["vtest.avi"]), processor_for("movenet-lightning"), input_name="input:0", count=8, holdout=0
+    )
+    graph = onnx.load(str(source), load_external_data=False).graph
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    ranked = rank_by_output(source, calib.feeds[:4])
+    assert len(ranked) == len(convs)
+    assert convs[1] in [r.name for r in ranked[:2]], [(r.name, round(r.sqnr_db, 1)) for r in ranked[:5]]
+    assert ranked[0].sqnr_db < 15.0
 
 
 def test_sensitivity_ranks_the_convolutions_whose_relu6_ort_folds(samples_cache, tmp_path):
@@ -238,5 +260,6 @@ def test_sensitivity_ranks_the_convolutions_whose_relu6_ort_folds(samples_cache,
     convs = [n.name for n in graph.node if n.op_type == "Conv"]
     ranked = rank_layers(quantizer.prepare(source), quantized, calib.feeds[:4])
     names = {r.name for r in ranked}
-    assert convs[0] in names and "Conv__378" in names  # Conv1 and the first depthwise, both before a Relu6
+    # Conv1 and the first depthwise (Conv__378 or Conv__1558, as the converter numbered it), both before a Relu6
+    assert convs[0] in names and convs[1] in names
     assert len(ranked) > 30

@@ -311,6 +311,8 @@ def _quantize(
         result = _result(source, quantizer, options, output, outcome, budget)
         made = outcome.best if outcome is not None else quantizer  # the chosen attempt's account, not the last's
         result.notes, result.parity = list(getattr(made, "notes", [])), parity
+        if outcome is not None and outcome.ranked_by and outcome.best.excluded:
+            result.notes.append(f"budget: layers kept float by rank, ranked by {outcome.ranked_by}")
         _record_kept_float(result, getattr(made, "kept_float", {}), say)
         if judge is not None:
             _time(result, source, quantizer, calibration, threads, say)

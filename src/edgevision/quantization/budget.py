@@ -10,11 +10,13 @@ Agreement is task-level, on held-out images the calibration never saw: detection
 pose OKS AP with the float model's predictions as ground truth, mean output cosine for
 models without a decoder. When ``1 - agreement`` exceeds ``max_drop``, layers are ranked
 once by the noise they add (by the quantizer itself where it can measure it, as LiteRT's
-QuantizationDebugger does; else with ``edgevision.quantization.sensitivity`` on an ONNX
-Runtime QDQ model of the same source, which also ranks for other backends) and excluded
+QuantizationDebugger does; else by ``edgevision.quantization.sensitivity.rank_by_output``:
+the noise each layer, alone in int8, puts on the model's outputs, which ranks for every
+backend) and excluded
 first the output head (the last weighted layers and the activations after them), then the
 head plus growing batches of the noisiest other layers (1, 2, 4, 8 ..., a handful of
-attempts in all) until the budget holds or the candidates run out; the best attempt is
+attempts in all) until the budget holds or the candidates run out, then two bisection
+steps between the last count that missed and the first that held; the best attempt is
 kept either way.
 """
 
@@ -45,13 +47,15 @@ from edgevision.quantization.sensitivity import (
     LayerSensitivity,
     exclusion_unit,
     head_units,
-    rank_layers,
+    rank_by_output,
     unique,
 )
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+
+BISECT_STEPS = 2  # attempts spent narrowing the float layers once the budget holds
 
 
 @dataclass
@@ -84,6 +88,7 @@ class BudgetResult:
     met: bool
     metric: str
     ranking: list[LayerSensitivity] = field(default_factory=list)
+    ranked_by: str = ""  # how ``ranking`` was measured, for the metadata's notes
 
 
 # ----------------------------------------------------------------------------- agreement
@@ -165,6 +170,9 @@ def run_budget(
             return BudgetResult(attempts, attempts[-1], True, judge.metric)
     first = trial.run(list(options.exclude))
     attempts.append(first)
+    # Layers are kept float on top of the settings that agreed best in all int8, the faster
+    # ones on a tie: on MoveNet Lightning (OpenVINO) PERFORMANCE agreed 0.94 where MIXED did 0.89.
+    base = max(attempts, key=lambda a: a.agreement).settings
     say(f"all layers {options.precision}: agreement {first.agreement:.3f} ({judge.metric})")
     ranking: list[LayerSensitivity] = []
     if _meets(first, max_drop) or options.precision != "int8" or not repair:
@@ -174,16 +182,37 @@ def run_budget(
         return BudgetResult(attempts, first, False, judge.metric)
     ranking = trial.rank(first)
     say(f"ranked {len(ranking)} layers by added noise; worst: {', '.join(r.name for r in ranking[:3])}")
-    for exclude in exclusion_plan(trial.graph(), ranking):
-        attempt = trial.run(unique(list(options.exclude) + exclude))
+    if base:
+        say(f"keeping layers float with {_describe(base)}, which agreed best in all int8")
+    graph = trial.graph()
+
+    def attempt_with(count: int) -> Attempt:
+        attempt = trial.run(unique(list(options.exclude) + exclusion_for(graph, ranking, count)), base)
         attempts.append(attempt)
         say(
             f"{attempt.excluded_count} layers float: agreement {attempt.agreement:.3f}, {attempt.size_bytes / 1e6:.2f} MB"
         )
-        if _meets(attempt, max_drop):
+        return attempt
+
+    # Body layers float: the head alone (0), then 1, 2, 4 ... until the budget holds; then
+    # bisect between the last count that missed and the first that held, since the step
+    # from 32 to 64 layers can overshoot by far (float layers cost speed).
+    failed = -1 if head_units(graph) else 0  # -1: nothing float (the first attempt) missed
+    for count in ([0] if failed < 0 else []) + batch_sizes(len(body_layers(graph, ranking))):
+        if _meets(attempt_with(count), max_drop):
+            passed = count
+            for _ in range(BISECT_STEPS):
+                if passed - failed <= 1:
+                    break
+                middle = (failed + passed) // 2
+                if _meets(attempt_with(middle), max_drop):
+                    passed = middle
+                else:
+                    failed = middle
             break
+        failed = count
     best = choose(attempts, max_drop)
-    return BudgetResult(attempts, best, _meets(best, max_drop), judge.metric, ranking)
+    return BudgetResult(attempts, best, _meets(best, max_drop), judge.metric, ranking, getattr(trial, "ranked_by", ""))
 
 
 def faster_settings(quantizer: Quantizer, options: QuantizeOptions) -> tuple[dict, ...]:
@@ -211,11 +240,20 @@ def exclusion_plan(graph, ranking: Sequence[LayerSensitivity]) -> list[list[str]
     channels that share one activation scale until they are split.
     """
     head = head_units(graph)
-    body = [r.name for r in ranking if r.op_type in WEIGHTED_OPS and r.name not in set(head)]
     plan = [head] if head else []
-    for count in batch_sizes(len(body)):
-        plan.append(unique(head + [name for layer in body[:count] for name in exclusion_unit(graph, layer)]))
-    return plan
+    return plan + [exclusion_for(graph, ranking, count) for count in batch_sizes(len(body_layers(graph, ranking)))]
+
+
+def body_layers(graph, ranking: Sequence[LayerSensitivity]) -> list[str]:
+    """The ranked weighted layers outside the output head, worst first."""
+    head = set(head_units(graph))
+    return [r.name for r in ranking if r.op_type in WEIGHTED_OPS and r.name not in head]
+
+
+def exclusion_for(graph, ranking: Sequence[LayerSensitivity], count: int) -> list[str]:
+    """The output head plus the ``count`` worst body layers, each with its activation."""
+    body = body_layers(graph, ranking)[:count]
+    return unique(head_units(graph) + [name for layer in body for name in exclusion_unit(graph, layer)])
 
 
 def batch_sizes(total: int) -> list[int]:
@@ -251,6 +289,7 @@ class _Trial:
         self.calibration, self.judge, self.workdir = calibration, judge, workdir
         self.count = 0
         self._layers: list[str] | None = None
+        self.ranked_by = ""
 
     def run(self, exclude: list[str], settings: dict | None = None) -> Attempt:
         """Quantize with ``exclude`` (names the backend has no layer for are left out) and ``settings``
@@ -287,24 +326,23 @@ class _Trial:
 
     def rank(self, first: Attempt) -> list[LayerSensitivity]:
         """Layers by added noise: the quantizer's own ranking when it has one (``rank_layers``),
-        else measured on an ONNX Runtime QDQ model of the same source."""
+        else by the noise each layer alone in int8 puts on the outputs (``rank_by_output``)."""
         from edgevision.quantization.ort import OrtQuantizer
 
         if hasattr(self.quantizer, "rank_layers"):
             feeds = self.calibration.feeds
+            self.ranked_by = f"{self.quantizer.name}'s own per-layer noise"
             return self.quantizer.rank_layers(
                 self.source, options=self.options, calibration=feeds, exclude=first.excluded
             )
-
+        # Ranked by what each layer alone in int8 does to the outputs, not by the SQNR of its
+        # own tensor: MoveNet Lightning's most harmful layer adds little noise where it is.
         proxy = self.quantizer if isinstance(self.quantizer, OrtQuantizer) else OrtQuantizer()
-        quant = first.path
-        if proxy is not self.quantizer:
-            quant = self.workdir / "sensitivity-proxy.onnx"
-            # The proxy calibrates its own way: other backends' methods may not exist in ORT.
-            proxy_options = replace(self.options, exclude=tuple(first.excluded), method=None, extra={})
-            proxy.quantize(self.source, quant, options=proxy_options, calibration=self.calibration.feeds)
         feeds = self.calibration.feeds[:8]
-        return rank_layers(proxy.prepare(self.source), quant, feeds, skip=first.excluded)
+        self.ranked_by = f"the noise each alone in int8 puts on the outputs ({len(feeds)} calibration inputs)"
+        return rank_by_output(
+            proxy.prepare(self.source), feeds, skip=first.excluded, per_channel=self.options.per_channel
+        )
 
 
 # ----------------------------------------------------------------------------- speed

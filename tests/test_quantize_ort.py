@@ -56,12 +56,6 @@ def test_static_int8_quantizes_the_conv_and_honours_exclude(tiny_onnx, tiny_feed
     assert not list(tmp_path.glob(".*"))  # no temporary files left beside the outputs
 
 
-def _int8_weights(model_path) -> np.ndarray:
-    model = onnx.load(str(model_path))
-    arrays = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == TensorProto.INT8]
-    return np.concatenate([a.ravel() for a in arrays])
-
-
 def test_other_precisions_run_and_keep_float_io(tiny_onnx, tiny_feeds, tmp_path, precision):
     import onnxruntime as ort
 

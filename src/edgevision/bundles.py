@@ -155,12 +155,6 @@ def open_bundle(path: Path) -> Path:
     return folder / manifest.model
 
 
-def bundle_manifest(path: Path) -> BundleManifest:
-    """The checked manifest of bundle ``path`` (a folder or an archive)."""
-    path = Path(path)
-    return verify_bundle(_unpacked(path) if path.is_file() else path)
-
-
 def _unpacked(archive: Path) -> Path:
     """The archive's bundle folder in the cache, unpacked once (keyed by the archive's sha256)."""
     digest = sha256_file(archive)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edgevision.benchmark.machine import machine_info
 from edgevision.benchmark.variants import KINDS, BuildOptions, build_variant, resolve_bench_source
-from edgevision.bundles import BundleManifest, bundle_manifest, is_bundle, write_bundle
+from edgevision.bundles import BundleManifest, is_bundle, write_bundle
 from edgevision.errors import EdgevisionError
 from edgevision.files import sha256_file
 from edgevision.variants import VariantMeta, model_files, read_meta, tool_versions, write_meta
@@ -173,8 +173,3 @@ def _decoding(meta: VariantMeta) -> str:
     if meta.source_model:
         return f"as zoo model {meta.source_model} (its decoder is part of edgevision)"
     return "raw outputs"
-
-
-def describe_bundle(path: Path) -> dict:
-    """The checked manifest of a bundle, as a dict (for ``edgevision export --check`` and tests)."""
-    return bundle_manifest(path).to_dict()

@@ -56,6 +56,7 @@ def test_static_int8_quantizes_the_conv_and_honours_exclude(tiny_onnx, tiny_feed
     assert not list(tmp_path.glob(".*"))  # no temporary files left beside the outputs
 
 
+@pytest.mark.parametrize("precision", ["fp16", "int8-dynamic"])
 def test_other_precisions_run_and_keep_float_io(tiny_onnx, tiny_feeds, tmp_path, precision):
     import onnxruntime as ort
 

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +66,25 @@ def probe_fp32(threads: int, *, size: int = SIZE, seconds: float = 1.0) -> dict:
 
 
 def probe_int8(threads: int, *, size: int = SIZE, seconds: float = 1.0) -> dict:
-    """int8 GEMM rate: torch._int_mm when torch is installed, else ORT MatMulInteger."""
-    if importlib.util.find_spec("torch") is not None:
+    """int8 GEMM rate: torch._int_mm where torch is installed and the CPU has int8 dot-product
+    units (VNNI, AMX), else ORT MatMulInteger.
+
+    Without them torch._int_mm falls back to a reference loop: 0.27 GMAC/s on an AVX2 EPYC,
+    32 s per 2048-cube call, which made bench's peak probe time out.
+    """
+    if importlib.util.find_spec("torch") is not None and _has_int8_dot_units():
         return _probe_torch_int8(threads, size, seconds)
     return _probe_ort_int8(threads, size, seconds)
+
+
+def _has_int8_dot_units() -> bool:
+    """True on x86 CPUs with VNNI or AMX (what torch._int_mm's fast kernels use)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
 
 
 def _probe_torch_int8(threads: int, size: int, seconds: float) -> dict:

@@ -112,3 +112,30 @@ def test_overflow_fraction_counts_the_pair_sums_that_leave_int16():
     assert expected > 0
     assert overflow_fraction(activations, weights) == pytest.approx(expected)
     assert overflow_fraction(activations // 2, weights) == 0.0  # values up to 127: 127 * 127 * 2 fits
+
+
+def test_narrowing_keeps_a_bias_that_dwarfs_a_nearly_dead_input(tmp_path):
+    """An input whose range is ~1e-8 (a dead branch of a randomly initialised YOLOX head) puts a
+    bias of 0.1 beyond int32 at input scale x weight scale. ONNX Runtime widens that channel's
+    weight scale; narrowing must too, or the bias is clipped and the output is wrong."""
+    import onnxruntime as ort
+
+    weights = numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")
+    bias = numpy_helper.from_array(np.array([0.1, 0.0], np.float32), "b")
+    io = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)  # noqa: E731
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv")
+    graph = helper.make_graph([conv], "g", [io("x", [1, 2, 8, 8])], [io("y", [1, 2, 8, 8])], [weights, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "conv.onnx"))
+    rng = np.random.default_rng(1)
+    feeds = [{"x": np.full((1, 2, 8, 8), 1e-8, np.float32)}]
+    feeds += [{"x": rng.uniform(0, 1e-8, (1, 2, 8, 8)).astype(np.float32)} for _ in range(7)]
+    quantizer = get_quantizer("ort")
+    options = QuantizeOptions(extra={"saturation": "avoid"})
+    out = quantizer.quantize(tmp_path / "conv.onnx", tmp_path / "int8.onnx", options=options, calibration=feeds)
+    assert quantizer.narrowed == ["conv"]  # the second channel's 127 x 255 pairs overflow
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    got = ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"]).run(["y"], feeds[0])[0]
+    assert np.allclose(got[0, 0], 0.1, atol=1e-3)  # clipped, it came out 0.0012

@@ -31,9 +31,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import assert_clean_error, run_cli
-from edgevision.errors import Interrupted
 from edgevision.media import Frames
-from edgevision.signals import stop_on_signals
 from test_pipeline import break_frame, frame_count
 from test_promises_events import EVERYWHERE, _strace_problem
 from test_stream import free_port
@@ -132,27 +130,49 @@ def pending_lines(folder: Path) -> int:
 # ----------------------------------------------------------------------------- the signals themselves
 
 
+def _in_a_child(code: str) -> None:
+    """Run ``code`` in a fresh interpreter: a signal sent to the test process itself would also
+    reach the native threads (OpenMP, ONNX Runtime, TensorFlow) earlier tests left behind."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_stop_signals_raise_interrupted_inside_the_block_only():
-    with pytest.raises(Interrupted) as stopped, stop_on_signals() as stops:
+    _in_a_child(
+        """
+import os, signal, time
+from edgevision.errors import Interrupted
+from edgevision.signals import stop_on_signals
+try:
+    with stop_on_signals() as stops:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler runs at the next instruction; this never completes
-    assert stopped.value.name == "SIGTERM" and stopped.value.exit_code == 143
-    assert isinstance(stopped.value, KeyboardInterrupt)  # code that handles Ctrl-C handles it too
-    assert stops.last is stopped.value
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+    raise SystemExit("the block was not stopped")
+except Interrupted as stopped:
+    assert stopped.name == "SIGTERM" and stopped.exit_code == 143, stopped
+    assert isinstance(stopped, KeyboardInterrupt)  # code that handles Ctrl-C handles it too
+    assert stops.last is stopped
+assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+print("ok")
+"""
+    )
 
 
 def test_an_ignored_signal_stays_ignored():
     """``nohup`` ignores SIGHUP: the block must not turn it back into a stop."""
-    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    try:
-        with stop_on_signals() as stops:
-            os.kill(os.getpid(), signal.SIGHUP)
-            time.sleep(0.2)
-        assert stops.last is None
-        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGHUP, previous)
+    _in_a_child(
+        """
+import os, signal, time
+from edgevision.signals import stop_on_signals
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+with stop_on_signals() as stops:
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(0.2)
+assert stops.last is None
+assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+print("ok")
+"""
+    )
 
 
 # ----------------------------------------------------------------------------- run and predict stopped

@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 INT16_MAX = 32767
 NARROW = 64  # int8 weights in [-64, 64]: ONNX Runtime's reduce_range
+BIAS_LIMIT = 2**31 - 1 - 2**20  # int32 biases, with room for rounding
 CHECK_INPUTS = 4  # calibration inputs the overflow is looked for on
 # Layers where at most this share of pair sums overflows keep 8-bit weights: on SSD-MobileNetV2
 # narrowing also the layers at 1e-7..1e-5 (projections, the extra feature layers) cost
@@ -95,6 +96,14 @@ def narrow_weights(model, source, names: Sequence[str]) -> int:
         old_scale = numpy_helper.to_array(init[weight_dq.input[1]]).astype(np.float64)
         absmax = np.abs(weights.reshape(weights.shape[0], -1)).max(axis=1)
         scale = np.where(absmax > 0, absmax / NARROW, np.broadcast_to(old_scale, absmax.shape))
+        bias_dq = producer.get(node.input[2]) if len(node.input) > 2 else None
+        has_bias = bias_dq is not None and len(original.input) > 2 and original.input[2] in float_init
+        if has_bias:
+            bias = numpy_helper.to_array(float_init[original.input[2]]).astype(np.float64)
+            input_scale = numpy_helper.to_array(init[producer[node.input[0]].input[1]]).astype(np.float32)
+            # as ONNX Runtime's quantizer does: widen the weight scale where the bias would not
+            # fit int32 at input scale x weight scale (an input whose range is nearly zero)
+            scale = np.maximum(scale, np.abs(bias) / (float(input_scale) * BIAS_LIMIT))
         shape = (-1,) + (1,) * (weights.ndim - 1)
         quantized = np.clip(np.round(weights / scale.reshape(shape)), -NARROW, NARROW).astype(np.int8)
         if old_scale.ndim == 0:  # per-tensor weights stay per-tensor
@@ -103,13 +112,9 @@ def narrow_weights(model, source, names: Sequence[str]) -> int:
         new_scale = scale.astype(np.float32) if old_scale.ndim else np.float32(scale[0])
         _rewire(model, weight_dq, 0, numpy_helper.from_array(quantized, f"{node.name}_w7"))
         _rewire(model, weight_dq, 1, numpy_helper.from_array(np.asarray(new_scale), f"{node.name}_w7_scale"))
-        bias_dq = producer.get(node.input[2]) if len(node.input) > 2 else None
-        if bias_dq is not None and len(original.input) > 2 and original.input[2] in float_init:
-            bias = numpy_helper.to_array(float_init[original.input[2]]).astype(np.float64)
-            input_dq = producer.get(node.input[0])
+        if has_bias:
             # ONNX Runtime fuses the QDQ group into one int8 conv only when the bias scale is
             # exactly input scale x weight scale (in float32)
-            input_scale = numpy_helper.to_array(init[input_dq.input[1]]).astype(np.float32)
             bias_scale = (input_scale * np.asarray(new_scale, np.float32)).astype(np.float32)
             bias_q = np.round(bias / bias_scale.astype(np.float64)).clip(-(2**31), 2**31 - 1).astype(np.int32)
             _rewire(model, bias_dq, 0, numpy_helper.from_array(bias_q, f"{node.name}_b7"))

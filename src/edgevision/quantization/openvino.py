@@ -25,9 +25,10 @@ clamp each two neighbouring products to int16 (``edgevision.quantization.saturat
 NNCF's default puts 7-bit weights in the first layer only. So when the default misses the
 budget, ``enable`` (7-bit weights everywhere) with the full bias correction (each layer's
 bias corrected for the error of all the quantized layers before it, where the fast one
-sees the layer alone) is tried before any layer is kept float: on an AVX2-only AMD EPYC
-that took BlazePose's landmark model from 0.76 to 0.99 agreement with every layer int8
-(overflow fix alone: 0.95; the full correction alone does not stop the clamping).
+sees the layer alone) is tried before any layer is kept float, with the PERFORMANCE preset
+first, then MIXED: on an AVX2-only AMD EPYC that took BlazePose's landmark model from 0.76
+to 0.99 agreement with every layer int8 (overflow fix alone: 0.95; full correction alone:
+0.75), and PERFORMANCE ran 1.4x OpenVINO fp32 in single-thread CPU time where MIXED ran 1.3x.
 
 Layers to keep in float are ONNX node names; OpenVINO renames a Conv ``X`` with bias to
 ``X/WithoutBiases`` plus an ``Add`` named ``X``, so names are mapped to the OpenVINO ops
@@ -126,8 +127,11 @@ class OpenVinoQuantizer(Quantizer):
     extra = "openvino"
     faster_options = ({"preset": "performance"},)  # no zero-point compensation; MIXED stays the default
     # when the default misses: 7-bit weights everywhere (no int16 clamping without VNNI) and
-    # bias correction measured through the quantized layers before each one
-    repair_options = ({"overflow_fix": "enable", "bias_correction": "full"},)
+    # bias correction measured through the quantized layers before each one; faster preset first
+    repair_options = (
+        {"preset": "performance", "overflow_fix": "enable", "bias_correction": "full"},
+        {"overflow_fix": "enable", "bias_correction": "full"},
+    )
 
     @classmethod
     def is_available(cls) -> bool:

@@ -230,7 +230,9 @@ class OpenVinoQuantizer(Quantizer):
             return ["OpenVINO IR with fp16 weights (decompressed to the inference precision at load)"]
         preset = options.extra.get("preset", "mixed")
         overflow = options.extra.get("overflow_fix", OVERFLOW_FIXES[0])
+        correction = options.extra.get("bias_correction", "fast")
         return [
             f"NNCF int8, preset {preset}, method {options.method}, {count} calibration inputs, "
-            f"{'per-channel' if options.per_channel else 'per-tensor'} weights, overflow fix {overflow}"
+            f"{'per-channel' if options.per_channel else 'per-tensor'} weights, overflow fix {overflow}, "
+            f"{correction} bias correction"
         ]

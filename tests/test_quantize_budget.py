@@ -214,3 +214,60 @@ def test_layers_go_float_on_top_of_the_settings_that_agreed_best(tmp_path, monke
     assert [a.settings for a in result.attempts[:2]] == [faster, {}]
     assert all(a.settings == faster for a in result.attempts[2:]) and result.best.settings == faster
     assert result.met and result.best.agreement == 0.99
+
+
+def test_repair_settings_are_tried_before_layers_go_float_and_carry_on(tmp_path, monkeypatch):
+    """OpenVINO's overflow fix on every layer: tried when the default misses, kept for the
+    exclusion attempts when it agrees better (on CPUs without VNNI it does)."""
+    from edgevision.quantization import budget
+
+    class Repairable:
+        name, can_exclude, precision = "fake", True, "int8"
+        repair_options = ({"overflow_fix": "enable"},)
+
+    class Judge:
+        metric = "mean output cosine"
+
+    runs = []
+
+    class Trial:
+        def __init__(self, *args):
+            pass
+
+        def run(self, exclude, settings=None):
+            runs.append((list(exclude), dict(settings or {})))
+            score = 0.5 + 0.3 * bool(settings) + 0.05 * len(exclude)
+            return budget.Attempt(list(exclude), score, 10 + len(exclude), tmp_path / "m.onnx", dict(settings or {}))
+
+        def rank(self, first):
+            assert first.settings == {"overflow_fix": "enable"}
+            return _ranked("conv1", "conv0")
+
+        def graph(self):
+            return _graph()
+
+    monkeypatch.setattr(budget, "_Trial", Trial)
+    result = budget.run_budget(
+        tmp_path / "src.onnx",
+        quantizer=Repairable(),
+        options=budget.QuantizeOptions(),
+        calibration=None,
+        judge=Judge(),
+        max_drop=0.02,
+        workdir=tmp_path,
+    )
+    assert runs[0] == ([], {}) and runs[1] == ([], {"overflow_fix": "enable"})
+    assert all(settings == {"overflow_fix": "enable"} for _, settings in runs[2:]) and len(runs) > 2
+    assert result.best.settings == {"overflow_fix": "enable"}
+    runs.clear()
+    Trial.rank = lambda self, first: _ranked("conv1", "conv0")
+    budget.run_budget(
+        tmp_path / "src.onnx",
+        quantizer=Repairable(),
+        options=budget.QuantizeOptions(extra={"overflow_fix": "first_layer_only"}),
+        calibration=None,
+        judge=Judge(),
+        max_drop=0.02,
+        workdir=tmp_path,
+    )
+    assert len(runs) > 1 and all(settings == {} for _, settings in runs)  # the user's choice stands

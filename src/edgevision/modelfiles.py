@@ -24,6 +24,9 @@ FORMATS = {".onnx": "ONNX", ".xml": "OpenVINO IR", ".tflite": "TFLite", ".pt2": 
 TFLITE_MARK = b"TFL3"  # the FlatBuffers file identifier of a TFLite model, at bytes 4-8
 NCNN_MAGIC = b"7767517"  # the first line of every ncnn text .param file
 WEIGHTS_BESIDE = {".xml": "OpenVINO IR", ".param": "ncnn"}  # formats whose weights are a .bin beside the file
+# ONNX metadata key under which a model file names nodes to keep float in every int8 variant:
+# JSON {"reason": ..., "nodes": [...]} (edgevision.quantization.postprocess reads it)
+FLOAT_NODES_KEY = "edgevision.float_nodes"
 
 
 def not_valid(path: Path, fmt: str, reason: str) -> EdgevisionError:

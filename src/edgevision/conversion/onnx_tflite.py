@@ -162,6 +162,41 @@ def plain_io_names(model) -> tuple[dict[str, str], dict[str, str]]:
     return inputs, outputs
 
 
+# The op names TensorFlow accepts in a SavedModel (``:`` too: onnx2tf writes it as ``__``).
+_TF_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>:-]*$")
+
+
+def plain_node_names(model) -> dict[str, str]:
+    """Rename in place the nodes whose names TensorFlow refuses as op names; return the
+    onnx2tf names of the new names -> the original node names.
+
+    TFLite exports (tf2onnx) name nodes after fused TFLite ops, which join their TF ops with
+    ``;`` (``model/re_lu_48/Relu6;model/conv2d_42/Conv2D``); onnx2tf names TF ops and weights
+    after the nodes, and TensorFlow then refuses to write the SavedModel. Each character
+    outside the accepted set becomes ``_`` (a numbered suffix keeps the names unique).
+
+    >>> import onnx
+    >>> m = onnx.helper.make_model(onnx.helper.make_graph(
+    ...     [onnx.helper.make_node("Relu", ["x"], ["y"], name="a/Relu;a/Conv2D")], "g", [], []))
+    >>> plain_node_names(m), m.graph.node[0].name
+    ({'a/Relu_a/Conv2D': 'a/Relu;a/Conv2D'}, 'a/Relu_a/Conv2D')
+    """
+    taken = {node.name for node in model.graph.node}
+    originals: dict[str, str] = {}
+    for node in model.graph.node:
+        if not node.name or _TF_NAME.match(node.name):
+            continue
+        base = re.sub(r"[^A-Za-z0-9_./>:-]", "_", node.name)
+        base = base if re.match(r"[A-Za-z0-9.]", base) else "n" + base
+        new, k = base, 1
+        while new in taken:
+            new, k = f"{base}_{k}", k + 1
+        taken.add(new)
+        originals[onnx2tf_name(new)] = node.name
+        node.name = new
+    return originals
+
+
 def edge_pad_maxpools(model) -> int:
     """Move each padded MaxPool's padding into edge padding before it; return how many.
 
@@ -249,11 +284,12 @@ def onnx_to_saved_model(source: Path, workdir: Path) -> SavedModel:
     if edge_pad_maxpools(model):
         logger.info("onnx2tf: padded max-pools given edge padding (exact, and int8-safe)")
     inputs, outputs = plain_io_names(model)
+    originals = plain_node_names(model)
     plain = workdir / "plain.onnx"
     onnx.save(model, str(plain))
     _write_sample(workdir)
     log = _run_onnx2tf(plain, workdir / "saved_model", list(inputs), env)
-    layers = layers_from_log(log)
+    layers = {onnx2tf_name(originals.get(k, k)): ops for k, ops in layers_from_log(log).items()}
     return SavedModel(workdir / "saved_model", inputs, outputs, {k: shapes[v] for k, v in outputs.items()}, layers)
 
 

@@ -72,6 +72,8 @@ class Quantizer(ABC):
     can_exclude: ClassVar[bool] = True  # can keep named layers in float (the budget loop needs it)
     # extra options that make faster int8 but may agree less; the budget loop tries them first
     faster_options: ClassVar[tuple[dict, ...]] = ()
+    # extra options to try when the default misses the budget, before keeping layers float
+    repair_options: ClassVar[tuple[dict, ...]] = ()
     notes: list[str]  # set by ``quantize``: what was done, for the metadata file
     # Set by ``quantize``: post-processing nodes kept in float automatically, with why
     # (``edgevision.quantization.postprocess``), for the metadata file's ``excluded``.

@@ -6,6 +6,9 @@
 >>> [(a.excluded_count, round(a.agreement, 3)) for a in result.attempts]  # doctest: +SKIP
 [(0, 0.539), (1, 0.71), (2, 0.79), (4, 0.97)]
 
+When the default misses, the quantizer's ``repair_options`` (other whole-model settings) are
+tried before any layer is kept float, and the better settings carry on.
+
 Agreement is task-level, on held-out images the calibration never saw: detection mAP or
 pose OKS AP with the float model's predictions as ground truth, mean output cosine for
 models without a decoder. When ``1 - agreement`` exceeds ``max_drop``, layers are ranked
@@ -170,17 +173,25 @@ def run_budget(
             return BudgetResult(attempts, attempts[-1], True, judge.metric)
     first = trial.run(list(options.exclude))
     attempts.append(first)
-    # Layers are kept float on top of the settings that agreed best in all int8, the faster
-    # ones on a tie: on MoveNet Lightning (OpenVINO) PERFORMANCE agreed 0.94 where MIXED did 0.89.
-    base = max(attempts, key=lambda a: a.agreement).settings
     say(f"all layers {options.precision}: agreement {first.agreement:.3f} ({judge.metric})")
     ranking: list[LayerSensitivity] = []
     if _meets(first, max_drop) or options.precision != "int8" or not repair:
         return BudgetResult(attempts, first, _meets(first, max_drop), judge.metric)
+    # Other whole-model settings (the quantizer's repair options) before any layer is float;
+    # the best of them carries on.
+    for extra in repair_settings(quantizer, options):
+        attempts.append(trial.run(list(options.exclude), extra))
+        say(f"all layers int8, {_describe(extra)}: agreement {attempts[-1].agreement:.3f} ({judge.metric})")
+        if _meets(attempts[-1], max_drop):
+            return BudgetResult(attempts, attempts[-1], True, judge.metric)
+    # Layers are kept float on top of the settings that agreed best in all int8, the faster
+    # ones on a tie: on MoveNet Lightning (OpenVINO) PERFORMANCE agreed 0.94 where MIXED did 0.89.
+    best_all_int8 = max(attempts, key=lambda a: a.agreement)
+    base = best_all_int8.settings
     if not quantizer.can_exclude:
         say(f"{quantizer.name} cannot keep layers in float, so the budget cannot be repaired on this backend")
-        return BudgetResult(attempts, first, False, judge.metric)
-    ranking = trial.rank(first)
+        return BudgetResult(attempts, choose(attempts, max_drop), False, judge.metric)
+    ranking = trial.rank(best_all_int8)
     say(f"ranked {len(ranking)} layers by added noise; worst: {', '.join(r.name for r in ranking[:3])}")
     if base:
         say(f"keeping layers float with {_describe(base)}, which agreed best in all int8")
@@ -224,6 +235,21 @@ def faster_settings(quantizer: Quantizer, options: QuantizeOptions) -> tuple[dic
     if options.precision != "int8":
         return ()
     return tuple(s for s in getattr(quantizer, "faster_options", ()) if not set(s) & set(options.extra))
+
+
+def repair_settings(quantizer: Quantizer, options: QuantizeOptions) -> tuple[dict, ...]:
+    """The quantizer's other int8 settings to try when its default misses the budget (before
+    keeping layers float), unless the user chose any of them; the better of them and the
+    default is kept for the exclusion attempts.
+
+    OpenVINO's is NNCF's overflow fix on every layer (7-bit weights) with its full bias
+    correction: on CPUs without VNNI, oneDNN's int8 convolutions clamp neighbouring products
+    to int16 (see ``edgevision.quantization.saturation``), which NNCF's default fixes for the
+    first layer only.
+    """
+    if options.precision != "int8":
+        return ()
+    return tuple(s for s in getattr(quantizer, "repair_options", ()) if not set(s) & set(options.extra))
 
 
 def _describe(settings: dict) -> str:

@@ -76,6 +76,9 @@ class LiteRtQuantizer(Quantizer):
         self.check(options, calibration)
         refuse_control_flow(Path(source))
         self.kept_float = {}
+        if options.precision == "int8":
+            self.kept_float = self._declared_float(Path(source))
+            options = replace(options, exclude=tuple(dict.fromkeys([*options.exclude, *self.kept_float])))
         tflite = self._tflite_options(options, calibration)
         try:
             self.notes = onnx_to_tflite(Path(source), Path(output), options=tflite, calibrator=self.calibrator())
@@ -88,6 +91,19 @@ class LiteRtQuantizer(Quantizer):
             ) from None
         logger.info("litert %s: %s", options.precision, output)
         return Path(output)
+
+    def _declared_float(self, source: Path) -> dict[str, str]:
+        """The nodes the model file asks to keep float (``postprocess.declared_float_nodes``) that
+        have TFLite ops of their own."""
+        import onnx
+
+        from edgevision.quantization.postprocess import declared_float_nodes
+
+        declared = declared_float_nodes(onnx.load(str(source), load_external_data=False))
+        if not declared:
+            return {}
+        own = set(self.float_candidates(source))
+        return {name: reason for name, reason in declared.items() if name in own}
 
     def calibrator(self):
         """The int8 calibration kept between calls (one calibration set at a time)."""

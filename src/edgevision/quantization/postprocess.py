@@ -16,15 +16,23 @@ The post-processing is: every node of ``SEED_OPS``, everything computed from the
 score transposes and slices before the NMS, the shape arithmetic of the loop's trip count).
 ONNX tools have no such analysis, so it is written here over the node graph, counting the
 tensors a subgraph (a loop body) reads from the outer graph as inputs of the loop node.
+
+A model file can also name nodes to keep float itself: a JSON ``{"reason": ..., "nodes":
+[...]}`` under the metadata key ``FLOAT_NODES_KEY`` (the zoo's BlazePose landmark file names
+its pixel-regression head so). Those are kept float like post-processing, by every backend.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+
+from edgevision.modelfiles import FLOAT_NODES_KEY  # metadata of a model file: nodes it asks to keep float
 
 SEED_OPS = ("NonMaxSuppression", "TopK", "NonZero", "Loop", "If", "Scan", "Unique", "RoiAlign")
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 CONTROL_FLOW_OPS = frozenset({"Loop", "If", "Scan"})
+DECLARED = "the model file asks: "  # how the reasons of those nodes start
 
 
 def postprocessing_nodes(model) -> dict[str, str]:
@@ -41,7 +49,29 @@ def postprocessing_nodes(model) -> dict[str, str]:
     _add_feeders(nodes, consumers, found, outputs={o.name for o in graph.output})
     for key, reason in mixed_output_tail(nodes, consumers, {o.name for o in graph.output}).items():
         found.setdefault(key, reason)
+    for key, reason in declared_float_nodes(model).items():
+        found.setdefault(key, reason)
     return {_key(n, i): found[_key(n, i)] for i, n in enumerate(nodes) if _key(n, i) in found and n.name}
+
+
+def declared_float_nodes(model) -> dict[str, str]:
+    """The nodes ``model``'s metadata (``FLOAT_NODES_KEY``) asks to keep float, with its reason;
+    names the graph does not have are ignored.
+
+    >>> import onnx
+    >>> m = onnx.helper.make_model(onnx.helper.make_graph(
+    ...     [onnx.helper.make_node("Relu", ["x"], ["y"], name="head")], "g", [], []))
+    >>> onnx.helper.set_model_props(m, {FLOAT_NODES_KEY: '{"reason": "pixels", "nodes": ["head", "gone"]}'})
+    >>> declared_float_nodes(m)
+    {'head': 'the model file asks: pixels'}
+    """
+    props = {p.key: p.value for p in model.metadata_props}
+    if FLOAT_NODES_KEY not in props:
+        return {}
+    declared = json.loads(props[FLOAT_NODES_KEY])
+    names = {n.name for n in model.graph.node}
+    reason = DECLARED + str(declared.get("reason", "keep float"))
+    return {name: reason for name in declared.get("nodes", []) if name in names}
 
 
 # Ops that only move values: a probability stays a probability through them.
@@ -115,8 +145,12 @@ def summary(found: dict[str, str]) -> str:
     'kept 2 post-processing nodes in float (NonMaxSuppression, and the 1 node(s) around it): they select boxes and their output shapes depend on the data, so lower precision there would change which boxes survive'
     """
     mixed = sum(reason == MIXED for reason in found.values())
-    found = {k: r for k, r in found.items() if r != MIXED}
+    declared = [r.removeprefix(DECLARED) for r in found.values() if r.startswith(DECLARED)]
+    found = {k: r for k, r in found.items() if r != MIXED and not r.startswith(DECLARED)}
     head = f"kept {mixed} head-output nodes in float: each {MIXED}, which one int8 scale cannot hold" if mixed else ""
+    if declared:
+        asked = f"kept {len(declared)} nodes in float as the model file asks ({', '.join(dict.fromkeys(declared))})"
+        head = f"{head}; {asked}" if head else asked
     if not found:
         return head
     seeds = [reason for reason in found.values() if not reason.startswith(("after ", "feeds "))]

@@ -144,3 +144,30 @@ def test_a_pull_that_needs_a_converter_names_the_bundle_way(tmp_path):
     for words in ("needs tf2onnx", "export a bundle on a bigger machine", "edgevision export movenet-lightning"):
         assert words in error, error
     assert not (tmp_path / "models" / "movenet-lightning").exists()
+
+
+def test_bench_times_the_bundle_against_what_it_recorded_where_it_was_built(nanodet_bundles, tmp_path):
+    """bench of a bundle builds nothing: it times the bundle's own file and sets its p50 against
+    the p50 bundle.json recorded on the build machine."""
+    import shutil
+
+    folder = tmp_path / "nd"
+    shutil.copytree(nanodet_bundles[0], folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["built_on"]["latency_ms_by_threads"] = {"1": {"p50": 40.0, "p90": 44.0, "p99": 50.0}}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    out = tmp_path / "report"
+    done = run_cli("bench", str(folder), "--threads", "1", "--rounds", "1", "--seconds", "0.3", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert [r["variant"] for r in results["variants"]] == ["ort-fp32"]  # nothing else was built
+    assert results["variants"][0]["file"].endswith("model.onnx") and results["variants"][0]["agreement"] is None
+    here = results["variants"][0]["threads"]["1"]["latency"]["p50"]
+    compared = results["settings"]["bundle"]
+    assert compared["built_p50_ms"] == {"1": 40.0} and compared["here_vs_built"]["1"] == pytest.approx(here / 40, 1e-2)
+    assert "on the build machine" in done.stdout and "every hash checked" in done.stdout
+
+
+def test_bench_of_a_bundle_refuses_options_that_build_variants(nanodet_bundles):
+    done = run_cli("bench", str(nanodet_bundles[1]), "--variants", "ort-int8")
+    assert_clean_error(done, "bench times its one variant")

@@ -48,6 +48,7 @@ from edgevision.benchmark.variants import (
     resolve_bench_source,
     with_baseline,
 )
+from edgevision.bundles import is_bundle
 from edgevision.checks import check_threads, input_file, media_input, output_folder
 from edgevision.compare import (
     DEFAULT_MAX_DROP,
@@ -99,10 +100,17 @@ def run_bench(
 ) -> BenchResult:
     """Benchmark ``model`` (zoo name or ONNX file) across variants; write results and reports.
 
+    A deploy bundle is timed as it is, against the latency it recorded where it was built
+    (``edgevision.benchmark.bundle``).
+
     Writes ``results.json``, ``report.md`` and ``report.html`` into ``output`` (default
     ``runs/bench/<model>/``).
     """
     say = progress or logger.info
+    if is_bundle(Path(model)):
+        from edgevision.benchmark.bundle import run_bundle_bench
+
+        return run_bundle_bench(Path(model), output=output, options=options, progress=say)
     thread_counts = check_bench(model, output, options)
     variants, data, annotations = options.variants, options.data, options.annotations
     target = resolve_model(model)  # a broken model file is one sentence before the data is read

@@ -124,8 +124,9 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def summary_lines(result: BenchResult) -> list[str]:
     """Recommendation, compute, peak, overhead and machine, one fact per line."""
-    lines = [recommendation_sentence(result)]
-    export = export_command(result)
+    bundle = result.settings.get("bundle")
+    lines = bundle_lines(bundle) if bundle else [recommendation_sentence(result)]
+    export = None if bundle else export_command(result)
     if export:
         lines.append(f"take it to a board: {export}")
     if result.compute:
@@ -153,6 +154,33 @@ def summary_lines(result: BenchResult) -> list[str]:
     )
     lines += [f"not measured: {key}: {why}" for key, why in result.failures.items()]
     return lines + [how_made_and_run(r) for r in result.records]
+
+
+def bundle_lines(comparison: dict) -> list[str]:
+    """The summary lines of a bundle bench.
+
+    >>> bundle_lines({"variant": "ort-int8", "source_model": "nanodet-m", "made": "2026-12-07",
+    ...     "built_on_cpu": "AMD EPYC", "built_on_cores": 2, "built_p50_ms": {"2": 10.0},
+    ...     "here_p50_ms": {"1": 19.0, "2": 12.0}, "here_vs_built": {"2": 1.2}})
+    ['bundle: ort-int8 of nanodet-m, made 2026-12-07 on AMD EPYC (2 usable cores); every hash checked', 'p50 at 1 thread(s): 19.00 ms here; the bundle recorded none at 1 thread(s)', 'p50 at 2 thread(s): 12.00 ms here, 10.00 ms on the build machine: 1.20x its time']
+    """
+    lines = [
+        f"bundle: {comparison.get('variant') or 'its variant'} of {comparison.get('source_model') or '?'}, "
+        f"made {comparison.get('made') or '?'} on {comparison.get('built_on_cpu') or 'an unrecorded machine'} "
+        f"({comparison.get('built_on_cores') or '?'} usable cores); every hash checked"
+    ]
+    for t, here in comparison["here_p50_ms"].items():
+        there = comparison["built_p50_ms"].get(t)
+        if here is None:
+            lines.append(f"p50 at {t} thread(s): not measured here")
+        elif there is None:
+            lines.append(f"p50 at {t} thread(s): {here:.2f} ms here; the bundle recorded none at {t} thread(s)")
+        else:
+            lines.append(
+                f"p50 at {t} thread(s): {here:.2f} ms here, {there:.2f} ms on the build machine: "
+                f"{here / there:.2f}x its time"
+            )
+    return lines
 
 
 def how_made_and_run(record: dict) -> str:

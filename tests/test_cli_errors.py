@@ -18,6 +18,13 @@ def test_unknown_model_suggests_close_names():
     assert_clean_error(done, "unknown model 'nanodet'", "nanodet-m")
 
 
+def test_a_backend_that_needs_its_own_format_names_the_convert_command(samples_cache, tmp_path):
+    """ncnn runs .param files: a zoo model (ONNX) on it says how to make one."""
+    done = run_cli("predict", "nanodet-m", samples_cache["dog.jpg"], "--backend", "ncnn", "-o", tmp_path / "out")
+    assert_clean_error(done, "cannot load .onnx files", "edgevision convert MODEL --to ncnn")
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_source(tmp_path):
     done = run_cli("predict", "nanodet-m", tmp_path / "nope.jpg", "-o", tmp_path / "out")
     assert_clean_error(done, "does not exist")

@@ -81,6 +81,10 @@ def backend_for_file(path: str | Path) -> str:
     raise EdgevisionError(f"{path} is not a model file edgevision can run (.onnx, .tflite, .xml, .pt2, .param).")
 
 
+# the ``edgevision convert --to`` target that makes each runtime's own file format
+CONVERT_TARGET = {"ncnn": "ncnn", "litert": "tflite"}
+
+
 def create_backend(
     name: str | None,
     path: str | Path,
@@ -100,9 +104,16 @@ def create_backend(
     name = name or backend_for_file(path)
     cls = get_backend_class(name)
     if Path(path).suffix.lower() not in cls.suffixes:
+        target = CONVERT_TARGET.get(name)
+        how = (
+            f" Convert the model first (edgevision convert MODEL --to {target} -o model{cls.suffixes[0]}) "
+            f"and give that file, or bench it: its {name}- variants are built for you."
+            if target
+            else ""
+        )
         raise EdgevisionError(
             f"backend '{name}' cannot load {Path(path).suffix or 'extension-less'} files; "
-            f"it takes {', '.join(cls.suffixes)}."
+            f"it takes {', '.join(cls.suffixes)}.{how}"
         )
     if device is not None and device.upper() == "CPU" and not cls.takes_device:
         device = None

@@ -171,3 +171,24 @@ def test_bench_times_the_bundle_against_what_it_recorded_where_it_was_built(nano
 def test_bench_of_a_bundle_refuses_options_that_build_variants(nanodet_bundles):
     done = run_cli("bench", str(nanodet_bundles[1]), "--variants", "ort-int8")
     assert_clean_error(done, "bench times its one variant")
+
+
+def test_a_blazepose_bundle_carries_its_person_detector(tmp_path, samples_cache):
+    """BlazePose's decoding runs a second model (the person detector, on LiteRT): the bundle
+    carries it, and predicts with an empty cache (no zoo model pulled) as the zoo model does."""
+    bundle = api.export("blazepose-lite", variant="ort-fp32", output=tmp_path / "bp.tar.gz")
+    assert bundle.runtimes == ["onnxruntime", "litert"]
+    with tarfile.open(bundle.output) as tar:
+        assert "bp/pose_detection.tflite" in tar.getnames()
+    out = tmp_path / "pred.jsonl"
+    empty = {"EDGEVISION_CACHE": str(tmp_path / "empty-cache")}
+    image = samples_cache["messi5.jpg"]
+    done = run_cli("predict", bundle.output, image, "-o", tmp_path / "out", "--json", out, env=empty)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "empty-cache" / "models").exists()  # nothing was pulled
+    got = json.loads(out.read_text().splitlines()[0])["objects"]
+    import cv2
+
+    expected = api.load("blazepose-lite", backend="onnxruntime", threads=1).predict(cv2.imread(str(image)))
+    assert len(got) == len(expected) == 1
+    np.testing.assert_allclose(got[0]["box"], expected.xyxy[0], atol=0.2)

@@ -51,6 +51,7 @@ class BundleManifest:
     built_on: dict = field(default_factory=dict)  # the building machine and what it measured there
     tools: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)  # {name: {"bytes", "sha256"}} of every other file
+    companions: dict = field(default_factory=dict)  # {file: runtime} the decoding runs beside the model
     format: int = FORMAT
     made: str = ""
 
@@ -73,14 +74,19 @@ def bundle_files(model: Path) -> list[Path]:
     return files + ([meta] if meta.is_file() else [])
 
 
-def write_bundle(model: Path, manifest: BundleManifest, output: Path) -> Path:
-    """Write a bundle of ``model`` to ``output`` (a folder, or an archive when it ends in ``.tar.gz``).
+def write_bundle(
+    model: Path, manifest: BundleManifest, output: Path, companions: dict[Path, str] | None = None
+) -> Path:
+    """Write a bundle of ``model`` to ``output`` (a folder, or an archive when it ends in ``.tar.gz``),
+    with ``companions`` ({file: runtime}: files its decoding runs) beside it.
 
     The output appears whole or not at all: it is assembled in a hidden folder beside it
     and renamed into place; an existing output is replaced only then.
     """
     output = Path(output)
-    files = bundle_files(model)
+    companions = companions or {}
+    files = bundle_files(model) + list(companions)
+    manifest.companions = {Path(f).name: runtime for f, runtime in companions.items()}
     manifest.model = Path(model).name
     manifest.files = {f.name: file_record(f) for f in files}
     manifest.made = manifest.made or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -147,12 +153,24 @@ def verify_bundle(folder: Path) -> BundleManifest:
     return manifest
 
 
+# Companion files of the bundles opened in this process, by file name: decoders that run a
+# second model (BlazePose's person detector) look here before the zoo's cache.
+_COMPANIONS: dict[str, Path] = {}
+
+
 def open_bundle(path: Path) -> Path:
     """The model file inside bundle ``path`` (a folder or an archive), every hash checked."""
     path = Path(path)
     folder = _unpacked(path) if path.is_file() else path
     manifest = verify_bundle(folder)
+    for name in manifest.companions:
+        _COMPANIONS[name] = folder / name
     return folder / manifest.model
+
+
+def companion_file(name: str) -> Path | None:
+    """The companion file ``name`` of the last bundle opened here that carries one, else None."""
+    return _COMPANIONS.get(name)
 
 
 def _unpacked(archive: Path) -> Path:

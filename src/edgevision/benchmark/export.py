@@ -22,6 +22,8 @@ from edgevision.errors import EdgevisionError
 from edgevision.files import sha256_file
 from edgevision.variants import VariantMeta, model_files, read_meta, tool_versions, write_meta
 from edgevision.zoo.assemble import resolve_model, source_model_of
+from edgevision.zoo.pull import pulled_dir
+from edgevision.zoo.registry import get_spec, list_models
 
 RUNTIME_OF_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "litert", ".param": "ncnn"}
 
@@ -33,6 +35,7 @@ class ExportResult:
     output: Path
     model: str  # the file to load inside the bundle
     runtime: str
+    runtimes: list[str]  # every runtime running it needs: the model's and its companions'
     precision: str
     variant: str | None
     source_model: str | None
@@ -81,11 +84,13 @@ def export_bundle(
         built_on=built_on,
         tools=meta.tools or tool_versions(),
     )
+    companions = _companions(meta.source_model)
+    runtimes = list(dict.fromkeys([meta.runtime, *companions.values()]))
     with tempfile.TemporaryDirectory(prefix="edgevision-export-") as tmp:
         staged = _stage(path, meta, Path(tmp))
-        write_bundle(staged, manifest, output)
-        size = sum(f.stat().st_size for f in Path(tmp).iterdir())
-    return ExportResult(output, path.name, meta.runtime, meta.precision, variant, meta.source_model, size)
+        write_bundle(staged, manifest, output, companions=companions)
+        size = sum(f.stat().st_size for f in Path(tmp).iterdir()) + sum(f.stat().st_size for f in companions)
+    return ExportResult(output, path.name, meta.runtime, runtimes, meta.precision, variant, meta.source_model, size)
 
 
 def _quantizer_latency(meta: VariantMeta, threads: int) -> dict:
@@ -104,6 +109,17 @@ def _quantizer_latency(meta: VariantMeta, threads: int) -> dict:
         "latency_ms_by_threads": {str(threads): {"p50": p50}},
         "latency_timed_by": "the quantizer, when it made the file",
     }
+
+
+def _companions(source_model: str | None) -> dict[Path, str]:
+    """The files beside the zoo model's file that its decoding runs ({path: runtime})."""
+    if source_model not in list_models():
+        return {}
+    spec = get_spec(source_model)
+    if not spec.companions:
+        return {}
+    folder = pulled_dir(source_model)
+    return {folder / name: runtime for name, runtime in spec.companions.items()}
 
 
 def _check_output(output: Path) -> None:

@@ -41,4 +41,5 @@ def export(
         f"{result.source_model or result.model}: {what} ({result.model}, {result.bytes / 1e6:.2f} MB) -> {result.output}",
         highlight=False,
     )
-    stderr.print(f"run it anywhere edgevision and {result.runtime} are installed: edgevision run {result.output} ...")
+    needs = " and ".join(result.runtimes)
+    stderr.print(f"run it anywhere edgevision and {needs} are installed: edgevision run {result.output} ...")

@@ -45,6 +45,9 @@ class ModelSpec:
     # model files by runtime-neutral format, e.g. {"onnx": "model.onnx", "tflite": "model.tflite"}
     files: dict[str, str] = field(default_factory=dict)
     needs_extra: str | None = None  # pip extra that ``prepare`` needs
+    # files beside the model file that its decoding runs, by the runtime each needs
+    # (BlazePose's person detector); a deploy bundle carries them
+    companions: dict[str, str] = field(default_factory=dict)
     homepage: str = ""
     # PyTorch families (weights brought by the user, or random for size and speed studies):
     build: Callable[[], Any] | None = None  # returns an eval-mode torch.nn.Module

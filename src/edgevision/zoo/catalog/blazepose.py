@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.backends import create_backend
+from edgevision.bundles import companion_file
 from edgevision.compare import check_parity
 from edgevision.conversion.tflite import tflite_to_onnx
 from edgevision.errors import EdgevisionError
@@ -233,7 +234,8 @@ def predictor(spec: ModelSpec, folder: Path, backend: str | None = None, threads
 def landmark_processor() -> LandmarkStageProcessor:
     """The landmark model as one stage (the person detector runs on LiteRT inside its pre-processing),
     for quantizing the landmark model and decoding files made from it."""
-    return LandmarkStageProcessor(create_backend("litert", pulled_dir("blazepose-lite") / DETECTOR_FILE))
+    detector = companion_file(DETECTOR_FILE) or pulled_dir("blazepose-lite") / DETECTOR_FILE  # a bundle's first
+    return LandmarkStageProcessor(create_backend("litert", detector))
 
 
 register_model(
@@ -257,6 +259,7 @@ register_model(
         processor=landmark_processor,
         prepare=prepare,
         files={"onnx": LANDMARKS_FILE, "tflite": "model.tflite"},
+        companions={DETECTOR_FILE: "litert"},
         needs_extra="convert",
         homepage="https://github.com/google-ai-edge/mediapipe",
     )

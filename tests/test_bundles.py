@@ -192,3 +192,19 @@ def test_a_blazepose_bundle_carries_its_person_detector(tmp_path, samples_cache)
     expected = api.load("blazepose-lite", backend="onnxruntime", threads=1).predict(cv2.imread(str(image)))
     assert len(got) == len(expected) == 1
     np.testing.assert_allclose(got[0]["box"], expected.xyxy[0], atol=0.2)
+
+
+def test_a_run_time_setting_travels_in_the_bundle(tmp_path):
+    """openvino-bf16 is the fp32 IR run with the bf16 hint: its bundle holds that IR and names
+    the hint, and loading the bundle sets it where the CPU has bf16 units (else the runtime's
+    default, with a warning)."""
+    from edgevision.backends.openvino import OpenVinoBackend
+
+    done = api.export("nanodet-m", variant="openvino-bf16", output=tmp_path / "bf16")
+    manifest = json.loads((done.output / MANIFEST).read_text())
+    assert manifest["variant"] == "openvino-bf16" and manifest["precision"] == "bf16"
+    assert manifest["inference"] == "bf16" and manifest["model"].endswith(".xml")
+    expected = "bf16" if OpenVinoBackend.supports("bf16") else "auto"  # auto: f32 for a float file
+    assert api.load(done.output, threads=1).predictor.backend.precision == expected
+    plain = api.export("nanodet-m", variant="openvino-fp32", output=tmp_path / "fp32")
+    assert api.load(plain.output, threads=1).predictor.backend.precision != "bf16"

@@ -52,6 +52,7 @@ class BundleManifest:
     tools: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)  # {name: {"bytes", "sha256"}} of every other file
     companions: dict = field(default_factory=dict)  # {file: runtime} the decoding runs beside the model
+    inference: str | None = None  # the runtime's precision option to run it with (bf16, fp16), None: its own rule
     format: int = FORMAT
     made: str = ""
 
@@ -166,6 +167,16 @@ def open_bundle(path: Path) -> Path:
     for name in manifest.companions:
         _COMPANIONS[name] = folder / name
     return folder / manifest.model
+
+
+def run_precision(model_file: Path) -> str | None:
+    """The precision option the bundle holding ``model_file`` runs it with (``openvino-bf16``:
+    ``bf16``, ``ncnn-fp16``: ``fp16``); None for a file outside a bundle or one without."""
+    manifest_path = Path(model_file).parent / MANIFEST
+    if not manifest_path.is_file():
+        return None
+    manifest = read_manifest(manifest_path.parent)
+    return manifest.inference if manifest.model == Path(model_file).name else None
 
 
 def companion_file(name: str) -> Path | None:

@@ -64,7 +64,11 @@ def run_bundle_bench(bundle: Path, *, output: Path | None, options, progress: Pr
     meta = read_meta(model_file)
     key = manifest.variant or f"{manifest.runtime}-{manifest.precision}"
     kind = KINDS.get(key) or VariantKind(
-        key, manifest.runtime, manifest.precision, f"{manifest.runtime} {manifest.precision}"
+        key,
+        manifest.runtime,
+        manifest.precision,
+        f"{manifest.runtime} {manifest.precision}",
+        inference=manifest.inference,
     )
     variant = Variant(kind, model_file, cached=True, meta=_meta_fields(meta))
     source_model = manifest.source_model if manifest.source_model in list_models() else None

@@ -72,10 +72,12 @@ def export_bundle(
     )
     if from_bench is None:
         built_on.update(_quantizer_latency(meta, options.threads))
+    kind = KINDS.get(variant or "")
     manifest = BundleManifest(
         model=path.name,
         runtime=meta.runtime,
-        precision=meta.precision,
+        precision=kind.precision if kind and kind.file_of else meta.precision,
+        inference=kind.inference if kind and kind.file_of else None,
         variant=variant,
         source_model=meta.source_model,
         source_sha256=meta.source_sha256,
@@ -90,7 +92,7 @@ def export_bundle(
         staged = _stage(path, meta, Path(tmp))
         write_bundle(staged, manifest, output, companions=companions)
         size = sum(f.stat().st_size for f in Path(tmp).iterdir()) + sum(f.stat().st_size for f in companions)
-    return ExportResult(output, path.name, meta.runtime, runtimes, meta.precision, variant, meta.source_model, size)
+    return ExportResult(output, path.name, meta.runtime, runtimes, manifest.precision, variant, meta.source_model, size)
 
 
 def _quantizer_latency(meta: VariantMeta, threads: int) -> dict:
@@ -138,13 +140,9 @@ def _built(model: str, variant: str, options: BuildOptions) -> Path:
         raise EdgevisionError(
             f"{variant} runs in PyTorch, which a deploy bundle does not carry; export an ort-, openvino- or litert- variant."
         )
-    if kind.file_of is not None:
-        raise EdgevisionError(
-            f"{variant} is {kind.file_of} run with another inference precision; export {kind.file_of} "
-            f"(OpenVINO picks bf16 by itself on CPUs with bf16 units)."
-        )
     source = resolve_bench_source(model)
-    return build_variant(source, kind, options).path
+    # a run-time setting (openvino-bf16, ncnn-fp16) bundles the file it runs; bundle.json names the setting
+    return build_variant(source, KINDS[kind.file_of] if kind.file_of else kind, options).path
 
 
 def _produced_file(model: str) -> Path:

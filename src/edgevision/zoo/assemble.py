@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.backends import Backend, create_backend
-from edgevision.bundles import is_bundle, open_bundle
+from edgevision.backends import Backend, backend_for_file, create_backend, get_backend_class
+from edgevision.bundles import is_bundle, open_bundle, run_precision
 from edgevision.conversion.api import ExportOptions, SourceModel
 from edgevision.errors import EdgevisionError
 from edgevision.files import sha256_file
@@ -276,7 +276,15 @@ def single_stage(spec: ModelSpec, path: Path, runtime: str | None, threads: int 
 
 def _file_predictor(path: Path, *, backend: str | None, threads: int | None, request: CardRequest) -> Predictor:
     meta = read_meta(path)
-    engine = create_backend(backend or (meta.runtime if meta else None), path, threads=threads)
+    runtime = backend or (meta.runtime if meta else None)
+    # a bundle of a run-time setting (openvino-bf16, ncnn-fp16) runs its file with it
+    precision = run_precision(path) if runtime in (None, meta.runtime if meta else None) else None
+    if precision and not _runs_natively(runtime or backend_for_file(path), precision):
+        logger.warning(
+            "this CPU cannot run %s in %s, as its bundle asks; it runs in the runtime's default", path.name, precision
+        )
+        precision = None
+    engine = create_backend(runtime, path, threads=threads, precision=precision)
     decoding = decoding_for_file(path, engine.inputs, engine.outputs, engine.metadata, request)
     logger.info("%s", decoding.how)
     if decoding.processor is None or decoding.processor.task == "raw":
@@ -286,6 +294,11 @@ def _file_predictor(path: Path, *, backend: str | None, threads: int | None, req
     predictor.random_weights = bool(meta and meta.random_weights)
     predictor.decoding = decoding.how
     return predictor
+
+
+def _runs_natively(runtime: str, precision: str) -> bool:
+    cls = get_backend_class(runtime)
+    return not hasattr(cls, "supports") or cls.supports(precision)
 
 
 def refuse_card(spec: ModelSpec, request: CardRequest) -> None:

@@ -127,6 +127,22 @@ def test_peak_is_measured_for_both_precisions(tiny_bench):
         assert "matmul" in peak["fp32"]["method"] or "mm" in peak["fp32"]["method"]
 
 
+def test_a_peak_probe_that_hangs_is_skipped_with_a_warning(monkeypatch, caplog):
+    """A probe past its time (a reference int8 kernel on a CPU without VNNI took minutes) leaves
+    the peak out; bench goes on."""
+    import subprocess
+
+    from edgevision.benchmark import peak
+
+    def hang(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(peak.subprocess, "run", hang)
+    with caplog.at_level("WARNING"):
+        assert peak.measure_peak(threads=1) == {}
+    assert "took over 300 s" in caplog.text
+
+
 @pytest.mark.slow
 def test_reports_are_written(tiny_bench):
     md = tiny_bench.paths["md"].read_text()

@@ -198,7 +198,7 @@ def test_stray_prints_of_libraries_do_not_reach_the_json(tiny):
 
 # ----------------------------------------------------------------------------- bench --json
 
-QUICK = ("--variants", "ort-fp32", "--threads", "1", "--rounds", "1", "--seconds", "0.05", "--count", "3")
+QUICK = ("--variants", "ort-fp32", "--threads", "1", "--rounds", "1", "--seconds", "0.05", "--count", "3", "--no-peak")
 
 
 @pytest.fixture(scope="module")

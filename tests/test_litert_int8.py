@@ -173,9 +173,11 @@ def test_nanodet_litert_auto_agrees_within_three_points_of_float(samples_cache, 
     import edgevision
 
     common = {"backend": "litert", "max_drop": 0.02, "calib": str(samples_cache["vtest.avi"])}
-    plain = edgevision.quantize("nanodet-m", precision="int8", output=tmp_path / "int8" / "m.tflite", **common)
     auto = edgevision.quantize("nanodet-m", precision="auto", output=tmp_path / "auto" / "m.tflite", **common)
-    # Measured: plain 0.777, auto 0.973 (head and the 16 layers the debugger ranks noisiest kept float).
-    assert plain.agreement < 0.9 and auto.agreement >= 0.97, (plain.agreement, auto.agreement, auto.attempts)
+    # Measured: all int8 (auto's first attempt, what plain int8 makes) 0.777, auto 0.973 (head
+    # and the 16 layers the debugger ranks noisiest kept float).
+    plain = auto.attempts[0]
+    assert plain["excluded"] == 0 and plain["agreement"] < 0.9, auto.attempts
+    assert auto.agreement >= 0.97, (auto.agreement, auto.attempts)
     assert auto.excluded and len(auto.attempts) > 1
     assert auto.output_bytes < 0.5 * auto.source_bytes

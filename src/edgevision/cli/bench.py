@@ -54,6 +54,12 @@ def bench(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Report folder (default runs/bench/MODEL).")
     ] = None,
+    peak: Annotated[
+        bool,
+        typer.Option(
+            "--peak/--no-peak", help="Measure the GEMM peaks for the '% of peak' column (about 10 s per thread count)."
+        ),
+    ] = True,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
     json_output: Annotated[
@@ -78,6 +84,7 @@ def bench(
         weights=weights,
         random_weights=random_weights,
         card=card,
+        measure_peak=peak,
     )
     columns = (SpinnerColumn(), TextColumn("[bold]bench[/] {task.description}"), TimeElapsedColumn())
     with (

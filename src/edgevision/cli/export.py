@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgevision import api
-from edgevision.cli.console import stderr, stdout
+from edgevision.cli.console import json_stdout, stderr, stdout
 
 
 def export(
@@ -32,7 +32,8 @@ def export(
     ] = api.DEFAULT_MAX_DROP,
 ) -> None:
     """Write a deploy bundle: the variant's files, its model card and metadata, and their hashes."""
-    with stderr.status(f"exporting {model or from_bench}"):
+    # stdout carries the one result line: what libraries print (NNCF's progress bars) goes to stderr
+    with json_stdout(), stderr.status(f"exporting {model or from_bench}"):
         result = api.export(
             model, output=output, variant=variant, from_bench=from_bench, calib=calib, max_drop=max_drop
         )

@@ -37,7 +37,7 @@ from edgevision.samples import SAMPLES, sample_path
 
 SAMPLE_PREFIX = "sample:"  # a source naming one of edgevision's sample videos, fetched when first used
 # Camera, zone and line names end up in file names, URLs and MQTT topics: keep them plain.
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
 
 
@@ -48,7 +48,7 @@ def _fraction(value: float) -> float:
 
 
 def _safe_name(name: str) -> str:
-    if not _SAFE_NAME.fullmatch(name):
+    if not SAFE_NAME.fullmatch(name):
         raise ValueError(
             "a name must start with a letter or digit and hold only letters, digits, '_' or '-' (64 at most)"
         )

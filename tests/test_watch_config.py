@@ -156,6 +156,14 @@ def test_storage_that_is_a_file_is_refused(tmp_path):
     assert problem.startswith("storage.path:") and "is a file" in problem
 
 
+def test_a_stream_password_is_never_shown(tmp_path):
+    config = config_of(tmp_path, source="rtsp://admin:hunter2@10.0.0.5:554/live", zones={"lawn": SQUARE})
+    assert config.cameras["garden"].source_kind == "stream"
+    assert "hunter2" not in "\n".join(config.summary_lines())
+    (problem,) = problems_of(_camera(source="rtsp://admin:hunter2@cam/1", loop=True), tmp_path)
+    assert "hunter2" not in problem and "admin:***@cam/1" in problem
+
+
 def test_a_camera_number_written_as_a_number_is_a_camera(tmp_path):
     config = watch_config_from_dict({"cameras": {"desk": {"source": 0}}}, base=tmp_path)
     assert (config.cameras["desk"].source, config.cameras["desk"].source_kind) == ("0", "camera")

@@ -38,6 +38,7 @@ from edgevision.samples import SAMPLES, sample_path
 SAMPLE_PREFIX = "sample:"  # a source naming one of edgevision's sample videos, fetched when first used
 # Camera, zone and line names end up in file names, URLs and MQTT topics: keep them plain.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)[^/@]*@")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
 
 
@@ -97,11 +98,21 @@ def _check_source(source: str, info: ValidationInfo) -> str:
     path = _resolved(Path(source).expanduser(), info)
     if kind != "video" or path.is_dir():
         raise ValueError(
-            f"expected a video file, a camera (/dev/videoN or its number) or a stream URL (rtsp://...), got '{source}'"
+            "expected a video file, a camera (/dev/videoN or its number) or a stream URL (rtsp://...), "
+            f"got '{shown_source(source)}'"
         )
     if not path.is_file():
         raise ValueError(f"the video file {path} does not exist")
     return str(path)
+
+
+def shown_source(source: str) -> str:
+    """``source`` with any password in its URL hidden, for summaries and messages.
+
+    >>> shown_source("rtsp://admin:secret@10.0.0.5/stream1")
+    'rtsp://admin:***@10.0.0.5/stream1'
+    """
+    return _PASSWORD.sub(r"\1***@", source)
 
 
 def _some_cameras(cameras: dict) -> dict:
@@ -180,7 +191,9 @@ class CameraConfig(_Section):
         if both := sorted(set(self.zones) & set(self.lines)):
             raise ValueError(f"'{both[0]}' names both a zone and a line; give each a name of its own")
         if self.loop and self.source_kind != "video":
-            raise ValueError(f"loop: true is for video files only, and source {self.source} is a {self.source_kind}")
+            raise ValueError(
+                f"loop: true is for video files only, and source {shown_source(self.source)} is a {self.source_kind}"
+            )
         return self
 
     @property
@@ -265,7 +278,7 @@ class WatchConfig(_Section):
         for name, camera in self.cameras.items():
             model = f", model {camera.model}" if camera.model else ""
             loop = ", looping" if camera.loop else ""
-            lines.append(f"  {name}: {camera.source_kind} {camera.source}{loop}{model}")
+            lines.append(f"  {name}: {camera.source_kind} {shown_source(camera.source)}{loop}{model}")
             lines.append(f"    zones: {', '.join(camera.zones) or 'none'}; lines: {', '.join(camera.lines) or 'none'}")
         storage = self.storage
         lines.append(

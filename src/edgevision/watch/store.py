@@ -275,7 +275,11 @@ class EventStore:
         return doomed
 
     def recover(self) -> None:
-        """Remove files no event refers to, and forget referred files that are gone."""
+        """Remove files no event refers to, and forget referred files that are gone.
+
+        Runs on open; call it only while no snapshot or clip is being written, whose
+        temporary file it would take for a leftover.
+        """
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, snapshot, clip FROM events WHERE snapshot IS NOT NULL OR clip IS NOT NULL"

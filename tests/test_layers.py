@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
     {"conversion"},
     {"zoo"},  # the catalogue, pulling, the one assembly step
     {"quantization", "inspect", "pipeline"},
+    {"watch"},  # the long-running service: cameras, store, web
     {"benchmark"},
     {"demo"},
     {"api", "edgevision"},  # the public API and the package's front door

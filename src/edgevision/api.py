@@ -75,6 +75,7 @@ from edgevision.samples import (
 )
 from edgevision.signals import stop_on_signals
 from edgevision.types import Frame, Prediction
+from edgevision.watch.config import WatchConfig, WatchConfigError, read_watch_config
 from edgevision.zoo import get_spec, is_cached, list_models, pull
 from edgevision.zoo.assemble import load_predictor, resolve_model, resolve_source
 from edgevision.zoo.info import model_info, model_record
@@ -427,6 +428,42 @@ def sample_sources() -> dict[str, str]:
     return {name: artifact.source for name, artifact in SAMPLES.items()}
 
 
+def check_watch_config(path: str | Path) -> WatchConfig:
+    """The ``edgevision watch`` config in YAML file ``path``, with every model it names found.
+
+    Every problem is one sentence naming its key path, all raised together as one
+    :class:`WatchConfigError` (an ``EdgevisionError``). Nothing is fetched or written.
+
+    >>> config = check_watch_config("examples/watch.yaml")                    # doctest: +SKIP
+    >>> print("\n".join(config.summary_lines()))                              # doctest: +SKIP
+    """
+    config = read_watch_config(path)
+    problems = [p for key, model in _watch_models(config) if (p := _model_problem(key, model))]
+    if problems:
+        raise WatchConfigError(str(path), problems)
+    return config
+
+
+def _watch_models(config: WatchConfig) -> list[tuple[str, str]]:
+    """``(key path, model)`` of the config's model and each camera's own."""
+    own = [(f"cameras.{name}.model", camera.model) for name, camera in config.cameras.items() if camera.model]
+    return [("model", config.model), *own]
+
+
+def _model_problem(key: str, model: str) -> str | None:
+    try:
+        resolve_model(model)
+    except EdgevisionError as exc:
+        return f"{key}: {str(exc).rstrip('.')}"
+    return None
+
+
+def watch(path: str | Path) -> None:
+    """Run the ``edgevision watch`` service described by the config file ``path``."""
+    check_watch_config(path)
+    raise EdgevisionError("the watch service is not built yet; check a config with: edgevision watch CONFIG --check.")
+
+
 def _sources(sources: Sources) -> list[str]:
     return [str(sources)] if isinstance(sources, (str, Path)) else [str(s) for s in sources]
 
@@ -467,12 +504,15 @@ __all__ = [
     "RunSummary",
     "StreamConfig",
     "TimingOptions",
+    "WatchConfig",
+    "WatchConfigError",
     "bench",
     "bench_rows",
     "bench_summary",
     "check_graph_output",
     "check_predict_outputs",
     "check_run_outputs",
+    "check_watch_config",
     "convert",
     "count_frames",
     "count_predict_frames",
@@ -503,5 +543,6 @@ __all__ = [
     "sample_sources",
     "stop_on_signals",
     "verify_cache",
+    "watch",
     "write_graph",
 ]

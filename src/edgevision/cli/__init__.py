@@ -28,6 +28,7 @@ from edgevision.cli import (
     quantize,
     run,
     samples,
+    watch,
     zoo,
 )
 from edgevision.cli.console import stderr
@@ -53,6 +54,7 @@ app.command("bench")(bench.bench)
 app.command("export")(export.export)
 app.command("devices")(devices.devices)
 app.command("inspect")(inspect.inspect)
+app.command("watch")(watch.watch)
 
 
 class OneLineFormatter(logging.Formatter):

@@ -1,0 +1,1 @@
+"""``edgevision watch``: the long-running multi-camera service (its config and its event store)."""

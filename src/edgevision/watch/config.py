@@ -1,0 +1,397 @@
+"""The ``edgevision watch`` configuration: a YAML file read into typed, checked settings.
+
+Every problem is one sentence that names its key path and what is expected, and all of
+them are reported at once, so a config is fixed in one pass.
+
+>>> config = watch_config_from_dict({"cameras": {"gate": {"source": "0"}}}, base=Path("."))
+>>> config.model, config.web.port, config.cameras["gate"].source_kind
+('nanodet-m', 8971, 'camera')
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from edgevision.errors import EdgevisionError
+from edgevision.media import is_video
+from edgevision.pipeline.capture import source_kind
+from edgevision.pipeline.zones import Line, Zone
+from edgevision.samples import SAMPLES, sample_path
+
+SAMPLE_PREFIX = "sample:"  # a source naming one of edgevision's sample videos, fetched when first used
+# Camera, zone and line names end up in file names, URLs and MQTT topics: keep them plain.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)[^/@]*@")
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
+
+
+def _fraction(value: float) -> float:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"coordinates are fractions of the frame between 0 and 1, got {value:g}")
+    return value
+
+
+def _safe_name(name: str) -> str:
+    if not SAFE_NAME.fullmatch(name):
+        raise ValueError(
+            "a name must start with a letter or digit and hold only letters, digits, '_' or '-' (64 at most)"
+        )
+    return name
+
+
+def _zone_points(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if len(points) < 3:
+        raise ValueError(f"a zone needs at least 3 points, got {len(points)}")
+    try:
+        Zone("zone", tuple(points))  # the pipeline's own check: the points must enclose an area
+    except EdgevisionError:
+        raise ValueError("the zone's points lie on one line, so it has no area; give a polygon") from None
+    return points
+
+
+def _line_points(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if len(points) != 2:
+        raise ValueError(f"a line needs exactly 2 points, got {len(points)}")
+    if tuple(points[0]) == tuple(points[1]):
+        raise ValueError("the line starts and ends at the same point; give two different points")
+    return points
+
+
+def _base(info: ValidationInfo) -> Path | None:
+    """The config file's folder, against which relative paths resolve (None: leave them as given)."""
+    return (info.context or {}).get("base")
+
+
+def _resolved(path: Path, info: ValidationInfo) -> Path:
+    base = _base(info)
+    return path if base is None or path.is_absolute() else (base / path).resolve()
+
+
+def _check_source(source: str, info: ValidationInfo) -> str:
+    """A sample name, camera or stream as given; a video file that exists, resolved against the config's folder."""
+    if source.startswith(SAMPLE_PREFIX):
+        name = source.removeprefix(SAMPLE_PREFIX)
+        videos = [n for n in SAMPLES if is_video(n)]
+        if name not in videos:
+            raise ValueError(f"unknown sample video '{name}'; the sample videos are {', '.join(videos)}")
+        return source
+    kind = source_kind(source)
+    if kind in ("camera", "stream"):
+        return source
+    path = _resolved(Path(source).expanduser(), info)
+    if kind != "video" or path.is_dir():
+        raise ValueError(
+            "expected a video file, a camera (/dev/videoN or its number) or a stream URL (rtsp://...), "
+            f"got '{shown_source(source)}'"
+        )
+    if not path.is_file():
+        raise ValueError(f"the video file {path} does not exist")
+    return str(path)
+
+
+def shown_source(source: str) -> str:
+    """``source`` with any password in its URL hidden, for summaries and messages.
+
+    >>> shown_source("rtsp://admin:secret@10.0.0.5/stream1")
+    'rtsp://admin:***@10.0.0.5/stream1'
+    """
+    return _PASSWORD.sub(r"\1***@", source)
+
+
+def _some_cameras(cameras: dict) -> dict:
+    if not cameras:
+        raise ValueError("give at least one camera (a name with its source)")
+    return cameras
+
+
+def _text(value: Any) -> Any:
+    """YAML reads ``source: 0`` (camera 0) as a number; every text setting takes it as text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Fraction = Annotated[float, AfterValidator(_fraction)]
+Point = tuple[Fraction, Fraction]
+ZonePoints = Annotated[list[Point], AfterValidator(_zone_points)]
+LinePoints = Annotated[list[Point], AfterValidator(_line_points)]
+Name = Annotated[str, AfterValidator(_safe_name)]
+Text = Annotated[str, BeforeValidator(_text), Field(min_length=1)]
+
+
+class _Section(BaseModel):
+    """A config section: unknown keys are refused with the list of known ones (a typo is never ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [str(k) for k in data if k not in cls.model_fields]
+            if unknown:
+                known = ", ".join(cls.model_fields)
+                raise ValueError(f"unknown key '{unknown[0]}'; the known keys are {known}")
+        return data
+
+
+class LineConfig(_Section):
+    """A counting line: two points and the crossing direction that counts."""
+
+    points: LinePoints
+    direction: Literal["both", "in", "out"] = "both"
+
+
+class RulesConfig(_Section):
+    """Which classes fire events, and after how long a stay in a zone fires ``dwell``."""
+
+    classes: list[Text] = Field(default=["person"], min_length=1)
+    dwell_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+
+class MotionConfig(_Section):
+    """Motion gating: the model runs only on frames where something moved."""
+
+    enabled: bool = True
+
+
+class CameraConfig(_Section):
+    """One camera: where its frames come from, its zones and lines, and what fires events."""
+
+    source: Text
+    model: Text | None = None  # None: the config's top-level model
+    loop: bool = False
+    zones: dict[Name, ZonePoints] = {}
+    lines: dict[Name, LineConfig] = {}
+    rules: RulesConfig = RulesConfig()
+    motion: MotionConfig = MotionConfig()
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, source: str, info: ValidationInfo) -> str:
+        return _check_source(source, info)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CameraConfig:
+        if both := sorted(set(self.zones) & set(self.lines)):
+            raise ValueError(f"'{both[0]}' names both a zone and a line; give each a name of its own")
+        if self.loop and self.source_kind != "video":
+            raise ValueError(
+                f"loop: true is for video files only, and source {shown_source(self.source)} is a {self.source_kind}"
+            )
+        return self
+
+    @property
+    def source_kind(self) -> str:
+        """``"camera"``, ``"stream"`` or ``"video"`` (sample videos included)."""
+        return "video" if self.source.startswith(SAMPLE_PREFIX) else source_kind(self.source)
+
+    def source_path(self) -> str:
+        """What capture opens: the source itself, or a sample's cached path (fetched on first use)."""
+        if self.source.startswith(SAMPLE_PREFIX):
+            return str(sample_path(self.source.removeprefix(SAMPLE_PREFIX)))
+        return self.source
+
+    def zone_objects(self) -> tuple[Zone, ...]:
+        """The zones as the pipeline's :class:`~edgevision.pipeline.zones.Zone` (fractions of the frame)."""
+        classes = tuple(self.rules.classes)
+        return tuple(
+            Zone(name, tuple(map(tuple, points)), dwell_seconds=self.rules.dwell_s, classes=classes)
+            for name, points in self.zones.items()
+        )
+
+    def line_objects(self) -> tuple[Line, ...]:
+        """The lines as the pipeline's :class:`~edgevision.pipeline.zones.Line`."""
+        classes = tuple(self.rules.classes)
+        return tuple(
+            Line(name, tuple(line.points[0]), tuple(line.points[1]), direction=line.direction, classes=classes)
+            for name, line in self.lines.items()
+        )
+
+
+class StorageConfig(_Section):
+    """Where events, snapshots and clips are kept, and for how long."""
+
+    path: Path = Field(default=Path("watch-data"), validate_default=True)
+    retain_days: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 7.0
+    max_gb: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 5.0
+
+    @field_validator("path")
+    @classmethod
+    def _folder(cls, path: Path, info: ValidationInfo) -> Path:
+        path = _resolved(path.expanduser(), info)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file; give a folder for the events, snapshots and clips")
+        return path
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_gb * 1e9)
+
+
+class WebConfig(_Section):
+    """The web page's address."""
+
+    bind: Text = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8971
+
+    @model_validator(mode="after")
+    def _address(self) -> WebConfig:
+        try:
+            ipaddress.ip_address(self.bind)
+        except ValueError:
+            if not _HOST.fullmatch(self.bind):
+                raise ValueError(f"bind must be an IP address or a host name, got '{self.bind}'") from None
+        return self
+
+
+class WatchConfig(_Section):
+    """The whole ``edgevision watch`` configuration."""
+
+    model: Text = "nanodet-m"
+    storage: StorageConfig = Field(default={}, validate_default=True)  # validated: its path resolves too
+    cameras: Annotated[dict[Name, CameraConfig], AfterValidator(_some_cameras)]
+    web: WebConfig = WebConfig()
+
+    def model_of(self, camera: str) -> str:
+        """The model camera ``camera`` runs: its own, else the config's."""
+        return self.cameras[camera].model or self.model
+
+    def summary_lines(self) -> list[str]:
+        """A few lines that say what the service would watch and where it keeps what it sees."""
+        lines = [f"{len(self.cameras)} camera{'s' if len(self.cameras) != 1 else ''}, model {self.model}"]
+        for name, camera in self.cameras.items():
+            model = f", model {camera.model}" if camera.model else ""
+            loop = ", looping" if camera.loop else ""
+            lines.append(f"  {name}: {camera.source_kind} {shown_source(camera.source)}{loop}{model}")
+            lines.append(f"    zones: {', '.join(camera.zones) or 'none'}; lines: {', '.join(camera.lines) or 'none'}")
+        storage = self.storage
+        lines.append(
+            f"storage: {storage.path} (events kept {storage.retain_days:g} days, at most {storage.max_gb:g} GB)"
+        )
+        lines.append(f"web: http://{self.web.bind}:{self.web.port}/")
+        return lines
+
+
+def model_path_or_name(model: str, base: Path) -> str:
+    """A model file or bundle given relative to the config's folder, made absolute; a zoo name as it is."""
+    candidate = (base / Path(model).expanduser()).resolve()
+    return str(candidate) if candidate.exists() else model
+
+
+def watch_config_from_dict(values: Any, *, base: Path, where: str = "the watch config") -> WatchConfig:
+    """A :class:`WatchConfig` from parsed YAML; every problem in one :class:`WatchConfigError`."""
+    if not isinstance(values, dict):
+        shape = "is empty" if values is None else "must be a mapping of keys"
+        raise WatchConfigError(where, [f"the config {shape}; give at least cameras: {{NAME: {{source: ...}}}}"])
+    try:
+        config = WatchConfig.model_validate(values, context={"base": base})
+    except ValidationError as exc:
+        raise WatchConfigError(where, [problem(e) for e in exc.errors()]) from None
+    cameras = {
+        name: camera.model_copy(update={"model": model_path_or_name(camera.model, base)}) if camera.model else camera
+        for name, camera in config.cameras.items()
+    }
+    return config.model_copy(update={"model": model_path_or_name(config.model, base), "cameras": cameras})
+
+
+def read_watch_config(path: str | Path) -> WatchConfig:
+    """The config in YAML file ``path``; relative paths in it resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise EdgevisionError(f"cannot read the watch config {path} ({reason}); check the path.") from None
+    return watch_config_from_dict(_parse_yaml(text, path), base=path.resolve().parent, where=str(path))
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise EdgevisionError(f"the watch config {path} is not valid YAML{at}: {reason}.") from None
+
+
+class WatchConfigError(EdgevisionError):
+    """A config with problems; ``problems`` holds one sentence per problem, each starting with its key path."""
+
+    def __init__(self, where: str, problems: list[str]) -> None:
+        self.problems = problems
+        if len(problems) == 1:
+            super().__init__(f"{where}: {problems[0]}.")
+        else:
+            lines = "".join(f"\n  {p}." for p in problems)
+            super().__init__(f"{where} has {len(problems)} problems:{lines}")
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """``("cameras", "garden", "zones", "lawn", 0, 1)`` -> ``cameras.garden.zones.lawn[0][1]``.
+
+    >>> key_path(("cameras", "bad name", "[key]"))
+    'cameras.bad name'
+    """
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part != "[key]":  # pydantic's marker for a bad mapping key: the key itself says enough
+            text += f".{part}" if text else str(part)
+    return text
+
+
+_EXPECTED = {
+    "missing": "is required",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected text",
+    "dict_type": "expected a mapping of names to settings",
+    "list_type": "expected a list",
+    "tuple_type": "expected an [x, y] pair",
+    "model_type": "expected a mapping of keys",
+}
+
+
+def problem(error: ErrorDetails) -> str:
+    """One sentence for one pydantic error: the key path, then what is expected (and what was given)."""
+    kind, where = error["type"], key_path(error["loc"])
+    if kind == "value_error":
+        text = str(error["ctx"]["error"])
+    elif kind == "too_short":
+        least, got = error["ctx"]["min_length"], error["ctx"]["actual_length"]
+        text = f"needs at least {least} {'entry' if least == 1 else 'entries'}, got {got}"
+    elif kind in _EXPECTED:
+        text = _EXPECTED[kind] + ("" if kind == "missing" else f", got {_shown(error['input'])}")
+    else:  # bounds, lengths, choices: pydantic's own words say what is expected
+        text = f"{error['msg'].replace('Input should be', 'must be')}, got {_shown(error['input'])}"
+    return f"{where}: {text}" if where else text
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,370 @@
+"""The event store of ``edgevision watch``: events, tracks and line counts in SQLite, snapshots and clips beside it.
+
+An event whose ``add_event`` returned survives a crash (even ``kill -9``) and a power cut.
+A snapshot or clip is written to a temporary file, synced and renamed before the event
+refers to it, so a referenced file is always complete; opening the store removes files no
+event refers to (left by a crash between the rename and the commit) and forgets files that
+are gone.
+
+>>> store = EventStore("watch-data")                                              # doctest: +SKIP
+>>> event_id = store.add_event("garden", "enter", zone="lawn", track_id=7, label="person")  # doctest: +SKIP
+>>> store.add_snapshot(event_id, jpeg_bytes)                                      # doctest: +SKIP
+>>> [e.type for e in store.events(camera="garden")]                               # doctest: +SKIP
+['enter']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgevision.errors import EdgevisionError, cause
+from edgevision.files import atomic_path, writable_folder, write_atomic
+from edgevision.watch.config import SAFE_NAME
+
+logger = logging.getLogger(__name__)
+
+DATABASE = "events.db"
+MEDIA = "media"  # snapshots and clips, one folder per camera
+_JPEG = b"\xff\xd8\xff"
+_DAY = 86400.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a file named by id is never taken for another event's
+    camera TEXT NOT NULL,
+    type TEXT NOT NULL,
+    time REAL NOT NULL,                    -- seconds since the epoch
+    zone TEXT,                             -- the zone or line
+    track_id INTEGER,
+    label TEXT,
+    score REAL,
+    box TEXT,                              -- JSON [x1, y1, x2, y2] in frame pixels
+    snapshot TEXT,                         -- relative to the storage folder
+    clip TEXT,
+    bytes INTEGER NOT NULL DEFAULT 0       -- of its snapshot and clip, for retention by size
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
+CREATE INDEX IF NOT EXISTS events_by_camera ON events (camera, time);
+CREATE TABLE IF NOT EXISTS tracks (
+    camera TEXT NOT NULL,
+    track_id INTEGER NOT NULL,
+    label TEXT,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    PRIMARY KEY (camera, track_id)
+);
+CREATE TABLE IF NOT EXISTS line_counts (
+    camera TEXT NOT NULL,
+    line TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (camera, line, direction)
+);
+"""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event as stored; ``snapshot`` and ``clip`` are paths relative to the storage folder."""
+
+    id: int
+    camera: str
+    type: str
+    time: float
+    zone: str | None
+    track_id: int | None
+    label: str | None
+    score: float | None
+    box: tuple[float, ...] | None
+    snapshot: str | None
+    clip: str | None
+
+    @classmethod
+    def of(cls, row: sqlite3.Row) -> StoredEvent:
+        fields = dict(zip(row.keys(), tuple(row)))  # a Row iterates over its values, not its keys
+        box, _ = fields.pop("box"), fields.pop("bytes")
+        return cls(**fields, box=tuple(json.loads(box)) if box else None)
+
+
+class EventStore:
+    """Events, tracks and line counts of every camera, kept in ``folder`` (created when missing).
+
+    Safe to share between threads: one connection behind a lock (events come at most a
+    few per second; SQLite serialises writes anyway).
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        with writable_folder(self.folder):
+            (self.folder / MEDIA).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = _connect(self.folder / DATABASE)
+        self.recover()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(
+        self,
+        camera: str,
+        type: str,
+        *,
+        time: float | None = None,
+        zone: str | None = None,
+        track_id: int | None = None,
+        label: str | None = None,
+        score: float | None = None,
+        box: Sequence[float] | None = None,
+    ) -> int:
+        """Store one event (committed, on disk when this returns); its id."""
+        if not SAFE_NAME.fullmatch(camera):
+            raise EdgevisionError(f"camera name '{camera}' must hold only letters, digits, '_' or '-'.")
+        values = (camera, type, _now() if time is None else time, zone, track_id, label, score, _box_json(box))
+        sql = (
+            "INSERT INTO events (camera, type, time, zone, track_id, label, score, box) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        with self._lock, self._db:
+            return self._db.execute(sql, values).lastrowid
+
+    def event(self, event_id: int) -> StoredEvent | None:
+        """The event ``event_id``, or None when there is none (never stored, or deleted by retention)."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+        return StoredEvent.of(row) if row else None
+
+    def events(
+        self, *, camera: str | None = None, since: float | None = None, type: str | None = None, limit: int = 100
+    ) -> list[StoredEvent]:
+        """The newest ``limit`` events (newest first), of one camera, type, or from time ``since`` on."""
+        filters = {"camera = ?": camera, "time >= ?": since, "type = ?": type}
+        chosen = {sql: value for sql, value in filters.items() if value is not None}
+        where = f"WHERE {' AND '.join(chosen)}" if chosen else ""
+        sql = f"SELECT * FROM events {where} ORDER BY time DESC, id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*chosen.values(), limit)).fetchall()
+        return [StoredEvent.of(row) for row in rows]
+
+    # ------------------------------------------------------------------ snapshots and clips
+
+    def add_snapshot(self, event_id: int, jpeg: bytes) -> Path:
+        """Keep ``jpeg`` (JPEG bytes) as event ``event_id``'s snapshot; its path."""
+        if not bytes(jpeg[:3]) == _JPEG:
+            raise EdgevisionError(f"the snapshot of event {event_id} is not JPEG data; encode it with cv2.imencode.")
+        relative = self._media_name(event_id, ".jpg")
+        write_atomic(self.folder / relative, bytes(jpeg))
+        self._refer(event_id, "snapshot", relative)
+        return self.folder / relative
+
+    def add_clip(self, event_id: int, frames: Sequence[np.ndarray], fps: float) -> Path:
+        """Keep ``frames`` (BGR, all one size) as event ``event_id``'s mp4 clip; its path."""
+        relative = self._media_name(event_id, ".mp4")
+        with atomic_path(self.folder / relative) as tmp:
+            _write_mp4(tmp, frames, fps)
+        self._refer(event_id, "clip", relative)
+        return self.folder / relative
+
+    def _media_name(self, event_id: int, suffix: str) -> str:
+        stored = self.event(event_id)
+        if stored is None:
+            raise EdgevisionError(f"there is no event {event_id} (never stored, or removed by retention).")
+        return f"{MEDIA}/{stored.camera}/{event_id:08d}{suffix}"
+
+    def _refer(self, event_id: int, column: str, relative: str) -> None:
+        """Point the event at its file, which is complete and renamed by now; count its bytes."""
+        size = (self.folder / relative).stat().st_size
+        with self._lock, self._db:
+            old = self._db.execute(f"SELECT {column} FROM events WHERE id = ?", (event_id,)).fetchone()
+            previous = _size(self.folder / old[0]) if old and old[0] and old[0] != relative else 0
+            self._db.execute(
+                f"UPDATE events SET {column} = ?, bytes = bytes + ? - ? WHERE id = ?",
+                (relative, size, previous, event_id),
+            )
+
+    # ------------------------------------------------------------------ tracks and line counts
+
+    def see_tracks(self, camera: str, tracks: Sequence[tuple[int, str]], *, time: float | None = None) -> None:
+        """Record ``(track_id, label)`` pairs seen at ``time`` (one commit for the whole frame)."""
+        now = _now() if time is None else time
+        sql = (
+            "INSERT INTO tracks VALUES (?, ?, ?, ?, ?) ON CONFLICT (camera, track_id) DO UPDATE SET "
+            "label = excluded.label, last_seen = max(last_seen, excluded.last_seen)"
+        )
+        with self._lock, self._db:
+            self._db.executemany(sql, [(camera, track_id, label, now, now) for track_id, label in tracks])
+
+    def tracks(self, camera: str) -> list[tuple[int, str, float, float]]:
+        """``(track_id, label, first_seen, last_seen)`` of ``camera``'s tracks, oldest first."""
+        sql = "SELECT track_id, label, first_seen, last_seen FROM tracks WHERE camera = ? ORDER BY first_seen"
+        with self._lock:
+            return [tuple(row) for row in self._db.execute(sql, (camera,))]
+
+    def count_line(self, camera: str, line: str, direction: str, n: int = 1) -> int:
+        """Add ``n`` crossings of ``line`` in ``direction`` (``"in"`` or ``"out"``); the new count."""
+        sql = (
+            "INSERT INTO line_counts VALUES (?, ?, ?, ?) ON CONFLICT (camera, line, direction) "
+            "DO UPDATE SET count = count + excluded.count RETURNING count"
+        )
+        with self._lock, self._db:
+            return self._db.execute(sql, (camera, line, direction, n)).fetchone()[0]
+
+    def line_counts(self, camera: str | None = None) -> dict[tuple[str, str, str], int]:
+        """``{(camera, line, direction): count}``, of one camera or all."""
+        sql = "SELECT camera, line, direction, count FROM line_counts WHERE ? IS NULL OR camera = ?"
+        with self._lock:
+            return {(c, ln, d): n for c, ln, d, n in self._db.execute(sql, (camera, camera))}
+
+    # ------------------------------------------------------------------ retention and recovery
+
+    def media_bytes(self) -> int:
+        """The bytes of every snapshot and clip events refer to."""
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM events").fetchone()[0]
+
+    def retain(self, days: float, max_bytes: int, *, now: float | None = None) -> int:
+        """Delete events older than ``days``, then the oldest until their files fit in ``max_bytes``; how many.
+
+        Rows go first, then their files: a crash in between leaves only files that no event
+        refers to, which the next open removes.
+        """
+        cutoff = (_now() if now is None else now) - days * _DAY
+        doomed = self._older_than(cutoff) + self._beyond(max_bytes, cutoff)
+        with self._lock, self._db:
+            self._db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i, *_ in doomed])
+            self._db.execute("DELETE FROM tracks WHERE last_seen < ?", (cutoff,))
+        for _, *files in doomed:
+            for relative in filter(None, files):
+                (self.folder / relative).unlink(missing_ok=True)
+        return len(doomed)
+
+    def _older_than(self, cutoff: float) -> list[tuple[int, str | None, str | None]]:
+        sql = "SELECT id, snapshot, clip FROM events WHERE time < ?"
+        with self._lock:
+            return [tuple(row) for row in self._db.execute(sql, (cutoff,))]
+
+    def _beyond(self, max_bytes: int, cutoff: float) -> list[tuple[int, str | None, str | None]]:
+        """The oldest of the events kept by ``cutoff`` whose deletion brings their files within ``max_bytes``."""
+        sql = "SELECT id, snapshot, clip, bytes FROM events WHERE time >= ? ORDER BY time, id"
+        with self._lock:
+            rows = self._db.execute(sql, (cutoff,)).fetchall()
+        excess, doomed = sum(row[3] for row in rows) - max_bytes, []
+        for event_id, snapshot, clip, size in rows:
+            if excess <= 0:
+                break
+            doomed.append((event_id, snapshot, clip))
+            excess -= size
+        return doomed
+
+    def recover(self) -> None:
+        """Remove files no event refers to, and forget referred files that are gone.
+
+        Runs on open; call it only while no snapshot or clip is being written, whose
+        temporary file it would take for a leftover.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, snapshot, clip FROM events WHERE snapshot IS NOT NULL OR clip IS NOT NULL"
+            )
+            referred = {name: (event_id, column) for event_id, *names in rows for name, column in _named(names)}
+        self._remove_unreferred(set(referred))
+        gone = [where for name, where in referred.items() if not (self.folder / name).is_file()]
+        for event_id, column in gone:
+            logger.warning("event %d's %s is missing; the event is kept without it", event_id, column)
+            with self._lock, self._db:
+                self._db.execute(f"UPDATE events SET {column} = NULL WHERE id = ?", (event_id,))
+        if gone:
+            self._recount_bytes([event_id for event_id, _ in gone])
+
+    def _remove_unreferred(self, referred: set[str]) -> None:
+        for path in sorted((self.folder / MEDIA).rglob("*"), reverse=True):  # children before their folders
+            relative = path.relative_to(self.folder).as_posix()
+            if path.is_dir() and path.name.startswith("."):
+                shutil.rmtree(path, ignore_errors=True)  # a temporary folder left by a crash mid-write
+            elif path.is_file() and relative not in referred:
+                path.unlink(missing_ok=True)
+
+    def _recount_bytes(self, event_ids: list[int]) -> None:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, snapshot, clip FROM events WHERE id IN ({','.join('?' * len(event_ids))})", event_ids
+            ).fetchall()
+        sizes = [(sum(_size(self.folder / f) for f in files if f), event_id) for event_id, *files in rows]
+        with self._lock, self._db:
+            self._db.executemany("UPDATE events SET bytes = ? WHERE id = ?", sizes)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """The database at ``path``, created when missing; one sentence when it is not one or cannot be opened."""
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level="DEFERRED")
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode = WAL")  # readers (the web page) never block the writer
+        # FULL: the WAL is synced at every commit, so a committed event survives a power cut
+        # too. NORMAL would survive kill -9 (the commit is in the OS's cache) but could lose the
+        # last commits on power loss, which edge boxes see; events are few, the sync is cheap.
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        raise EdgevisionError(
+            f"cannot open the event database {path} ({cause(exc)}); move it away to start a new one."
+        ) from None
+    return db
+
+
+def _write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
+    if not len(frames):
+        raise EdgevisionError("a clip needs at least one frame.")
+    if not (fps > 0):
+        raise EdgevisionError(f"a clip's fps must be above 0, got {fps}.")
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    if not writer.isOpened():
+        raise EdgevisionError(f"OpenCV cannot write an mp4 clip at {path}; is its video writer installed?")
+    try:
+        for frame in frames:
+            if frame.shape[:2] != (height, width):
+                raise EdgevisionError(
+                    f"every frame of a clip must be {width}x{height}, got {frame.shape[1]}x{frame.shape[0]}."
+                )
+            writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
+    finally:
+        writer.release()
+
+
+def _named(names: list[str | None]) -> list[tuple[str, str]]:
+    return [(name, column) for name, column in zip(names, ("snapshot", "clip")) if name]
+
+
+def _box_json(box: Sequence[float] | None) -> str | None:
+    return None if box is None else json.dumps([round(float(v), 2) for v in box])
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _now() -> float:
+    return time.time()

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from edgevision.watch.camera import Camera
 from edgevision.watch.clips import ClipRecorder
+from edgevision.watch.config import CameraConfig
 from edgevision.watch.service import RoundRobin
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -191,3 +193,24 @@ def test_clip_holds_frames_before_and_after_the_event():
     ((event_id, frames, fps),) = delivered
     assert (event_id, fps) == (7, 10)
     assert [int(f[0, 0, 0]) for f in frames] == list(range(20, 35))  # 1 s before, 0.5 s after
+
+
+def test_a_camera_whose_file_goes_away_reconnects_then_runs_again(tmp_path):
+    video, away = tmp_path / "door.avi", tmp_path / "away.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 20, (64, 48))
+    for k in range(6):  # 0.3 s, so the loop reopens the file often
+        writer.write(np.full((48, 64, 3), 40 * k, np.uint8))
+    writer.release()
+    camera = Camera("door", CameraConfig(source=str(video), loop=True), on_ready=lambda: None, deliver=print)
+    camera.start()
+    try:
+        poll(lambda: camera.state == "running" and camera.captured > 6, timeout=10, every=0.05)
+        video.rename(away)
+        poll(lambda: camera.state == "reconnecting", timeout=5, every=0.05)
+        before = camera.captured
+        away.rename(video)
+        poll(lambda: camera.state == "running" and camera.captured > before, timeout=10, every=0.05)
+    finally:
+        camera.stop()
+        camera.join(2)
+    assert camera.state == "stopped"

@@ -21,7 +21,7 @@ from edgevision.errors import EdgevisionError
 from edgevision.pipeline.capture import CaptureSource, StreamConfig, open_source
 from edgevision.types import Frame
 from edgevision.watch.clips import ClipRecorder, Deliver
-from edgevision.watch.config import CameraConfig, shown_source
+from edgevision.watch.config import CameraConfig
 from edgevision.watch.motion import MotionGate
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,3 @@ class Camera:
                 self._pending = frame
         if worth:
             self._on_ready()
-
-    def describe(self) -> str:
-        return f"{self.name} ({shown_source(self.config.source)})"

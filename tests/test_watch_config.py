@@ -200,11 +200,11 @@ def test_cli_check_lists_every_problem_without_a_traceback(tmp_path):
     assert "web.port: must be greater than or equal to 1, got 0" in done.stderr
 
 
-def test_cli_refuses_bad_yaml_and_says_the_service_is_not_built(tmp_path):
+def test_cli_refuses_bad_yaml_with_and_without_check(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("cameras: [\n")
     assert_clean_error(run_cli("watch", bad, "--check"), "is not valid YAML")
-    assert_clean_error(run_cli("watch", EXAMPLE), "not built yet")
+    assert_clean_error(run_cli("watch", bad), "is not valid YAML")
 
 
 def test_key_paths():

@@ -40,7 +40,7 @@ from edgevision.conversion.api import ConversionResult, ExportOptions, conversio
 from edgevision.conversion.optimize import OptimizeResult, optimize_model, optimize_output
 from edgevision.conversion.parity import ParityOptions
 from edgevision.demo import DemoOptions, DemoSummary, run_demo
-from edgevision.errors import EdgevisionError
+from edgevision.errors import EdgevisionError, MissingExtraError
 from edgevision.inspect import ModelReport, check_graph, diff_models, inspect_model, write_graph
 from edgevision.media import count_frames, is_video, iter_frames
 from edgevision.models.base import Predictor
@@ -459,9 +459,17 @@ def _model_problem(key: str, model: str) -> str | None:
 
 
 def watch(path: str | Path) -> None:
-    """Run the ``edgevision watch`` service described by the config file ``path``."""
-    check_watch_config(path)
-    raise EdgevisionError("the watch service is not built yet; check a config with: edgevision watch CONFIG --check.")
+    """Run the ``edgevision watch`` service of the config file ``path`` until SIGTERM or Ctrl-C.
+
+    SIGHUP reads the file again; a config with problems is refused (logged) and the
+    running one kept. Needs the ``watch`` extra (FastAPI, uvicorn, prometheus-client).
+    """
+    config = check_watch_config(path)
+    try:
+        from edgevision.watch.serve import serve
+    except ImportError as exc:
+        raise MissingExtraError(exc.name or "fastapi", "watch") from None
+    serve(config, reread=lambda: check_watch_config(path))
 
 
 def _sources(sources: Sources) -> list[str]:

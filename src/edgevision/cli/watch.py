@@ -15,7 +15,7 @@ def watch(
     config: Annotated[Path, typer.Argument(help="The YAML config: cameras, zones, lines, storage, web.")],
     check: Annotated[bool, typer.Option("--check", help="Validate the config, print a summary and exit.")] = False,
 ) -> None:
-    """Watch several cameras: detection, tracking, zones and lines, events kept on disk (in progress)."""
+    """Watch several cameras: detection, tracking, zones and lines, events kept on disk, a web API (SIGHUP reloads)."""
     if check:
         checked = api.check_watch_config(config)
         stdout.print(f"{config}: valid", highlight=False, soft_wrap=True, markup=False)

@@ -168,6 +168,9 @@ class MotionConfig(_Section):
     """Motion gating: the model runs only on frames where something moved."""
 
     enabled: bool = True
+    keyframe_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2.0  # run the model at least this often
+    threshold: Annotated[int, Field(ge=1, le=255)] = 25  # grey-level change that counts a pixel as moved
+    min_area: Fraction = 0.002  # fraction of the frame that must move
 
 
 class CameraConfig(_Section):

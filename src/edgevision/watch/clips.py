@@ -1,0 +1,115 @@
+"""Event clips: the last seconds of a camera kept in memory, and a thread that writes clips to the store.
+
+A clip is the ~2 s before an event and the ~2 s after it. Frames are kept at most
+``MAX_FPS`` a second and ``MAX_WIDTH`` wide, so a 1080p camera holds ~30 MB, not ~300 MB.
+Clips are encoded on the writer's own thread: the model never waits for an mp4.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edgevision.errors import EdgevisionError
+
+logger = logging.getLogger(__name__)
+
+MAX_FPS = 10.0
+MAX_WIDTH = 960
+Deliver = Callable[[int, list[np.ndarray], float], None]
+
+
+@dataclass
+class _Clip:
+    event_id: int
+    frames: list[np.ndarray]
+    left: int  # frames still to come after the event
+    extra: list[np.ndarray] = field(default_factory=list)
+
+
+class ClipRecorder:
+    """The recent frames of one camera; ``start(event_id)`` opens a clip that ``deliver`` gets when full."""
+
+    def __init__(self, *, fps: float, deliver: Deliver, before_s: float = 2.0, after_s: float = 2.0) -> None:
+        self.every = max(1, round(fps / MAX_FPS))  # keep every n-th frame
+        self.fps = fps / self.every
+        self._ring: deque[np.ndarray] = deque(maxlen=max(1, round(before_s * self.fps)))
+        self._after = max(1, round(after_s * self.fps))
+        self._open: list[_Clip] = []
+        self._seen = 0
+        self._deliver = deliver
+        self._lock = threading.Lock()
+
+    def add(self, image: np.ndarray) -> None:
+        """Keep ``image`` (every n-th one) for clips to come and for the clips still open."""
+        self._seen += 1
+        if (self._seen - 1) % self.every:
+            return
+        small = _shrunk(image)
+        with self._lock:
+            self._ring.append(small)
+            for clip in self._open:
+                clip.frames.append(small)
+                clip.left -= 1
+            done = [c for c in self._open if c.left <= 0]
+            self._open = [c for c in self._open if c.left > 0]
+        for clip in done:
+            self._send(clip)
+
+    def start(self, event_id: int) -> None:
+        """Open the clip of event ``event_id`` with the frames seen before it."""
+        with self._lock:
+            self._open.append(_Clip(event_id, list(self._ring), self._after))
+
+    def flush(self) -> None:
+        """Deliver every open clip with the frames it has (the camera is stopping)."""
+        with self._lock:
+            done, self._open = self._open, []
+        for clip in done:
+            self._send(clip)
+
+    def _send(self, clip: _Clip) -> None:
+        frames = [f for f in clip.frames if f.shape == clip.frames[-1].shape]  # a reconnect may change the size
+        if frames:
+            self._deliver(clip.event_id, frames, self.fps)
+
+
+def _shrunk(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    if w <= MAX_WIDTH:
+        return image
+    return cv2.resize(image, (MAX_WIDTH, round(h * MAX_WIDTH / w)), interpolation=cv2.INTER_AREA)
+
+
+class ClipWriter:
+    """One thread writing clips with ``write(event_id, frames, fps)``, in the order they come."""
+
+    def __init__(self, write: Deliver) -> None:
+        self._write = write
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="watch-clips", daemon=True)
+        self._thread.start()
+
+    def put(self, event_id: int, frames: list[np.ndarray], fps: float) -> None:
+        self._queue.put((event_id, frames, fps))
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._write(*item)
+            except (EdgevisionError, OSError, cv2.error) as exc:
+                logger.warning("the clip of event %d was not kept: %s", item[0], exc)
+
+    def close(self, *, timeout: float) -> None:
+        """Write the clips queued so far (waiting at most ``timeout`` s), then end the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("stopped before every clip was written; those events keep their snapshots")

@@ -1,0 +1,254 @@
+"""The ``edgevision watch`` service: many cameras, each model loaded once, one inference thread for all.
+
+Each camera captures on its own thread (see :mod:`edgevision.watch.camera`). A single
+inference thread serves the cameras in turn, round-robin, taking only frames that passed
+their motion gate or are keyframes, so one busy camera cannot starve the others. After the
+model, each camera has its own tracker and rule engine; an event is stored at once with an
+annotated snapshot, and its clip follows from the clip writer's thread.
+
+>>> service = Service(read_watch_config("watch.yaml"))    # doctest: +SKIP
+>>> service.start()                                       # doctest: +SKIP
+>>> [c["state"] for c in service.cameras_status()]        # doctest: +SKIP
+['running', 'running']
+>>> service.stop()                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import cv2
+import numpy as np
+
+from edgevision.annotate import draw
+from edgevision.errors import EdgevisionError
+from edgevision.models.base import Predictor
+from edgevision.pipeline.events import Event
+from edgevision.pipeline.overlay import draw_box
+from edgevision.pipeline.rules import RuleConfig, RuleEngine
+from edgevision.pipeline.run import check_run_model, model_classes, select_classes
+from edgevision.pipeline.stats import percentile_ms
+from edgevision.pipeline.tracking import Tracker, TrackerConfig
+from edgevision.pipeline.zones import check_geometry
+from edgevision.types import Frame, Prediction
+from edgevision.watch.camera import Camera
+from edgevision.watch.clips import ClipWriter
+from edgevision.watch.config import CameraConfig, WatchConfig
+from edgevision.watch.store import EventStore
+from edgevision.zoo.assemble import load_predictor
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Loader = Callable[[str], Predictor]
+RETAIN_EVERY = 600.0  # seconds between retention passes
+JPEG_QUALITY = [cv2.IMWRITE_JPEG_QUALITY, 85]
+
+
+class RoundRobin(Generic[T]):
+    """Picks the next ready item after the one picked last, so every ready item gets its turn.
+
+    >>> turns = RoundRobin(["a", "b", "c"])
+    >>> [turns.pick(lambda x: x != "b") for _ in range(4)]
+    ['a', 'c', 'a', 'c']
+    """
+
+    def __init__(self, items: Sequence[T]) -> None:
+        self.items = list(items)
+        self._next = 0
+
+    def pick(self, ready: Callable[[T], bool]) -> T | None:
+        for k in range(len(self.items)):
+            i = (self._next + k) % len(self.items)
+            if ready(self.items[i]):
+                self._next = i + 1
+                return self.items[i]
+        return None
+
+
+class Analysis:
+    """One camera's tracker and rule engine (made at the first frame, whose size the zones need)."""
+
+    def __init__(self, name: str, config: CameraConfig, predictor: Predictor) -> None:
+        self.name = name
+        self.config = config
+        self.classes = model_classes(predictor, tuple(config.rules.classes))
+        self.tracker: Tracker | None = None
+        self.engine: RuleEngine | None = None
+        self.seconds: deque[float] = deque(maxlen=200)  # inference times, for p50/p95
+        self.events: Counter[tuple[str, str]] = Counter()  # (zone or line, type) -> count
+
+    def update(self, frame: Frame, prediction: Prediction, *, index: int) -> tuple[Prediction, list[Event]]:
+        if self.tracker is None:
+            self._begin(frame)
+        prediction = self.tracker.update(select_classes(prediction, self.classes))
+        events = self.engine.update(prediction, frame=index, time=frame.captured) if self.engine else []
+        return prediction, events
+
+    def _begin(self, frame: Frame) -> None:
+        h, w = frame.image.shape[:2]
+        self.tracker = Tracker(TrackerConfig(), fps=10.0)  # about the rate a gated camera reaches the model
+        zones, lines = self.config.zone_objects(), self.config.line_objects()
+        try:
+            check_geometry(zones, lines, width=w, height=h)
+        except EdgevisionError as exc:
+            logger.warning("camera %s: its zones and lines are not used: %s", self.name, exc)
+            return
+        if zones or lines:
+            self.engine = RuleEngine(zones=zones, lines=lines, config=RuleConfig(), width=w, height=h)
+
+
+class Service:
+    """Runs every camera of ``config``; ``loader`` makes a predictor from a model name or path."""
+
+    def __init__(self, config: WatchConfig, *, loader: Loader | None = None) -> None:
+        self.config = config
+        self._loader = loader or load_predictor
+        self.started = time.time()
+        self.store: EventStore | None = None
+        self.cameras: dict[str, Camera] = {}
+        self._analyses: dict[str, Analysis] = {}
+        self._predictors: dict[str, Predictor] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._clips: ClipWriter | None = None
+
+    # -- life --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load each model once, open the store, start the cameras and the inference thread."""
+        predictors = self._load_models()
+        self.store = EventStore(self.config.storage.path)
+        self._clips = ClipWriter(self._write_clip)
+        for name, camera in self.config.cameras.items():
+            predictor = predictors[self.config.model_of(name)]
+            self._analyses[name] = Analysis(name, camera, predictor)
+            self.cameras[name] = Camera(name, camera, on_ready=self._wake.set, deliver=self._clips.put)
+        for camera in self.cameras.values():
+            camera.start()
+        self._spawn("watch-inference", self._infer_loop)
+        self._spawn("watch-retention", self._retain_loop)
+        logger.info("watching %d camera(s)", len(self.cameras))
+
+    def _load_models(self) -> dict[str, Predictor]:
+        for model in {self.config.model_of(name) for name in self.config.cameras}:
+            if model not in self._predictors:
+                self._predictors[model] = self._loader(model)
+                check_run_model(self._predictors[model], name=f"model {model}")
+        return self._predictors
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, *, timeout: float = 4.0) -> None:
+        """End every thread, write the clips still open, close the store (within about ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._wake.set()
+        for camera in self.cameras.values():
+            camera.stop()
+        for thread in [*self._threads]:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for camera in self.cameras.values():
+            camera.join(max(0.0, deadline - time.monotonic()))
+        if self._clips is not None:
+            self._clips.close(timeout=max(0.1, deadline - time.monotonic()))
+        if self.store is not None:
+            self.store.close()
+        logger.info("stopped watching")
+
+    # -- inference ---------------------------------------------------------------------
+    def _infer_loop(self) -> None:
+        turns = RoundRobin(list(self.cameras.values()))
+        while not self._stop.is_set():
+            camera = turns.pick(lambda c: c.ready)
+            frame = camera.take() if camera is not None else None
+            if frame is None:
+                self._wake.wait(0.1)
+                self._wake.clear()
+                continue
+            try:
+                self._process(camera, frame)
+            except (EdgevisionError, OSError, cv2.error) as exc:
+                logger.warning("camera %s: a frame was not processed: %s", camera.name, exc)
+
+    def _process(self, camera: Camera, frame: Frame) -> None:
+        analysis = self._analyses[camera.name]
+        start = time.perf_counter()
+        prediction = self._predictors[self.config.model_of(camera.name)](frame.image)
+        analysis.seconds.append(time.perf_counter() - start)
+        camera.inferred += 1
+        prediction, events = analysis.update(frame, prediction, index=camera.inferred)
+        for event in events:
+            self._record(camera, frame, prediction, event)
+
+    def _record(self, camera: Camera, frame: Frame, prediction: Prediction, event: Event) -> None:
+        """Store ``event`` with its snapshot now; its clip is finished ~2 s later, off this thread."""
+        event_id = self.store.add_event(
+            camera.name,
+            event.type,
+            zone=event.zone,
+            track_id=event.track_id,
+            label=event.label,
+            score=event.score,
+            box=event.box,
+        )
+        self._analyses[camera.name].events[event.zone, event.type] += 1
+        image = draw(frame.image, prediction)
+        draw_box(image, event.box)
+        self.store.add_snapshot(event_id, _jpeg(image))
+        camera.clips.start(event_id)
+        logger.info(
+            "event %d: %s %s %s #%d on %s", event_id, event.type, event.zone, event.label, event.track_id, camera.name
+        )
+
+    def _write_clip(self, event_id: int, frames: list[np.ndarray], fps: float) -> None:
+        self.store.add_clip(event_id, frames, fps)
+
+    def _retain_loop(self) -> None:
+        storage = self.config.storage
+        while not self._stop.is_set():
+            removed = self.store.retain(storage.retain_days, storage.max_bytes)
+            if removed:
+                logger.info("removed %d old event(s) to keep within the storage limits", removed)
+            self._stop.wait(RETAIN_EVERY)
+
+    # -- what the web API and the metrics show -----------------------------------------
+    def cameras_status(self) -> list[dict]:
+        """Per camera: state, frame rates, counters, motion fraction, inference times, events per rule."""
+        return [self._status(camera) for camera in self.cameras.values()]
+
+    def _status(self, camera: Camera) -> dict:
+        analysis = self._analyses[camera.name]
+        seconds = list(analysis.seconds)
+        return {
+            "name": camera.name,
+            "state": camera.state,
+            "fps": round(camera.recent_fps(), 2),
+            "captured_frames": camera.captured,
+            "inferred_frames": camera.inferred,
+            "dropped_frames": camera.dropped,
+            "motion_fraction": round(camera.gate.motion_fraction, 3),
+            "inference_ms_p50": percentile_ms(seconds, 50),
+            "inference_ms_p95": percentile_ms(seconds, 95),
+            "events": [{"rule": rule, "type": kind, "count": n} for (rule, kind), n in analysis.events.items()],
+        }
+
+    def latest_jpeg(self, name: str) -> bytes | None:
+        """The last frame of camera ``name`` as JPEG (None before its first frame)."""
+        frame = self.cameras[name].latest()
+        return None if frame is None else _jpeg(frame.image)
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, JPEG_QUALITY)
+    if not ok:
+        raise EdgevisionError("could not encode a frame as JPEG.")
+    return data.tobytes()

@@ -1,0 +1,216 @@
+"""The watch service for real: an ``edgevision watch`` process on two looping videos, polled over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edgevision.watch.camera import Camera
+from edgevision.watch.clips import ClipRecorder
+from edgevision.watch.config import CameraConfig
+from edgevision.watch.service import RoundRobin
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+WALKWAY = [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]]  # the lower part of vtest.avi, where people walk
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def poll(get, *, timeout: float, every: float = 0.3):
+    """``get()``'s first truthy answer; fails after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answer := get():
+            return answer
+        time.sleep(every)
+    pytest.fail(f"nothing came within {timeout} s")
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def fetch_json(url: str):
+    status, body = fetch(url)
+    return json.loads(body) if status == 200 else None
+
+
+@pytest.fixture(scope="module")
+def looping_clip(samples_cache, tmp_path_factory) -> Path:
+    """60 frames (6 s at 10 fps) of the pedestrian video, as an MJPG .avi."""
+    path = tmp_path_factory.mktemp("watch") / "walkway.avi"
+    cap = cv2.VideoCapture(str(samples_cache["vtest.avi"]))
+    writer = None
+    for _ in range(60):
+        ok, frame = cap.read()
+        assert ok
+        writer = writer or cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, frame.shape[1::-1])
+        writer.write(frame)
+    writer.release()
+    cap.release()
+    return path
+
+
+def write_config(folder: Path, clip: Path, port: int) -> Path:
+    camera = {"source": str(clip), "loop": True, "zones": {"walkway": WALKWAY}}
+    config = {
+        "model": "nanodet-m",
+        "storage": {"path": str(folder / "data")},
+        "cameras": {"left": camera, "right": camera},
+        "web": {"bind": "127.0.0.1", "port": port},
+    }
+    path = folder / "watch.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
+@pytest.fixture
+def watching(tmp_path, looping_clip):
+    """A running ``edgevision watch`` process: (process, base URL, config path, its stderr file)."""
+    port = free_port()
+    config = write_config(tmp_path, looping_clip, port)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edgevision", "watch", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONPATH": str(SRC)},
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: process.poll() is not None or fetch_json(f"{base}/api/health"), timeout=60)
+        assert process.poll() is None, log.read_text()
+        yield process, base, config, log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_two_cameras_give_events_with_snapshots_and_clips(watching, tmp_path):
+    process, base, _, log = watching
+    with_clip = poll(lambda: [e for e in fetch_json(f"{base}/api/events") or [] if e["clip"]], timeout=40)
+    event = with_clip[0]
+    assert {"id", "camera", "type", "time"} <= event.keys() and event["camera"] in ("left", "right")
+    status, jpeg = fetch(base + event["snapshot"])
+    assert status == 200 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (576, 768, 3)
+    status, mp4 = fetch(base + event["clip"])
+    (tmp_path / "clip.mp4").write_bytes(mp4)
+    cap = cv2.VideoCapture(str(tmp_path / "clip.mp4"))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert status == 200 and frames >= 20  # ~2 s before and ~2 s after, at 10 fps
+
+    cameras = {c["name"]: c for c in fetch_json(f"{base}/api/cameras")}
+    assert set(cameras) == {"left", "right"}
+    for camera in cameras.values():
+        assert camera["state"] == "running" and camera["fps"] > 0 and 0 <= camera["motion_fraction"] <= 1
+        assert 0 < camera["inferred_frames"] <= camera["captured_frames"]
+    # one inference thread serves both cameras in turn: neither is starved
+    assert min(c["inferred_frames"] for c in cameras.values()) >= 0.5 * max(
+        c["inferred_frames"] for c in cameras.values()
+    )
+
+    left = fetch_json(f"{base}/api/events?camera=left&type=enter")
+    assert left and {(e["camera"], e["type"]) for e in left} == {("left", "enter")}
+    assert fetch_json(f"{base}/api/events?since={time.time() + 3600}") == []
+    assert fetch(f"{base}/api/events/999999/snapshot.jpg")[0] == 404
+    status, latest = fetch(f"{base}/api/cameras/right/latest.jpg")
+    assert status == 200 and latest[:3] == b"\xff\xd8\xff"
+    assert fetch(f"{base}/api/cameras/nobody/latest.jpg")[0] == 404
+
+    families = {f.name: f for f in text_string_to_metric_families(fetch(f"{base}/metrics")[1].decode())}
+    assert {s.labels["camera"] for s in families["edgevision_watch_fps"].samples} == {"left", "right"}
+    assert sum(s.value for s in families["edgevision_watch_events"].samples if s.name.endswith("_total")) >= 1
+    assert {s.labels["quantile"] for s in families["edgevision_watch_inference_ms"].samples} == {"0.50", "0.95"}
+
+    start = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=5) == 0, log.read_text()
+    assert time.monotonic() - start < 5
+    assert "Traceback" not in log.read_text()
+
+
+def test_sighup_with_a_bad_config_keeps_the_old_one(watching):
+    process, base, config, log = watching
+    good = config.read_text()
+    config.write_text("cameras: {left: {source: nowhere.avi}}")
+    process.send_signal(signal.SIGHUP)
+    poll(lambda: "refused" in log.read_text(), timeout=10)
+    assert len([line for line in log.read_text().splitlines() if "refused" in line]) == 1
+    assert {c["name"] for c in fetch_json(f"{base}/api/cameras")} == {"left", "right"}
+
+    config.write_text(good.replace('"right"', '"third"'))
+    process.send_signal(signal.SIGHUP)
+    poll(lambda: {c["name"] for c in fetch_json(f"{base}/api/cameras") or []} == {"left", "third"}, timeout=20)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=5) == 0, log.read_text()
+
+
+def test_round_robin_serves_every_ready_camera_in_turn():
+    turns = RoundRobin(["a", "b", "c"])
+    picks = [turns.pick(lambda _: True) for _ in range(300)]
+    assert [picks.count(x) for x in "abc"] == [100, 100, 100]
+    busy = RoundRobin(["a", "b", "c"])
+    picks = [busy.pick(lambda x, i=i: x == "a" or i % 3 == 0) for i in range(30)]  # a always has a frame
+    assert picks.count("b") + picks.count("c") >= 9
+    assert RoundRobin(["a"]).pick(lambda _: False) is None
+
+
+def test_clip_holds_frames_before_and_after_the_event():
+    delivered = []
+    clips = ClipRecorder(fps=10, deliver=lambda *args: delivered.append(args), before_s=1.0, after_s=0.5)
+    for k in range(30):
+        clips.add(np.full((20, 40, 3), k, np.uint8))
+    clips.start(7)
+    for k in range(30, 40):
+        clips.add(np.full((20, 40, 3), k, np.uint8))
+    ((event_id, frames, fps),) = delivered
+    assert (event_id, fps) == (7, 10)
+    assert [int(f[0, 0, 0]) for f in frames] == list(range(20, 35))  # 1 s before, 0.5 s after
+
+
+def test_a_camera_whose_file_goes_away_reconnects_then_runs_again(tmp_path):
+    video, away = tmp_path / "door.avi", tmp_path / "away.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 20, (64, 48))
+    for k in range(6):  # 0.3 s, so the loop reopens the file often
+        writer.write(np.full((48, 64, 3), 40 * k, np.uint8))
+    writer.release()
+    camera = Camera("door", CameraConfig(source=str(video), loop=True), on_ready=lambda: None, deliver=print)
+    camera.start()
+    try:
+        poll(lambda: camera.state == "running" and camera.captured > 6, timeout=10, every=0.05)
+        video.rename(away)
+        poll(lambda: camera.state == "reconnecting", timeout=5, every=0.05)
+        before = camera.captured
+        away.rename(video)
+        poll(lambda: camera.state == "running" and camera.captured > before, timeout=10, every=0.05)
+    finally:
+        camera.stop()
+        camera.join(2)
+    assert camera.state == "stopped"

@@ -145,6 +145,7 @@ def test_bench_nanodet_end_to_end(samples_cache, tmp_path):
         "2",
         "--seconds",
         "0.3",
+        "--no-peak",  # the peaks have their own test (tests/test_bench.py)
         "-o",
         out,
     )

@@ -54,4 +54,4 @@ def test_soak_for_15_seconds(samples_cache, tmp_path):
     assert summary["exit_code"] == 0 and summary["exit_s"] < bench.EXIT_WITHIN_S
     assert summary["from_s"] < summary["to_s"]
     assert {"rss_growth_pct", "open_files_first", "open_files_last", "threads_first", "threads_last"} <= summary.keys()
-    assert len(bench.checks(summary)) == 4
+    assert len(bench.checks(summary)) == 5

@@ -19,19 +19,20 @@ def load(name: str):
     return module
 
 
-def test_motion_benchmark_on_30_frames(samples_cache, tmp_path):
+@pytest.mark.slow
+def test_motion_benchmark_on_20_frames(samples_cache, tmp_path):
     bench = load("watch_motion")
-    runs = bench.measure(30, "nanodet-m", tmp_path)
+    runs = bench.measure(20, "nanodet-m", tmp_path)
     by = {(r.scene, r.gating): r for r in runs}
     assert set(by) == {(s, g) for s in ("still", "busy") for g in (True, False)}
     for run in runs:
-        assert run.captured == 30 and 0 < run.inferred <= run.captured and run.cpu_s > 0
-    assert by["still", False].inferred == 30  # ungated: every frame goes to the model
-    assert by["still", True].inferred < by["still", False].inferred / 5  # the first frame, maybe a keyframe
+        assert run.captured == 20 and 0 < run.inferred <= run.captured and run.cpu_s > 0
+    assert by["still", False].inferred == 20  # ungated: every frame goes to the model
+    assert by["still", True].inferred == 1  # the first frame; the next keyframe is due at 2 s, frame 20
     assert by["busy", True].inferred > by["still", True].inferred  # people walking pass the gate
     (saving, _), (entries, _) = bench.checks(runs)
     assert saving
-    assert "| still | on | 30 |" in bench.table(runs)
+    assert "| still | on | 20 |" in bench.table(runs)
 
 
 def test_entries_are_matched_by_time_within_the_tolerance():

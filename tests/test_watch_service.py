@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edgevision.watch.camera import Camera
 from edgevision.watch.clips import ClipRecorder
-from edgevision.watch.config import CameraConfig
+from edgevision.watch.config import CameraConfig, MotionConfig
 from edgevision.watch.service import RoundRobin
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -214,3 +214,30 @@ def test_a_camera_whose_file_goes_away_reconnects_then_runs_again(tmp_path):
         camera.stop()
         camera.join(2)
     assert camera.state == "stopped"
+
+
+def test_an_unpaced_file_gives_the_model_every_frame_on_the_file_clock(tmp_path):
+    video = tmp_path / "steps.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for k in range(30):  # 3 s at 10 fps
+        writer.write(np.full((48, 64, 3), 8 * k, np.uint8))
+    writer.release()
+    config = CameraConfig(source=str(video), motion=MotionConfig(enabled=False))  # every frame is worth the model
+    camera = Camera("door", config, on_ready=lambda: None, deliver=print, paced=False)
+    taken = []
+    start = time.monotonic()
+    camera.start()
+    try:
+        while camera.state != "stopped" or camera.ready:
+            frame = camera.take()
+            if frame is not None:
+                taken.append(frame)
+                time.sleep(0.01)  # a model slower than reading: the camera must wait, not drop
+            time.sleep(0.001)
+    finally:
+        camera.stop()
+        camera.join(2)
+    assert time.monotonic() - start < 2.5  # faster than the file's 3 s
+    assert [f.index for f in taken] == list(range(30)) and camera.dropped == 0 and camera.captured == 30
+    steps = np.diff([f.captured for f in taken])
+    assert np.allclose(steps, 0.1)  # the file's clock, whatever the machine's

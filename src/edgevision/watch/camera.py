@@ -2,7 +2,9 @@
 
 The thread reads frames as they come (files at their own frame rate, so they behave like a
 camera), passes each through the motion gate and keeps only the newest frame worth the
-model; one the model had no time for is counted as dropped. Any failure (a stream lost, a
+model; one the model had no time for is counted as dropped. With ``paced=False`` a file is
+read as fast as the model takes its frames instead, none dropped, on the file's own clock:
+every frame of a recording is processed and the result does not depend on the machine's speed. Any failure (a stream lost, a
 file gone) is retried with exponential back-off on this thread alone, so the other
 cameras never notice.
 """
@@ -14,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 import cv2
 
@@ -35,11 +38,23 @@ _FAILURES = (EdgevisionError, OSError, cv2.error)
 
 
 class Camera:
-    """Camera ``name`` of the config; ``on_ready`` is called when a frame waits for the model."""
+    """Camera ``name`` of the config; ``on_ready`` is called when a frame waits for the model.
 
-    def __init__(self, name: str, config: CameraConfig, *, on_ready: Callable[[], None], deliver: Deliver) -> None:
+    ``paced=False``: a video file is read as fast as the model takes its frames (see above).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: CameraConfig,
+        *,
+        on_ready: Callable[[], None],
+        deliver: Deliver,
+        paced: bool = True,
+    ) -> None:
         self.name = name
         self.config = config
+        self.paced = paced
         self.state = "starting"
         self.gate = MotionGate(config.motion)
         self.captured = self.inferred = self.dropped = 0
@@ -51,6 +66,7 @@ class Camera:
         self._latest: Frame | None = None
         self._times: deque[float] = deque(maxlen=100)  # capture moments, for the recent fps
         self._lock = threading.Lock()
+        self._taken = threading.Condition(self._lock)  # an unpaced file waits on it for the model
         self._stop = threading.Event()
         self._source: CaptureSource | None = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
@@ -64,6 +80,7 @@ class Camera:
         """The freshest frame worth the model, once (None when there is none)."""
         with self._lock:
             frame, self._pending = self._pending, None
+            self._taken.notify_all()
         return frame
 
     def latest(self) -> Frame | None:
@@ -123,28 +140,39 @@ class Camera:
         """Read frames until stopped (False) or a file's end without loop (True); raises on failure."""
         source = self._open()
         try:
-            start = time.perf_counter()
+            start = last = time.perf_counter()
             while not self._stop.is_set():
                 frame = source.read()
                 if frame is None and self.config.loop and not self._stop.is_set():
                     source.close()
-                    source, start = self._open(), time.perf_counter()
+                    # an unpaced file runs ahead of the clock: its next round starts after its last frame
+                    source, start = self._open(), max(time.perf_counter(), last + 1.0 / self.fps)
                     continue
                 if frame is None:
                     return not self._stop.is_set()
-                if not source.live:  # a file plays at its own frame rate, like a camera
-                    self._stop.wait(max(0.0, start + frame.time - time.perf_counter()))
-                self._accept(frame)
+                if not source.live:
+                    frame = self._on_file_clock(frame, start)
+                last = frame.captured
+                self._accept(frame, wait=not (source.live or self.paced))
             return False
         finally:
             source.close()
 
-    def _accept(self, frame: Frame) -> None:
+    def _on_file_clock(self, frame: Frame, start: float) -> Frame:
+        """A file's frame at its moment in the file: played at that rate when paced, else only stamped so."""
+        if self.paced:  # a file plays at its own frame rate, like a camera
+            self._stop.wait(max(0.0, start + frame.time - time.perf_counter()))
+            return frame
+        # keyframes, tracks and dwell times then count the file's seconds, not the machine's
+        return replace(frame, captured=start + frame.time)
+
+    def _accept(self, frame: Frame, *, wait: bool = False) -> None:
+        """Gate ``frame``; one worth the model waits for it (the freshest wins); ``wait``: until taken."""
         self._set_state("running")
         self.captured += 1
         self._times.append(time.perf_counter())
         self.clips.add(frame.image)
-        worth = self.gate.check(frame.image, now=time.monotonic())
+        worth = self.gate.check(frame.image, now=frame.captured)
         with self._lock:
             self._latest = frame
             if worth:
@@ -152,3 +180,10 @@ class Camera:
                 self._pending = frame
         if worth:
             self._on_ready()
+        if worth and wait:
+            self._wait_taken()
+
+    def _wait_taken(self) -> None:
+        with self._taken:
+            while self._pending is not None and not self._stop.is_set():
+                self._taken.wait(0.1)  # stop() does not notify: look at it now and then

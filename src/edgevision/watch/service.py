@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Loader = Callable[[str], Predictor]
+OnEvent = Callable[[str, Event, Frame], None]  # camera name, the event, the frame it fired on
 RETAIN_EVERY = 600.0  # seconds between retention passes
 JPEG_QUALITY = [cv2.IMWRITE_JPEG_QUALITY, 85]
 
@@ -104,10 +105,19 @@ class Analysis:
 
 
 class Service:
-    """Runs every camera of ``config``; ``loader`` makes a predictor from a model name or path."""
+    """Runs every camera of ``config``; ``loader`` makes a predictor from a model name or path.
 
-    def __init__(self, config: WatchConfig, *, loader: Loader | None = None) -> None:
+    ``paced=False`` reads video files as fast as the model takes their frames, every one of
+    them, on the file's own clock (see :class:`~edgevision.watch.camera.Camera`); ``on_event``
+    is called on the inference thread with each event once it is stored.
+    """
+
+    def __init__(
+        self, config: WatchConfig, *, loader: Loader | None = None, paced: bool = True, on_event: OnEvent | None = None
+    ) -> None:
         self.config = config
+        self.paced = paced
+        self._on_event = on_event
         self._loader = loader or load_predictor
         self.started = time.time()
         self.store: EventStore | None = None
@@ -128,7 +138,9 @@ class Service:
         for name, camera in self.config.cameras.items():
             predictor = predictors[self.config.model_of(name)]
             self._analyses[name] = Analysis(name, camera, predictor)
-            self.cameras[name] = Camera(name, camera, on_ready=self._wake.set, deliver=self._clips.put)
+            self.cameras[name] = Camera(
+                name, camera, on_ready=self._wake.set, deliver=self._clips.put, paced=self.paced
+            )
         for camera in self.cameras.values():
             camera.start()
         self._spawn("watch-inference", self._infer_loop)
@@ -208,6 +220,8 @@ class Service:
         logger.info(
             "event %d: %s %s %s #%d on %s", event_id, event.type, event.zone, event.label, event.track_id, camera.name
         )
+        if self._on_event is not None:
+            self._on_event(camera.name, event, frame)
 
     def _write_clip(self, event_id: int, frames: list[np.ndarray], fps: float) -> None:
         self.store.add_clip(event_id, frames, fps)

@@ -1,0 +1,58 @@
+"""The watch benchmarks on tiny inputs: their core functions still run and report sane numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_motion_benchmark_on_20_frames(samples_cache, tmp_path):
+    bench = load("watch_motion")
+    runs = bench.measure(20, "nanodet-m", tmp_path)
+    by = {(r.scene, r.gating): r for r in runs}
+    assert set(by) == {(s, g) for s in ("still", "busy") for g in (True, False)}
+    for run in runs:
+        assert run.captured == 20 and 0 < run.inferred <= run.captured and run.cpu_s > 0
+    assert by["still", False].inferred == 20  # ungated: every frame goes to the model
+    assert by["still", True].inferred == 1  # the first frame; the next keyframe is due at 2 s, frame 20
+    assert by["busy", True].inferred > by["still", True].inferred  # people walking pass the gate
+    (saving, _), (entries, _) = bench.checks(runs)
+    assert saving
+    assert "| still | on | 20 |" in bench.table(runs)
+
+
+def test_entries_are_matched_by_time_within_the_tolerance():
+    bench = load("watch_motion")
+    assert bench.unmatched([1.0, 2.0], [2.3, 1.1]) == []
+    assert bench.unmatched([1.0, 2.0], [1.0]) == [2.0]
+    assert bench.unmatched([1.0], [1.0 + bench.TOLERANCE_S + 0.1]) == [1.0]
+    assert bench.unmatched([1.0, 1.1], [1.05]) == [1.1]  # one found entry answers one expected entry
+
+
+@pytest.mark.slow
+def test_soak_for_15_seconds(samples_cache, tmp_path):
+    bench = load("watch_soak")
+    result = bench.soak(15, 3, tmp_path)
+    assert len(result.samples) >= 2
+    for s in result.samples:
+        assert 50 < s.rss_mb < 4000 and s.open_files > 3 and s.threads > 3 and s.events >= 0 and s.dropped >= 0
+    assert [s.t for s in result.samples] == sorted(s.t for s in result.samples)
+    summary = bench.summary(result, warmup=0)
+    assert summary["exit_code"] == 0 and summary["exit_s"] < bench.EXIT_WITHIN_S
+    assert summary["from_s"] < summary["to_s"]
+    assert {"rss_growth_pct", "open_files_first", "open_files_last", "threads_first", "threads_last"} <= summary.keys()
+    assert len(bench.checks(summary)) == 5

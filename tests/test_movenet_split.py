@@ -207,6 +207,7 @@ def test_lightning_int8_on_openvino_keeps_the_poses(samples_cache, tmp_path):
         precision="auto",
         max_drop=0.02,
         calib=str(samples_cache["vtest.avi"]),
+        extra={"overflow_fix": "first_layer_only"},  # NNCF's default, named: no repair settings first
         output=tmp_path / "movenet-int8.xml",
         threads=2,
     )

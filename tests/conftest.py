@@ -125,15 +125,13 @@ def samples_cache() -> dict[str, Path]:
     return {p.name: p for p in pull_samples()}
 
 
-@pytest.fixture(scope="session")
-def short_video(samples_cache, tmp_path_factory):
-    """The first 12 frames of the pedestrian video, as an MJPG .avi."""
+def write_first_frames(source: Path, path: Path, count: int) -> Path:
+    """The first ``count`` frames of video ``source`` written to ``path`` as an MJPG .avi at 10 fps."""
     import cv2
 
-    path = tmp_path_factory.mktemp("video") / "vtest12.avi"
-    cap = cv2.VideoCapture(str(samples_cache["vtest.avi"]))
+    cap = cv2.VideoCapture(str(source))
     writer = None
-    for _ in range(12):
+    for _ in range(count):
         ok, frame = cap.read()
         assert ok
         if writer is None:
@@ -142,6 +140,24 @@ def short_video(samples_cache, tmp_path_factory):
     writer.release()
     cap.release()
     return path
+
+
+def frame_count(path: Path) -> int:
+    """How many frames OpenCV reads from the video ``path``."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    return count
+
+
+@pytest.fixture(scope="session")
+def short_video(samples_cache, tmp_path_factory):
+    """The first 12 frames of the pedestrian video, as an MJPG .avi."""
+    return write_first_frames(samples_cache["vtest.avi"], tmp_path_factory.mktemp("video") / "vtest12.avi", 12)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import frame_count, run_cli
 from edgevision.pipeline.stages import END, Pipe, StageGroup
 
 # A zone over the paved path, checked by eye on the frames: in frames 172-261 of vtest.avi
@@ -38,14 +38,6 @@ def cut(source, target, start: int, stop: int):
 def path_clip(samples_cache, tmp_path_factory):
     """Frames 172-261 of the pedestrian video: three people walk into the path zone."""
     return cut(samples_cache["vtest.avi"], tmp_path_factory.mktemp("clip") / "path.avi", *WINDOW)
-
-
-def frame_count(path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    return n
 
 
 def test_stages_pass_every_item_in_order_and_raise_errors():

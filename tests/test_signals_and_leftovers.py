@@ -30,9 +30,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import assert_clean_error, run_cli
+from conftest import assert_clean_error, frame_count, run_cli
 from edgevision.media import Frames
-from test_pipeline import break_frame, frame_count
+from test_pipeline import break_frame
 from test_promises_events import EVERYWHERE, _strace_problem
 from test_stream import free_port
 

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from conftest import assert_clean_error, run_cli
+from conftest import assert_clean_error, frame_count, run_cli
 from edgevision.errors import EdgevisionError
 from edgevision.models.raw import raw_processor
 from edgevision.types import TensorSpec
@@ -23,15 +23,6 @@ RAW_BAND_BGR = (0, 0, 200)  # the colour of annotate.draw_banner
 
 def jsonl(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def video_frames(path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    count = 0
-    while cap.read()[0]:
-        count += 1
-    cap.release()
-    return count
 
 
 @pytest.fixture()
@@ -81,7 +72,7 @@ def runtime_outputs(model_path, image: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(names, session.run(names, {spec.name: feed})))
 
 
-def first_video_frames(path, count: int) -> list[np.ndarray]:
+def first_frame_count(path, count: int) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
     frames = [cap.read()[1] for _ in range(count)]
     cap.release()
@@ -115,7 +106,7 @@ def test_predict_files_folder_glob_and_video_in_one_call(photos, short_video, tm
     assert {o["label"] for o in records[1]["objects"]} >= {"horse"}
     for name in ("day/a.jpg", "night/a.jpg", "messi5.jpg", "person.jpg", "b.png", "c.png"):
         assert cv2.imread(str(out / name)) is not None, name
-    assert video_frames(out / "vtest12.avi") == 3
+    assert frame_count(out / "vtest12.avi") == 3
     assert "9 frame(s) from 5 sources (7 files)" in " ".join(done.stderr.split())
 
 
@@ -203,7 +194,7 @@ def test_raw_json_holds_the_runtime_values(tiny_model_files, samples_cache, shor
     )
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
-    images = [cv2.imread(str(samples_cache["dog.jpg"])), *first_video_frames(short_video, 2)]
+    images = [cv2.imread(str(samples_cache["dog.jpg"])), *first_frame_count(short_video, 2)]
     assert len(records) == len(images) == 3
     for record, image in zip(records, images):
         expected = runtime_outputs(model, image)
@@ -235,7 +226,7 @@ def test_raw_out_round_trips_every_output_exactly(echo_onnx, photos, short_video
         "day/a.jpg": cv2.imread(str(photos / "day" / "a.jpg")),
         "night/a.jpg": cv2.imread(str(photos / "night" / "a.jpg")),
     }
-    images.update({f"vtest12.avi/{i}": frame for i, frame in enumerate(first_video_frames(short_video, 2))})
+    images.update({f"vtest12.avi/{i}": frame for i, frame in enumerate(first_frame_count(short_video, 2))})
     with np.load(raw) as archive:
         assert sorted(archive.files) == sorted(f"{key}/{name}" for key in images for name in ("echo", "mean"))
         for key, image in images.items():

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import frame_count, write_first_frames
 from edgevision.watch.camera import Camera
 from edgevision.watch.clips import ClipRecorder
 from edgevision.watch.config import CameraConfig, MotionConfig
@@ -61,17 +62,7 @@ def fetch_json(url: str):
 @pytest.fixture(scope="module")
 def looping_clip(samples_cache, tmp_path_factory) -> Path:
     """60 frames (6 s at 10 fps) of the pedestrian video, as an MJPG .avi."""
-    path = tmp_path_factory.mktemp("watch") / "walkway.avi"
-    cap = cv2.VideoCapture(str(samples_cache["vtest.avi"]))
-    writer = None
-    for _ in range(60):
-        ok, frame = cap.read()
-        assert ok
-        writer = writer or cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, frame.shape[1::-1])
-        writer.write(frame)
-    writer.release()
-    cap.release()
-    return path
+    return write_first_frames(samples_cache["vtest.avi"], tmp_path_factory.mktemp("watch") / "walkway.avi", 60)
 
 
 def write_config(folder: Path, clip: Path, port: int) -> Path:
@@ -120,10 +111,7 @@ def test_two_cameras_give_events_with_snapshots_and_clips(watching, tmp_path):
     assert status == 200 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (576, 768, 3)
     status, mp4 = fetch(base + event["clip"])
     (tmp_path / "clip.mp4").write_bytes(mp4)
-    cap = cv2.VideoCapture(str(tmp_path / "clip.mp4"))
-    frames = 0
-    while cap.read()[0]:
-        frames += 1
+    frames = frame_count(tmp_path / "clip.mp4")
     assert status == 200 and frames >= 20  # ~2 s before and ~2 s after, at 10 fps
 
     cameras = {c["name"]: c for c in fetch_json(f"{base}/api/cameras")}

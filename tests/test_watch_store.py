@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import frame_count
 from edgevision.errors import EdgevisionError
 from edgevision.watch.store import DATABASE, MEDIA, EventStore
 
@@ -52,15 +53,6 @@ def referenced(store: EventStore) -> set[str]:
     return {name for e in store.events(limit=1_000_000) for name in (e.snapshot, e.clip) if name}
 
 
-def clip_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    count = 0
-    while cap.read()[0]:
-        count += 1
-    cap.release()
-    return count
-
-
 def test_events_round_trip_with_filters(tmp_path):
     with EventStore(tmp_path) as store:
         a = store.add_event(
@@ -94,7 +86,7 @@ def test_snapshot_and_clip_are_complete_files_the_event_refers_to(tmp_path):
         stored = store.event(event_id)
         assert tmp_path / stored.snapshot == snapshot and tmp_path / stored.clip == clip
         assert cv2.imdecode(np.frombuffer(snapshot.read_bytes(), np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
-        assert clip_frames(clip) == len(FRAMES)
+        assert frame_count(clip) == len(FRAMES)
         assert store.media_bytes() == snapshot.stat().st_size + clip.stat().st_size
         assert media_files(tmp_path) == {stored.snapshot, stored.clip}  # no temporary file left beside them
 
@@ -198,7 +190,7 @@ def test_kill_9_keeps_every_committed_event_and_no_broken_clip(tmp_path):
             assert set(printed) <= {e.id for e in stored}
             assert media_files(tmp_path) == referenced(store)  # temporary files and orphans removed
             clips = [tmp_path / e.clip for e in stored if e.clip]
-            assert clips and all(clip_frames(clip) == len(FRAMES) for clip in clips)
+            assert clips and all(frame_count(clip) == len(FRAMES) for clip in clips)
             snapshots = [tmp_path / e.snapshot for e in stored if e.snapshot]
             assert all(cv2.imread(str(s)) is not None for s in snapshots)
             assert store.line_counts("cam")[("cam", "path", "in")] >= len(printed) - 5

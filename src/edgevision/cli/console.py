@@ -19,6 +19,8 @@ import typer
 from rich.console import Console, ConsoleRenderable, Group, RenderHook
 from rich.table import Table
 
+from edgevision.api import load
+
 PIPE_WIDTH = 4096  # console width when the stream is not a terminal: wide enough for any table
 
 
@@ -116,3 +118,12 @@ RandomWeightsOption = Annotated[
     bool,
     typer.Option("--random-weights", help="Build a PyTorch zoo model with random weights (size/speed only)."),
 ]
+
+
+def load_model(model: str, **options: Any):
+    """``edgevision.load(model, **options)`` under a status line, warning when the weights are random."""
+    with stderr.status(f"loading {model}"):
+        loaded = load(model, **options)
+    if loaded.random_weights:
+        stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")
+    return loaded

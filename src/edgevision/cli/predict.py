@@ -18,7 +18,6 @@ from edgevision.api import (
     check_predict_outputs,
     count_predict_frames,
     is_video,
-    load,
     predict_to_files,
     resolve_model,
 )
@@ -29,6 +28,7 @@ from edgevision.cli.console import (
     RandomWeightsOption,
     ThreadsOption,
     WeightsOption,
+    load_model,
     stderr,
 )
 
@@ -111,18 +111,15 @@ def predict(
     resolve_model(model)
     check_predict_outputs(sources, annotated=annotated, json_lines=json_path, raw_out=raw_out)
     total = count_predict_frames(sources, every=every, max_frames=max_frames)
-    with stderr.status(f"loading {model}"):
-        loaded = load(
-            model,
-            backend=backend,
-            device=device,
-            threads=threads,
-            weights=weights,
-            random_weights=random_weights,
-            card=card,
-        )
-    if loaded.random_weights:
-        stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")
+    loaded = load_model(
+        model,
+        backend=backend,
+        device=device,
+        threads=threads,
+        weights=weights,
+        random_weights=random_weights,
+        card=card,
+    )
     if loaded.task == "raw":
         stderr.print(
             f"note: {model} has no decoder: the JSON lines hold its raw output tensors, not objects "

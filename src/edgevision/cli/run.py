@@ -18,7 +18,6 @@ from edgevision.api import (
     RunSummary,
     StreamConfig,
     check_run_outputs,
-    load,
     parse_line,
     parse_zone,
     resolve_model,
@@ -31,6 +30,7 @@ from edgevision.cli.console import (
     RandomWeightsOption,
     ThreadsOption,
     WeightsOption,
+    load_model,
     stderr,
 )
 
@@ -192,18 +192,15 @@ def run(
     outputs = RunOutputs(video=out, json_lines=json_path, events=events, serve_port=serve, stats=stats)
     resolve_model(model)
     check_run_outputs(source, outputs)
-    with stderr.status(f"loading {model}"):
-        loaded = load(
-            model,
-            backend=backend,
-            device=device,
-            threads=threads,
-            weights=weights,
-            random_weights=random_weights,
-            card=card,
-        )
-    if loaded.random_weights:
-        stderr.print(f"[bold yellow]warning:[/] {model} runs with random weights: its predictions are not real.")
+    loaded = load_model(
+        model,
+        backend=backend,
+        device=device,
+        threads=threads,
+        weights=weights,
+        random_weights=random_weights,
+        card=card,
+    )
     with _Reporter() as reporter:
         summary = run_model(loaded, source, config=config, outputs=outputs, on_progress=reporter)
     _print_summary(summary)

@@ -27,7 +27,6 @@ from edgevision.benchmark.variants import KINDS, BenchSource, Variant, VariantKi
 from edgevision.bundles import MANIFEST, BundleManifest, open_bundle, read_manifest
 from edgevision.checks import check_threads, output_folder
 from edgevision.errors import EdgevisionError
-from edgevision.files import sha256_file
 from edgevision.variants import read_meta
 from edgevision.zoo.registry import list_models
 
@@ -77,8 +76,15 @@ def run_bundle_bench(bundle: Path, *, output: Path | None, options, progress: Pr
     image = load_data(None, 1).images[0]
     say(f"timing {manifest.model} from the bundle ({len(tasks)} worker(s), {options.timing.rounds} rounds)")
     timings = time_variants(tasks, image, options.timing, progress=say)
-    source = BenchSource(str(bundle), model_file, sha256_file(model_file), source_model, card=card or {})
-    source.random_weights = bool(meta and meta.random_weights)
+    random_weights = bool(meta and meta.random_weights)
+    source = BenchSource(
+        str(bundle),
+        model_file,
+        manifest.files[manifest.model]["sha256"],
+        source_model,
+        random_weights=random_weights,
+        card=card or {},
+    )
     record = variant_record(variant, timings, threads, 0, {}, source)
     record["agreement"] = (manifest.agreement or {}).get("value")
     record["agreement_metric"] = (manifest.agreement or {}).get("metric")

@@ -162,7 +162,7 @@ def test_names_are_the_shortest_path_ends_that_differ(tmp_path):
     ],
 )
 def test_a_bad_source_among_good_ones_is_refused_before_loading(bad, needle, photos, monkeypatch):
-    import edgevision.cli.predict as command
+    import edgevision.cli.console as command  # predict loads through console.load_model
     from edgevision.cli import app
 
     (photos / "empty").mkdir()

@@ -23,6 +23,7 @@ from edgevision.watch.camera import Camera
 from edgevision.watch.clips import ClipRecorder
 from edgevision.watch.config import CameraConfig, MotionConfig
 from edgevision.watch.service import RoundRobin
+from edgevision.watch.store import EventStore
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 WALKWAY = [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]]  # the lower part of vtest.avi, where people walk
@@ -66,7 +67,12 @@ def looping_clip(samples_cache, tmp_path_factory) -> Path:
 
 
 def write_config(folder: Path, clip: Path, port: int) -> Path:
-    camera = {"source": str(clip), "loop": True, "zones": {"walkway": WALKWAY}}
+    camera = {
+        "source": str(clip),
+        "loop": True,
+        "zones": {"walkway": WALKWAY},
+        "lines": {"middle": {"points": [[0.5, 0.0], [0.5, 1.0]]}},  # people walk across it
+    }
     config = {
         "model": "nanodet-m",
         "storage": {"path": str(folder / "data")},
@@ -78,19 +84,24 @@ def write_config(folder: Path, clip: Path, port: int) -> Path:
     return path
 
 
+def start_watch(config: Path, log: Path) -> subprocess.Popen:
+    """``edgevision watch config`` in a process of its own, its stderr appended to ``log``."""
+    with open(log, "a") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "edgevision", "watch", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONPATH": str(SRC)},
+        )
+
+
 @pytest.fixture
 def watching(tmp_path, looping_clip):
     """A running ``edgevision watch`` process: (process, base URL, config path, its stderr file)."""
     port = free_port()
     config = write_config(tmp_path, looping_clip, port)
     log = tmp_path / "stderr.txt"
-    with open(log, "w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edgevision", "watch", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env={**os.environ, "PYTHONPATH": str(SRC)},
-        )
+    process = start_watch(config, log)
     base = f"http://127.0.0.1:{port}"
     try:
         poll(lambda: process.poll() is not None or fetch_json(f"{base}/api/health"), timeout=60)
@@ -119,6 +130,12 @@ def test_two_cameras_give_events_with_snapshots_and_clips(watching, tmp_path):
     for camera in cameras.values():
         assert camera["state"] == "running" and camera["fps"] > 0 and 0 <= camera["motion_fraction"] <= 1
         assert 0 < camera["inferred_frames"] <= camera["captured_frames"]
+        assert set(camera["occupancy"]) == {"walkway"} and camera["occupancy"]["walkway"] >= 0
+        assert set(camera["line_counts"]) == {"middle"} and set(camera["line_counts"]["middle"]) == {"in", "out"}
+    for crossing in fetch_json(f"{base}/api/events?type=cross") or []:
+        assert crossing["zone"] == "middle" and crossing["direction"] in ("in", "out")
+    now = time.time()
+    assert all(now - 120 < e["time"] <= now + 1 for e in fetch_json(f"{base}/api/events"))  # wall-clock seconds
     # one inference thread serves both cameras in turn: neither is starved
     assert min(c["inferred_frames"] for c in cameras.values()) >= 0.5 * max(
         c["inferred_frames"] for c in cameras.values()
@@ -155,9 +172,48 @@ def test_sighup_with_a_bad_config_keeps_the_old_one(watching):
 
     config.write_text(good.replace('"right"', '"third"'))
     process.send_signal(signal.SIGHUP)
-    poll(lambda: {c["name"] for c in fetch_json(f"{base}/api/cameras") or []} == {"left", "third"}, timeout=20)
+    statuses = []
+
+    def reloaded() -> bool:
+        status, body = fetch(f"{base}/api/cameras")
+        statuses.append(status)
+        return status == 200 and {c["name"] for c in json.loads(body)} == {"left", "third"}
+
+    poll(reloaded, timeout=20, every=0.02)
+    assert set(statuses) <= {200, 503}  # while it reloads the API says "try again", never fails
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=5) == 0, log.read_text()
+
+
+def test_kill_9_then_restart_loses_no_event_and_counts_tracks_on(watching, looping_clip, tmp_path):
+    process, base, config, log = watching
+    poll(lambda: len([e for e in fetch_json(f"{base}/api/events") or [] if e["clip"]]) >= 2, timeout=60)
+    process.kill()  # kill -9: no handler runs, clips being written are cut off
+    process.wait()
+    with EventStore(tmp_path / "data") as store:  # opening recovers what the kill left
+        before = {e.id: e for e in store.events(limit=10_000)}
+        for event in before.values():
+            assert event.snapshot and (store.folder / event.snapshot).stat().st_size > 0
+            if event.clip:
+                assert frame_count(store.folder / event.clip) > 0  # a referenced clip is a whole file
+        last_track = {c: store.last_track_id(c) for c in ("left", "right")}
+    assert before and max(last_track.values()) > 0
+
+    again = start_watch(config, log)
+    try:
+        newer = poll(
+            lambda: [e for e in fetch_json(f"{base}/api/events?limit=1000") or [] if e["id"] > max(before)], timeout=60
+        )
+        after = {e["id"] for e in fetch_json(f"{base}/api/events?limit=1000")}
+        assert set(before) <= after  # every event committed before the kill is still there
+        assert all(e["track_id"] > last_track[e["camera"]] for e in newer)  # a new track never takes an old id
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=5) == 0, log.read_text()
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait()
+    assert "Traceback" not in log.read_text()
 
 
 def test_round_robin_serves_every_ready_camera_in_turn():

@@ -102,6 +102,33 @@ def test_tracks_and_line_counts(tmp_path):
         assert len(store.line_counts()) == 2
     with EventStore(tmp_path) as again:  # kept across a restart
         assert again.line_counts("door") == {("door", "gate", "out"): 4}
+        assert again.last_track_id("garden") == 2 and again.last_track_id("door") == 0
+        again.add_event("door", "enter", track_id=9)
+        assert again.last_track_id("door") == 9  # an event's track counts too
+
+
+def test_crossing_direction_and_dwell_are_kept(tmp_path):
+    with EventStore(tmp_path) as store:
+        crossed = store.add_event("garden", "cross", zone="path", direction="out")
+        dwelled = store.add_event("garden", "dwell", zone="lawn", dwell_seconds=5.5)
+        assert (store.event(crossed).direction, store.event(crossed).dwell_seconds) == ("out", None)
+        assert (store.event(dwelled).direction, store.event(dwelled).dwell_seconds) == (None, 5.5)
+
+
+def test_a_database_of_an_older_schema_gains_the_new_columns(tmp_path):
+    old = sqlite3.connect(tmp_path / "events.db")
+    old.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, camera TEXT NOT NULL, type TEXT NOT NULL, "
+        "time REAL NOT NULL, zone TEXT, track_id INTEGER, label TEXT, score REAL, box TEXT, snapshot TEXT, "
+        "clip TEXT, bytes INTEGER NOT NULL DEFAULT 0)"
+    )
+    old.execute("INSERT INTO events (camera, type, time) VALUES ('garden', 'cross', 5.0)")
+    old.commit()
+    old.close()
+    with EventStore(tmp_path) as store:
+        (kept,) = store.events()
+        assert (kept.camera, kept.type, kept.direction) == ("garden", "cross", None)
+        assert store.event(store.add_event("garden", "cross", direction="in")).direction == "in"
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,8 @@ def anchors_and_margins(prediction: Prediction, config: RuleConfig) -> tuple[np.
     return anchors, margins
 
 
-def _labels(prediction: Prediction) -> list[str]:
+def labels_of(prediction: Prediction) -> list[str]:
+    """The class name of each object (every pose is a person)."""
     if isinstance(prediction, Detections):
         return [prediction.label(i) for i in range(len(prediction))]
     return ["person"] * len(prediction) if isinstance(prediction, Poses) else []
@@ -136,7 +137,7 @@ class RuleEngine:
             return []
         self._count_hits(prediction, frame)
         anchors, margins = anchors_and_margins(prediction, self.config)
-        labels = _labels(prediction)
+        labels = labels_of(prediction)
         events: list[Event] = []
         for zone, polygon in zip(self.zones, self._polygons):
             sides = self._zone_sides(zone.name, polygon, prediction.tracker_ids, anchors, margins)

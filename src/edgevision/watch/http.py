@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 
-from fastapi import FastAPI, HTTPException, Response
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -44,14 +45,39 @@ def event_record(event: StoredEvent) -> dict:
         "label": event.label,
         "score": event.score,
         "box": list(event.box) if event.box else None,
+        "direction": event.direction,
+        "dwell_seconds": event.dwell_seconds,
         "snapshot": f"{base}/snapshot.jpg" if event.snapshot else None,
         "clip": f"{base}/clip.mp4" if event.clip else None,
     }
 
 
+RELOADING = "the service is starting or reloading its config"
+
+
+def serving(current: Current) -> Current:
+    """``current`` that answers 503 (try again) while the service reloads its config, instead of failing."""
+
+    def service() -> Service:
+        running = current()
+        if not running.serving:
+            raise HTTPException(503, RELOADING, headers={"Retry-After": "1"})
+        return running
+
+    return service
+
+
 def make_app(current: Current) -> FastAPI:
     """The FastAPI application over the service ``current()`` returns."""
     app = FastAPI(title="edgevision watch", docs_url=None, redoc_url=None, openapi_url=None)
+    running, current = current, serving(current)
+
+    @app.exception_handler(sqlite3.ProgrammingError)
+    async def stopped_meanwhile(request: Request, exc: sqlite3.ProgrammingError) -> JSONResponse:
+        if running().serving:  # not a store closed by a reload under this request: a real error
+            raise exc
+        return JSONResponse({"detail": RELOADING}, status_code=503, headers={"Retry-After": "1"})
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WatchCollector(current))
 

@@ -30,7 +30,7 @@ from edgevision.errors import EdgevisionError
 from edgevision.models.base import Predictor
 from edgevision.pipeline.events import Event
 from edgevision.pipeline.overlay import draw_box
-from edgevision.pipeline.rules import RuleConfig, RuleEngine
+from edgevision.pipeline.rules import RuleConfig, RuleEngine, labels_of
 from edgevision.pipeline.run import check_run_model, model_classes, select_classes
 from edgevision.pipeline.stats import percentile_ms
 from edgevision.pipeline.tracking import Tracker, TrackerConfig
@@ -48,6 +48,7 @@ T = TypeVar("T")
 Loader = Callable[[str], Predictor]
 OnEvent = Callable[[str, Event, Frame], None]  # camera name, the event, the frame it fired on
 RETAIN_EVERY = 600.0  # seconds between retention passes
+TRACKS_EVERY = 2.0  # seconds between writes of the tracks seen (one commit for all of them)
 JPEG_QUALITY = [cv2.IMWRITE_JPEG_QUALITY, 85]
 
 
@@ -73,23 +74,38 @@ class RoundRobin(Generic[T]):
 
 
 class Analysis:
-    """One camera's tracker and rule engine (made at the first frame, whose size the zones need)."""
+    """One camera's tracker and rule engine (made at the first frame, whose size the zones need).
 
-    def __init__(self, name: str, config: CameraConfig, predictor: Predictor) -> None:
+    Track ids count on from ``first_track_id``, the last id stored before this run, so an id
+    names one track across restarts too.
+    """
+
+    def __init__(self, name: str, config: CameraConfig, predictor: Predictor, *, first_track_id: int = 0) -> None:
         self.name = name
         self.config = config
         self.classes = model_classes(predictor, tuple(config.rules.classes))
+        self.first_track_id = first_track_id
         self.tracker: Tracker | None = None
         self.engine: RuleEngine | None = None
         self.seconds: deque[float] = deque(maxlen=200)  # inference times, for p50/p95
         self.events: Counter[tuple[str, str]] = Counter()  # (zone or line, type) -> count
+        self.seen: dict[int, str] = {}  # tracks seen since the last write: id -> label
+        self.seen_written = 0.0
 
     def update(self, frame: Frame, prediction: Prediction, *, index: int) -> tuple[Prediction, list[Event]]:
         if self.tracker is None:
             self._begin(frame)
         prediction = self.tracker.update(select_classes(prediction, self.classes))
+        if prediction.tracker_ids is not None and self.first_track_id:
+            prediction.tracker_ids = prediction.tracker_ids + self.first_track_id
+        if prediction.tracker_ids is not None:
+            self.seen.update(zip(prediction.tracker_ids.tolist(), labels_of(prediction)))
         events = self.engine.update(prediction, frame=index, time=frame.captured) if self.engine else []
         return prediction, events
+
+    def occupancy(self) -> dict[str, int]:
+        """Confirmed tracks now inside each zone."""
+        return dict(self.engine.occupancy) if self.engine else dict.fromkeys(self.config.zones, 0)
 
     def _begin(self, frame: Frame) -> None:
         h, w = frame.image.shape[:2]
@@ -128,6 +144,7 @@ class Service:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._clips: ClipWriter | None = None
+        self.serving = False  # True from the end of start() to the beginning of stop()
 
     # -- life --------------------------------------------------------------------------
     def start(self) -> None:
@@ -137,7 +154,8 @@ class Service:
         self._clips = ClipWriter(self._write_clip)
         for name, camera in self.config.cameras.items():
             predictor = predictors[self.config.model_of(name)]
-            self._analyses[name] = Analysis(name, camera, predictor)
+            first = self.store.last_track_id(name)
+            self._analyses[name] = Analysis(name, camera, predictor, first_track_id=first)
             self.cameras[name] = Camera(
                 name, camera, on_ready=self._wake.set, deliver=self._clips.put, paced=self.paced
             )
@@ -145,6 +163,7 @@ class Service:
             camera.start()
         self._spawn("watch-inference", self._infer_loop)
         self._spawn("watch-retention", self._retain_loop)
+        self.serving = True
         logger.info("watching %d camera(s)", len(self.cameras))
 
     def _load_models(self) -> dict[str, Predictor]:
@@ -162,6 +181,7 @@ class Service:
     def stop(self, *, timeout: float = 4.0) -> None:
         """End every thread, write the clips still open, close the store (within about ``timeout`` s)."""
         deadline = time.monotonic() + timeout
+        self.serving = False
         self._stop.set()
         self._wake.set()
         for camera in self.cameras.values():
@@ -173,6 +193,8 @@ class Service:
         if self._clips is not None:
             self._clips.close(timeout=max(0.1, deadline - time.monotonic()))
         if self.store is not None:
+            for analysis in self._analyses.values():
+                self._write_tracks(analysis)
             self.store.close()
         logger.info("stopped watching")
 
@@ -200,18 +222,31 @@ class Service:
         prediction, events = analysis.update(frame, prediction, index=camera.inferred)
         for event in events:
             self._record(camera, frame, prediction, event)
+        if time.monotonic() - analysis.seen_written >= TRACKS_EVERY:
+            self._write_tracks(analysis)
+
+    def _write_tracks(self, analysis: Analysis) -> None:
+        if analysis.seen:
+            self.store.see_tracks(analysis.name, list(analysis.seen.items()))
+            analysis.seen.clear()
+        analysis.seen_written = time.monotonic()
 
     def _record(self, camera: Camera, frame: Frame, prediction: Prediction, event: Event) -> None:
         """Store ``event`` with its snapshot now; its clip is finished ~2 s later, off this thread."""
         event_id = self.store.add_event(
             camera.name,
             event.type,
+            time=wall_time(frame),
             zone=event.zone,
             track_id=event.track_id,
             label=event.label,
             score=event.score,
             box=event.box,
+            direction=event.direction,
+            dwell_seconds=event.dwell_seconds,
         )
+        if event.type == "cross" and event.direction:
+            self.store.count_line(camera.name, event.zone, event.direction)
         self._analyses[camera.name].events[event.zone, event.type] += 1
         image = draw(frame.image, prediction)
         draw_box(image, event.box)
@@ -253,12 +288,26 @@ class Service:
             "inference_ms_p50": percentile_ms(seconds, 50),
             "inference_ms_p95": percentile_ms(seconds, 95),
             "events": [{"rule": rule, "type": kind, "count": n} for (rule, kind), n in analysis.events.items()],
+            "occupancy": analysis.occupancy(),
+            "line_counts": self.line_counts(camera.name),
         }
+
+    def line_counts(self, camera: str) -> dict[str, dict[str, int]]:
+        """Crossings of each line of ``camera`` since its store began, by direction."""
+        counts = {line: {"in": 0, "out": 0} for line in self.config.cameras[camera].lines}
+        for (_, line, direction), n in self.store.line_counts(camera).items():
+            counts.setdefault(line, {"in": 0, "out": 0})[direction] = n
+        return counts
 
     def latest_jpeg(self, name: str) -> bytes | None:
         """The last frame of camera ``name`` as JPEG (None before its first frame)."""
         frame = self.cameras[name].latest()
         return None if frame is None else _jpeg(frame.image)
+
+
+def wall_time(frame: Frame) -> float:
+    """The moment ``frame`` was captured, in seconds since the epoch (``Frame.captured`` is perf_counter time)."""
+    return time.time() - (time.perf_counter() - frame.captured)
 
 
 def _jpeg(image: np.ndarray) -> bytes:

@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS events (
     box TEXT,                              -- JSON [x1, y1, x2, y2] in frame pixels
     snapshot TEXT,                         -- relative to the storage folder
     clip TEXT,
-    bytes INTEGER NOT NULL DEFAULT 0       -- of its snapshot and clip, for retention by size
+    bytes INTEGER NOT NULL DEFAULT 0,      -- of its snapshot and clip, for retention by size
+    direction TEXT,                        -- "in" or "out", of a line crossing
+    dwell_seconds REAL                     -- of a dwell event
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 CREATE INDEX IF NOT EXISTS events_by_camera ON events (camera, time);
@@ -89,6 +91,8 @@ class StoredEvent:
     box: tuple[float, ...] | None
     snapshot: str | None
     clip: str | None
+    direction: str | None = None
+    dwell_seconds: float | None = None
 
     @classmethod
     def of(cls, row: sqlite3.Row) -> StoredEvent:
@@ -135,13 +139,17 @@ class EventStore:
         label: str | None = None,
         score: float | None = None,
         box: Sequence[float] | None = None,
+        direction: str | None = None,
+        dwell_seconds: float | None = None,
     ) -> int:
         """Store one event (committed, on disk when this returns); its id."""
         if not SAFE_NAME.fullmatch(camera):
             raise EdgevisionError(f"camera name '{camera}' must hold only letters, digits, '_' or '-'.")
-        values = (camera, type, _now() if time is None else time, zone, track_id, label, score, _box_json(box))
+        when = _now() if time is None else time
+        values = (camera, type, when, zone, track_id, label, score, _box_json(box), direction, dwell_seconds)
         sql = (
-            "INSERT INTO events (camera, type, time, zone, track_id, label, score, box) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO events (camera, type, time, zone, track_id, label, score, box, direction, dwell_seconds) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         with self._lock, self._db:
             return self._db.execute(sql, values).lastrowid
@@ -211,6 +219,15 @@ class EventStore:
         )
         with self._lock, self._db:
             self._db.executemany(sql, [(camera, track_id, label, now, now) for track_id, label in tracks])
+
+    def last_track_id(self, camera: str) -> int:
+        """The highest track id ``camera`` has stored (0 for none): a restarted tracker counts on from it."""
+        sql = (
+            "SELECT max(coalesce((SELECT max(track_id) FROM tracks WHERE camera = ?), 0), "
+            "coalesce((SELECT max(track_id) FROM events WHERE camera = ?), 0))"
+        )
+        with self._lock:
+            return int(self._db.execute(sql, (camera, camera)).fetchone()[0])
 
     def tracks(self, camera: str) -> list[tuple[int, str, float, float]]:
         """``(track_id, label, first_seen, last_seen)`` of ``camera``'s tracks, oldest first."""
@@ -324,11 +341,21 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA busy_timeout = 5000")
         db.executescript(_SCHEMA)
+        _add_missing_columns(db)
     except sqlite3.DatabaseError as exc:
         raise EdgevisionError(
             f"cannot open the event database {path} ({cause(exc)}); move it away to start a new one."
         ) from None
     return db
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a database made by an older edgevision up to the schema (columns are only ever added)."""
+    present = {row["name"] for row in db.execute("PRAGMA table_info(events)")}
+    for column, kind in {"direction": "TEXT", "dwell_seconds": "REAL"}.items():
+        if column not in present:
+            with db:
+                db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
 
 
 def _write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:

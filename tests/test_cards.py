@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -257,9 +258,35 @@ def test_cli_prints_the_decoding_line_and_takes_card_flags(tmp_path):
     )
 
 
-def test_zoo_models_refuse_a_card():
-    with pytest.raises(EdgevisionError, match="cards are for model files"):
-        ev.load("nanodet-m", card={"score_threshold": 0.5})
+def test_zoo_models_refuse_a_card_but_take_thresholds(samples_cache):
+    with pytest.raises(EdgevisionError, match="only --score-threshold and --iou-threshold apply"):
+        ev.load("nanodet-m", card={"input_size": [416, 416]})
+    with pytest.raises(EdgevisionError, match="a whole card is for model files"):
+        ev.load("nanodet-m", card={"decoder": "yolox", "labels": ["a"]})
+    image = cv2.imread(str(samples_cache["horses.jpg"]))
+    found = {t: len(ev.load("nanodet-m", card={"score_threshold": t})(image)) for t in (0.05, 0.35, 0.9)}
+    assert found[0.05] > found[0.35] > found[0.9]  # the threshold set is the one decoding uses
+    assert len(ev.load("nanodet-m")(image)) == found[0.35]  # nanodet-m's own threshold
+
+
+def test_a_file_made_from_a_zoo_model_takes_thresholds_from_the_command_line(tmp_path, samples_cache):
+    from edgevision.zoo.pull import model_file
+
+    ev.load("nanodet-m")  # pulled
+    onnx = model_file("nanodet-m", "onnx")
+    result = run_cli(
+        "predict",
+        str(onnx),
+        str(samples_cache["horses.jpg"]),
+        "--score-threshold",
+        "0.05",
+        "--no-save",
+        "--json",
+        str(tmp_path / "low.jsonl"),
+    )
+    assert result.returncode == 0, result.stderr
+    low = json.loads((tmp_path / "low.jsonl").read_text().splitlines()[0])["objects"]
+    assert low and min(o["score"] for o in low) < 0.35
 
 
 # ----------------------------------------------------------------------------- the project's own YOLOX

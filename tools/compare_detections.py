@@ -3,9 +3,10 @@
     python tools/compare_detections.py host.jsonl arm64.jsonl --label ort-int8
 
 Prints one line: the agreement (COCO mAP@[.5:.95] of the second file's detections with the
-first's as ground truth, as edgevision measures a quantized variant against fp32), the
-largest box shift, and the objects that differ (another count, label, a box moved more than
---tolerance pixels or a score more than 0.01). Exits 1 when the agreement is below
+first's as ground truth, as edgevision measures a quantized variant against fp32: the first
+file's objects scored under 0.3 are ignore regions, so take both with `predict
+--score-threshold 0.05`), the largest box shift, and the objects of score 0.3 or more that
+differ (another count, label, a box moved more than --tolerance pixels or a score more than 0.01). Exits 1 when the agreement is below
 --min-agreement. Two CPU architectures do not compute bit for bit alike: their kernels sum in
 another order, and int8 requantization rounds on other instructions, so objects near the
 score threshold can come and go. Used by tools/aarch64-check.
@@ -17,6 +18,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+SHOWN = 0.3  # objects listed as differing: those the agreement does not ignore (edgevision.compare.SCORE_FLOOR)
 
 
 def read(path: Path) -> dict[str, list[dict]]:
@@ -50,9 +53,11 @@ def main() -> int:
     if set(host) != set(other):
         print(f"   {args.label}: different images: {sorted(set(host) ^ set(other))}")
         return 1
-    compared = {name: differences(host[name], other[name], args.tolerance) for name in host}
+    sure = {name: [o for o in objects if o["score"] >= SHOWN] for name, objects in host.items()}
+    also = {name: [o for o in objects if o["score"] >= SHOWN] for name, objects in other.items()}
+    compared = {name: differences(sure[name], also[name], args.tolerance) for name in host}
     problems = {name: found for name, (found, _) in compared.items() if found}
-    objects = sum(len(v) for v in host.values())
+    objects = sum(len(v) for v in sure.values())
     worst = max((shift for _, shift in compared.values() if shift != float("inf")), default=0.0)
     score = agreement(host, other)
     verdict = "agrees" if score >= args.min_agreement else "DISAGREES"
@@ -82,6 +87,7 @@ def agreement(host: dict[str, list[dict]], other: dict[str, list[dict]]) -> floa
 
     names = sorted(host)
     return detection_agreement([detections(host[n]) for n in names], [detections(other[n]) for n in names])
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -136,12 +136,8 @@ def decoding_for_file(
     zoo = source_model_of(path)
     zoo_processor = processor_for(zoo) if request.card is None else None
     if zoo_processor is not None:
-        if request.overrides:
-            raise EdgevisionError(
-                f"{path.name} decodes as zoo model {zoo}; card options are for models with a card "
-                "(give a whole card with --card to decode it otherwise)."
-            )
-        return Decoding(zoo_processor, f"{path.name}: decoded as zoo model {zoo}")
+        how = f"{path.name}: decoded as zoo model {zoo}" + (" + the given thresholds" if request else "")
+        return Decoding(with_thresholds(zoo_processor, request, f"{path.name} (zoo model {zoo})"), how)
     found, where = (None, "") if request.card else _card_found(path, inputs, outputs, metadata)
     card = request.apply(found)
     if card is None:
@@ -260,13 +256,36 @@ def load_predictor(
     target = resolve_model(str(model))
     if isinstance(target, Path):
         return _file_predictor(target, backend=backend, threads=threads, request=card)
-    refuse_card(target, card)
     if is_pytorch_family(target):
-        return _pytorch_predictor(
+        predictor = _pytorch_predictor(
             target, backend=backend, threads=threads, weights=weights, random_weights=random_weights
         )
-    refuse_weights(target, weights, random_weights)
-    return target.predictor(target, pulled_dir(target.name), backend, threads)
+    else:
+        refuse_weights(target, weights, random_weights)
+        predictor = target.predictor(target, pulled_dir(target.name), backend, threads)
+    if card:
+        predictor.processor = with_thresholds(getattr(predictor, "processor", None), card, target.name)
+    return predictor
+
+
+THRESHOLDS = ("score_threshold", "iou_threshold")  # of a card's fields, what a zoo decoder also takes
+
+
+def with_thresholds(processor: Processor | None, request: CardRequest, name: str) -> Processor | None:
+    """``processor`` (a zoo model's) with the score or NMS threshold ``request`` sets; one sentence
+    for any other card field, which only a model file without a decoder of its own can take."""
+    if not request:
+        return processor
+    wanted = dict(request.overrides)
+    if request.card is not None or set(wanted) - set(THRESHOLDS):
+        raise EdgevisionError(
+            f"{name} is a zoo model with its own decoder; of the card options only --score-threshold and "
+            "--iou-threshold apply to it (a whole card is for model files)."
+        )
+    known = {f.name for f in fields(processor)} if is_dataclass(processor) else set()
+    if missing := [k for k in wanted if k not in known]:
+        raise EdgevisionError(f"{name}'s decoder has no {missing[0].replace('_', '-')} to set.")
+    return replace(processor, **wanted)
 
 
 def single_stage(spec: ModelSpec, path: Path, runtime: str | None, threads: int | None) -> Predictor:

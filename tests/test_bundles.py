@@ -15,6 +15,7 @@ from conftest import assert_clean_error, run_cli
 from edgevision import api
 from edgevision.bundles import MANIFEST, open_bundle
 from edgevision.errors import EdgevisionError
+from edgevision.files import file_record
 
 HEAVY = ("torch", "tensorflow", "openvino", "ai_edge_litert", "tf2onnx", "nncf")
 
@@ -35,11 +36,12 @@ def test_bundle_holds_model_metadata_and_hashes(nanodet_bundles):
     assert manifest["model"] == "model.onnx"
     assert manifest["runtime"] == "onnxruntime" and manifest["precision"] == "fp32"
     assert manifest["source_model"] == "nanodet-m" and manifest["variant"] == "ort-fp32"
-    assert set(manifest["files"]) == {"model.onnx", "model.onnx.edgevision.json"}
+    check = {*manifest["check"]["images"], manifest["check"]["reference"]}
+    assert set(manifest["files"]) == {"model.onnx", "model.onnx.edgevision.json", *check}
     assert manifest["built_on"]["cpu"] and manifest["tools"]["onnxruntime"]
     with tarfile.open(archive) as tar:
         names = sorted(m.name for m in tar.getmembers())
-    assert names == ["nd/bundle.json", "nd/model.onnx", "nd/model.onnx.edgevision.json"]
+    assert names == sorted(f"nd/{n}" for n in ["bundle.json", "model.onnx", "model.onnx.edgevision.json", *check])
 
 
 def test_bundle_predicts_as_the_zoo_model(nanodet_bundles, samples_cache):
@@ -166,6 +168,30 @@ def test_bench_times_the_bundle_against_what_it_recorded_where_it_was_built(nano
     compared = results["settings"]["bundle"]
     assert compared["built_p50_ms"] == {"1": 40.0} and compared["here_vs_built"]["1"] == pytest.approx(here / 40, 1e-2)
     assert "on the build machine" in done.stdout and "every hash checked" in done.stdout
+    # the bundle's check photos: fp32 measured again here agrees with the fp32 reference
+    assert manifest["check"]["task"] == "detection" and len(manifest["check"]["images"]) == 5
+    assert compared["agreement_here"] == pytest.approx(1.0, abs=1e-3) == manifest["check"]["agreement_when_built"]
+    assert "on its check photos" in done.stdout
+
+
+def test_bench_of_a_bundle_measures_agreement_against_the_stored_fp32_predictions(nanodet_bundles, tmp_path):
+    """A reference whose boxes are moved by 40 px is not what the model finds: the agreement
+    measured on the board drops, so the number comes from the stored predictions."""
+    import shutil
+
+    folder = tmp_path / "nd"
+    shutil.copytree(nanodet_bundles[0], folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    reference = folder / manifest["check"]["reference"]
+    with np.load(reference) as stored:
+        arrays = {k: (v + 40 if k.endswith(".xyxy") else v) for k, v in stored.items()}
+    np.savez_compressed(reference, **arrays)
+    manifest["files"][reference.name] = file_record(reference)  # a consistent, if wrong, bundle
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    out = tmp_path / "report"
+    done = run_cli("bench", str(folder), "--threads", "1", "--rounds", "1", "--seconds", "0.3", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "results.json").read_text())["settings"]["bundle"]["agreement_here"] < 0.5
 
 
 def test_bench_of_a_bundle_refuses_options_that_build_variants(nanodet_bundles):

@@ -53,6 +53,7 @@ class BundleManifest:
     files: dict = field(default_factory=dict)  # {name: {"bytes", "sha256"}} of every other file
     companions: dict = field(default_factory=dict)  # {file: runtime} the decoding runs beside the model
     inference: str | None = None  # the runtime's precision option to run it with (bf16, fp16), None: its own rule
+    check: dict = field(default_factory=dict)  # photos and fp32 predictions to measure agreement again (checkset.py)
     format: int = FORMAT
     made: str = ""
 
@@ -76,17 +77,21 @@ def bundle_files(model: Path) -> list[Path]:
 
 
 def write_bundle(
-    model: Path, manifest: BundleManifest, output: Path, companions: dict[Path, str] | None = None
+    model: Path,
+    manifest: BundleManifest,
+    output: Path,
+    companions: dict[Path, str] | None = None,
+    extra: list[Path] | None = None,
 ) -> Path:
     """Write a bundle of ``model`` to ``output`` (a folder, or an archive when it ends in ``.tar.gz``),
-    with ``companions`` ({file: runtime}: files its decoding runs) beside it.
+    with ``companions`` ({file: runtime}: files its decoding runs) and ``extra`` files beside it.
 
     The output appears whole or not at all: it is assembled in a hidden folder beside it
     and renamed into place; an existing output is replaced only then.
     """
     output = Path(output)
     companions = companions or {}
-    files = bundle_files(model) + list(companions)
+    files = bundle_files(model) + list(companions) + list(extra or [])
     manifest.companions = {Path(f).name: runtime for f, runtime in companions.items()}
     manifest.model = Path(model).name
     manifest.files = {f.name: file_record(f) for f in files}

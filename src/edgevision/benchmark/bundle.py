@@ -4,8 +4,9 @@
 >>> result.settings["bundle"]["here_vs_built"]                                         # doctest: +SKIP
 {'2': 1.08}
 
-A bundle carries one variant and no fp32 model, so nothing is built and no agreement is
-measured: the agreement with fp32 is the one recorded when the bundle was made. The file
+A bundle carries one variant and no fp32 model, so nothing is built. Its agreement with
+fp32 is measured again here on the bundle's check set (photos and the fp32 predictions on
+them, see checkset.py) when it has one, beside the value recorded where it was built. The file
 is timed in its own worker process exactly as ``bench`` times a variant (same rounds, same
 percentiles), and each thread count's p50 is set against the p50 the bundle recorded on its
 build machine, when it recorded one at that thread count.
@@ -17,6 +18,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from edgevision.benchmark.checkset import measure_check_set
 from edgevision.benchmark.data import load_data, parse_threads
 from edgevision.benchmark.harness import WorkerTask, time_variants
 from edgevision.benchmark.machine import machine_info, versions
@@ -28,6 +30,7 @@ from edgevision.bundles import MANIFEST, BundleManifest, open_bundle, read_manif
 from edgevision.checks import check_threads, output_folder
 from edgevision.errors import EdgevisionError
 from edgevision.variants import read_meta
+from edgevision.zoo.assemble import load_predictor
 from edgevision.zoo.registry import list_models
 
 logger = logging.getLogger(__name__)
@@ -92,13 +95,15 @@ def run_bundle_bench(bundle: Path, *, output: Path | None, options, progress: Pr
     if error:
         raise EdgevisionError(f"the bundle's {manifest.model} did not run here: {error}")
     result = BenchResult(str(bundle), [record], key, machine_info(), {"versions": versions()})
-    result.settings.update(
-        {
-            "threads": list(threads),
-            "bundle": bundle_comparison(manifest, record, threads),
-            "timing": vars(options.timing),
-        }
-    )
+    comparison = bundle_comparison(manifest, record, threads)
+    if manifest.check:
+        say(f"measuring agreement on the bundle's {len(manifest.check['images'])} check photos")
+        predictor = load_predictor(str(model_file), threads=threads[-1])
+        comparison["agreement_here"] = round(measure_check_set(model_file.parent, manifest.check, predictor), 4)
+        comparison["agreement_when_built"] = manifest.check.get("agreement_when_built")
+        comparison["agreement_metric"] = manifest.check.get("metric")
+        record["agreement_here"] = comparison["agreement_here"]
+    result.settings.update({"threads": list(threads), "bundle": comparison, "timing": vars(options.timing)})
     result.paths = write_reports(result, folder)
     return result
 

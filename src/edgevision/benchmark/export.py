@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgevision.benchmark.checkset import make_check_set
 from edgevision.benchmark.machine import machine_info
 from edgevision.benchmark.variants import KINDS, BuildOptions, build_variant, resolve_bench_source
 from edgevision.bundles import BundleManifest, is_bundle, write_bundle
@@ -90,8 +91,10 @@ def export_bundle(
     runtimes = list(dict.fromkeys([meta.runtime, *companions.values()]))
     with tempfile.TemporaryDirectory(prefix="edgevision-export-") as tmp:
         staged = _stage(path, meta, Path(tmp))
-        write_bundle(staged, manifest, output, companions=companions)
-        size = sum(f.stat().st_size for f in Path(tmp).iterdir()) + sum(f.stat().st_size for f in companions)
+        checks, manifest.check = _check_set(meta, staged, Path(tmp) / "check")
+        write_bundle(staged, manifest, output, companions=companions, extra=checks)
+        size = sum(f.stat().st_size for f in Path(tmp).iterdir() if f.is_file())
+        size += sum(f.stat().st_size for f in [*companions, *checks])
     return ExportResult(output, path.name, meta.runtime, runtimes, manifest.precision, variant, meta.source_model, size)
 
 
@@ -111,6 +114,15 @@ def _quantizer_latency(meta: VariantMeta, threads: int) -> dict:
         "latency_ms_by_threads": {str(threads): {"p50": p50}},
         "latency_timed_by": "the quantizer, when it made the file",
     }
+
+
+def _check_set(meta: VariantMeta, staged: Path, folder: Path) -> tuple[list[Path], dict]:
+    """Photos and the fp32 zoo model's predictions on them (see checkset.py); none for a model
+    file of the user's or random weights, which have no fp32 zoo reference to judge by."""
+    if meta.source_model not in list_models() or meta.random_weights:
+        return [], {}
+    folder.mkdir()
+    return make_check_set(meta.source_model, staged, folder)
 
 
 def _companions(source_model: str | None) -> dict[Path, str]:

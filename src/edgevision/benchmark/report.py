@@ -180,6 +180,12 @@ def bundle_lines(comparison: dict) -> list[str]:
                 f"p50 at {t} thread(s): {here:.2f} ms here, {there:.2f} ms on the build machine: "
                 f"{here / there:.2f}x its time"
             )
+    if comparison.get("agreement_here") is not None:
+        lines.append(
+            f"agreement with fp32 on its check photos ({comparison.get('agreement_metric')}): "
+            f"{comparison['agreement_here']:.3f} here, {comparison.get('agreement_when_built') or 0:.3f} "
+            "on the build machine"
+        )
     return lines
 
 

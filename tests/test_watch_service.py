@@ -197,6 +197,7 @@ def test_kill_9_then_restart_loses_no_event_and_counts_tracks_on(watching, loopi
             if event.clip:
                 assert frame_count(store.folder / event.clip) > 0  # a referenced clip is a whole file
         last_track = {c: store.last_track_id(c) for c in ("left", "right")}
+        crossed = store.line_counts()
     assert before and max(last_track.values()) > 0
 
     again = start_watch(config, log)
@@ -207,6 +208,9 @@ def test_kill_9_then_restart_loses_no_event_and_counts_tracks_on(watching, loopi
         after = {e["id"] for e in fetch_json(f"{base}/api/events?limit=1000")}
         assert set(before) <= after  # every event committed before the kill is still there
         assert all(e["track_id"] > last_track[e["camera"]] for e in newer)  # a new track never takes an old id
+        shown = {c["name"]: c["line_counts"]["middle"] for c in fetch_json(f"{base}/api/cameras")}
+        for (camera, _, direction), n in crossed.items():  # counts go on from what was stored
+            assert shown[camera][direction] >= n
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=5) == 0, log.read_text()
     finally:

@@ -91,6 +91,7 @@ class Analysis:
         self.events: Counter[tuple[str, str]] = Counter()  # (zone or line, type) -> count
         self.seen: dict[int, str] = {}  # tracks seen since the last write: id -> label
         self.seen_written = 0.0
+        self.line_counts: dict[str, dict[str, int]] = {ln: {"in": 0, "out": 0} for ln in config.lines}
 
     def update(self, frame: Frame, prediction: Prediction, *, index: int) -> tuple[Prediction, list[Event]]:
         if self.tracker is None:
@@ -156,6 +157,8 @@ class Service:
             predictor = predictors[self.config.model_of(name)]
             first = self.store.last_track_id(name)
             self._analyses[name] = Analysis(name, camera, predictor, first_track_id=first)
+            for (_, line, direction), n in self.store.line_counts(name).items():
+                self._analyses[name].line_counts.setdefault(line, {"in": 0, "out": 0})[direction] = n
             self.cameras[name] = Camera(
                 name, camera, on_ready=self._wake.set, deliver=self._clips.put, paced=self.paced
             )
@@ -245,9 +248,11 @@ class Service:
             direction=event.direction,
             dwell_seconds=event.dwell_seconds,
         )
+        analysis = self._analyses[camera.name]
         if event.type == "cross" and event.direction:
-            self.store.count_line(camera.name, event.zone, event.direction)
-        self._analyses[camera.name].events[event.zone, event.type] += 1
+            count = self.store.count_line(camera.name, event.zone, event.direction)
+            analysis.line_counts.setdefault(event.zone, {"in": 0, "out": 0})[event.direction] = count
+        analysis.events[event.zone, event.type] += 1
         image = draw(frame.image, prediction)
         draw_box(image, event.box)
         self.store.add_snapshot(event_id, _jpeg(image))
@@ -289,15 +294,8 @@ class Service:
             "inference_ms_p95": percentile_ms(seconds, 95),
             "events": [{"rule": rule, "type": kind, "count": n} for (rule, kind), n in analysis.events.items()],
             "occupancy": analysis.occupancy(),
-            "line_counts": self.line_counts(camera.name),
+            "line_counts": {line: dict(counts) for line, counts in analysis.line_counts.items()},
         }
-
-    def line_counts(self, camera: str) -> dict[str, dict[str, int]]:
-        """Crossings of each line of ``camera`` since its store began, by direction."""
-        counts = {line: {"in": 0, "out": 0} for line in self.config.cameras[camera].lines}
-        for (_, line, direction), n in self.store.line_counts(camera).items():
-            counts.setdefault(line, {"in": 0, "out": 0})[direction] = n
-        return counts
 
     def latest_jpeg(self, name: str) -> bytes | None:
         """The last frame of camera ``name`` as JPEG (None before its first frame)."""

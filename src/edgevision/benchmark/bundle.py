@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from edgevision.benchmark.checkset import measure_check_set
+from edgevision.benchmark.checkset import check_image, measure_check_set
 from edgevision.benchmark.data import load_data, parse_threads
 from edgevision.benchmark.harness import WorkerTask, time_variants
 from edgevision.benchmark.machine import machine_info, versions
@@ -76,7 +76,7 @@ def run_bundle_bench(bundle: Path, *, output: Path | None, options, progress: Pr
     source_model = manifest.source_model if manifest.source_model in list_models() else None
     card = meta.card if meta and meta.card and source_model is None else None
     tasks = [WorkerTask(key, model_file, kind.runtime, t, source_model, card, kind.inference) for t in threads]
-    image = load_data(None, 1).images[0]
+    image = _timing_image(model_file.parent, manifest)
     say(f"timing {manifest.model} from the bundle ({len(tasks)} worker(s), {options.timing.rounds} rounds)")
     timings = time_variants(tasks, image, options.timing, progress=say)
     random_weights = bool(meta and meta.random_weights)
@@ -106,6 +106,13 @@ def run_bundle_bench(bundle: Path, *, output: Path | None, options, progress: Pr
     result.settings.update({"threads": list(threads), "bundle": comparison, "timing": vars(options.timing)})
     result.paths = write_reports(result, folder)
     return result
+
+
+def _timing_image(folder: Path, manifest: BundleManifest):
+    """The image to time on: the bundle's first check photo (nothing to fetch on the board), else a sample photo."""
+    if manifest.check.get("images"):
+        return check_image(folder / manifest.check["images"][0])
+    return load_data(None, 1).images[0]
 
 
 def _meta_fields(meta) -> dict:

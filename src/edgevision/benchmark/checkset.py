@@ -50,7 +50,7 @@ def make_check_set(source_model: str, variant: Path, folder: Path) -> tuple[list
     if not photos:
         return [], {}
     names = [_write_photo(Path(p), folder) for p in photos]
-    images = [_read(folder / name) for name in names]  # the decoded JPEG pixels, as the board reads them
+    images = [check_image(folder / name) for name in names]  # the decoded JPEG pixels, as the board reads them
     reference = [reference_model(image) for image in images]
     np.savez_compressed(folder / REFERENCE, **_arrays(reference))
     built = task_agreement(task, reference, [evaluating(load_predictor(str(variant)))(i) for i in images])
@@ -68,7 +68,7 @@ def make_check_set(source_model: str, variant: Path, folder: Path) -> tuple[list
 def measure_check_set(folder: Path, section: dict, predictor: Predictor) -> float:
     """The agreement of ``predictor`` (the bundle's model, loaded here) on the check set in ``folder``."""
     task = section["task"]
-    images = [_read(Path(folder) / name) for name in section["images"]]
+    images = [check_image(Path(folder) / name) for name in section["images"]]
     with np.load(Path(folder) / section["reference"]) as stored:
         reference = _predictions(dict(stored), len(images), task)
     model = evaluating(predictor)
@@ -95,7 +95,8 @@ def _write_photo(photo: Path, folder: Path) -> str:
     return name
 
 
-def _read(path: Path) -> np.ndarray:
+def check_image(path: Path) -> np.ndarray:
+    """A check photo of a bundle, decoded; one sentence when it is unreadable."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise EdgevisionError(f"the bundle's check image {path.name} is unreadable; export the bundle again.")

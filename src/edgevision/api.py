@@ -75,6 +75,7 @@ from edgevision.samples import (
 )
 from edgevision.signals import stop_on_signals
 from edgevision.types import Frame, Prediction
+from edgevision.watch.auth import hash_password
 from edgevision.watch.config import WatchConfig, WatchConfigError, read_watch_config
 from edgevision.zoo import get_spec, is_cached, list_models, pull
 from edgevision.zoo.assemble import load_predictor, resolve_model, resolve_source
@@ -472,6 +473,18 @@ def watch(path: str | Path) -> None:
     serve(config, reread=lambda: check_watch_config(path))
 
 
+def hash_watch_password(password: str) -> str:
+    """``password`` hashed for ``web.auth.password_hash`` of the watch config (scrypt, standard library).
+
+    >>> hash_watch_password("correct horse battery").startswith("scrypt$")
+    True
+    """
+    try:
+        return hash_password(password)
+    except ValueError as exc:
+        raise EdgevisionError(f"{exc}; choose a longer one.") from None
+
+
 def _sources(sources: Sources) -> list[str]:
     return [str(sources)] if isinstance(sources, (str, Path)) else [str(s) for s in sources]
 
@@ -528,6 +541,7 @@ __all__ = [
     "diff_models",
     "frame_record",
     "get_spec",
+    "hash_watch_password",
     "inspect",
     "is_cached",
     "is_video",

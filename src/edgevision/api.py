@@ -470,7 +470,7 @@ def watch(path: str | Path) -> None:
         from edgevision.watch.serve import serve
     except ImportError as exc:
         raise MissingExtraError(exc.name or "fastapi", "watch") from None
-    serve(config, reread=lambda: check_watch_config(path))
+    serve(config, reread=lambda: check_watch_config(path), path=Path(path))
 
 
 def hash_watch_password(password: str) -> str:

@@ -172,6 +172,23 @@ class EventStore:
             rows = self._db.execute(sql, (*chosen.values(), limit)).fetchall()
         return [StoredEvent.of(row) for row in rows]
 
+    def counts(
+        self, *, bucket: float, since: float, until: float, camera: str | None = None, type: str | None = None
+    ) -> list[tuple[str, str | None, str, str | None, float, int]]:
+        """Events counted per ``bucket`` seconds from ``since`` to ``until``, by camera, zone, type and direction.
+
+        Rows ``(camera, zone, type, direction, bucket_start, count)``, oldest bucket first; a bucket
+        starts at a multiple of ``bucket`` seconds since the epoch (for an hour, on the hour).
+        """
+        sql = (
+            "SELECT camera, zone, type, direction, CAST(time / ? AS INTEGER) * ? AS start, count(*) FROM events "
+            "WHERE time >= ? AND time < ? AND (? IS NULL OR camera = ?) AND (? IS NULL OR type = ?) "
+            "GROUP BY camera, zone, type, direction, start ORDER BY start, camera, zone, type, direction"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, (bucket, bucket, since, until, camera, camera, type, type)).fetchall()
+        return [tuple(row) for row in rows]
+
     # ------------------------------------------------------------------ snapshots and clips
 
     def add_snapshot(self, event_id: int, jpeg: bytes) -> Path:

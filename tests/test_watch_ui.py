@@ -38,9 +38,9 @@ DRAWN = [[0.02, 0.35], [0.98, 0.35], [0.98, 0.98], [0.02, 0.98]]  # the walkway,
 # ---------------------------------------------------------------- plain HTTP
 
 
-def call(base: str, method: str, path: str, *, token=None, cookie=None, csrf=None, body=None, origin=None):
+def call(base: str, method: str, path: str, *, token=None, cookie=None, csrf=None, body=None, origin=None, host=None):
     """``(status, headers, JSON or bytes)`` of one request to the running page."""
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", **({"Host": host} if host else {})}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     if cookie:
@@ -195,6 +195,8 @@ def test_without_auth_reads_are_open_and_writes_refused(tmp_path):
             "csrf": None,
         }
         assert call(base, "GET", "/api/cameras")[0] == 503  # read: allowed, the service is just not running
+        assert call(base, "GET", "/api/cameras", host=f"localhost:{config.web.port}")[0] == 503
+        assert call(base, "GET", "/api/cameras", host="rebound.example:80")[0] == 403  # DNS rebinding
         status, _, body = call(base, "PUT", "/api/cameras/gate/geometry", body={"zones": {}}, token=TOKEN)
         assert status == 403 and "web.auth" in body["detail"]
         assert call(base, "POST", "/api/login", body={"secret": TOKEN})[0] == 403

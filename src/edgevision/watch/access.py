@@ -1,7 +1,8 @@
 """Access to the web page and API of ``edgevision watch``: login, sessions, CSRF checks and security headers.
 
-Without ``web.auth`` (allowed on a loopback address only) anyone who reaches the page may
-read, and nobody may write. With it, every read needs a session or the token, and every
+Without ``web.auth`` (allowed on a loopback address only) anyone on this machine may read,
+and nobody may write; a read addressed to another host name is refused, so a web site
+whose name is made to resolve to 127.0.0.1 (DNS rebinding) cannot read through a browser. With it, every read needs a session or the token, and every
 write needs either ``Authorization: Bearer TOKEN`` (which browsers never add by
 themselves) or a session cookie together with that session's CSRF token in the
 ``X-CSRF-Token`` header. The session cookie is HttpOnly and SameSite=Strict; a write
@@ -14,6 +15,7 @@ whose ``Origin`` is another site is refused whatever it carries.
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -55,8 +57,10 @@ class Access:
 
     # -- FastAPI dependencies ------------------------------------------------------------------
     def reader(self, request: Request) -> None:
-        """Let a read through: anyone without auth; with it, a session or the token."""
-        if self.auth is not None and not (self._bearer(request) or self._session(request)):
+        """Let a read through: without auth, one addressed to this machine; with it, a session or the token."""
+        if self.auth is None:
+            _this_machine(request)
+        elif not (self._bearer(request) or self._session(request)):
             raise HTTPException(401, "log in first", headers={"WWW-Authenticate": "Bearer"})
 
     def writer(self, request: Request) -> None:
@@ -144,6 +148,17 @@ def _same_site(request: Request) -> None:
         raise HTTPException(403, "a request from another site is refused")
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise HTTPException(403, "a request from another site is refused")
+
+
+def _this_machine(request: Request) -> None:
+    """Refuse a request whose Host names anything but this machine (a loopback address or ``localhost``)."""
+    host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise HTTPException(403, "without web.auth the page answers only to 127.0.0.1, ::1 or localhost")
 
 
 def add_security_headers(response: Response) -> None:

@@ -61,7 +61,10 @@ class ConfigEditor:
         self._lock = threading.Lock()
 
     def save_geometry(self, camera: str, geometry: Any) -> None:
-        """Give camera ``camera`` the ``{"zones": ..., "lines": ...}`` of ``geometry``; :class:`EditRefused` if not."""
+        """Give camera ``camera`` the ``{"zones": ..., "lines": ...}`` of ``geometry`` (a key left out is kept).
+
+        Returns once the service runs the new config; :class:`EditRefused` when nothing was changed.
+        """
         with self._lock:
             before = self._read()
             values = yaml.safe_load(before)
@@ -110,8 +113,8 @@ def _put_geometry(values: Any, camera: str, geometry: Any) -> None:
         raise EditRefused([f"cameras.{camera}: the config file has no such camera (was it edited meanwhile?)"])
     if not isinstance(geometry, dict) or not set(geometry) <= {"zones", "lines"}:
         raise EditRefused(['the body must be {"zones": {NAME: [[x, y], ...]}, "lines": {NAME: {points, direction}}}'])
-    for key in ("zones", "lines"):
-        value = _rounded(geometry.get(key) or {})
+    for key in set(geometry) & {"zones", "lines"}:  # a key left out keeps what the file has
+        value = _rounded(geometry[key] or {})
         if value:
             settings[key] = value
         else:

@@ -278,7 +278,8 @@ let eventLimit = 60;
 let shownEvents = "";
 
 function eventItem(event) {
-  const what = `${event.type} ${event.zone || ""}`.trim();
+  const how = event.direction ? ` (${event.direction})` : event.dwell_seconds ? ` (${event.dwell_seconds.toFixed(0)} s)` : "";
+  const what = `${event.type} ${event.zone || ""}${how}`.trim();
   const details = [event.label, event.score === null ? null : `${Math.round(event.score * 100)}%`]
     .filter((v) => v !== null && v !== undefined && v !== "")
     .join(" ");

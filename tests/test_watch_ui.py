@@ -242,6 +242,14 @@ def test_reads_need_a_login_and_writes_a_token_or_a_session_with_its_csrf_token(
     assert yaml.safe_load(config.read_text()) == yaml.safe_load(original)  # the same config, written anew
     assert call(base, "PUT", "/api/cameras/nobody/geometry", body={}, token=TOKEN)[0] == 404
 
+    edited = config.read_text().replace("model: nanodet-m", "model: no-such-model")  # a hand edit, not reloaded
+    config.write_text(edited)
+    status, _, body = call(base, "PUT", "/api/cameras/right/geometry", body={"zones": {}}, token=TOKEN)
+    assert status == 422 and "refused the new config" in body["detail"]["problems"][0] and "no-such-model" in str(body)
+    assert config.read_text() == edited  # put back as it was, and the old config runs on
+    assert call(base, "GET", "/api/cameras", token=TOKEN)[0] == 200
+    config.write_text(original)
+
     call(base, "POST", "/api/logout", cookie=cookie, csrf=csrf)
     assert call(base, "GET", "/api/cameras", cookie=cookie)[0] == 401  # the session is gone, not just its cookie
 

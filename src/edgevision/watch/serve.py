@@ -75,7 +75,7 @@ class _Running:
         return waiting
 
     def reload(self, config: WatchConfig) -> None:
-        """Run ``config`` instead; the web server moves only when its address changed."""
+        """Run ``config`` instead; the web server restarts only when its settings (address, logins) changed."""
         old = self.service
         old.stop()
         self.service = self._started(config)

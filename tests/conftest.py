@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,8 +83,10 @@ def tiny_input() -> np.ndarray:
     return np.random.default_rng(1).uniform(-1, 1, tiny_models.INPUT_SHAPE).astype(np.float32)
 
 
-def run_cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess[str]:
-    """Run the real ``edgevision`` command in a fresh process."""
+def run_cli(
+    *args: str, env: dict | None = None, cwd=None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``edgevision`` command in a fresh process (``input``: text for its stdin)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "edgevision", *map(str, args)],
@@ -92,6 +95,7 @@ def run_cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.Complet
         env=full_env,
         cwd=cwd,
         timeout=900,
+        input=input,
     )
 
 
@@ -181,3 +185,37 @@ QUICK_TIMING = TimingOptions(
     pipeline_seconds=0.05,
     overhead_blocks=2,
 )
+
+
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
+
+def headless_chromium(profile: Path, *, size: str | None = None):
+    """Debian's Chromium, headless, driven by selenium (the test is skipped when it is not installed).
+
+    ``profile`` is its user-data folder; ``size`` its window, ``"WIDTH,HEIGHT"``. The browser's
+    console is kept (``driver.get_log("browser")``). Call ``quit()`` when done.
+    """
+    webdriver = pytest.importorskip("selenium.webdriver")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip("Debian chromium and chromium-driver are not installed (see .ci/run)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in (*CHROME_FLAGS, f"--user-data-dir={profile}", *([f"--window-size={size}"] if size else [])):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=driver), options=options)

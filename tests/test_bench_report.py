@@ -8,19 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import fastest_within_budget, run_cli
+from conftest import fastest_within_budget, headless_chromium, run_cli
 from edgevision.types import Detections
-
-CHROME_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 
 
 def _record(key: str, runtime: str, precision: str, p50: float, agreement: float, *, baseline=False) -> dict:
@@ -86,23 +75,8 @@ def synthetic_report(tmp_path_factory):
     return write_reports(result, tmp_path_factory.mktemp("report"))
 
 
-def _browser(profile):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver_path = shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        pytest.skip("Debian chromium and chromium-driver are not installed (see .ci/run)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (*CHROME_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    from selenium.webdriver.chrome.service import Service
-
-    return webdriver.Chrome(service=Service(driver_path), options=options)
-
-
 def test_report_html_renders_every_image_in_a_real_browser(synthetic_report, tmp_path):
-    driver = _browser(tmp_path / "profile")
+    driver = headless_chromium(tmp_path / "profile")
     try:
         driver.get(synthetic_report["html"].resolve().as_uri())
         sizes = driver.execute_script(

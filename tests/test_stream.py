@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import headless_chromium
 from test_pipeline import PATH_ZONE, path_clip  # noqa: F401 - fixture
 
 needs_ffmpeg = pytest.mark.skipif(
@@ -155,33 +155,6 @@ def test_network_stream_survives_its_server_dying(path_clip, tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == stats["frames"]
 
 
-def _chromium():
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not (browser and driver):
-        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=900,700",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='edgevision-chromium-')}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
-
-
 def _wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -199,7 +172,7 @@ def test_mjpeg_stream_plays_in_a_headless_browser(path_clip, tmp_path):
     browser = None
     try:
         _wait_http(f"http://127.0.0.1:{port}/", timeout=60)
-        browser = _chromium()
+        browser = headless_chromium(tmp_path / "profile", size="900,700")
         browser.get(f"http://127.0.0.1:{port}/")
         size = lambda: browser.execute_script(  # noqa: E731
             "const i = document.getElementById('live'); return [i.naturalWidth, i.naturalHeight];"

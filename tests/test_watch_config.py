@@ -95,6 +95,21 @@ BAD = [
     ({**_camera(), "web": {"port": 0}}, "web.port: must be greater than or equal to 1, got 0"),
     ({**_camera(), "web": {"port": 65536}}, "web.port: must be less than or equal to 65535, got 65536"),
     ({**_camera(), "web": {"bind": "not a host"}}, "web: bind must be an IP address or a host name"),
+    (
+        {**_camera(), "web": {"bind": "0.0.0.0"}},
+        "web: binding 0.0.0.0 opens the web page to other machines, so it needs web.auth",
+    ),
+    ({**_camera(), "web": {"bind": "cams.example.org"}}, "web: binding cams.example.org opens the web page"),
+    ({**_camera(), "web": {"auth": {}}}, "web.auth: give a token, a password_hash"),
+    (
+        {**_camera(), "web": {"auth": {"token": "tooShort"}}},
+        "web.auth.token: a token needs at least 16 characters, got 8",
+    ),
+    ({**_camera(), "web": {"auth": {"password_hash": "hunter2"}}}, "web.auth.password_hash: expected a hash made by"),
+    (
+        {**_camera(), "web": {"auth": {"token": "t" * 20, "user": "me"}}},
+        "web.auth: unknown key 'user'; the known keys are token, password_hash, session_hours",
+    ),
     ({**_camera(), "storage": {"retain_days": 0}}, "storage.retain_days: must be greater than 0, got 0"),
     ({**_camera(), "storage": {"max_gb": -1}}, "storage.max_gb: must be greater than 0, got -1"),
     (_camera(loop=True), "cameras.garden: loop: true is for video files only, and source 0 is a camera"),
@@ -162,6 +177,21 @@ def test_a_stream_password_is_never_shown(tmp_path):
     assert "hunter2" not in "\n".join(config.summary_lines())
     (problem,) = problems_of(_camera(source="rtsp://admin:hunter2@cam/1", loop=True), tmp_path)
     assert "hunter2" not in problem and "admin:***@cam/1" in problem
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_this_machine_only_needs_no_login(tmp_path, bind):
+    config = watch_config_from_dict({**_camera(), "web": {"bind": bind}}, base=tmp_path)
+    assert config.web.loopback and config.web.auth is None
+
+
+def test_a_secret_is_never_shown(tmp_path):
+    problems = problems_of({**_camera(), "web": {"bind": "0.0.0.0", "auth": {"token": "tooShort"}}}, tmp_path)
+    assert not any("tooShort" in p for p in problems)
+    token = "a-long-enough-token-4711"
+    config = watch_config_from_dict({**_camera(), "web": {"bind": "0.0.0.0", "auth": {"token": token}}}, base=tmp_path)
+    summary = "\n".join(config.summary_lines())
+    assert token not in summary and "web: http://0.0.0.0:8971/ (login: token)" in summary
 
 
 def test_a_camera_number_written_as_a_number_is_a_camera(tmp_path):

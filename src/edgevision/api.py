@@ -75,6 +75,7 @@ from edgevision.samples import (
 )
 from edgevision.signals import stop_on_signals
 from edgevision.types import Frame, Prediction
+from edgevision.watch.auth import hash_password
 from edgevision.watch.config import WatchConfig, WatchConfigError, read_watch_config
 from edgevision.zoo import get_spec, is_cached, list_models, pull
 from edgevision.zoo.assemble import load_predictor, resolve_model, resolve_source
@@ -469,7 +470,19 @@ def watch(path: str | Path) -> None:
         from edgevision.watch.serve import serve
     except ImportError as exc:
         raise MissingExtraError(exc.name or "fastapi", "watch") from None
-    serve(config, reread=lambda: check_watch_config(path))
+    serve(config, reread=lambda: check_watch_config(path), path=Path(path))
+
+
+def hash_watch_password(password: str) -> str:
+    """``password`` hashed for ``web.auth.password_hash`` of the watch config (scrypt, standard library).
+
+    >>> hash_watch_password("correct horse battery").startswith("scrypt$")
+    True
+    """
+    try:
+        return hash_password(password)
+    except ValueError as exc:
+        raise EdgevisionError(f"{exc}; choose a longer one.") from None
 
 
 def _sources(sources: Sources) -> list[str]:
@@ -528,6 +541,7 @@ __all__ = [
     "diff_models",
     "frame_record",
     "get_spec",
+    "hash_watch_password",
     "inspect",
     "is_cached",
     "is_video",

@@ -1,7 +1,8 @@
-"""``edgevision watch CONFIG``: the multi-camera service; ``--check`` validates its config."""
+"""``edgevision watch CONFIG``: the multi-camera service; ``--check`` validates its config; ``--hash-password``."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -9,17 +10,42 @@ import typer
 
 from edgevision import api
 from edgevision.cli.console import stdout
+from edgevision.errors import EdgevisionError
 
 
 def watch(
-    config: Annotated[Path, typer.Argument(help="The YAML config: cameras, zones, lines, storage, web.")],
+    config: Annotated[
+        Path | None, typer.Argument(help="The YAML config: cameras, zones, lines, storage, web.", show_default=False)
+    ] = None,
     check: Annotated[bool, typer.Option("--check", help="Validate the config, print a summary and exit.")] = False,
+    hash_password: Annotated[
+        bool,
+        typer.Option(
+            "--hash-password",
+            help="Read a password (prompted, or one line from stdin) and print its hash for web.auth.password_hash.",
+        ),
+    ] = False,
 ) -> None:
-    """Watch several cameras: detection, tracking, zones and lines, events kept on disk, a web API (SIGHUP reloads)."""
+    """Watch several cameras: detection, tracking, zones and lines, events kept on disk, a web page (SIGHUP reloads)."""
+    if hash_password:
+        _print(api.hash_watch_password(_read_password()))
+        return
+    if config is None:
+        raise EdgevisionError("give the watch config: edgevision watch CONFIG.yaml (or --hash-password).")
     if check:
         checked = api.check_watch_config(config)
-        stdout.print(f"{config}: valid", highlight=False, soft_wrap=True, markup=False)
+        _print(f"{config}: valid")
         for line in checked.summary_lines():
-            stdout.print(line, highlight=False, soft_wrap=True, markup=False)
+            _print(line)
         return
     api.watch(config)
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        return typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _print(text: str) -> None:
+    stdout.print(text, highlight=False, soft_wrap=True, markup=False)

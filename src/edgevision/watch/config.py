@@ -34,6 +34,7 @@ from edgevision.media import is_video
 from edgevision.pipeline.capture import source_kind
 from edgevision.pipeline.zones import Line, Zone
 from edgevision.samples import SAMPLES, sample_path
+from edgevision.watch.auth import parse_password_hash
 
 SAMPLE_PREFIX = "sample:"  # a source naming one of edgevision's sample videos, fetched when first used
 # Camera, zone and line names end up in file names, URLs and MQTT topics: keep them plain.
@@ -247,11 +248,43 @@ class StorageConfig(_Section):
         return int(self.max_gb * 1e9)
 
 
+def _token(token: str) -> str:
+    if len(token) < MIN_TOKEN:  # the token itself is never repeated in a message
+        raise ValueError(
+            f"a token needs at least {MIN_TOKEN} characters, got {len(token)}; make one with: {TOKEN_HINT}"
+        )
+    return token
+
+
+def _password_hash(stored: str) -> str:
+    parse_password_hash(stored)
+    return stored
+
+
+MIN_TOKEN = 16
+TOKEN_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+class AuthConfig(_Section):
+    """Who may use the web page: a token (API clients and the login page), a hashed password, or both."""
+
+    token: Annotated[str, BeforeValidator(_text), AfterValidator(_token)] | None = None
+    password_hash: Annotated[str, AfterValidator(_password_hash)] | None = None
+    session_hours: Annotated[float, Field(gt=0, le=24 * 365, allow_inf_nan=False)] = 24.0
+
+    @model_validator(mode="after")
+    def _some_secret(self) -> AuthConfig:
+        if self.token is None and self.password_hash is None:
+            raise ValueError("give a token, a password_hash (edgevision watch --hash-password) or both")
+        return self
+
+
 class WebConfig(_Section):
-    """The web page's address."""
+    """The web page's address, and who may use it (required beyond this machine)."""
 
     bind: Text = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8971
+    auth: AuthConfig | None = None
 
     @model_validator(mode="after")
     def _address(self) -> WebConfig:
@@ -260,7 +293,22 @@ class WebConfig(_Section):
         except ValueError:
             if not _HOST.fullmatch(self.bind):
                 raise ValueError(f"bind must be an IP address or a host name, got '{self.bind}'") from None
+        if self.auth is None and not self.loopback:
+            raise ValueError(
+                f"binding {self.bind} opens the web page to other machines, so it needs web.auth "
+                f"with a token or a password_hash (edgevision watch --hash-password); or bind 127.0.0.1"
+            )
         return self
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach the page (a loopback address or ``localhost``)."""
+        if self.bind.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.bind).is_loopback
+        except ValueError:
+            return False  # a host name may resolve to anything
 
 
 class WatchConfig(_Section):
@@ -287,7 +335,10 @@ class WatchConfig(_Section):
         lines.append(
             f"storage: {storage.path} (events kept {storage.retain_days:g} days, at most {storage.max_gb:g} GB)"
         )
-        lines.append(f"web: http://{self.web.bind}:{self.web.port}/")
+        auth = self.web.auth
+        kinds = [k for k in ("token", "password_hash") if auth is not None and getattr(auth, k)]
+        login = f" (login: {' or '.join(kinds).replace('_hash', '')})" if kinds else " (no login: read-only page)"
+        lines.append(f"web: http://{self.web.bind}:{self.web.port}/{login}")
         return lines
 
 

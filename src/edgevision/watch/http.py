@@ -1,7 +1,9 @@
-"""The read-only web API of ``edgevision watch``: cameras, events, snapshots, clips and Prometheus metrics.
+"""The web page and API of ``edgevision watch``: cameras, events, snapshots, clips, counts, metrics, the editor.
 
 FastAPI served by uvicorn on a thread of its own; ``current()`` gives the running
 :class:`~edgevision.watch.service.Service`, so a reloaded config is served without a restart.
+The page itself is plain HTML, JavaScript and CSS from ``ui/`` (no build step, nothing
+from another site). Who may read and write is decided in :mod:`edgevision.watch.access`.
 
 >>> server = WebServer(lambda: service, bind="127.0.0.1", port=8971)    # doctest: +SKIP
 >>> server.start(); server.url                                          # doctest: +SKIP
@@ -16,13 +18,18 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from edgevision.errors import EdgevisionError
+from edgevision.watch.access import Access, add_security_headers
+from edgevision.watch.config import AuthConfig
+from edgevision.watch.editor import ConfigEditor, EditRefused, geometry_of
 from edgevision.watch.service import Service
 from edgevision.watch.store import StoredEvent
 
@@ -30,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 Current = Callable[[], Service]
 PREFIX = "edgevision_watch_"
+UI = Path(__file__).resolve().parent / "ui"
+UI_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+MAX_BUCKETS = 2000
 
 
 def event_record(event: StoredEvent) -> dict:
@@ -67,10 +77,17 @@ def serving(current: Current) -> Current:
     return service
 
 
-def make_app(current: Current) -> FastAPI:
-    """The FastAPI application over the service ``current()`` returns."""
+def make_app(current: Current, *, auth: AuthConfig | None = None, editor: ConfigEditor | None = None) -> FastAPI:
+    """The FastAPI application over the service ``current()`` returns; ``editor`` lets the page change zones."""
     app = FastAPI(title="edgevision watch", docs_url=None, redoc_url=None, openapi_url=None)
     running, current = current, serving(current)
+    access = Access(auth)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        add_security_headers(response)
+        return response
 
     @app.exception_handler(sqlite3.ProgrammingError)
     async def stopped_meanwhile(request: Request, exc: sqlite3.ProgrammingError) -> JSONResponse:
@@ -78,6 +95,34 @@ def make_app(current: Current) -> FastAPI:
             raise exc
         return JSONResponse({"detail": RELOADING}, status_code=503, headers={"Retry-After": "1"})
 
+    app.include_router(access.router())
+    _ui_routes(app)
+    _read_routes(app, current, Depends(access.reader))
+    _write_routes(app, current, Depends(access.writer), editor)
+    return app
+
+
+def _ui_routes(app: FastAPI) -> None:
+    """The page: ``/`` and its files under ``/ui/`` (no data in them, so no login needed)."""
+    files = {p.name: p for p in UI.iterdir() if p.suffix in UI_TYPES} if UI.is_dir() else {}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return _ui_file(files, "index.html")
+
+    @app.get("/ui/{name}", include_in_schema=False)
+    def ui_file(name: str) -> FileResponse:
+        return _ui_file(files, name)
+
+
+def _ui_file(files: dict[str, Path], name: str) -> FileResponse:
+    if name not in files:
+        raise HTTPException(404, f"there is no page file {name}")
+    path = files[name]
+    return FileResponse(path, media_type=UI_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
+
+
+def _read_routes(app: FastAPI, current: Current, reader: Any) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WatchCollector(current))
 
@@ -86,38 +131,94 @@ def make_app(current: Current) -> FastAPI:
         service = current()
         return {"status": "ok", "cameras": len(service.cameras), "uptime_s": round(time.time() - service.started, 1)}
 
-    @app.get("/api/cameras")
+    @app.get("/api/cameras", dependencies=[reader])
     def cameras() -> list[dict]:
         return current().cameras_status()
 
-    @app.get("/api/events")
+    @app.get("/api/events", dependencies=[reader])
     def events(camera: str | None = None, since: float | None = None, type: str | None = None, limit: int = 100):
         found = current().store.events(camera=camera, since=since, type=type, limit=max(1, min(limit, 1000)))
         return [event_record(e) for e in found]
 
-    @app.get("/api/events/{event_id}/snapshot.jpg")
+    @app.get("/api/counts", dependencies=[reader])
+    def counts(
+        camera: str | None = None,
+        type: str | None = "cross",
+        bucket: int = 3600,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict:
+        return counts_record(current(), camera=camera, type=type or None, bucket=bucket, since=since, until=until)
+
+    @app.get("/api/events/{event_id}/snapshot.jpg", dependencies=[reader])
     def snapshot(event_id: int) -> FileResponse:
         return _media(current(), event_id, "snapshot", "image/jpeg")
 
-    @app.get("/api/events/{event_id}/clip.mp4")
+    @app.get("/api/events/{event_id}/clip.mp4", dependencies=[reader])
     def clip(event_id: int) -> FileResponse:
         return _media(current(), event_id, "clip", "video/mp4")
 
-    @app.get("/api/cameras/{name}/latest.jpg")
+    @app.get("/api/cameras/{name}/latest.jpg", dependencies=[reader])
     def latest(name: str) -> Response:
         service = current()
-        if name not in service.cameras:
-            raise HTTPException(404, f"there is no camera {name}")
+        _camera(service, name)
         jpeg = service.latest_jpeg(name)
         if jpeg is None:
             raise HTTPException(404, f"camera {name} has no frame yet")
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
-    @app.get("/metrics")
+    @app.get("/api/cameras/{name}/geometry", dependencies=[reader])
+    def geometry(name: str) -> dict:
+        service = current()
+        _camera(service, name)
+        return geometry_of(service.config.cameras[name])
+
+    @app.get("/metrics", dependencies=[reader])
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+
+def _write_routes(app: FastAPI, current: Current, writer: Any, editor: ConfigEditor | None) -> None:
+    @app.put("/api/cameras/{name}/geometry", dependencies=[writer])
+    def put_geometry(name: str, body: Any = Body(...)) -> dict:
+        """Save camera ``name``'s zones and lines to the config file and reload; 422 lists the problems."""
+        if editor is None:
+            raise HTTPException(403, "this service was started without a config file to edit")
+        _camera(current(), name)
+        try:
+            editor.save_geometry(name, body)
+        except EditRefused as exc:
+            raise HTTPException(422, {"problems": exc.problems}) from None
+        return {"saved": str(editor.path), "backup": str(editor.backup)}
+
+
+def _camera(service: Service, name: str) -> None:
+    if name not in service.cameras:
+        raise HTTPException(404, f"there is no camera {name}")
+
+
+def counts_record(
+    service: Service, *, camera: str | None, type: str | None, bucket: int, since: float | None, until: float | None
+) -> dict:
+    """The JSON of ``/api/counts``: one series of ``[bucket_start, count]`` per camera, zone, type and direction."""
+    until = time.time() if until is None else until
+    since = until - 86400 if since is None else since
+    if not 60 <= bucket <= 7 * 86400:
+        raise HTTPException(422, f"bucket must be 60 to 604800 seconds, got {bucket}")
+    if not 0 < (until - since) / bucket <= MAX_BUCKETS:
+        raise HTTPException(422, f"since must be before until, at most {MAX_BUCKETS} buckets apart")
+    series: dict[tuple, list[list[float]]] = {}
+    for cam, zone, kind, direction, start, n in service.store.counts(
+        bucket=bucket, since=since, until=until, camera=camera, type=type
+    ):
+        series.setdefault((cam, zone, kind, direction), []).append([start, n])
+    keys = ("camera", "zone", "type", "direction")
+    return {
+        "bucket": bucket,
+        "since": since,
+        "until": until,
+        "series": [{**dict(zip(keys, key)), "counts": points} for key, points in series.items()],
+    }
 
 
 def _media(service: Service, event_id: int, kind: str, media_type: str) -> FileResponse:
@@ -174,8 +275,17 @@ class WatchCollector:
 class WebServer:
     """uvicorn serving :func:`make_app` on ``bind``:``port`` from a thread of its own."""
 
-    def __init__(self, current: Current, *, bind: str, port: int) -> None:
+    def __init__(
+        self,
+        current: Current,
+        *,
+        bind: str,
+        port: int,
+        auth: AuthConfig | None = None,
+        editor: ConfigEditor | None = None,
+    ) -> None:
         self.current, self.bind, self.port = current, bind, port
+        self.auth, self.editor = auth, editor
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -188,14 +298,15 @@ class WebServer:
         import uvicorn
 
         sock = _listening_socket(self.bind, self.port)
-        config = uvicorn.Config(make_app(self.current), log_level="warning", access_log=False)
+        app = make_app(self.current, auth=self.auth, editor=self.editor)
+        config = uvicorn.Config(app, log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.02)
-        logger.info("web API at %s", self.url)
+        logger.info("web page at %s", self.url)
 
     def close(self, *, timeout: float = 2.0) -> None:
         if self._server is not None:

@@ -3,7 +3,8 @@
 SIGTERM and SIGINT stop everything within about five seconds, clips still open written
 with the frames they have. SIGHUP reads the config again: a good one replaces the
 running service (models already loaded are kept); a bad one is refused with one log line
-and the service goes on as it was.
+and the service goes on as it was. A save from the web page's editor asks for the same
+reload, and waits for its outcome.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
 
 from edgevision.errors import EdgevisionError
 from edgevision.models.base import Predictor
 from edgevision.signals import stop_on_signals
 from edgevision.watch.config import WatchConfig
+from edgevision.watch.editor import ConfigEditor
 from edgevision.watch.http import WebServer
 from edgevision.watch.service import Loader, Service
 from edgevision.zoo.assemble import load_predictor
@@ -27,11 +31,15 @@ logger = logging.getLogger(__name__)
 class _Running:
     """The service and web server now running, and the models loaded so far (kept across reloads)."""
 
-    def __init__(self, config: WatchConfig, loader: Loader) -> None:
+    def __init__(self, config: WatchConfig, loader: Loader, *, hangup: threading.Event, path: Path | None) -> None:
         self.models: dict[str, Predictor] = {}
         self._loader = loader
         self.service = self._started(config)
         self.web: WebServer | None = None
+        self.hangup = hangup  # set by SIGHUP and by request_reload()
+        self._waiting: list[Future] = []  # reloads asked for by the web page, resolved after the next one
+        self._lock = threading.Lock()
+        self.editor = ConfigEditor(path, reload=self.request_reload) if path is not None else None
 
     def _load_once(self, model: str) -> Predictor:
         if model not in self.models:
@@ -49,11 +57,25 @@ class _Running:
 
     def serve_web(self) -> None:
         web = self.service.config.web
-        self.web = WebServer(lambda: self.service, bind=web.bind, port=web.port)
+        self.web = WebServer(lambda: self.service, bind=web.bind, port=web.port, auth=web.auth, editor=self.editor)
         self.web.start()
 
+    def request_reload(self) -> Future[str | None]:
+        """Reload the config file as SIGHUP does; the future gives None, or why the new config was refused."""
+        future: Future[str | None] = Future()
+        with self._lock:
+            self._waiting.append(future)
+        self.hangup.set()
+        return future
+
+    def take_waiting(self) -> list[Future]:
+        """The reload requests made so far (the reload about to start answers them)."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        return waiting
+
     def reload(self, config: WatchConfig) -> None:
-        """Run ``config`` instead; the web server moves only when its address changed."""
+        """Run ``config`` instead; the web server restarts only when its settings (address, logins) changed."""
         old = self.service
         old.stop()
         self.service = self._started(config)
@@ -69,16 +91,25 @@ class _Running:
             self.web.close(timeout=0.5)
 
 
-def serve(config: WatchConfig, *, reread: Callable[[], WatchConfig], loader: Loader | None = None) -> None:
-    """Run ``config`` until SIGTERM or SIGINT; on SIGHUP, ``reread()`` gives the config to run instead."""
+def serve(
+    config: WatchConfig,
+    *,
+    reread: Callable[[], WatchConfig],
+    loader: Loader | None = None,
+    path: Path | None = None,
+) -> None:
+    """Run ``config`` until SIGTERM or SIGINT; on SIGHUP, ``reread()`` gives the config to run instead.
+
+    ``path``, the config file, lets the web page's editor change it (None: no editing).
+    """
     hangup = threading.Event()
     previous = _on_hangup(hangup.set)
     try:
         with stop_on_signals():
-            running = _Running(config, loader or load_predictor)
+            running = _Running(config, loader or load_predictor, hangup=hangup, path=path)
             try:
                 running.serve_web()
-                _wait(running, hangup, reread)
+                _wait(running, reread)
             except KeyboardInterrupt:
                 logger.info("stopping")
             finally:
@@ -88,20 +119,29 @@ def serve(config: WatchConfig, *, reread: Callable[[], WatchConfig], loader: Loa
             signal.signal(signal.SIGHUP, previous)
 
 
-def _wait(running: _Running, hangup: threading.Event, reread: Callable[[], WatchConfig]) -> None:
+def _wait(running: _Running, reread: Callable[[], WatchConfig]) -> None:
     while True:
-        if hangup.wait(0.5):
-            hangup.clear()
-            _reload(running, reread)
+        if running.hangup.wait(0.5):
+            running.hangup.clear()
+            waiting = running.take_waiting()  # taken before the file is read: later requests wait for the next
+            refused = "the reload failed"
+            try:
+                refused = _reload(running, reread)
+            finally:
+                for future in waiting:
+                    future.set_result(refused)
 
 
-def _reload(running: _Running, reread: Callable[[], WatchConfig]) -> None:
+def _reload(running: _Running, reread: Callable[[], WatchConfig]) -> str | None:
+    """Run the config ``reread()`` gives; None, or why it was refused (logged, the old one runs on)."""
     try:
         config = reread()
     except EdgevisionError as exc:
-        logger.error("the new config was refused, the old one runs on: %s", " ".join(str(exc).split()))
-        return
+        refused = " ".join(str(exc).split())
+        logger.error("the new config was refused, the old one runs on: %s", refused)
+        return refused
     running.reload(config)
+    return None
 
 
 def _on_hangup(handler: Callable[[], None]):

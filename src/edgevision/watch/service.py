@@ -16,6 +16,7 @@ annotated snapshot, and its clip follows from the clip writer's thread.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import Counter, deque
@@ -264,7 +265,12 @@ class Service:
             self._on_event(camera.name, event, frame)
 
     def _write_clip(self, event_id: int, frames: list[np.ndarray], fps: float) -> None:
-        self.store.add_clip(event_id, frames, fps)
+        try:
+            self.store.add_clip(event_id, frames, fps)
+        except sqlite3.ProgrammingError:  # the store was closed while this clip was encoded
+            if self.serving:
+                raise
+            logger.warning("the clip of event %d was not kept: the service stopped while it was written", event_id)
 
     def _retain_loop(self) -> None:
         storage = self.config.storage

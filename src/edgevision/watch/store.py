@@ -25,12 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError, cause
 from edgevision.files import atomic_path, writable_folder, write_atomic
 from edgevision.watch.config import SAFE_NAME
+from edgevision.watch.video import write_mp4
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,23 @@ class EventStore:
             rows = self._db.execute(sql, (*chosen.values(), limit)).fetchall()
         return [StoredEvent.of(row) for row in rows]
 
+    def counts(
+        self, *, bucket: float, since: float, until: float, camera: str | None = None, type: str | None = None
+    ) -> list[tuple[str, str | None, str, str | None, float, int]]:
+        """Events counted per ``bucket`` seconds from ``since`` to ``until``, by camera, zone, type and direction.
+
+        Rows ``(camera, zone, type, direction, bucket_start, count)``, oldest bucket first; a bucket
+        starts at a multiple of ``bucket`` seconds since the epoch (for an hour, on the hour).
+        """
+        sql = (
+            "SELECT camera, zone, type, direction, CAST(time / ? AS INTEGER) * ? AS start, count(*) FROM events "
+            "WHERE time >= ? AND time < ? AND (? IS NULL OR camera = ?) AND (? IS NULL OR type = ?) "
+            "GROUP BY camera, zone, type, direction, start ORDER BY start, camera, zone, type, direction"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, (bucket, bucket, since, until, camera, camera, type, type)).fetchall()
+        return [tuple(row) for row in rows]
+
     # ------------------------------------------------------------------ snapshots and clips
 
     def add_snapshot(self, event_id: int, jpeg: bytes) -> Path:
@@ -187,7 +204,7 @@ class EventStore:
         """Keep ``frames`` (BGR, all one size) as event ``event_id``'s mp4 clip; its path."""
         relative = self._media_name(event_id, ".mp4")
         with atomic_path(self.folder / relative) as tmp:
-            _write_mp4(tmp, frames, fps)
+            write_mp4(tmp, frames, fps)
         self._refer(event_id, "clip", relative)
         return self.folder / relative
 
@@ -356,26 +373,6 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
         if column not in present:
             with db:
                 db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
-
-
-def _write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
-    if not len(frames):
-        raise EdgevisionError("a clip needs at least one frame.")
-    if not (fps > 0):
-        raise EdgevisionError(f"a clip's fps must be above 0, got {fps}.")
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
-    if not writer.isOpened():
-        raise EdgevisionError(f"OpenCV cannot write an mp4 clip at {path}; is its video writer installed?")
-    try:
-        for frame in frames:
-            if frame.shape[:2] != (height, width):
-                raise EdgevisionError(
-                    f"every frame of a clip must be {width}x{height}, got {frame.shape[1]}x{frame.shape[0]}."
-                )
-            writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
-    finally:
-        writer.release()
 
 
 def _named(names: list[str | None]) -> list[tuple[str, str]]:

@@ -1,0 +1,126 @@
+"""Event clips as mp4 files that web browsers play: H.264 when ffmpeg or OpenCV can write it, else MPEG-4 Part 2.
+
+Browsers play H.264 in mp4 but not the MPEG-4 Part 2 (``mp4v``) that every OpenCV build
+writes, and the pip wheels of OpenCV carry no H.264 encoder. So a clip goes, in turn, to
+the ``ffmpeg`` program with libx264 (when it is on PATH), to OpenCV's own H.264 writer
+(builds linked to a system FFmpeg with libx264), and last to ``mp4v``, which OpenCV and
+video players read but the web page can only offer for download. An encoder that fails
+before it ever worked is not tried again in this process.
+
+>>> write_mp4(Path("clip.mp4"), frames, fps=10.0)    # doctest: +SKIP
+'h264'
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgevision.errors import EdgevisionError
+
+logger = logging.getLogger(__name__)
+
+FFMPEG_TIMEOUT_S = 120.0
+_failed: set[str] = set()  # encoders that failed before they ever worked: not tried again
+_worked: set[str] = set()
+
+
+class _Unavailable(Exception):
+    """This encoder cannot write here; the next one is tried."""
+
+
+def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> str:
+    """Write ``frames`` (BGR, one size) to ``path`` as mp4; the codec used, ``"h264"`` or ``"mp4v"``."""
+    _check(frames, fps)
+    for name, encode in _H264.items():
+        if name in _failed:
+            continue
+        try:
+            encode(path, frames, fps)
+            _worked.add(name)
+            return "h264"
+        except _Unavailable as exc:
+            if name not in _worked:
+                _failed.add(name)
+            logger.info("clips: %s did not write H.264 (%s)", name, exc)
+    if "mp4v" not in _worked:
+        _worked.add("mp4v")
+        logger.warning(
+            "clips are written as MPEG-4 Part 2 (mp4v), which web browsers do not play; "
+            "install ffmpeg (with libx264) for clips that play in the web page"
+        )
+    _opencv(path, frames, fps, "mp4v")
+    return "mp4v"
+
+
+def _check(frames: Sequence[np.ndarray], fps: float) -> None:
+    if not len(frames):
+        raise EdgevisionError("a clip needs at least one frame.")
+    if not (fps > 0):
+        raise EdgevisionError(f"a clip's fps must be above 0, got {fps}.")
+    height, width = frames[0].shape[:2]
+    for frame in frames:
+        if frame.shape[:2] != (height, width):
+            raise EdgevisionError(
+                f"every frame of a clip must be {width}x{height}, got {frame.shape[1]}x{frame.shape[0]}."
+            )
+
+
+def _ffmpeg_h264(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
+    program = shutil.which("ffmpeg")
+    if program is None:
+        raise _Unavailable("no ffmpeg on PATH")
+    height, width = frames[0].shape[:2]
+    command = [
+        program, "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "-",
+        "-an", "-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2",  # 4:2:0 needs even sides
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p",
+        "-threads", "1",  # leave the other cores to the model
+        "-movflags", "+faststart", "-f", "mp4", str(path),
+    ]  # fmt: skip
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
+        try:
+            for frame in frames:
+                process.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+            process.stdin.close()
+            code = process.wait(timeout=FFMPEG_TIMEOUT_S)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            process.kill()
+            code = process.wait()
+        errors.seek(0)
+        said = errors.read().decode(errors="replace").strip().splitlines()
+    if code != 0:
+        raise _Unavailable(f"ffmpeg exited with {code}: {said[-1] if said else 'no message'}")
+
+
+def _opencv_h264(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
+    _opencv(path, frames, fps, "avc1")
+
+
+def _opencv(path: Path, frames: Sequence[np.ndarray], fps: float, fourcc: str) -> None:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), (width, height))
+    if not writer.isOpened():
+        if fourcc != "mp4v":
+            raise _Unavailable(f"OpenCV has no {fourcc} encoder")
+        raise EdgevisionError(f"OpenCV cannot write an mp4 clip at {path}; is its video writer installed?")
+    try:
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
+    finally:
+        writer.release()
+
+
+_H264: dict[str, Callable[[Path, Sequence[np.ndarray], float], None]] = {
+    "ffmpeg": _ffmpeg_h264,
+    "opencv-h264": _opencv_h264,
+}

@@ -137,7 +137,9 @@ def wait_healthy(process: subprocess.Popen, base: str, log: Path, timeout: float
 
 
 def soak(seconds: float, every: float, folder: Path) -> Soak:
-    """Run ``edgevision watch`` for ``seconds``, sampling every ``every`` s; then SIGTERM it."""
+    """Run ``edgevision watch`` for ``seconds`` from its first answer (its start-up is not counted;
+    a busy machine can take many seconds to load the model), sampling every ``every`` s; then SIGTERM it.
+    Sample times count from the process's start."""
     port = free_port()
     config, log = write_config(folder, port), folder / "stderr.txt"
     base = f"http://127.0.0.1:{port}"
@@ -145,9 +147,9 @@ def soak(seconds: float, every: float, folder: Path) -> Soak:
     process = start_watch(config, log)
     try:
         wait_healthy(process, base, log)
-        samples = []
-        while (now := time.monotonic() - began) <= seconds:
-            samples.append(sample(process.pid, base, now))
+        answered, samples = time.monotonic(), []
+        while time.monotonic() - answered <= seconds:
+            samples.append(sample(process.pid, base, time.monotonic() - began))
             time.sleep(every)
         exit_code, exit_s = stop(process)
     finally:

@@ -192,8 +192,10 @@ def test_kill_9_then_restart_loses_no_event_and_counts_tracks_on(watching, loopi
     process.wait()
     with EventStore(tmp_path / "data") as store:  # opening recovers what the kill left
         before = {e.id: e for e in store.events(limit=10_000)}
-        for event in before.values():
-            assert event.snapshot and (store.folder / event.snapshot).stat().st_size > 0
+        assert any(e.snapshot for e in before.values())
+        for event in before.values():  # an event is committed first, its snapshot and clip follow
+            if event.snapshot:
+                assert (store.folder / event.snapshot).stat().st_size > 0
             if event.clip:
                 assert frame_count(store.folder / event.clip) > 0  # a referenced clip is a whole file
         last_track = {c: store.last_track_id(c) for c in ("left", "right")}

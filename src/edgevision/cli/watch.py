@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +41,20 @@ def watch(
             _print(line)
         return
     api.watch(config)
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """End the process at once, the service having stopped and closed everything it opened.
+
+    SIGTERM must end ``watch`` within 5 s (systemd then kills it). The interpreter's own
+    teardown, freeing the models' and runtimes' objects one by one, took 0.9 s of CPU after
+    the service had stopped, and twice that on a busy board; nothing of ours is left to run.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _read_password() -> str:

@@ -18,6 +18,7 @@ from edgevision.models.base import Predictor
 from edgevision.signals import stop_on_signals
 from edgevision.watch.config import WatchConfig
 from edgevision.watch.http import WebServer
+from edgevision.watch.mqtt import MqttLink
 from edgevision.watch.service import Loader, Service
 from edgevision.zoo.assemble import load_predictor
 
@@ -25,13 +26,19 @@ logger = logging.getLogger(__name__)
 
 
 class _Running:
-    """The service and web server now running, and the models loaded so far (kept across reloads)."""
+    """The service, web server and MQTT link now running, and the models loaded so far (kept across reloads)."""
 
     def __init__(self, config: WatchConfig, loader: Loader) -> None:
         self.models: dict[str, Predictor] = {}
         self._loader = loader
+        self.mqtt = MqttLink(config) if config.mqtt is not None else None
         self.service = self._started(config)
         self.web: WebServer | None = None
+        try:
+            self._start_mqtt()
+        except BaseException:
+            self.service.stop(timeout=1.0)
+            raise
 
     def _load_once(self, model: str) -> Predictor:
         if model not in self.models:
@@ -39,7 +46,7 @@ class _Running:
         return self.models[model]
 
     def _started(self, config: WatchConfig) -> Service:
-        service = Service(config, loader=self._load_once)
+        service = Service(config, loader=self._load_once, outlet=self.mqtt)
         try:
             service.start()
         except BaseException:
@@ -52,19 +59,36 @@ class _Running:
         self.web = WebServer(lambda: self.service, bind=web.bind, port=web.port)
         self.web.start()
 
+    def _start_mqtt(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.start()  # after the service, whose store made the outbox; connects in the background
+
     def reload(self, config: WatchConfig) -> None:
-        """Run ``config`` instead; the web server moves only when its address changed."""
+        """Run ``config`` instead; the web server moves only when its address changed, MQTT reconnects only when its settings did."""
         old = self.service
         old.stop()
+        same_mqtt = config.mqtt == old.config.mqtt and config.storage.path == old.config.storage.path
+        if self.mqtt is not None and same_mqtt:
+            self.mqtt.configure(config)
+        else:
+            self._stop_mqtt()
+            self.mqtt = MqttLink(config) if config.mqtt is not None else None
         self.service = self._started(config)
+        if not same_mqtt:
+            self._start_mqtt()
         if config.web != old.config.web:
             self.web.close()
             self.serve_web()
         logger.info("config reloaded")
 
+    def _stop_mqtt(self, timeout: float = 1.5) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop(timeout=timeout)
+
     def stop(self) -> None:
-        """Everything ended within about 4 s: the service first, so the web answers to the last."""
+        """Everything ended within about 4.5 s: the service first, so the web and MQTT tell of the last."""
         self.service.stop(timeout=3.0)
+        self._stop_mqtt(timeout=1.0)
         if self.web is not None:
             self.web.close(timeout=0.5)
 

@@ -77,6 +77,7 @@ class Broker:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused broker cannot act on SIGTERM
             self.process.terminate()  # SIGTERM: mosquitto ends between packets and saves its sessions
             self.process.wait(10)
 
@@ -285,6 +286,26 @@ def test_a_broker_outage_mid_run_loses_no_event_and_keeps_their_order(tmp_path, 
     finally:
         subscriber.close()
         broker.stop()
+
+
+def test_an_event_is_marked_sent_only_once_the_broker_acknowledged_it(tmp_path, clip, broker):
+    live = Subscriber(broker.port, f"{BASE}/+/events")
+    config = watch_config(tmp_path, clip, broker.port)
+    link = MqttLink(config)
+    link.start()
+    try:
+        poll(lambda: retained(broker.port, f"{BASE}/availability"), timeout=10, every=0.1)  # connected
+        broker.process.send_signal(signal.SIGSTOP)  # the connection stays, but no acknowledgement comes back
+        with EventStore(config.storage.path) as store:
+            store.add_event("door", "enter", zone="walkway", track_id=1, outbox=link.message)
+        time.sleep(2.5)  # the publisher looks at the outbox every second: the message went out meanwhile
+        assert unsent_ids(config.storage.path) == [f"{W}:1"]
+        broker.process.send_signal(signal.SIGCONT)
+        poll(lambda: unsent_ids(config.storage.path) == [], timeout=10, every=0.05)
+        poll(lambda: event_ids(live.events()) == [f"{W}:1"], timeout=10, every=0.05)
+    finally:
+        link.stop()
+        live.close()
 
 
 def test_a_reload_keeps_the_connection_and_empties_what_the_config_lost(tmp_path, clip, predictor, broker):

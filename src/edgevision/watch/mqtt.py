@@ -298,7 +298,7 @@ def paho():
 def reason_of(exc: BaseException) -> str:
     """A connection error in a few words: ``Connection refused``, ``certificate verify failed: ...``."""
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return f"certificate verify failed: {exc.verify_message}"
+        return f"certificate verify failed: {exc.verify_message.rstrip('.')}"
     return getattr(exc, "strerror", None) or cause(exc)
 
 

@@ -75,7 +75,7 @@ class MqttLink:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._connected = threading.Event()
         self._fresh = False  # a new connection: everything retained goes again
-        self._said = ""  # the connection state last logged
+        self._said: dict[str, str] = {}  # the state last logged, of the connection and of the outbox
         self._client: Any = None
         self._outbox: Outbox | None = None
         self._thread: threading.Thread | None = None
@@ -159,35 +159,43 @@ class MqttLink:
                 continue
             try:
                 self._publish()
+                self._said.pop("outbox", None)
             except sqlite3.Error as exc:
-                self._log_once("outbox", f"mqtt: cannot read the outbox in {self.folder} ({cause(exc)}); trying again")
+                text = f"mqtt: cannot read the outbox in {self.folder} ({cause(exc)}); trying again"
+                self._log_once("outbox", "failing", text)
 
     def _publish(self) -> None:
         if self._fresh:
             self._fresh = False
             self._announce()
-        for topic, payload in self._take_changes():
-            self._client.publish(topic, payload, qos=1, retain=True)
+        self._publish_retained()
         self._send_outbox()
 
     def _announce(self) -> None:
         """After each connect: everything retained again (a broker may have lost it), then ``online``."""
         with self._lock:
             self._changed = set(self._retained)
-        for topic, payload in self._take_changes():
-            self._client.publish(topic, payload, qos=1, retain=True)
+        self._publish_retained()
         self._client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         waiting = self._outbox.unsent()
         if waiting:
             logger.info("mqtt: sending %d event(s) kept while the broker was away", waiting)
 
-    def _take_changes(self) -> list[tuple[str, str | bytes]]:
-        """The retained messages to publish now: emptied topics first, then changed ones."""
+    def _publish_retained(self) -> None:
+        """Empty the topics of entities gone (QoS 1), then send the states that changed.
+
+        States go at QoS 0: paho would send an unacknowledged QoS 1 state again after a
+        reconnect, possibly after the newer one the announcement sends; a QoS 0 one lost with
+        the connection is sent again by that announcement anyway.
+        """
         with self._lock:
-            taken = [(topic, b"") for topic in sorted(self._clear)]
-            taken += [(topic, self._retained[topic]) for topic in sorted(self._changed)]
-            self._clear, self._changed = set(), set()
-        return taken
+            cleared, self._clear = sorted(self._clear), set()
+            changed = [(topic, self._retained[topic]) for topic in sorted(self._changed)]
+            self._changed = set()
+        for topic in cleared:
+            self._client.publish(topic, b"", qos=1, retain=True)
+        for topic, payload in changed:
+            self._client.publish(topic, payload, qos=0, retain=True)
 
     def _send_outbox(self) -> None:
         """The next outbox message once the broker acknowledged the one before (one at a time keeps the order)."""
@@ -211,9 +219,10 @@ class MqttLink:
         if reason.is_failure:
             hint = "; check mqtt.username and mqtt.password" if str(reason) in _AUTH_REASONS else ""
             text = f"mqtt: the broker at {self.address} refused the connection ({reason}), retrying{hint}"
-            self._log_once(f"refused {reason}", text)
+            self._log_once("connection", f"refused {reason}", text)
             return
-        self._log_once("connected", f"mqtt: connected to {self.address} as {self.topics.watcher}", logging.INFO)
+        text = f"mqtt: connected to {self.address} as {self.topics.watcher}"
+        self._log_once("connection", "connected", text, logging.INFO)
         discovery = f"{self.settings.discovery.prefix}/+/{self.topics.watcher}/+/config"
         client.subscribe(discovery, qos=1)  # the retained configs of this watcher: any no longer wanted is emptied
         self._fresh = True
@@ -223,13 +232,14 @@ class MqttLink:
     def _on_connect_fail(self, client, userdata) -> None:
         exc = sys.exc_info()[1]  # paho calls this while it handles the connection's OSError
         reason = f" ({reason_of(exc)}), retrying{hint_of(exc)}" if exc is not None else ", retrying"
-        self._log_once(f"unreachable {reason}", f"mqtt: cannot reach the broker at {self.address}{reason}")
+        text = f"mqtt: cannot reach the broker at {self.address}{reason}"
+        self._log_once("connection", f"unreachable {reason}", text)
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
         self._connected.clear()
-        if not self._stop.is_set() and self._said == "connected":
+        if not self._stop.is_set() and self._said.get("connection") == "connected":
             text = f"mqtt: lost the connection to the broker at {self.address}, reconnecting; events wait in the outbox"
-            self._log_once("lost", text)
+            self._log_once("connection", "lost", text)
 
     def _on_publish(self, client, userdata, mid, reason, properties) -> None:
         with self._acks:  # paho holds its own lock here: take none that is held while calling paho
@@ -253,16 +263,15 @@ class MqttLink:
             config = json.loads(payload)
         except ValueError:
             return None
-        if not isinstance(config, dict) or not str(config.get("unique_id", "")).startswith(
-            f"edgevision_{self.topics.watcher}_"
-        ):
+        mine = f"edgevision_{self.topics.watcher}_"
+        if not isinstance(config, dict) or not str(config.get("unique_id", "")).startswith(mine):
             return None
         return {str(config[key]) for key in ("state_topic", "topic") if key in config}
 
-    def _log_once(self, state: str, text: str, level: int = logging.WARNING) -> None:
-        """One log line per change of the connection's state, not one per retry."""
-        if state != self._said:
-            self._said = state
+    def _log_once(self, subject: str, state: str, text: str, level: int = logging.WARNING) -> None:
+        """One log line per change of ``subject``'s state (the connection, the outbox), not one per retry."""
+        if self._said.get(subject) != state:
+            self._said[subject] = state
             logger.log(level, text)
 
 

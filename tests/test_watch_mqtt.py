@@ -123,7 +123,7 @@ def retained(port: int, topic: str = "#", **options) -> dict[str, bytes]:
     count = -1
     while count != len(late.messages):  # retained messages come right after the subscription
         count = len(late.messages)
-        time.sleep(0.3)
+        time.sleep(0.2)
     late.close()
     return {m.topic: m.payload for m in late.messages if m.retain}
 
@@ -298,7 +298,7 @@ def test_an_event_is_marked_sent_only_once_the_broker_acknowledged_it(tmp_path, 
         broker.process.send_signal(signal.SIGSTOP)  # the connection stays, but no acknowledgement comes back
         with EventStore(config.storage.path) as store:
             store.add_event("door", "enter", zone="walkway", track_id=1, outbox=link.message)
-        time.sleep(2.5)  # the publisher looks at the outbox every second: the message went out meanwhile
+        time.sleep(1.5)  # the publisher looks at the outbox every second: the message went out meanwhile
         assert unsent_ids(config.storage.path) == [f"{W}:1"]
         broker.process.send_signal(signal.SIGCONT)
         poll(lambda: unsent_ids(config.storage.path) == [], timeout=10, every=0.05)

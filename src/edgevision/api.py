@@ -463,7 +463,7 @@ def watch(path: str | Path) -> None:
     """Run the ``edgevision watch`` service of the config file ``path`` until SIGTERM or Ctrl-C.
 
     SIGHUP reads the file again; a config with problems is refused (logged) and the
-    running one kept. Needs the ``watch`` extra (FastAPI, uvicorn, prometheus-client).
+    running one kept. Needs the ``watch`` extra (FastAPI, uvicorn, prometheus-client, paho-mqtt).
     """
     config = check_watch_config(path)
     try:

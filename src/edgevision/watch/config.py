@@ -13,6 +13,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import socket
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from edgevision.errors import EdgevisionError
+from edgevision.errors import EdgevisionError, cause
 from edgevision.media import is_video
 from edgevision.pipeline.capture import source_kind
 from edgevision.pipeline.zones import Line, Zone
@@ -311,6 +313,127 @@ class WebConfig(_Section):
             return False  # a host name may resolve to anything
 
 
+def _check_host(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST.fullmatch(host):
+            raise ValueError(f"expected an IP address or a host name, got '{host}'") from None
+    return host
+
+
+def _topic(topic: str) -> str:
+    """A topic prefix: levels joined by '/', none empty, no wildcards (they are for subscribing)."""
+    if any(c in topic for c in "+#\x00") or any(not level for level in topic.split("/")):
+        raise ValueError(
+            f"expected topic levels such as 'edgevision' or 'home/edgevision' (no '+', '#' or empty level), got '{topic}'"
+        )
+    return topic
+
+
+def _existing_file(path: Path, info: ValidationInfo) -> Path:
+    path = _resolved(path.expanduser(), info)
+    if not path.is_file():
+        raise ValueError(f"the file {path} does not exist")
+    return path
+
+
+def _tls(value: Any) -> Any:
+    """``tls: true`` is TLS with the system's certificate authorities; ``false`` (or none) is no TLS."""
+    if value is True:
+        return {}
+    if value is False or value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"expected true, false or a mapping of ca_certs, certfile, keyfile, insecure, got {_shown(value)}"
+        )
+    return value
+
+
+def host_name() -> str:
+    """This machine's name cut to a watcher id: its first label, letters, digits, '_' and '-' only."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0]).strip("-_")[:64]
+    return name or "edgevision"
+
+
+Host = Annotated[str, BeforeValidator(_text), AfterValidator(_check_host)]
+Topic = Annotated[str, AfterValidator(_topic), Field(min_length=1, max_length=128)]
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
+
+
+class TlsConfig(_Section):
+    """TLS to the broker: the authority that signed its certificate, and this client's own certificate."""
+
+    ca_certs: ExistingFile | None = None  # None: the system's certificate authorities
+    certfile: ExistingFile | None = None
+    keyfile: ExistingFile | None = None
+    insecure: bool = False  # do not check that the broker's certificate names its host
+
+    @field_validator("ca_certs")
+    @classmethod
+    def _authorities(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=path)
+            except ssl.SSLError as exc:
+                raise ValueError(f"{path} holds no certificate in PEM form ({cause(exc)})") from None
+        return path
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if self.keyfile and not self.certfile:
+            raise ValueError("keyfile is the key of certfile; give certfile too")
+        if self.certfile:
+            try:  # an empty passphrase: an encrypted key is refused here, never asked for on a terminal
+                ssl.create_default_context().load_cert_chain(self.certfile, self.keyfile, password=lambda: b"")
+            except ssl.SSLError as exc:
+                raise ValueError(
+                    f"certfile and keyfile are not a certificate and its unencrypted key in PEM form ({cause(exc)})"
+                ) from None
+        return self
+
+
+class DiscoveryConfig(_Section):
+    """Home Assistant MQTT discovery."""
+
+    enabled: bool = True
+    prefix: Topic = "homeassistant"
+
+
+class MqttConfig(_Section):
+    """The MQTT broker that events and states are published to."""
+
+    host: Host
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: Text | None = None
+    password: Annotated[str, BeforeValidator(_text)] | None = None
+    tls: Annotated[TlsConfig | None, BeforeValidator(_tls)] = None
+    topic_prefix: Topic = "edgevision"
+    client_id: Name | None = None  # None: the host name; each watcher on a broker needs its own
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 60
+    discovery: DiscoveryConfig = DiscoveryConfig()
+
+    @model_validator(mode="after")
+    def _user(self) -> MqttConfig:
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs its username; give username too")
+        return self
+
+    @property
+    def watcher(self) -> str:
+        """The watcher's id in topics and payloads: ``client_id``, else the host name."""
+        return self.client_id or host_name()
+
+    def summary(self) -> str:
+        user = f"{self.username}:***@" if self.password is not None else f"{self.username}@" if self.username else ""
+        scheme = "mqtts" if self.tls else "mqtt"
+        discovery = f", Home Assistant discovery under {self.discovery.prefix}/" if self.discovery.enabled else ""
+        return (
+            f"mqtt: {scheme}://{user}{self.host}:{self.port}, topics {self.topic_prefix}/{self.watcher}/...{discovery}"
+        )
+
+
 class WatchConfig(_Section):
     """The whole ``edgevision watch`` configuration."""
 
@@ -318,6 +441,7 @@ class WatchConfig(_Section):
     storage: StorageConfig = Field(default={}, validate_default=True)  # validated: its path resolves too
     cameras: Annotated[dict[Name, CameraConfig], AfterValidator(_some_cameras)]
     web: WebConfig = WebConfig()
+    mqtt: MqttConfig | None = None  # None: no MQTT
 
     def model_of(self, camera: str) -> str:
         """The model camera ``camera`` runs: its own, else the config's."""
@@ -339,6 +463,8 @@ class WatchConfig(_Section):
         kinds = [k for k in ("token", "password_hash") if auth is not None and getattr(auth, k)]
         login = f" (login: {' or '.join(kinds).replace('_hash', '')})" if kinds else " (no login: read-only page)"
         lines.append(f"web: http://{self.web.bind}:{self.web.port}/{login}")
+        if self.mqtt is not None:
+            lines.append(self.mqtt.summary())
         return lines
 
 

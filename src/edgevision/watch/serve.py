@@ -22,6 +22,7 @@ from edgevision.signals import stop_on_signals
 from edgevision.watch.config import WatchConfig
 from edgevision.watch.editor import ConfigEditor
 from edgevision.watch.http import WebServer
+from edgevision.watch.mqtt import MqttLink
 from edgevision.watch.service import Loader, Service
 from edgevision.zoo.assemble import load_predictor
 
@@ -29,17 +30,25 @@ logger = logging.getLogger(__name__)
 
 
 class _Running:
-    """The service and web server now running, and the models loaded so far (kept across reloads)."""
+    """The service, web server and MQTT link now running, and the models loaded so far (kept across reloads)."""
 
-    def __init__(self, config: WatchConfig, loader: Loader, *, hangup: threading.Event, path: Path | None) -> None:
+    def __init__(
+        self, config: WatchConfig, loader: Loader, *, hangup: threading.Event | None = None, path: Path | None = None
+    ) -> None:
         self.models: dict[str, Predictor] = {}
         self._loader = loader
+        self.mqtt = MqttLink(config) if config.mqtt is not None else None
         self.service = self._started(config)
         self.web: WebServer | None = None
-        self.hangup = hangup  # set by SIGHUP and by request_reload()
+        self.hangup = hangup or threading.Event()  # set by SIGHUP and by request_reload()
         self._waiting: list[Future] = []  # reloads asked for by the web page, resolved after the next one
         self._lock = threading.Lock()
         self.editor = ConfigEditor(path, reload=self.request_reload) if path is not None else None
+        try:
+            self._start_mqtt()
+        except BaseException:
+            self.service.stop(timeout=1.0)
+            raise
 
     def _load_once(self, model: str) -> Predictor:
         if model not in self.models:
@@ -47,7 +56,7 @@ class _Running:
         return self.models[model]
 
     def _started(self, config: WatchConfig) -> Service:
-        service = Service(config, loader=self._load_once)
+        service = Service(config, loader=self._load_once, outlet=self.mqtt)
         try:
             service.start()
         except BaseException:
@@ -74,24 +83,42 @@ class _Running:
             waiting, self._waiting = self._waiting, []
         return waiting
 
+    def _start_mqtt(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.start()  # after the service, whose store made the outbox; connects in the background
+
     def reload(self, config: WatchConfig) -> None:
-        """Run ``config`` instead; the web server restarts only when its settings (address, logins) changed."""
+        """Run ``config`` instead; the web server restarts only when its settings (address, logins)
+        changed, MQTT reconnects only when its settings did."""
         old = self.service
         old.stop()
+        same_mqtt = config.mqtt == old.config.mqtt and config.storage.path == old.config.storage.path
+        if self.mqtt is not None and same_mqtt:
+            self.mqtt.configure(config)
+        else:
+            self._stop_mqtt()
+            self.mqtt = MqttLink(config) if config.mqtt is not None else None
         self.service = self._started(config)
+        if not same_mqtt:
+            self._start_mqtt()
         if config.web != old.config.web:
             self.web.close()
             self.serve_web()
         logger.info("config reloaded")
 
+    def _stop_mqtt(self, timeout: float = 1.5) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop(timeout=timeout)
+
     def stop(self) -> None:
-        """Everything ended within about 2.5 s: the service first, so the web answers to the last.
+        """Everything ended within about 3 s: the service first, so the web and MQTT tell of the last.
 
         Unloading the runtimes as the interpreter exits then takes a second or two on a busy
         machine, and SIGTERM must end the process within 5 s: clips still being encoded after
         2 s are dropped (their events keep their snapshots).
         """
         self.service.stop(timeout=2.0)
+        self._stop_mqtt(timeout=0.8)
         if self.web is not None:
             self.web.close(timeout=0.5)
 

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -40,7 +40,7 @@ from edgevision.types import Frame, Prediction
 from edgevision.watch.camera import Camera
 from edgevision.watch.clips import ClipWriter
 from edgevision.watch.config import CameraConfig, WatchConfig
-from edgevision.watch.store import EventStore
+from edgevision.watch.store import EventStore, Message, StoredEvent
 from edgevision.zoo.assemble import load_predictor
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,19 @@ OnEvent = Callable[[str, Event, Frame], None]  # camera name, the event, the fra
 RETAIN_EVERY = 600.0  # seconds between retention passes
 TRACKS_EVERY = 2.0  # seconds between writes of the tracks seen (one commit for all of them)
 JPEG_QUALITY = [cv2.IMWRITE_JPEG_QUALITY, 85]
+
+
+class Outlet(Protocol):
+    """Where the service hands what it sees to a publisher (MQTT); called on the inference thread, each returns at once."""
+
+    def message(self, event: StoredEvent) -> Message:
+        """The message that goes out with ``event``, kept in the store's outbox in the event's own transaction."""
+
+    def stored(self, camera: str, event_id: int, snapshot: bytes) -> None:
+        """Event ``event_id`` of ``camera`` is stored, with this annotated snapshot (JPEG)."""
+
+    def state(self, camera: str, occupancy: dict[str, int], line_counts: dict[str, dict[str, int]]) -> None:
+        """``camera``'s objects in each zone and crossings of each line, at start and whenever they change."""
 
 
 class RoundRobin(Generic[T]):
@@ -93,6 +106,7 @@ class Analysis:
         self.seen: dict[int, str] = {}  # tracks seen since the last write: id -> label
         self.seen_written = 0.0
         self.line_counts: dict[str, dict[str, int]] = {ln: {"in": 0, "out": 0} for ln in config.lines}
+        self.told: dict[str, int] | None = None  # the occupancy last handed to the outlet
 
     def update(self, frame: Frame, prediction: Prediction, *, index: int) -> tuple[Prediction, list[Event]]:
         if self.tracker is None:
@@ -127,15 +141,23 @@ class Service:
 
     ``paced=False`` reads video files as fast as the model takes their frames, every one of
     them, on the file's own clock (see :class:`~edgevision.watch.camera.Camera`); ``on_event``
-    is called on the inference thread with each event once it is stored.
+    is called on the inference thread with each event once it is stored. ``outlet`` (the MQTT
+    link) gets each event's outbox message, its snapshot and the zone and line states.
     """
 
     def __init__(
-        self, config: WatchConfig, *, loader: Loader | None = None, paced: bool = True, on_event: OnEvent | None = None
+        self,
+        config: WatchConfig,
+        *,
+        loader: Loader | None = None,
+        paced: bool = True,
+        on_event: OnEvent | None = None,
+        outlet: Outlet | None = None,
     ) -> None:
         self.config = config
         self.paced = paced
         self._on_event = on_event
+        self._outlet = outlet
         self._loader = loader or load_predictor
         self.started = time.time()
         self.store: EventStore | None = None
@@ -163,6 +185,8 @@ class Service:
             self.cameras[name] = Camera(
                 name, camera, on_ready=self._wake.set, deliver=self._clips.put, paced=self.paced
             )
+        for analysis in self._analyses.values():
+            self._tell(analysis, force=True)
         for camera in self.cameras.values():
             camera.start()
         self._spawn("watch-inference", self._infer_loop)
@@ -226,8 +250,18 @@ class Service:
         prediction, events = analysis.update(frame, prediction, index=camera.inferred)
         for event in events:
             self._record(camera, frame, prediction, event)
+        self._tell(analysis, force=any(e.type == "cross" for e in events))
         if time.monotonic() - analysis.seen_written >= TRACKS_EVERY:
             self._write_tracks(analysis)
+
+    def _tell(self, analysis: Analysis, *, force: bool = False) -> None:
+        """Hand the camera's zone and line states to the outlet when they changed (``force``: a line was crossed)."""
+        if self._outlet is None:
+            return
+        occupancy = analysis.occupancy()
+        if force or occupancy != analysis.told:
+            analysis.told = occupancy
+            self._outlet.state(analysis.name, occupancy, {ln: dict(c) for ln, c in analysis.line_counts.items()})
 
     def _write_tracks(self, analysis: Analysis) -> None:
         if analysis.seen:
@@ -248,6 +282,7 @@ class Service:
             box=event.box,
             direction=event.direction,
             dwell_seconds=event.dwell_seconds,
+            outbox=self._outlet.message if self._outlet is not None else None,
         )
         analysis = self._analyses[camera.name]
         if event.type == "cross" and event.direction:
@@ -256,7 +291,10 @@ class Service:
         analysis.events[event.zone, event.type] += 1
         image = draw(frame.image, prediction)
         draw_box(image, event.box)
-        self.store.add_snapshot(event_id, _jpeg(image))
+        snapshot = _jpeg(image)
+        self.store.add_snapshot(event_id, snapshot)
+        if self._outlet is not None:
+            self._outlet.stored(camera.name, event_id, snapshot)
         camera.clips.start(event_id)
         logger.info(
             "event %d: %s %s %s #%d on %s", event_id, event.type, event.zone, event.label, event.track_id, camera.name

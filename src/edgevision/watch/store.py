@@ -21,7 +21,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ DATABASE = "events.db"
 MEDIA = "media"  # snapshots and clips, one folder per camera
 _JPEG = b"\xff\xd8\xff"
 _DAY = 86400.0
+SENT_KEPT = 1000  # sent outbox messages kept, newest first, for a look back; older ones are deleted
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -66,6 +67,15 @@ CREATE TABLE IF NOT EXISTS tracks (
     last_seen REAL NOT NULL,
     PRIMARY KEY (camera, track_id)
 );
+CREATE TABLE IF NOT EXISTS outbox (       -- MQTT copies of events, written with them, sent in id order
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id INTEGER NOT NULL,
+    time REAL NOT NULL,                    -- the event's, for retention
+    topic TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0        -- 1 once the broker acknowledged it
+);
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent, id);
 CREATE TABLE IF NOT EXISTS line_counts (
     camera TEXT NOT NULL,
     line TEXT NOT NULL,
@@ -99,6 +109,20 @@ class StoredEvent:
         fields = dict(zip(row.keys(), tuple(row)))  # a Row iterates over its values, not its keys
         box, _ = fields.pop("box"), fields.pop("bytes")
         return cls(**fields, box=tuple(json.loads(box)) if box else None)
+
+
+Message = tuple[str, str]  # an MQTT topic and its payload
+OutboxMessage = Callable[[StoredEvent], Message]  # the message that goes out with an event
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message of the outbox, not yet acknowledged by the broker."""
+
+    id: int
+    event_id: int
+    topic: str
+    payload: str
 
 
 class EventStore:
@@ -141,8 +165,13 @@ class EventStore:
         box: Sequence[float] | None = None,
         direction: str | None = None,
         dwell_seconds: float | None = None,
+        outbox: OutboxMessage | None = None,
     ) -> int:
-        """Store one event (committed, on disk when this returns); its id."""
+        """Store one event (committed, on disk when this returns); its id.
+
+        ``outbox`` makes the event's MQTT message, which is kept in the outbox in the same
+        transaction: a crash can lose neither without the other.
+        """
         if not SAFE_NAME.fullmatch(camera):
             raise EdgevisionError(f"camera name '{camera}' must hold only letters, digits, '_' or '-'.")
         when = _now() if time is None else time
@@ -152,7 +181,15 @@ class EventStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         with self._lock, self._db:
-            return self._db.execute(sql, values).lastrowid
+            event_id = self._db.execute(sql, values).lastrowid
+            if outbox is not None:
+                stored = self._db.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+                topic, payload = outbox(StoredEvent.of(stored))
+                self._db.execute(
+                    "INSERT INTO outbox (event_id, time, topic, payload) VALUES (?, ?, ?, ?)",
+                    (event_id, when, topic, payload),
+                )
+        return event_id
 
     def event(self, event_id: int) -> StoredEvent | None:
         """The event ``event_id``, or None when there is none (never stored, or deleted by retention)."""
@@ -285,6 +322,7 @@ class EventStore:
         with self._lock, self._db:
             self._db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i, *_ in doomed])
             self._db.execute("DELETE FROM tracks WHERE last_seen < ?", (cutoff,))
+            self._db.execute("DELETE FROM outbox WHERE time < ?", (cutoff,))  # sent or not: past keeping
         for _, *files in doomed:
             for relative in filter(None, files):
                 (self.folder / relative).unlink(missing_ok=True)
@@ -344,6 +382,45 @@ class EventStore:
         sizes = [(sum(_size(self.folder / f) for f in files if f), event_id) for event_id, *files in rows]
         with self._lock, self._db:
             self._db.executemany("UPDATE events SET bytes = ? WHERE id = ?", sizes)
+
+
+class Outbox:
+    """The outbox of the event database in ``folder``, read by the MQTT publisher on a connection of its own.
+
+    Messages go out in id order, the order their events were stored; one is marked sent once
+    the broker acknowledged it. Marks are synced less strictly than events (``synchronous =
+    NORMAL``): a power cut may forget the last marks, and those messages go out again.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        with writable_folder(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = _connect(folder / DATABASE)
+        self._db.execute("PRAGMA synchronous = NORMAL")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def first_unsent(self) -> Outgoing | None:
+        """The oldest message the broker has not acknowledged, or None."""
+        sql = "SELECT id, event_id, topic, payload FROM outbox WHERE sent = 0 ORDER BY id LIMIT 1"
+        with self._lock:
+            row = self._db.execute(sql).fetchone()
+        return Outgoing(*row) if row else None
+
+    def unsent(self) -> int:
+        """How many messages wait for the broker."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM outbox WHERE sent = 0").fetchone()[0]
+
+    def mark_sent(self, message_id: int) -> None:
+        """The broker acknowledged ``message_id``; sent messages older than the last ``SENT_KEPT`` go."""
+        with self._lock, self._db:
+            self._db.execute("UPDATE outbox SET sent = 1 WHERE id = ?", (message_id,))
+            self._db.execute("DELETE FROM outbox WHERE sent = 1 AND id <= ?", (message_id - SENT_KEPT,))
 
 
 def _connect(path: Path) -> sqlite3.Connection:

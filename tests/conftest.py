@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,16 @@ def tiny_model_files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_input() -> np.ndarray:
     return np.random.default_rng(1).uniform(-1, 1, tiny_models.INPUT_SHAPE).astype(np.float32)
+
+
+def default_signals() -> None:
+    """``preexec_fn`` for a child sent stop signals: SIGINT and SIGHUP as a terminal gives them.
+
+    A test run started in the background (``cmd &``) inherits SIGINT ignored, and ``nohup``
+    ignores SIGHUP; a child would inherit that and never see the signal the test sends.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def run_cli(

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import default_signals
+
 # The whole frame (0-1 fractions): every person tracked from the first frames "enters" it,
 # so events come within the first second of video, long before the clip ends.
 EVERYWHERE = "everywhere:0,0,1,0,1,1,0,1"
@@ -41,6 +43,7 @@ class LiveRun:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
+            preexec_fn=default_signals,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.stderr: list[str] = []

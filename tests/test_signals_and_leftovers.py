@@ -30,7 +30,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import assert_clean_error, frame_count, run_cli
+from conftest import assert_clean_error, default_signals, frame_count, run_cli
 from edgevision.media import Frames
 from test_pipeline import break_frame
 from test_promises_events import EVERYWHERE, _strace_problem
@@ -40,10 +40,6 @@ START_S = 240  # model load and first frames on a busy 2-core machine
 STOP_S = 60  # a stopped command finishes the frames in flight and closes its files within this
 VTEST_FRAMES = 795
 PROGRESS = re.compile(r"^run: [1-9]\d* frames ")
-
-
-def _default_sighup() -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 class Child:
@@ -59,7 +55,7 @@ class Child:
             cwd=cwd,
             # As from a terminal: a suite started under nohup would hand its children an ignored
             # SIGHUP, which edgevision rightly leaves ignored.
-            preexec_fn=_default_sighup,
+            preexec_fn=default_signals,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -234,9 +234,15 @@ def test_real_watch_events_and_the_page_in_chromium(tmp_path, broker, clip, pred
         chips = browser.find_element(By.CSS_SELECTOR, '.watcher[data-watcher="yard"] .chips').text
         assert "walkway: 1" in chips and "middle: 2 in, 0 out" in chips
         assert browser.find_element(By.ID, "broker").text.startswith("broker 127.0.0.1:")
-        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+        where = browser.find_element(By.CSS_SELECTOR, '#event-list .event[data-id="yard:2"] .where').text
+        assert where == "yard / door"
         if SHOTS:
             browser.save_screenshot(SHOTS)
+        yard.stop()  # a clean stop says offline
+        poll(lambda: cards() == {"shed": "online", "yard": "offline"}, timeout=10, every=0.2)
+        badge = browser.find_element(By.CSS_SELECTOR, '.watcher[data-watcher="yard"] .badge').text
+        assert badge == "offline"
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         if browser is not None:
             browser.quit()
@@ -275,7 +281,7 @@ def test_a_broker_that_is_down_is_one_sentence_and_sigterm_ends_it(tmp_path):
 
         state = poll(lambda: (b := broker()) and b["state"] == "unreachable" and b, timeout=20, every=0.2)
         assert state["detail"].startswith(f"broker unreachable: cannot reach 127.0.0.1:{down} (Connection refused)")
-        time.sleep(2.5)  # paho tried again meanwhile: still one line
+        time.sleep(4)  # paho tried again meanwhile (after 1 s, then 2 s): still one line
         process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         process.wait(10)

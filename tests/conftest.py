@@ -157,6 +157,20 @@ def write_first_frames(source: Path, path: Path, count: int) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def predictor():
+    """nanodet-m, loaded once per test module."""
+    from edgevision.zoo.assemble import load_predictor
+
+    return load_predictor("nanodet-m")
+
+
+@pytest.fixture(scope="module")
+def clip(samples_cache, tmp_path_factory) -> Path:
+    """40 frames (4 s at 10 fps) of the pedestrian video: people enter the walkway, one crosses the middle."""
+    return write_first_frames(samples_cache["vtest.avi"], tmp_path_factory.mktemp("clip") / "walkway.avi", 40)
+
+
 def frame_count(path: Path) -> int:
     """How many frames OpenCV reads from the video ``path``."""
     import cv2

@@ -31,7 +31,6 @@ from edgevision.watch.serve import _Running
 from edgevision.watch.service import Service
 from edgevision.watch.store import DATABASE, EventStore, Outbox
 from edgevision.watch.topics import EventMessages, Topics
-from edgevision.zoo.assemble import load_predictor
 from test_watch_service import free_port, poll, start_watch
 
 mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed: pip install 'edgevision[watch]'")
@@ -141,17 +140,6 @@ def unsent_ids(store_folder: Path) -> list[str]:
     """The payload ids of the outbox messages the broker has not acknowledged, in the order they go out."""
     with closing(sqlite3.connect(store_folder / DATABASE)) as db:
         return [f"{W}:{i}" for (i,) in db.execute("SELECT event_id FROM outbox WHERE sent = 0 ORDER BY id")]
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    return load_predictor("nanodet-m")
-
-
-@pytest.fixture(scope="module")
-def clip(samples_cache, tmp_path_factory) -> Path:
-    """40 frames (4 s at 10 fps) of the pedestrian video: people enter the walkway, one crosses the middle."""
-    return write_first_frames(samples_cache["vtest.avi"], tmp_path_factory.mktemp("mqtt") / "walkway.avi", 40)
 
 
 @pytest.fixture

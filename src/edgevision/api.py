@@ -76,7 +76,8 @@ from edgevision.samples import (
 from edgevision.signals import stop_on_signals
 from edgevision.types import Frame, Prediction
 from edgevision.watch.auth import hash_password
-from edgevision.watch.config import WatchConfig, WatchConfigError, read_watch_config
+from edgevision.watch.config import DashboardConfig, WatchConfig, WatchConfigError, read_watch_config
+from edgevision.watch.config import dashboard_config as fleet_dashboard_config
 from edgevision.zoo import get_spec, is_cached, list_models, pull
 from edgevision.zoo.assemble import load_predictor, resolve_model, resolve_source
 from edgevision.zoo.info import model_info, model_record
@@ -473,6 +474,34 @@ def watch(path: str | Path) -> None:
     serve(config, reread=lambda: check_watch_config(path), path=Path(path))
 
 
+def dashboard_config(
+    broker: str, *, mqtt: dict | None = None, web: dict | None = None, storage: dict | None = None
+) -> DashboardConfig:
+    """The checked settings of ``edgevision dashboard`` for the broker ``HOST[:PORT]``.
+
+    ``mqtt``, ``web`` and ``storage`` take the keys of the watch config's sections of those
+    names (``username``, ``tls``, ``topic_prefix``; ``bind``, ``port``, ``auth``; ``path``,
+    ``retain_days``). Binding beyond this machine without ``web.auth`` is refused.
+
+    >>> dashboard_config("broker.lan:1884").mqtt.port
+    1884
+    """
+    return fleet_dashboard_config(broker, mqtt=mqtt or {}, web=web or {}, storage=storage or {})
+
+
+def dashboard(config: DashboardConfig) -> None:
+    """Run the fleet page of ``config`` (from :func:`dashboard_config`) until SIGTERM or Ctrl-C.
+
+    It subscribes to every watcher publishing under ``config.mqtt.topic_prefix`` and shows
+    their availability, occupancy, line counts, latest snapshots and merged events.
+    """
+    try:
+        from edgevision.watch.dashboard import run_dashboard
+    except ImportError as exc:
+        raise MissingExtraError(exc.name or "fastapi", "watch") from None
+    run_dashboard(config)
+
+
 def hash_watch_password(password: str) -> str:
     """``password`` hashed for ``web.auth.password_hash`` of the watch config (scrypt, standard library).
 
@@ -507,6 +536,7 @@ __all__ = [
     "CacheCheck",
     "CacheReport",
     "ConversionResult",
+    "DashboardConfig",
     "DemoOptions",
     "DemoSummary",
     "ExportOptions",
@@ -534,6 +564,8 @@ __all__ = [
     "check_predict_outputs",
     "check_run_outputs",
     "check_watch_config",
+    "dashboard",
+    "dashboard_config",
     "convert",
     "count_frames",
     "count_predict_frames",

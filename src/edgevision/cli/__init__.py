@@ -19,6 +19,7 @@ from edgevision.api import stop_on_signals
 from edgevision.cli import (
     bench,
     convert,
+    dashboard,
     demo,
     devices,
     export,
@@ -55,6 +56,7 @@ app.command("export")(export.export)
 app.command("devices")(devices.devices)
 app.command("inspect")(inspect.inspect)
 app.command("watch")(watch.watch)
+app.command("dashboard")(dashboard.dashboard)
 
 
 class OneLineFormatter(logging.Formatter):

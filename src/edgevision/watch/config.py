@@ -230,6 +230,13 @@ class CameraConfig(_Section):
         )
 
 
+def _data_folder(path: Path, info: ValidationInfo) -> Path:
+    path = _resolved(path.expanduser(), info)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file; give a folder for the events, snapshots and clips")
+    return path
+
+
 class StorageConfig(_Section):
     """Where events, snapshots and clips are kept, and for how long."""
 
@@ -240,10 +247,7 @@ class StorageConfig(_Section):
     @field_validator("path")
     @classmethod
     def _folder(cls, path: Path, info: ValidationInfo) -> Path:
-        path = _resolved(path.expanduser(), info)
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"{path} is a file; give a folder for the events, snapshots and clips")
-        return path
+        return _data_folder(path, info)
 
     @property
     def max_bytes(self) -> int:
@@ -466,6 +470,96 @@ class WatchConfig(_Section):
         if self.mqtt is not None:
             lines.append(self.mqtt.summary())
         return lines
+
+
+class FleetStorage(_Section):
+    """Where the dashboard keeps the events it received, and how many."""
+
+    path: Annotated[Path, AfterValidator(_data_folder)] = Field(default=Path("fleet-data"), validate_default=True)
+    retain_days: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 30.0
+    max_events: Annotated[int, Field(ge=100)] = 1_000_000
+
+
+class DashboardConfig(_Section):
+    """The whole ``edgevision dashboard`` configuration: the broker, the web page, the event store."""
+
+    mqtt: MqttConfig
+    web: WebConfig
+    storage: FleetStorage = Field(default={}, validate_default=True)
+
+
+DASHBOARD_PORT = 8972
+OPTION_OF = {  # a dashboard setting's command-line option, for its messages
+    "mqtt.host": "--mqtt",
+    "mqtt.port": "--mqtt",
+    "mqtt.username": "--username",
+    "mqtt.password": "--password-file",
+    "mqtt.tls.ca_certs": "--tls-ca",
+    "mqtt.topic_prefix": "--prefix",
+    "mqtt.client_id": "--client-id",
+    "web.bind": "--bind",
+    "web.port": "--port",
+    "web.auth.token": "--token",
+    "web.auth.password_hash": "--password-hash",
+    "storage.path": "--data",
+    "storage.retain_days": "--retain-days",
+}
+
+
+def split_address(address: str) -> tuple[str, int | None]:
+    """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` as (host, port or None); ValueError when it is none of them.
+
+    >>> split_address("broker.lan:8883"), split_address("[::1]:1883"), split_address("10.0.0.2")
+    (('broker.lan', 8883), ('::1', 1883), ('10.0.0.2', None))
+    """
+    text = address.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else None if not rest else "?"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, None
+    if not host or (port is not None and not port.isdigit()):
+        raise ValueError(f"expected HOST or HOST:PORT, such as broker.lan or 192.168.1.5:1883, got '{address}'")
+    return host, None if port is None else int(port)
+
+
+def dashboard_config(broker: str, *, mqtt: dict, web: dict, storage: dict) -> DashboardConfig:
+    """The :class:`DashboardConfig` of ``edgevision dashboard``'s options; every problem in one error.
+
+    ``broker`` is ``HOST[:PORT]``; ``mqtt``, ``web`` and ``storage`` hold the other settings
+    as the sections of a config would. A page bound beyond this machine needs a login.
+    """
+    where = "the dashboard options"
+    try:
+        host, port = split_address(broker)
+    except ValueError as exc:
+        raise WatchConfigError(where, [f"--mqtt: {exc}"]) from None
+    web = {"port": DASHBOARD_PORT, **web}
+    if not WebConfig.model_construct(bind=web.get("bind", "127.0.0.1")).loopback and not web.get("auth"):
+        raise EdgevisionError(
+            f"--bind {web['bind']} opens the dashboard to other machines, so it needs a login: --token "
+            "(or EDGEVISION_DASHBOARD_TOKEN) or --password-hash (made by edgevision watch --hash-password); "
+            "or bind 127.0.0.1."
+        )
+    values = {
+        "mqtt": {
+            "host": host,
+            **({"port": port} if port else {}),
+            "client_id": f"dashboard-{host_name()}"[:64],
+            **mqtt,
+        },
+        "web": web,
+        "storage": storage,
+    }
+    try:
+        return DashboardConfig.model_validate(values, context={"base": Path.cwd()})
+    except ValidationError as exc:
+        problems = [
+            problem({**e, "loc": (OPTION_OF.get(key_path(e["loc"]), key_path(e["loc"])),)}) for e in exc.errors()
+        ]
+        raise WatchConfigError(where, problems) from None
 
 
 def model_path_or_name(model: str, base: Path) -> str:

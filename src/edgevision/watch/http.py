@@ -77,17 +77,24 @@ def serving(current: Current) -> Current:
     return service
 
 
-def make_app(current: Current, *, auth: AuthConfig | None = None, editor: ConfigEditor | None = None) -> FastAPI:
-    """The FastAPI application over the service ``current()`` returns; ``editor`` lets the page change zones."""
-    app = FastAPI(title="edgevision watch", docs_url=None, redoc_url=None, openapi_url=None)
-    running, current = current, serving(current)
-    access = Access(auth)
+def new_app(title: str) -> FastAPI:
+    """An empty FastAPI application without generated docs, whose every answer carries the security headers."""
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
         response = await call_next(request)
         add_security_headers(response)
         return response
+
+    return app
+
+
+def make_app(current: Current, *, auth: AuthConfig | None = None, editor: ConfigEditor | None = None) -> FastAPI:
+    """The FastAPI application over the service ``current()`` returns; ``editor`` lets the page change zones."""
+    app = new_app("edgevision watch")
+    running, current = current, serving(current)
+    access = Access(auth)
 
     @app.exception_handler(sqlite3.ProgrammingError)
     async def stopped_meanwhile(request: Request, exc: sqlite3.ProgrammingError) -> JSONResponse:
@@ -96,19 +103,19 @@ def make_app(current: Current, *, auth: AuthConfig | None = None, editor: Config
         return JSONResponse({"detail": RELOADING}, status_code=503, headers={"Retry-After": "1"})
 
     app.include_router(access.router())
-    _ui_routes(app)
+    ui_routes(app)
     _read_routes(app, current, Depends(access.reader))
     _write_routes(app, current, Depends(access.writer), editor)
     return app
 
 
-def _ui_routes(app: FastAPI) -> None:
-    """The page: ``/`` and its files under ``/ui/`` (no data in them, so no login needed)."""
+def ui_routes(app: FastAPI, *, page: str = "index.html") -> None:
+    """The page ``page`` at ``/`` and the files of ``ui/`` under ``/ui/`` (no data in them, so no login needed)."""
     files = {p.name: p for p in UI.iterdir() if p.suffix in UI_TYPES} if UI.is_dir() else {}
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return _ui_file(files, "index.html")
+        return _ui_file(files, page)
 
     @app.get("/ui/{name}", include_in_schema=False)
     def ui_file(name: str) -> FileResponse:
@@ -272,22 +279,18 @@ class WatchCollector:
             yield counter
 
 
-class WebServer:
-    """uvicorn serving :func:`make_app` on ``bind``:``port`` from a thread of its own."""
+class AppServer:
+    """uvicorn serving the FastAPI application of :meth:`app` on ``bind``:``port`` from a thread of its own."""
 
-    def __init__(
-        self,
-        current: Current,
-        *,
-        bind: str,
-        port: int,
-        auth: AuthConfig | None = None,
-        editor: ConfigEditor | None = None,
-    ) -> None:
-        self.current, self.bind, self.port = current, bind, port
-        self.auth, self.editor = auth, editor
+    port_option = "web.port"  # what to change when the port is taken
+
+    def __init__(self, *, bind: str, port: int) -> None:
+        self.bind, self.port = bind, port
         self._server = None
         self._thread: threading.Thread | None = None
+
+    def app(self) -> FastAPI:
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
@@ -297,8 +300,8 @@ class WebServer:
         """Serve; one sentence when the port is taken. Returns once the server answers."""
         import uvicorn
 
-        sock = _listening_socket(self.bind, self.port)
-        app = make_app(self.current, auth=self.auth, editor=self.editor)
+        sock = _listening_socket(self.bind, self.port, self.port_option)
+        app = self.app()
         config = uvicorn.Config(app, log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -314,7 +317,26 @@ class WebServer:
             self._thread.join(timeout)
 
 
-def _listening_socket(bind: str, port: int) -> socket.socket:
+class WebServer(AppServer):
+    """The page and API of the watch service ``current()`` (see :func:`make_app`)."""
+
+    def __init__(
+        self,
+        current: Current,
+        *,
+        bind: str,
+        port: int,
+        auth: AuthConfig | None = None,
+        editor: ConfigEditor | None = None,
+    ) -> None:
+        super().__init__(bind=bind, port=port)
+        self.current, self.auth, self.editor = current, auth, editor
+
+    def app(self) -> FastAPI:
+        return make_app(self.current, auth=self.auth, editor=self.editor)
+
+
+def _listening_socket(bind: str, port: int, option: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -323,7 +345,7 @@ def _listening_socket(bind: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise EdgevisionError(
-            f"cannot serve the web API on {bind}:{port} ({exc.strerror}); free the port or set web.port."
+            f"cannot serve the web API on {bind}:{port} ({exc.strerror}); free the port or set {option}."
         ) from None
     sock.listen(64)
     sock.set_inheritable(True)

@@ -275,11 +275,18 @@ class MqttLink:
             logger.log(level, text)
 
 
-def make_client(settings: MqttConfig, availability: str):
-    """A paho client with the credentials, TLS and last will of ``settings`` (not connected yet)."""
+def make_client(settings: MqttConfig, availability: str | None, *, clean_session: bool = True):
+    """A paho client with the credentials, TLS and last will of ``settings`` (not connected yet).
+
+    ``availability`` is the topic of the last will (None: no will); ``clean_session=False``
+    asks the broker to keep the subscriptions and queue QoS 1 messages while it is away.
+    """
     mqtt = paho()
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=settings.watcher, clean_session=True, protocol=mqtt.MQTTv311
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=settings.watcher,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
     )
     if settings.username is not None:
         client.username_pw_set(settings.username, settings.password)
@@ -290,7 +297,8 @@ def make_client(settings: MqttConfig, availability: str):
         except (ssl.SSLError, OSError) as exc:
             raise EdgevisionError(f"mqtt.tls: cannot use the certificates ({cause(exc)}); check its files.") from None
         client.tls_insecure_set(tls.insecure)
-    client.will_set(availability, OFFLINE, qos=1, retain=True)  # the broker says it when the watcher vanishes
+    if availability is not None:
+        client.will_set(availability, OFFLINE, qos=1, retain=True)  # the broker says it when the watcher vanishes
     client.reconnect_delay_set(*RECONNECT_S)
     return client
 

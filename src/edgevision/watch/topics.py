@@ -50,6 +50,47 @@ class Topics:
         return f"{self.base}/{camera}/{line}/{direction}"
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """What a topic under ``prefix`` is about: ``kind`` is one of :data:`KINDS`, ``name`` a zone or line."""
+
+    kind: str
+    watcher: str
+    camera: str | None = None
+    name: str | None = None
+
+
+KINDS = ("availability", "events", "snapshot", "occupancy", *DIRECTIONS)
+
+
+def subscriptions(prefix: str) -> list[str]:
+    """The filters that receive everything every watcher under ``prefix`` publishes (discovery aside)."""
+    return [
+        f"{prefix}/+/availability",
+        f"{prefix}/+/+/events",
+        f"{prefix}/+/+/snapshot",
+        *(f"{prefix}/+/+/+/{kind}" for kind in ("occupancy", *DIRECTIONS)),
+    ]
+
+
+def parse_topic(prefix: str, topic: str) -> Parsed | None:
+    """The inverse of :class:`Topics`: what ``topic`` is about, or None when no watcher publishes it.
+
+    >>> parse_topic("edgevision", "edgevision/shed/garden/path/in")
+    Parsed(kind='in', watcher='shed', camera='garden', name='path')
+    >>> parse_topic("edgevision", "edgevision/shed/availability").kind, parse_topic("edgevision", "other/x") is None
+    ('availability', True)
+    """
+    if not topic.startswith(prefix + "/"):
+        return None
+    levels = topic[len(prefix) + 1 :].split("/")
+    kind = levels[-1]
+    shapes = {2: ("availability",), 3: ("events", "snapshot"), 4: ("occupancy", *DIRECTIONS)}
+    if kind not in shapes.get(len(levels), ()) or not all(levels[:-1]):
+        return None
+    return Parsed(kind, levels[0], *levels[1:-1])
+
+
 def topics_of(mqtt: MqttConfig) -> Topics:
     return Topics(mqtt.topic_prefix, mqtt.watcher)
 

@@ -94,7 +94,15 @@ class Analysis:
     names one track across restarts too.
     """
 
-    def __init__(self, name: str, config: CameraConfig, predictor: Predictor, *, first_track_id: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: CameraConfig,
+        predictor: Predictor,
+        *,
+        first_track_id: int = 0,
+        stored_counts: dict[tuple[str, str, str], int] | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self.classes = model_classes(predictor, tuple(config.rules.classes))
@@ -105,7 +113,9 @@ class Analysis:
         self.events: Counter[tuple[str, str]] = Counter()  # (zone or line, type) -> count
         self.seen: dict[int, str] = {}  # tracks seen since the last write: id -> label
         self.seen_written = 0.0
-        self.line_counts: dict[str, dict[str, int]] = {ln: {"in": 0, "out": 0} for ln in config.lines}
+        self._line_counts: dict[str, dict[str, int]] = {ln: {"in": 0, "out": 0} for ln in config.lines}
+        for (_, line, direction), n in (stored_counts or {}).items():  # the store's (camera, line, direction)
+            self.counted(line, direction, n)
         self.told: dict[str, int] | None = None  # the occupancy last handed to the outlet
 
     def update(self, frame: Frame, prediction: Prediction, *, index: int) -> tuple[Prediction, list[Event]]:
@@ -118,6 +128,14 @@ class Analysis:
             self.seen.update(zip(prediction.tracker_ids.tolist(), labels_of(prediction)))
         events = self.engine.update(prediction, frame=index, time=frame.captured) if self.engine else []
         return prediction, events
+
+    def counted(self, line: str, direction: str, count: int) -> None:
+        """``line`` has been crossed ``count`` times ``direction`` (``"in"`` or ``"out"``) in all."""
+        self._line_counts.setdefault(line, {"in": 0, "out": 0})[direction] = count
+
+    def line_counts(self) -> dict[str, dict[str, int]]:
+        """Crossings of each line by direction, as the store keeps them (a copy)."""
+        return {line: dict(counts) for line, counts in self._line_counts.items()}
 
     def occupancy(self) -> dict[str, int]:
         """Confirmed tracks now inside each zone."""
@@ -178,10 +196,13 @@ class Service:
         self._clips = ClipWriter(self._write_clip)
         for name, camera in self.config.cameras.items():
             predictor = predictors[self.config.model_of(name)]
-            first = self.store.last_track_id(name)
-            self._analyses[name] = Analysis(name, camera, predictor, first_track_id=first)
-            for (_, line, direction), n in self.store.line_counts(name).items():
-                self._analyses[name].line_counts.setdefault(line, {"in": 0, "out": 0})[direction] = n
+            self._analyses[name] = Analysis(
+                name,
+                camera,
+                predictor,
+                first_track_id=self.store.last_track_id(name),
+                stored_counts=self.store.line_counts(name),
+            )
             self.cameras[name] = Camera(
                 name, camera, on_ready=self._wake.set, deliver=self._clips.put, paced=self.paced
             )
@@ -261,7 +282,7 @@ class Service:
         occupancy = analysis.occupancy()
         if force or occupancy != analysis.told:
             analysis.told = occupancy
-            self._outlet.state(analysis.name, occupancy, {ln: dict(c) for ln, c in analysis.line_counts.items()})
+            self._outlet.state(analysis.name, occupancy, analysis.line_counts())
 
     def _write_tracks(self, analysis: Analysis) -> None:
         if analysis.seen:
@@ -286,8 +307,9 @@ class Service:
         )
         analysis = self._analyses[camera.name]
         if event.type == "cross" and event.direction:
-            count = self.store.count_line(camera.name, event.zone, event.direction)
-            analysis.line_counts.setdefault(event.zone, {"in": 0, "out": 0})[event.direction] = count
+            analysis.counted(
+                event.zone, event.direction, self.store.count_line(camera.name, event.zone, event.direction)
+            )
         analysis.events[event.zone, event.type] += 1
         image = draw(frame.image, prediction)
         draw_box(image, event.box)
@@ -338,7 +360,7 @@ class Service:
             "inference_ms_p95": percentile_ms(seconds, 95),
             "events": [{"rule": rule, "type": kind, "count": n} for (rule, kind), n in analysis.events.items()],
             "occupancy": analysis.occupancy(),
-            "line_counts": {line: dict(counts) for line, counts in analysis.line_counts.items()},
+            "line_counts": analysis.line_counts(),
         }
 
     def latest_jpeg(self, name: str) -> bytes | None:

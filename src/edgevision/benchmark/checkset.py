@@ -16,7 +16,6 @@ board itself, with the metric quantize uses (both sides decoded down to a score 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import cv2
@@ -24,12 +23,11 @@ import numpy as np
 
 from edgevision.compare import evaluation_processor, metric_name, task_agreement
 from edgevision.errors import EdgevisionError
+from edgevision.media import read_image, write_image
 from edgevision.models.base import Predictor
 from edgevision.quantization.api import default_holdout_photos
 from edgevision.types import Detections, Poses, Prediction
 from edgevision.zoo.assemble import load_predictor
-
-logger = logging.getLogger(__name__)
 
 PREFIX = "check-"  # bundle files are flat; the check set's names start with this
 REFERENCE = f"{PREFIX}reference.npz"
@@ -53,14 +51,14 @@ def make_check_set(source_model: str, variant: Path, folder: Path) -> tuple[list
     images = [check_image(folder / name) for name in names]  # the decoded JPEG pixels, as the board reads them
     reference = [reference_model(image) for image in images]
     np.savez_compressed(folder / REFERENCE, **_arrays(reference))
-    built = task_agreement(task, reference, [evaluating(load_predictor(str(variant)))(i) for i in images])
+    built = _agreement(task, reference, load_predictor(str(variant)), images)
     section = {
         "images": names,
         "reference": REFERENCE,
         "task": task,
         "metric": metric_name(task),
         "reference_model": f"{source_model} fp32",
-        "agreement_when_built": round(float(built), 4),
+        "agreement_when_built": round(built, 4),
     }
     return [folder / n for n in (*names, REFERENCE)], section
 
@@ -71,6 +69,10 @@ def measure_check_set(folder: Path, section: dict, predictor: Predictor) -> floa
     images = [check_image(Path(folder) / name) for name in section["images"]]
     with np.load(Path(folder) / section["reference"]) as stored:
         reference = _predictions(dict(stored), len(images), task)
+    return _agreement(task, reference, predictor, images)
+
+
+def _agreement(task: str, reference: list[Prediction], predictor: Predictor, images: list[np.ndarray]) -> float:
     model = evaluating(predictor)
     return float(task_agreement(task, reference, [model(image) for image in images]))
 
@@ -84,14 +86,12 @@ def evaluating(predictor: Predictor) -> Predictor:
 
 
 def _write_photo(photo: Path, folder: Path) -> str:
-    image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-    if image is None:
-        raise EdgevisionError(f"cannot read the sample photo {photo}; pull the samples again.")
+    image = read_image(photo)
     scale = MAX_SIDE / max(image.shape[:2])
     if scale < 1:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     name = f"{PREFIX}{photo.stem}.jpg"
-    cv2.imwrite(str(folder / name), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    write_image(folder / name, image, (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY))
     return name
 
 

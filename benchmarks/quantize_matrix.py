@@ -3,8 +3,11 @@
 For each model and each backend (ort, openvino, litert) this makes the fp16 and int8
 variants with ``quantize_model`` (int8 through the accuracy budget, ``--max-drop``), and
 prints size ratio, parity (worst output cosine) and task agreement with fp32, plus p50
-latency fp32 -> variant as measured by the quantizer (2 threads, same process, so only
-the ratio is meaningful). PyTorch zoo models run with random weights: raw-output
+latency of fp32 on the variant's own runtime -> the variant (the fp32 file converted for
+that runtime: an OpenVINO IR run in f32, a TFLite file; 2 threads, both loaded in one
+process and timed in alternating rounds, so only the ratio is meaningful). A variant is
+usable when it agrees within ``--max-drop`` and runs at least ``USABLE_SPEEDUP`` times as fast
+as its runtime's fp32; the last lines name each model's best usable int8 variant. PyTorch zoo models run with random weights: raw-output
 agreement only. The big ones (``HEAVY``) are made only as OpenVINO int8 unless named in
 ``--models``, which keeps the default run near half an hour on two cores.
 
@@ -21,9 +24,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 import edgevision
 from edgevision.errors import EdgevisionError
 from edgevision.quantization import QuantizeOptions
+from edgevision.quantization.budget import compare_latency
 from edgevision.samples import sample_path
 from edgevision.zoo import get_spec, list_models
 from edgevision.zoo.pytorch import is_pytorch_family
@@ -33,6 +39,9 @@ HEAVY = ("yolox-m", "yolox-l", "yolox-x", "openpose-body")
 BACKENDS = ("ort", "openvino", "litert")
 PRECISIONS = {"fp16": "fp16", "int8": "auto"}
 SUFFIXES = {"ort": ".onnx", "openvino": ".xml", "litert": ".tflite"}
+CONVERT_TO = {"openvino": "openvino", "litert": "tflite"}
+RUNTIMES = {"ort": "onnxruntime", "openvino": "openvino", "litert": "litert"}
+USABLE_SPEEDUP = 1.5  # int8 against the same runtime's fp32
 
 
 def _worst_cosine(parity: dict) -> float | None:
@@ -55,8 +64,46 @@ def _row(model: str, backend: str, label: str, result) -> dict:
         "excluded": len(result.excluded),
         "p50_fp32_ms": lat.get("fp32"),
         "p50_variant_ms": next((v for k, v in lat.items() if k != "fp32"), None),
+        "fp32_runtime": result.latency_fp32_runtime,
         "seconds": result.seconds,
     }
+
+
+def fp32_file(source: Path, backend: str, out: Path) -> Path:
+    """The fp32 file ``backend`` runs: the source ONNX itself, or its conversion (made once)."""
+    if backend not in CONVERT_TO:
+        return source
+    target = out / f"{source.parent.name}-{source.stem}-fp32" / f"model{SUFFIXES[backend]}"
+    if not target.exists():
+        edgevision.convert(str(source), to=CONVERT_TO[backend], output=target)
+    return target
+
+
+def input_feed(path: Path, runtime: str) -> dict:
+    """A seeded image-like input for ``path`` (dynamic dimensions as 1); timing needs no real image."""
+    from edgevision.backends import create_backend
+
+    spec = create_backend(runtime, path, threads=1).inputs[0]
+    shape = [d if d else 1 for d in spec.shape]
+    values = np.random.default_rng(0).uniform(0, 1, shape)
+    if np.dtype(spec.dtype).kind in "iu":
+        values = values * 255
+    return {spec.name: values.astype(spec.dtype)}
+
+
+def time_against_fp32(row: dict, result, backend: str, out: Path, threads: int = 2) -> None:
+    """Put p50 of fp32 on the variant's own runtime and of the variant, timed together, in ``row``."""
+    try:
+        fp32 = fp32_file(Path(result.source), backend, out)
+    except EdgevisionError as exc:
+        row["timing_error"] = f"fp32 for {backend}: {exc}"
+        return
+    runtime = RUNTIMES[backend]
+    feeds = input_feed(Path(result.output), runtime)
+    times = compare_latency(
+        {"fp32": (fp32, runtime), "variant": (Path(result.output), runtime)}, feeds, threads=threads, rounds=9, runs=20
+    )
+    row.update(p50_fp32_ms=times["fp32"], p50_variant_ms=times["variant"], fp32_runtime=runtime)
 
 
 def random_weights(model: str) -> bool:
@@ -77,7 +124,7 @@ def jobs(models: list[str], backends: list[str], labels: list[str], *, named: bo
 
 
 def run_one(model: str, backend: str, label: str, out: Path, max_drop: float) -> dict:
-    """One variant; failures are recorded, not fatal."""
+    """One variant, timed against its runtime's fp32; failures are recorded, not fatal."""
     try:
         options = QuantizeOptions(
             precision=PRECISIONS[label], max_drop=max_drop, calib=str(sample_path("vtest.avi")), calib_count=48
@@ -91,30 +138,68 @@ def run_one(model: str, backend: str, label: str, out: Path, max_drop: float) ->
         )
     except EdgevisionError as exc:
         return {"model": model, "backend": backend, "precision": label, "error": str(exc)}
-    return _row(model, backend, label, result)
+    row = _row(model, backend, label, result)
+    time_against_fp32(row, result, backend, out)
+    return row
+
+
+def speedup(row: dict) -> float | None:
+    fp32, variant = row.get("p50_fp32_ms"), row.get("p50_variant_ms")
+    return fp32 / variant if fp32 and variant else None
+
+
+def usable(row: dict, max_drop: float) -> bool:
+    """Within the budget and at least ``USABLE_SPEEDUP`` times its runtime's fp32."""
+    agreement, ratio = row.get("agreement"), speedup(row)
+    return agreement is not None and agreement >= 1 - max_drop - 1e-9 and ratio is not None and ratio >= USABLE_SPEEDUP
+
+
+def verdicts(rows: list[dict], max_drop: float) -> list[str]:
+    """One line per model: its best usable int8 variant (fastest against fp32), or why there is none."""
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        int8 = [r for r in rows if r["model"] == model and r["precision"] == "int8" and "error" not in r]
+        good = [r for r in int8 if usable(r, max_drop)]
+        if good:
+            best = max(good, key=speedup)
+            lines.append(
+                f"{model}: usable int8 on {best['backend']}: agreement {best['agreement']:.3f}, "
+                f"{speedup(best):.2f}x its runtime's fp32"
+            )
+        else:
+            tried = ", ".join(
+                f"{r['backend']} {_fmt(r['agreement'], '.3f')} at {_fmt(speedup(r), '.2f')}x" for r in int8
+            )
+            lines.append(f"{model}: NO usable int8 ({tried or 'none built'})")
+    return lines
 
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def print_table(rows: list[dict], file=None) -> None:
+def print_table(rows: list[dict], max_drop: float, file=None) -> None:
     print(
-        "| model | backend | precision | MB | × fp32 size | worst cosine | agreement | budget | p50 fp32 → variant ms |",
+        "| model | backend | precision | MB | × fp32 size | worst cosine | agreement | budget | "
+        "p50 fp32 → variant ms (fp32 on) | speed-up | usable |",
         file=file,
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", file=file)
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", file=file)
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | {r['backend']} | {r['precision']} | failed: {r['error'][:90]} |||||", file=file)
+            print(f"| {r['model']} | {r['backend']} | {r['precision']} | failed: {r['error'][:90]} |||||||", file=file)
             continue
         budget = {True: "met", False: "missed", None: "-"}[r["budget_met"]]
         print(
             f"| {r['model']} | {r['backend']} | {r['precision']} | {r['size_mb']:.2f} | {r['size_ratio']:.2f} | "
             f"{_fmt(r['worst_cosine'], '.4f')} | {_fmt(r['agreement'], '.3f')} {r['metric']} | {budget} | "
-            f"{_fmt(r['p50_fp32_ms'], '.1f')} → {_fmt(r['p50_variant_ms'], '.1f')} |",
+            f"{_fmt(r['p50_fp32_ms'], '.1f')} → {_fmt(r['p50_variant_ms'], '.1f')} ({r.get('fp32_runtime') or '-'}) | "
+            f"{_fmt(speedup(r), '.2f')}× | {'yes' if usable(r, max_drop) else 'no'} |",
             file=file,
         )
+    print(file=file)
+    for line in verdicts(rows, max_drop):
+        print(f"- {line}", file=file)
 
 
 def main() -> int:
@@ -136,11 +221,11 @@ def main() -> int:
         start = time.perf_counter()
         rows.append(run_one(model, backend, label, args.out, args.max_drop))
         print(f"{model} {backend} {label}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    print_table(rows)
+    print_table(rows, args.max_drop)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         with open(args.markdown, "w") as f:
-            print_table(rows, file=f)
+            print_table(rows, args.max_drop, file=f)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))

@@ -1,0 +1,37 @@
+"""The quantize matrix's verdicts: which int8 variant of each model is usable."""
+
+from __future__ import annotations
+
+from conftest import load_benchmark as load
+
+
+def row(backend: str, agreement: float, fp32_ms: float, variant_ms: float, precision: str = "int8") -> dict:
+    return {
+        "model": "m",
+        "backend": backend,
+        "precision": precision,
+        "agreement": agreement,
+        "p50_fp32_ms": fp32_ms,
+        "p50_variant_ms": variant_ms,
+    }
+
+
+def test_a_variant_is_usable_only_within_the_budget_and_fast_enough():
+    matrix = load("quantize_matrix")
+    assert matrix.usable(row("ort", 0.981, 30.0, 20.0), 0.02)
+    assert not matrix.usable(row("ort", 0.979, 30.0, 10.0), 0.02)  # misses the budget
+    assert not matrix.usable(row("ort", 1.0, 30.0, 21.0), 0.02)  # 1.43x its fp32
+    assert not matrix.usable({**row("ort", 1.0, 30.0, 10.0), "p50_fp32_ms": None}, 0.02)  # fp32 not timed
+
+
+def test_the_verdict_names_the_fastest_usable_int8_or_every_miss():
+    matrix = load("quantize_matrix")
+    rows = [
+        row("ort", 0.99, 30.0, 18.0),
+        row("openvino", 0.985, 30.0, 10.0),
+        row("litert", 0.97, 30.0, 5.0),
+        row("openvino", 1.0, 30.0, 5.0, precision="fp16"),  # not int8: no say in the verdict
+    ]
+    assert matrix.verdicts(rows, 0.02) == ["m: usable int8 on openvino: agreement 0.985, 3.00x its runtime's fp32"]
+    missed = matrix.verdicts([row("ort", 0.9, 30.0, 18.0), {**row("litert", 0, 0, 0), "error": "x"}], 0.02)
+    assert missed == ["m: NO usable int8 (ort 0.900 at 1.67x)"]

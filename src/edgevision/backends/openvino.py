@@ -154,12 +154,17 @@ class OpenVinoBackend(Backend):
         return precision != "bf16" or "BF16" in cpu_capabilities()
 
     def _config(self, model, device: str) -> dict[str, object]:
-        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        cpu: dict[str, object] = {}
         hint = precision_hint(model, self.precision)
-        if hint is not None and device == "CPU":
-            config["INFERENCE_PRECISION_HINT"] = hint
-        if self.threads is not None and device == "CPU":  # a CPU property; other devices refuse it
-            config["INFERENCE_NUM_THREADS"] = self.threads
+        if hint is not None:
+            cpu["INFERENCE_PRECISION_HINT"] = hint
+        if self.threads is not None:
+            cpu["INFERENCE_NUM_THREADS"] = self.threads
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        if device == "CPU":
+            config.update(cpu)
+        elif cpu:  # AUTO, MULTI, HETERO refuse CPU properties at top level; they pass them on this way
+            config["DEVICE_PROPERTIES"] = {"CPU": cpu}
         return config
 
     def _device(self, core) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from edgevision.quantization.budget import Attempt, choose, exclusion_plan
+from edgevision.quantization.budget import Attempt, base_attempt, choose, exclusion_plan
 from edgevision.quantization.sensitivity import (
     LayerSensitivity,
     exclusion_unit,
@@ -53,6 +53,12 @@ def test_choose_takes_the_smallest_variant_within_budget_else_the_best():
     a = [Attempt([], 0.70, 100, None), Attempt(["x"], 0.985, 120, None), Attempt(["x", "y"], 0.99, 140, None)]
     assert choose(a, 0.02).agreement == 0.985
     assert choose(a[:1] + [Attempt(["x"], 0.9, 120, None)], 0.02).agreement == 0.9
+
+
+def test_layers_go_float_on_the_first_settings_that_tie_the_best_all_int8():
+    faster, default, other = Attempt([], 0.9482, 100, None), Attempt([], 0.9486, 100, None), Attempt([], 0.80, 90, None)
+    assert base_attempt([faster, default, other]) is faster  # 0.0004 apart: a tie, the faster settings go on
+    assert base_attempt([Attempt([], 0.89, 100, None), default]) is default  # 0.06 apart: the better one
 
 
 def test_a_backend_that_cannot_keep_layers_float_reports_instead_of_failing(tmp_path, monkeypatch):

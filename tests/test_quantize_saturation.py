@@ -12,7 +12,7 @@ from edgevision.quantization import QuantizeOptions, get_quantizer
 from edgevision.quantization.saturation import saturating_convs
 
 
-def _two_convs(folder) -> str:
+def _two_convs(folder, shape=(1, 2, 8, 8)) -> str:
     """x (1, 2, 8, 8) in [0, 1] -> ``sum`` (weights 1, 1: both large, same sign) and
     ``diff`` (weights 1, -1: opposite signs never add up)."""
     same = numpy_helper.from_array(np.ones((1, 2, 1, 1), np.float32), "w_sum")
@@ -24,7 +24,11 @@ def _two_convs(folder) -> str:
     ]
     io = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)  # noqa: E731
     graph = helper.make_graph(
-        nodes, "g", [io("x", [1, 2, 8, 8])], [io("sum", [1, 1, 8, 8]), io("diff", [1, 1, 8, 8])], [same, opposite, bias]
+        nodes,
+        "g",
+        [io("x", list(shape))],
+        [io("sum", [1, 1, *shape[2:]]), io("diff", [1, 1, *shape[2:]])],
+        [same, opposite, bias],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -139,3 +143,17 @@ def test_narrowing_keeps_a_bias_that_dwarfs_a_nearly_dead_input(tmp_path):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     got = ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"]).run(["y"], feeds[0])[0]
     assert np.allclose(got[0, 0], 0.1, atol=1e-3)  # clipped, it came out 0.0012
+
+
+def test_inputs_whose_size_follows_the_frame_are_checked_per_shape(tmp_path, feeds):
+    # MoveNet MultiPose takes the frame's size: calibration views of 88 and 64 pixels once made
+    # the overflow check fail on stacking them.
+    source = _two_convs(tmp_path, shape=(1, 2, "h", "w"))
+    rng = np.random.default_rng(1)
+    sizes = [(8, 8), (8, 12), (16, 4)]
+    mixed = [feeds[0]] + [{"x": rng.uniform(0, 1, (1, 2, *size)).astype(np.float32)} for size in sizes * 2]
+    quantizer = get_quantizer("ort")
+    options = QuantizeOptions(extra={"saturation": "avoid"})
+    out = quantizer.quantize(source, tmp_path / "int8.onnx", options=options, calibration=mixed)
+    assert quantizer.narrowed == ["sum_conv"]
+    assert saturating_convs(onnx.load(str(out)), mixed) == []

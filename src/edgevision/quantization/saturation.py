@@ -67,7 +67,9 @@ def saturating_convs(model, feeds: Sequence[Feeds], *, max_fraction: float = MAX
     found = []
     for conv in convs:
         if conv.activation in activations:
-            share = overflow_fraction(activations[conv.activation], conv.weights)
+            parts = activations[conv.activation]
+            shares = [overflow_fraction(part, conv.weights) for part in parts]
+            share = float(np.average(shares, weights=[part.size for part in parts]))
             logger.debug("%s: %.2e of its int8 pair sums overflow int16", conv.name, share)
             if share > max_fraction:
                 found.append(conv.name)
@@ -158,8 +160,9 @@ def _quantized_convs(model) -> list[_Conv]:
     return found
 
 
-def _uint8_inputs(model, tensors: list[str], feeds: Sequence[Feeds]) -> dict[str, np.ndarray]:
-    """The uint8 tensors ``tensors`` of QDQ ``model`` over ``feeds``, stacked (graph optimisations off)."""
+def _uint8_inputs(model, tensors: list[str], feeds: Sequence[Feeds]) -> dict[str, list[np.ndarray]]:
+    """The uint8 tensors ``tensors`` of QDQ ``model`` over ``feeds`` (graph optimisations off),
+    stacked per shape: a model whose input size follows the frame (MoveNet MultiPose) sees several."""
     import onnx
     import onnxruntime as ort
 
@@ -175,7 +178,15 @@ def _uint8_inputs(model, tensors: list[str], feeds: Sequence[Feeds]) -> dict[str
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     inputs = {i.name for i in session.get_inputs()}
     runs = [session.run(tensors, {k: v for k, v in f.items() if k in inputs}) for f in feeds]
-    return {name: np.concatenate([r[i] for r in runs]) for i, name in enumerate(tensors) if runs[0][i].ndim == 4}
+    stacked = {}
+    for i, name in enumerate(tensors):
+        if runs[0][i].ndim != 4:
+            continue
+        by_shape: dict[tuple, list[np.ndarray]] = {}
+        for run in runs:
+            by_shape.setdefault(run[i].shape[1:], []).append(run[i])
+        stacked[name] = [np.concatenate(same) for same in by_shape.values()]
+    return stacked
 
 
 def overflow_fraction(activations: np.ndarray, weights: np.ndarray) -> float:

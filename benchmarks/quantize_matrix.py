@@ -18,6 +18,7 @@ agreement only. The big ones (``HEAVY``) are made only as OpenVINO int8 unless n
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import sys
@@ -28,6 +29,7 @@ import numpy as np
 
 import edgevision
 from edgevision.errors import EdgevisionError
+from edgevision.files import write_atomic
 from edgevision.quantization import QuantizeOptions
 from edgevision.quantization.budget import compare_latency
 from edgevision.samples import sample_path
@@ -69,11 +71,12 @@ def _row(model: str, backend: str, label: str, result) -> dict:
     }
 
 
-def fp32_file(source: Path, backend: str, out: Path) -> Path:
-    """The fp32 file ``backend`` runs: the source ONNX itself, or its conversion (made once)."""
+def fp32_file(model: str, source: Path, backend: str, out: Path) -> Path:
+    """The fp32 file ``backend`` runs: the source ONNX itself, or its conversion (made once per model:
+    PyTorch models are exported to files of the same name in different folders)."""
     if backend not in CONVERT_TO:
         return source
-    target = out / f"{source.parent.name}-{source.stem}-fp32" / f"model{SUFFIXES[backend]}"
+    target = out / f"{model}-{source.stem}-fp32" / f"model{SUFFIXES[backend]}"
     if not target.exists():
         edgevision.convert(str(source), to=CONVERT_TO[backend], output=target)
     return target
@@ -92,17 +95,22 @@ def input_feed(path: Path, runtime: str) -> dict:
 
 
 def time_against_fp32(row: dict, result, backend: str, out: Path, threads: int = 2) -> None:
-    """Put p50 of fp32 on the variant's own runtime and of the variant, timed together, in ``row``."""
-    try:
-        fp32 = fp32_file(Path(result.source), backend, out)
-    except EdgevisionError as exc:
-        row["timing_error"] = f"fp32 for {backend}: {exc}"
-        return
+    """Put p50 of fp32 on the variant's own runtime and of the variant, timed together, in ``row``;
+    a failure is recorded in the row (the quantize-time latencies stay) instead of ending the run."""
     runtime = RUNTIMES[backend]
-    feeds = input_feed(Path(result.output), runtime)
-    times = compare_latency(
-        {"fp32": (fp32, runtime), "variant": (Path(result.output), runtime)}, feeds, threads=threads, rounds=9, runs=20
-    )
+    try:
+        fp32 = fp32_file(row["model"], Path(result.source), backend, out)
+        feeds = input_feed(Path(result.output), runtime)
+        times = compare_latency(
+            {"fp32": (fp32, runtime), "variant": (Path(result.output), runtime)},
+            feeds,
+            threads=threads,
+            rounds=9,
+            runs=20,
+        )
+    except EdgevisionError as exc:
+        row["timing_error"] = f"fp32 against the variant on {runtime}: {exc}"
+        return
     row.update(p50_fp32_ms=times["fp32"], p50_variant_ms=times["variant"], fp32_runtime=runtime)
 
 
@@ -221,15 +229,19 @@ def main() -> int:
         start = time.perf_counter()
         rows.append(run_one(model, backend, label, args.out, args.max_drop))
         print(f"{model} {backend} {label}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        save(rows, args)  # after every job: an hour of rows survives a crash or Ctrl-C
     print_table(rows, args.max_drop)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.markdown, "w") as f:
-            print_table(rows, args.max_drop, file=f)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2))
     return 0
+
+
+def save(rows: list[dict], args: argparse.Namespace) -> None:
+    """Write the rows so far to ``--json`` and ``--markdown``, each replaced whole."""
+    if args.json:
+        write_atomic(args.json, json.dumps(rows, indent=2).encode())
+    if args.markdown:
+        table = io.StringIO()
+        print_table(rows, args.max_drop, file=table)
+        write_atomic(args.markdown, table.getvalue().encode())
 
 
 if __name__ == "__main__":

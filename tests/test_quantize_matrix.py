@@ -35,3 +35,26 @@ def test_the_verdict_names_the_fastest_usable_int8_or_every_miss():
     assert matrix.verdicts(rows, 0.02) == ["m: usable int8 on openvino: agreement 0.985, 3.00x its runtime's fp32"]
     missed = matrix.verdicts([row("ort", 0.9, 30.0, 18.0), {**row("litert", 0, 0, 0), "error": "x"}], 0.02)
     assert missed == ["m: NO usable int8 (ort 0.900 at 1.67x)"]
+
+
+def test_each_model_is_timed_against_its_own_fp32_conversion(tmp_path, tiny_model_files):
+    # PyTorch zoo models are exported to model.onnx in different folders: one shared fp32 file
+    # timed YOLOX's variant against OpenPose's IR.
+    matrix = load("quantize_matrix")
+    source = tiny_model_files["onnxruntime"]
+    first = matrix.fp32_file("yolox-nano", source, "openvino", tmp_path)
+    second = matrix.fp32_file("openpose-body", source, "openvino", tmp_path)
+    assert first != second and first.exists() and second.exists()
+    assert matrix.fp32_file("yolox-nano", source, "ort", tmp_path) == source
+
+
+def test_rows_are_saved_after_every_job(tmp_path):
+    import argparse
+    import json
+
+    matrix = load("quantize_matrix")
+    args = argparse.Namespace(json=tmp_path / "m.json", markdown=tmp_path / "m.md", max_drop=0.02)
+    done = {**row("ort", 0.99, 30.0, 18.0), "size_mb": 1.0, "size_ratio": 0.25, "worst_cosine": 0.99}
+    matrix.save([{**done, "metric": "mAP", "budget_met": True, "fp32_runtime": "onnxruntime"}], args)
+    assert json.loads(args.json.read_text())[0]["backend"] == "ort"
+    assert "m: usable int8 on ort" in args.markdown.read_text()

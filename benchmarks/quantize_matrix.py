@@ -82,12 +82,14 @@ def fp32_file(model: str, source: Path, backend: str, out: Path) -> Path:
     return target
 
 
-def input_feed(path: Path, runtime: str) -> dict:
-    """A seeded image-like input for ``path`` (dynamic dimensions as 1); timing needs no real image."""
+def input_feed(path: Path, runtime: str, side: int = 1) -> dict:
+    """A seeded image-like input for ``path``; timing needs no real image. A dynamic batch is 1,
+    other dynamic dimensions are ``side`` (MoveNet MultiPose takes the frame's size: timed at
+    its largest, the zoo's input size, not at 1x1)."""
     from edgevision.backends import create_backend
 
     spec = create_backend(runtime, path, threads=1).inputs[0]
-    shape = [d if d else 1 for d in spec.shape]
+    shape = [d if d else (1 if i == 0 else side) for i, d in enumerate(spec.shape)]
     values = np.random.default_rng(0).uniform(0, 1, shape)
     if np.dtype(spec.dtype).kind in "iu":
         values = values * 255
@@ -100,7 +102,7 @@ def time_against_fp32(row: dict, result, backend: str, out: Path, threads: int =
     runtime = RUNTIMES[backend]
     try:
         fp32 = fp32_file(row["model"], Path(result.source), backend, out)
-        feeds = input_feed(Path(result.output), runtime)
+        feeds = input_feed(Path(result.output), runtime, side=max(get_spec(row["model"]).input_size or (1,)))
         times = compare_latency(
             {"fp32": (fp32, runtime), "variant": (Path(result.output), runtime)},
             feeds,

@@ -58,3 +58,16 @@ def test_rows_are_saved_after_every_job(tmp_path):
     matrix.save([{**done, "metric": "mAP", "budget_met": True, "fp32_runtime": "onnxruntime"}], args)
     assert json.loads(args.json.read_text())[0]["backend"] == "ort"
     assert "m: usable int8 on ort" in args.markdown.read_text()
+
+
+def test_dynamic_image_sides_are_timed_at_the_given_size(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    io = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", 3, "h", "w"])  # noqa: E731
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [io("x")], [io("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "dynamic.onnx"))
+    feeds = load("quantize_matrix").input_feed(tmp_path / "dynamic.onnx", "onnxruntime", side=448)
+    assert feeds["x"].shape == (1, 3, 448, 448)

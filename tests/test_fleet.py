@@ -221,27 +221,37 @@ def test_real_watch_events_and_the_page_in_chromium(tmp_path, broker, clip, pred
 
         browser = headless_chromium(tmp_path / "chromium", size="1280,1000")
         browser.get(dashboard.url + "/")
-        from selenium.webdriver.common.by import By
 
+        # The page redraws its cards and events on every message, so each read is one script
+        # run in the page: elements found in one call and read in another can be gone between.
         def cards() -> dict[str, str]:
-            found = browser.find_elements(By.CSS_SELECTOR, ".watcher")
-            return {c.get_attribute("data-watcher"): c.get_attribute("data-state") for c in found}
+            return browser.execute_script(
+                "return Object.fromEntries([...document.querySelectorAll('.watcher')]"
+                ".map(c => [c.dataset.watcher, c.dataset.state]))"
+            )
+
+        def events() -> list[str]:
+            return browser.execute_script(
+                "return [...document.querySelectorAll('#event-list .event')].map(e => e.dataset.id)"
+            )
+
+        def text(selector: str) -> str | None:
+            return browser.execute_script(
+                "const e = document.querySelector(arguments[0]); return e && e.innerText", selector
+            )
 
         poll(lambda: cards() == {"shed": "online", "yard": "online"}, timeout=15, every=0.2)
-        poll(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#event-list .event")) == len(stored) + 2, timeout=10)
-        shown = {e.get_attribute("data-id") for e in browser.find_elements(By.CSS_SELECTOR, "#event-list .event")}
-        assert shown == {*stored, "yard:1", "yard:2"}
-        chips = browser.find_element(By.CSS_SELECTOR, '.watcher[data-watcher="yard"] .chips').text
+        poll(lambda: len(events()) == len(stored) + 2, timeout=10)
+        assert set(events()) == {*stored, "yard:1", "yard:2"}
+        chips = text('.watcher[data-watcher="yard"] .chips')
         assert "walkway: 1" in chips and "middle: 2 in, 0 out" in chips
-        assert browser.find_element(By.ID, "broker").text.startswith("broker 127.0.0.1:")
-        where = browser.find_element(By.CSS_SELECTOR, '#event-list .event[data-id="yard:2"] .where').text
-        assert where == "yard / door"
+        assert text("#broker").startswith("broker 127.0.0.1:")
+        assert text('#event-list .event[data-id="yard:2"] .where') == "yard / door"
         if SHOTS:
             browser.save_screenshot(SHOTS)
         yard.stop()  # a clean stop says offline
         poll(lambda: cards() == {"shed": "online", "yard": "offline"}, timeout=10, every=0.2)
-        badge = browser.find_element(By.CSS_SELECTOR, '.watcher[data-watcher="yard"] .badge').text
-        assert badge == "offline"
+        assert text('.watcher[data-watcher="yard"] .badge') == "offline"
         assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         if browser is not None:

@@ -224,6 +224,13 @@ def main() -> int:
     args = parser.parse_args()
     logging.getLogger("nncf").setLevel(logging.WARNING)
     models = args.models.split(",") if args.models else list_models()
+    for flag, given, known in (
+        ("--models", models, list_models()),
+        ("--backends", args.backends.split(","), BACKENDS),
+        ("--precisions", args.precisions.split(","), PRECISIONS),
+    ):
+        if unknown := [name for name in given if name not in known]:
+            parser.error(f"{flag}: unknown {', '.join(unknown)}; known: {', '.join(known)}")
     rows = []
     for model, backend, label in jobs(
         models, args.backends.split(","), args.precisions.split(","), named=bool(args.models)

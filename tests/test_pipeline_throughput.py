@@ -1,0 +1,13 @@
+"""The pipeline benchmark's CPU bound: what ratio the cores allow at a given CPU cost per frame."""
+
+from __future__ import annotations
+
+from conftest import load_benchmark as load
+
+
+def test_the_cpu_bound_is_cores_over_the_pipelines_cpu_per_frame_and_never_above_one():
+    bench = load("pipeline_throughput")
+    # 2 cores, 48 ms of CPU a frame: at most 41.7 fps, against 43.2 fps for the model alone
+    assert bench.cpu_bound_ratio(43.2, 48.0, 2) == round(2000 / 48.0 / 43.2, 3)
+    assert bench.cpu_bound_ratio(43.2, 48.0, 4) == 1.0  # room to spare: the model is the limit
+    assert bench.cpu_bound_ratio(10.0, 400.0, 2) == 0.5

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgevision.errors import EdgevisionError
 from edgevision.models.coco import COCO80_CLASSES, COCO91_CLASSES
 from edgevision.models.decoders import DecodeContext, get_decoder, list_decoders
-from edgevision.models.transforms import ImageTransform, letterbox, resize
+from edgevision.models.transforms import ImageTransform, letterbox, resize, to_tensor
 from edgevision.types import Prediction, TensorSpec
 from edgevision.variants import CARD_KEY
 
@@ -289,6 +289,15 @@ class CardProcessor:
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
         card = self.card
         fitted, transform = self._fit(image)
+        if np.dtype(self.resolved.dtype).kind == "f" and fitted.dtype == np.uint8 and fitted.shape[2:] == (3,):
+            x = to_tensor(
+                fitted,
+                mean=tuple(self._mean),
+                std=tuple(self._std),
+                swap_rb=card.color == "rgb",
+                nchw=card.layout == "nchw",
+            )
+            return np.ascontiguousarray(x, dtype=self.resolved.dtype), transform
         x = cv2.cvtColor(fitted, cv2.COLOR_BGR2RGB) if card.color == "rgb" else fitted
         if np.dtype(self.resolved.dtype).kind == "f":
             x = (x.astype(np.float32) - self._mean) / self._std

@@ -15,7 +15,7 @@ import numpy as np
 from edgevision.errors import EdgevisionError
 from edgevision.models.coco import COCO80_CLASSES
 from edgevision.models.ops import nms, softmax
-from edgevision.models.transforms import ImageTransform, resize
+from edgevision.models.transforms import ImageTransform, resize, to_tensor
 from edgevision.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,7 @@ class NanoDetProcessor:
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
         """Stretch to the input size, normalise BGR with NanoDet's mean/std, NCHW float32."""
         resized, transform = resize(image, self.input_size)
-        x = (resized.astype(np.float32) - BGR_MEAN) / BGR_STD
-        return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), transform
+        return to_tensor(resized, mean=tuple(BGR_MEAN), std=tuple(BGR_STD)), transform
 
     def decode(self, outputs: dict[str, np.ndarray], transform: ImageTransform) -> Detections:
         """Detections in source pixels from the per-stride score and distribution tensors."""

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError
-from edgevision.models.transforms import ImageTransform, letterbox
+from edgevision.models.transforms import ImageTransform, letterbox, to_tensor
 from edgevision.types import Poses
 
 logger = logging.getLogger(__name__)
@@ -329,8 +329,7 @@ class OpenPoseProcessor:
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
         """Top-left letterbox with pad 128, BGR / 256 - 0.5, NCHW float32."""
         canvas, transform = letterbox(image, self.input_size, pad_value=PAD_VALUE, center=False)
-        x = canvas.astype(np.float32) / 256.0 - 0.5
-        return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), transform
+        return to_tensor(canvas, mean=(128.0,) * 3, std=(256.0,) * 3), transform  # x / 256 - 0.5, exactly
 
     def decode(self, outputs: dict[str, np.ndarray], transform: ImageTransform) -> Poses:
         """People in source pixels; parts not found are ``(0, 0, 0)``."""

@@ -16,12 +16,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError
 from edgevision.models.ops import nms, sigmoid
-from edgevision.models.transforms import ImageTransform, resize
+from edgevision.models.transforms import ImageTransform, resize, to_tensor
 from edgevision.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -212,8 +211,10 @@ class SsdProcessor:
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
         """Stretch to the input size, BGR -> RGB, scale to [-1, 1], NHWC float32."""
         resized, transform = resize(image, self.input_size)
-        rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)
-        return np.ascontiguousarray((rgb / 127.5 - 1.0)[None]), transform
+        x = to_tensor(resized, swap_rb=True, nchw=False)
+        x /= 127.5
+        x -= 1.0
+        return x, transform
 
     def decode(self, outputs: dict[str, np.ndarray], transform: ImageTransform) -> Detections:
         """Detections in source pixels from the raw box and logit tensors."""

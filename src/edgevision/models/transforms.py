@@ -57,3 +57,40 @@ def letterbox(
     px, py = ((size[0] - nw) // 2, (size[1] - nh) // 2) if center else (0, 0)
     canvas[py : py + nh, px : px + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return canvas, ImageTransform(nw / w, nh / h, float(px), float(py), (w, h), tuple(size))
+
+
+def to_tensor(
+    image: np.ndarray,
+    *,
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    std: tuple[float, float, float] | None = None,
+    swap_rb: bool = False,
+    nchw: bool = True,
+) -> np.ndarray:
+    """``(image - mean) / std`` per channel as a float32 batch of one, ``(1, C, H, W)`` or
+    ``(1, H, W, C)``; ``swap_rb`` makes BGR RGB first (``mean`` and ``std`` are then in RGB order).
+
+    The cast, the swap, the subtraction and the layout are one pass in OpenCV's
+    ``blobFromImageWithParams`` (written by hand in numpy they are four passes and four
+    arrays), and the division one more in place. The values are bit for bit those of
+    ``(image.astype(np.float32) - mean) / std`` with float32 ``mean`` and ``std``, so
+    calibration and parity do not move.
+
+    >>> image = np.array([[[10, 20, 30]]], np.uint8)  # one BGR pixel
+    >>> to_tensor(image, mean=(1, 2, 3), std=(1, 2, 4)).ravel().tolist()
+    [9.0, 9.0, 6.75]
+    >>> to_tensor(image, swap_rb=True, nchw=False).tolist()
+    [[[[30.0, 20.0, 10.0]]]]
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.dtype} of shape {image.shape}")
+    params = cv2.dnn.Image2BlobParams()
+    params.mean = (*(float(np.float32(m)) for m in mean), 0.0)
+    params.size = (image.shape[1], image.shape[0])
+    params.swapRB = swap_rb
+    params.ddepth = cv2.CV_32F
+    params.datalayout = cv2.DNN_LAYOUT_NCHW if nchw else cv2.DNN_LAYOUT_NHWC
+    blob = cv2.dnn.blobFromImageWithParams(image, params)
+    if std is not None:
+        np.divide(blob, np.asarray(std, np.float32).reshape((1, 3, 1, 1) if nchw else (1, 1, 1, 3)), out=blob)
+    return blob

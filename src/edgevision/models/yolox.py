@@ -31,7 +31,7 @@ import numpy as np
 from edgevision.errors import EdgevisionError
 from edgevision.models.coco import COCO80_CLASSES
 from edgevision.models.ops import nms
-from edgevision.models.transforms import ImageTransform, letterbox
+from edgevision.models.transforms import ImageTransform, letterbox, to_tensor
 from edgevision.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class YoloxProcessor:
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
         """Top-left letterbox with pad 114, BGR float32 NCHW."""
         canvas, transform = letterbox(image, self.input_size, pad_value=PAD_VALUE, center=False)
-        return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None], dtype=np.float32), transform
+        return to_tensor(canvas), transform
 
     def decode(self, outputs: dict[str, np.ndarray], transform: ImageTransform) -> Detections:
         """Detections in source pixels from ``boxes`` ``[1, N, 4]`` and ``scores`` ``[1, N, C]``."""

@@ -437,7 +437,7 @@ def check_watch_config(path: str | Path) -> WatchConfig:
     :class:`WatchConfigError` (an ``EdgevisionError``). Nothing is fetched or written.
 
     >>> config = check_watch_config("examples/watch.yaml")                    # doctest: +SKIP
-    >>> print("\n".join(config.summary_lines()))                              # doctest: +SKIP
+    >>> for line in config.summary_lines(): print(line)                       # doctest: +SKIP
     """
     config = read_watch_config(path)
     problems = [p for key, model in _watch_models(config) if (p := _model_problem(key, model))]

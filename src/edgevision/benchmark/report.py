@@ -1,7 +1,9 @@
 """What a benchmark writes: results.json, report.md and a stand-alone report.html.
 
-The recommendation and the Pareto front are small pure functions over result records:
+The recommendation and the Pareto front are small pure functions over result records
+(``edgevision.benchmark.score``):
 
+>>> from edgevision.benchmark.score import pareto_front, recommend
 >>> recs = [{"variant": "ort-fp32", "baseline": True, "agreement": 1.0, "threads": {"2": {"latency": {"p50": 20.0}}}},
 ...         {"variant": "ort-int8", "baseline": False, "agreement": 0.99, "threads": {"2": {"latency": {"p50": 8.0}}}}]
 >>> recommend(recs, max_drop=0.02, threads=2)
@@ -226,6 +228,7 @@ def recommendation_sentence(result: BenchResult) -> str:
 def export_command(result: BenchResult, results_json: Path | None = None) -> str | None:
     """The command that bundles the recommended variant, or None when it cannot be bundled.
 
+    >>> from edgevision.benchmark.result import BenchResult
     >>> r = BenchResult("nanodet-m", [{"variant": "openvino-int8", "runtime": "openvino"}], "openvino-int8", {}, {})
     >>> export_command(r, Path("runs/bench/nanodet-m/results.json"))
     'edgevision export --from-bench runs/bench/nanodet-m/results.json -o nanodet-m-openvino-int8.tar.gz'

@@ -8,7 +8,7 @@ Corrupt frames of a file are skipped and counted. A network stream that dies is 
 with exponential back-off; one that never connects fails after ``connect_timeout``.
 
 >>> source = open_source("rtsp://127.0.0.1:8554/cam", stream=StreamConfig(connect_timeout=5))  # doctest: +SKIP
->>> source.live
+>>> source.live                                                                                # doctest: +SKIP
 True
 """
 

@@ -1,6 +1,6 @@
 """The accuracy budget: quantize, measure agreement with float, keep the worst layers in float.
 
->>> judge = AgreementJudge(src, calib, NanoDetProcessor())
+>>> judge = AgreementJudge(src, calib, NanoDetProcessor())  # doctest: +SKIP
 >>> result = run_budget(src, quantizer=get_quantizer("ort"), options=QuantizeOptions(),
 ...                     calibration=calib, judge=judge, max_drop=0.02, workdir=tmp)  # doctest: +SKIP
 >>> [(a.excluded_count, round(a.agreement, 3)) for a in result.attempts]  # doctest: +SKIP

@@ -289,7 +289,7 @@ class CardProcessor:
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
         card = self.card
         fitted, transform = self._fit(image)
-        if np.dtype(self.resolved.dtype).kind == "f" and fitted.dtype == np.uint8 and fitted.shape[2:] == (3,):
+        if np.dtype(self.resolved.dtype).kind == "f":
             x = to_tensor(
                 fitted,
                 mean=tuple(self._mean),
@@ -299,8 +299,6 @@ class CardProcessor:
             )
             return np.ascontiguousarray(x, dtype=self.resolved.dtype), transform
         x = cv2.cvtColor(fitted, cv2.COLOR_BGR2RGB) if card.color == "rgb" else fitted
-        if np.dtype(self.resolved.dtype).kind == "f":
-            x = (x.astype(np.float32) - self._mean) / self._std
         x = x.transpose(2, 0, 1)[None] if card.layout == "nchw" else x[None]
         return np.ascontiguousarray(x, dtype=self.resolved.dtype), transform
 

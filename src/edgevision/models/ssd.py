@@ -212,7 +212,7 @@ class SsdProcessor:
         """Stretch to the input size, BGR -> RGB, scale to [-1, 1], NHWC float32."""
         resized, transform = resize(image, self.input_size)
         x = to_tensor(resized, swap_rb=True, nchw=False)
-        x /= 127.5
+        x /= 127.5  # x / 127.5 - 1 in this order: (x - 127.5) / 127.5 rounds differently in float32
         x -= 1.0
         return x, transform
 

@@ -31,7 +31,14 @@ def test_without_std_it_only_subtracts_and_lays_out():
     np.testing.assert_array_equal(to_tensor(image, mean=(1, 1, 1))[0, 2], image[..., 2].astype(np.float32) - 1)
 
 
-@pytest.mark.parametrize("image", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 3))])
-def test_anything_but_a_three_channel_uint8_image_is_refused(image):
-    with pytest.raises(ValueError, match="uint8 image"):
+def test_a_float_image_gets_the_numpy_formula():
+    image = np.array([[[10.5, 20.0, 30.25]]])  # float64, as a caller from Python may pass
+    found = to_tensor(image, mean=(1, 2, 3), std=(1, 2, 4), swap_rb=True, nchw=False)
+    assert found.dtype == np.float32
+    assert found.ravel().tolist() == [29.25, 9.0, 1.875]  # RGB (30.25, 20, 10.5) - mean, then / std
+
+
+@pytest.mark.parametrize("image", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8)])
+def test_anything_but_a_three_channel_image_is_refused(image):
+    with pytest.raises(ValueError, match="3-channel"):
         to_tensor(image)

@@ -74,7 +74,8 @@ def to_tensor(
     ``blobFromImageWithParams`` (written by hand in numpy they are four passes and four
     arrays), and the division one more in place. The values are bit for bit those of
     ``(image.astype(np.float32) - mean) / std`` with float32 ``mean`` and ``std``, so
-    calibration and parity do not move.
+    calibration and parity do not move. Images of another dtype (a float image handed to a
+    predictor from Python) take that numpy formula itself.
 
     >>> image = np.array([[[10, 20, 30]]], np.uint8)  # one BGR pixel
     >>> to_tensor(image, mean=(1, 2, 3), std=(1, 2, 4)).ravel().tolist()
@@ -82,8 +83,13 @@ def to_tensor(
     >>> to_tensor(image, swap_rb=True, nchw=False).tolist()
     [[[[30.0, 20.0, 10.0]]]]
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.dtype} of shape {image.shape}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a 3-channel (H, W, 3) image, got shape {image.shape}")
+    divisor = None if std is None else np.asarray(std, np.float32)
+    if image.dtype != np.uint8:
+        x = (image[..., ::-1] if swap_rb else image).astype(np.float32) - np.asarray(mean, np.float32)
+        x = x if divisor is None else x / divisor
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None] if nchw else x[None])
     params = cv2.dnn.Image2BlobParams()
     params.mean = (*(float(np.float32(m)) for m in mean), 0.0)
     params.size = (image.shape[1], image.shape[0])
@@ -91,6 +97,6 @@ def to_tensor(
     params.ddepth = cv2.CV_32F
     params.datalayout = cv2.DNN_LAYOUT_NCHW if nchw else cv2.DNN_LAYOUT_NHWC
     blob = cv2.dnn.blobFromImageWithParams(image, params)
-    if std is not None:
-        np.divide(blob, np.asarray(std, np.float32).reshape((1, 3, 1, 1) if nchw else (1, 1, 1, 3)), out=blob)
+    if divisor is not None:
+        np.divide(blob, divisor.reshape((1, 3, 1, 1) if nchw else (1, 1, 1, 3)), out=blob)
     return blob

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import cv2
 
+from edgevision.errors import EdgevisionError
+from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.zones import parse_line, parse_zone
 from edgevision.samples import sample_path
@@ -79,18 +81,34 @@ def cpu_bound_ratio(model_fps: float, pipeline_cpu_ms: float, cores: int) -> flo
     return round(min(1.0, cores * 1e3 / pipeline_cpu_ms / model_fps), 3)
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="nanodet-m")
     parser.add_argument("--backend", default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=300, help="frames of vtest.avi per round (795 = all)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=positive, default=2)
+    parser.add_argument("--frames", type=positive, default=300, help="frames of vtest.avi per round (795 = all)")
+    parser.add_argument("--rounds", type=positive, default=3)
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args()
+    if args.json is not None and not args.json.parent.is_dir():
+        parser.error(f"--json: folder {args.json.parent} does not exist")  # found now, not after the run
 
     video = sample_path("vtest.avi")
-    predictor = load_predictor(args.model, backend=args.backend, threads=args.threads)
+    try:
+        predictor = load_predictor(args.model, backend=args.backend, threads=args.threads)
+    except EdgevisionError as exc:
+        parser.error(str(exc))
     frames = read_frames(video, args.frames)
     for image in frames[:5]:
         predictor(image)  # warm-up: the first inferences are slower
@@ -136,7 +154,7 @@ def main() -> None:
         f"(stage wall times: {stages} ms); {cores} cores allow at most {result['cpu_bound_ratio']:.2f}x"
     )
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode())
     print(f"pipeline/model throughput ratio: {result['ratio']:.2f}")
 
 

@@ -11,3 +11,15 @@ def test_the_cpu_bound_is_cores_over_the_pipelines_cpu_per_frame_and_never_above
     assert bench.cpu_bound_ratio(43.2, 48.0, 2) == round(2000 / 48.0 / 43.2, 3)
     assert bench.cpu_bound_ratio(43.2, 48.0, 4) == 1.0  # room to spare: the model is the limit
     assert bench.cpu_bound_ratio(10.0, 400.0, 2) == 0.5
+
+
+def test_counts_below_one_or_not_numbers_are_refused():
+    import argparse
+
+    import pytest
+
+    bench = load("pipeline_throughput")
+    assert bench.positive("300") == 300
+    for text in ("0", "-3", "x", "2.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="at least 1"):
+            bench.positive(text)

@@ -36,6 +36,7 @@ from edgevision.zoo.assemble import load_predictor
 
 ZONE = "path:300,185,420,185,420,330,300,310"
 LINE = "crossing:560,170,560,420"
+PARTS = ("tracking", "video")  # what --without can leave out
 
 
 def read_frames(path: Path, count: int) -> list:
@@ -58,11 +59,20 @@ def model_only_fps(predictor, frames: list) -> tuple[float, float]:
     return len(frames) / (time.perf_counter() - start), (time.process_time() - cpu) * 1e3 / len(frames)
 
 
-def pipeline_run(predictor, video: Path, frames: int, workdir: Path) -> dict:
-    """``run_pipeline``'s summary, with the CPU milliseconds (all threads) per frame as ``cpu_ms``."""
-    config = RunConfig(zones=(parse_zone(ZONE),), lines=(parse_line(LINE),), max_frames=frames)
+def pipeline_run(predictor, video: Path, frames: int, workdir: Path, *, without: frozenset = frozenset()) -> dict:
+    """``run_pipeline``'s summary, with the CPU milliseconds (all threads) per frame as ``cpu_ms``.
+
+    ``without`` leaves parts out to see what each costs: ``tracking`` (and with it the zone
+    and line, which need tracks), ``video`` (the annotated video: no drawing, no encoding).
+    """
+    if "tracking" in without:
+        config = RunConfig(max_frames=frames, track=False)
+    else:
+        config = RunConfig(zones=(parse_zone(ZONE),), lines=(parse_line(LINE),), max_frames=frames)
     outputs = RunOutputs(
-        video=workdir / "annotated.mp4", json_lines=str(workdir / "detections.jsonl"), events=workdir / "events.jsonl"
+        video=None if "video" in without else workdir / "annotated.mp4",
+        json_lines=str(workdir / "detections.jsonl"),
+        events=None if "tracking" in without else workdir / "events.jsonl",
     )
     cpu = time.process_time()
     summary = run_pipeline(predictor, str(video), config, outputs).to_dict()
@@ -100,6 +110,13 @@ def main() -> None:
     parser.add_argument("--frames", type=positive, default=300, help="frames of vtest.avi per round (795 = all)")
     parser.add_argument("--rounds", type=positive, default=3)
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument(
+        "--without",
+        action="append",
+        choices=PARTS,
+        default=[],
+        help="leave a part of the pipeline out (repeatable): tracking (with the zone and line), video",
+    )
     args = parser.parse_args()
     if args.json is not None and not args.json.parent.is_dir():
         parser.error(f"--json: folder {args.json.parent} does not exist")  # found now, not after the run
@@ -118,7 +135,7 @@ def main() -> None:
             fps, cpu_ms = model_only_fps(predictor, frames)
             model.append(fps)
             model_cpu.append(cpu_ms)
-            runs.append(pipeline_run(predictor, video, len(frames), Path(tmp)))
+            runs.append(pipeline_run(predictor, video, len(frames), Path(tmp), without=frozenset(args.without)))
             print(
                 f"round {round_ + 1}: model-only {fps:.2f} fps ({cpu_ms:.1f} ms CPU a frame), "
                 f"pipeline {runs[-1]['fps']:.2f} fps ({runs[-1]['cpu_ms']:.1f} ms CPU a frame)",
@@ -135,6 +152,7 @@ def main() -> None:
         "latency_p50_ms": statistics.median(r["latency_p50_ms"] for r in runs),
         "latency_p95_ms": statistics.median(r["latency_p95_ms"] for r in runs),
         "events": runs[-1]["event_counts"],
+        "without": sorted(set(args.without)),
         "cores": cores,
         "model_cpu_ms": round(statistics.median(model_cpu), 2),
         "pipeline_cpu_ms": round(statistics.median(r["cpu_ms"] for r in runs), 2),
@@ -143,7 +161,8 @@ def main() -> None:
     result["ratio"] = round(result["pipeline_fps"] / result["model_only_fps"], 3)
     result["cpu_bound_ratio"] = cpu_bound_ratio(result["model_only_fps"], result["pipeline_cpu_ms"], cores)
     print(
-        f"{args.model} ({result['backend']}, {args.threads} threads, {len(frames)} frames, median of {args.rounds}): "
+        f"{args.model} ({result['backend']}, {args.threads} threads, {len(frames)} frames, median of {args.rounds}"
+        f"{''.join(f', without {part}' for part in result['without'])}): "
         f"model-only {result['model_only_fps']} fps, pipeline {result['pipeline_fps']} fps "
         f"({result['ratio']:.2f}x; target >= 0.95x); end-to-end latency p50 {result['latency_p50_ms']} ms, "
         f"p95 {result['latency_p95_ms']} ms; events {result['events']}"

@@ -1,6 +1,10 @@
-"""The pipeline benchmark's CPU bound: what ratio the cores allow at a given CPU cost per frame."""
+"""The pipeline benchmark: the CPU bound it prints, its counts, and the parts --without leaves out."""
 
 from __future__ import annotations
+
+import json
+
+import pytest
 
 from conftest import load_benchmark as load
 
@@ -16,10 +20,21 @@ def test_the_cpu_bound_is_cores_over_the_pipelines_cpu_per_frame_and_never_above
 def test_counts_below_one_or_not_numbers_are_refused():
     import argparse
 
-    import pytest
-
     bench = load("pipeline_throughput")
     assert bench.positive("300") == 300
     for text in ("0", "-3", "x", "2.5"):
         with pytest.raises(argparse.ArgumentTypeError, match="at least 1"):
             bench.positive(text)
+
+
+@pytest.mark.parametrize("without", [frozenset(), frozenset({"video"}), frozenset({"tracking", "video"})])
+def test_without_leaves_the_part_out_of_a_real_run(tmp_path, predictor, without):
+    from edgevision.samples import sample_path
+
+    bench = load("pipeline_throughput")
+    summary = bench.pipeline_run(predictor, sample_path("vtest.avi"), 12, tmp_path, without=without)
+    assert summary["frames"] == 12 and summary["cpu_ms"] > 0
+    assert (tmp_path / "annotated.mp4").exists() == ("video" not in without)
+    records = [json.loads(line) for line in (tmp_path / "detections.jsonl").read_text().splitlines()]
+    tracked = any("track_id" in obj for record in records for obj in record["objects"])
+    assert tracked == ("tracking" not in without)

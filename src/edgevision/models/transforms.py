@@ -95,8 +95,14 @@ def to_tensor(
     params.size = (image.shape[1], image.shape[0])
     params.swapRB = swap_rb
     params.ddepth = cv2.CV_32F
-    params.datalayout = cv2.DNN_LAYOUT_NCHW if nchw else cv2.DNN_LAYOUT_NHWC
+    params.datalayout = _layout("NCHW" if nchw else "NHWC")
     blob = cv2.dnn.blobFromImageWithParams(image, params)
     if divisor is not None:
         np.divide(blob, divisor.reshape((1, 3, 1, 1) if nchw else (1, 1, 1, 3)), out=blob)
     return blob
+
+
+def _layout(name: str) -> int:
+    """OpenCV's ``DNN_LAYOUT_<name>``: in ``cv2.dnn`` up to 4.x, in ``cv2`` itself from 5.0."""
+    key = f"DNN_LAYOUT_{name}"
+    return getattr(cv2, key) if hasattr(cv2, key) else getattr(cv2.dnn, key)

@@ -12,7 +12,13 @@ used per frame (every thread, the encoder's included). The pipeline cannot beat
 allows next to the measured one: when inference already fills every core, the rest of
 the pipeline's CPU has to come out of inference's share.
 
+``--workers N`` runs N copies of the model, sharing ``--threads``, on successive frames in
+both runs: the model alone then infers N frames at once on N threads, and so does the
+pipeline's inference stage (``run --workers``). The script also times one copy with all
+the threads, to show what the copies gain.
+
     python benchmarks/pipeline_throughput.py --model nanodet-m --threads 2 --frames 300 --rounds 3
+    python benchmarks/pipeline_throughput.py --workers 2
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ import json
 import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import cv2
 
+from edgevision.api import threads_per_worker
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
@@ -51,11 +59,24 @@ def read_frames(path: Path, count: int) -> list:
     return frames
 
 
-def model_only_fps(predictor, frames: list) -> tuple[float, float]:
-    """Frames a second of the predictor alone, and the CPU milliseconds (all threads) per frame."""
+def model_only_fps(predictors: list, frames: list) -> tuple[float, float]:
+    """Frames a second of the model alone, and the CPU milliseconds (all threads) per frame.
+
+    One predictor runs the frames back to back; with several, each runs every n-th frame
+    on its own thread, as ``run --workers`` does.
+    """
+
+    def work(predictor, images: list) -> None:
+        for image in images:
+            predictor(image)
+
+    step = len(predictors)
+    threads = [threading.Thread(target=work, args=(p, frames[i::step])) for i, p in enumerate(predictors)]
     start, cpu = time.perf_counter(), time.process_time()
-    for image in frames:
-        predictor(image)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return len(frames) / (time.perf_counter() - start), (time.process_time() - cpu) * 1e3 / len(frames)
 
 
@@ -109,6 +130,9 @@ def main() -> None:
     parser.add_argument("--threads", type=positive, default=2)
     parser.add_argument("--frames", type=positive, default=300, help="frames of vtest.avi per round (795 = all)")
     parser.add_argument("--rounds", type=positive, default=3)
+    parser.add_argument(
+        "--workers", type=positive, default=1, help="copies of the model inferring frames at once, sharing --threads"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument(
         "--without",
@@ -124,21 +148,39 @@ def main() -> None:
     video = sample_path("vtest.avi")
     try:
         predictor = load_predictor(args.model, backend=args.backend, threads=args.threads)
+        each = threads_per_worker(args.threads, args.workers)
+        copies = (
+            [predictor]
+            if args.workers == 1
+            else [load_predictor(args.model, backend=args.backend, threads=each) for _ in range(args.workers)]
+        )
     except EdgevisionError as exc:
         parser.error(str(exc))
     frames = read_frames(video, args.frames)
-    for image in frames[:5]:
-        predictor(image)  # warm-up: the first inferences are slower
-    model, model_cpu, runs = [], [], []
+    for p in {id(p): p for p in [predictor, *copies]}.values():
+        for image in frames[:5]:
+            p(image)  # warm-up: the first inferences are slower
+    model, model_cpu, runs, single, single_runs = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
-            fps, cpu_ms = model_only_fps(predictor, frames)
+            fps, cpu_ms = model_only_fps(copies, frames)
             model.append(fps)
             model_cpu.append(cpu_ms)
-            runs.append(pipeline_run(predictor, video, len(frames), Path(tmp), without=frozenset(args.without)))
+            if args.workers > 1:
+                single.append(model_only_fps([predictor], frames)[0])
+                single_runs.append(
+                    pipeline_run([predictor], video, len(frames), Path(tmp), without=frozenset(args.without))
+                )
+            runs.append(pipeline_run(copies, video, len(frames), Path(tmp), without=frozenset(args.without)))
             print(
                 f"round {round_ + 1}: model-only {fps:.2f} fps ({cpu_ms:.1f} ms CPU a frame), "
-                f"pipeline {runs[-1]['fps']:.2f} fps ({runs[-1]['cpu_ms']:.1f} ms CPU a frame)",
+                f"pipeline {runs[-1]['fps']:.2f} fps ({runs[-1]['cpu_ms']:.1f} ms CPU a frame)"
+                + (
+                    f"; one copy on {args.threads} threads: alone {single[-1]:.2f} fps, "
+                    f"pipeline {single_runs[-1]['fps']:.2f} fps"
+                    if single
+                    else ""
+                ),
                 flush=True,
             )
     cores = len(os.sched_getaffinity(0))
@@ -146,6 +188,8 @@ def main() -> None:
         "model": args.model,
         "backend": args.backend or "default",
         "threads": args.threads,
+        "workers": args.workers,
+        "threads_per_worker": each,
         "frames": len(frames),
         "model_only_fps": round(statistics.median(model), 2),
         "pipeline_fps": round(statistics.median(r["fps"] for r in runs), 2),
@@ -158,10 +202,15 @@ def main() -> None:
         "pipeline_cpu_ms": round(statistics.median(r["cpu_ms"] for r in runs), 2),
         "stage_ms": {k: statistics.median(r["stage_ms"][k] for r in runs) for k in runs[-1]["stage_ms"]},
     }
+    if single:
+        result["one_copy_fps"] = round(statistics.median(single), 2)
+        result["one_copy_pipeline_fps"] = round(statistics.median(r["fps"] for r in single_runs), 2)
     result["ratio"] = round(result["pipeline_fps"] / result["model_only_fps"], 3)
     result["cpu_bound_ratio"] = cpu_bound_ratio(result["model_only_fps"], result["pipeline_cpu_ms"], cores)
     print(
-        f"{args.model} ({result['backend']}, {args.threads} threads, {len(frames)} frames, median of {args.rounds}"
+        f"{args.model} ({result['backend']}, {args.threads} threads"
+        f"{f' in {args.workers} workers of {each}' if args.workers > 1 else ''}, "
+        f"{len(frames)} frames, median of {args.rounds}"
         f"{''.join(f', without {part}' for part in result['without'])}): "
         f"model-only {result['model_only_fps']} fps, pipeline {result['pipeline_fps']} fps "
         f"({result['ratio']:.2f}x; target >= 0.95x); end-to-end latency p50 {result['latency_p50_ms']} ms, "
@@ -172,6 +221,15 @@ def main() -> None:
         f"CPU a frame: model alone {result['model_cpu_ms']} ms, pipeline {result['pipeline_cpu_ms']} ms "
         f"(stage wall times: {stages} ms); {cores} cores allow at most {result['cpu_bound_ratio']:.2f}x"
     )
+    if single:
+        print(
+            f"{args.workers} workers against one copy on {args.threads} threads, same rounds: model alone "
+            f"{result['model_only_fps']} against {result['one_copy_fps']} fps "
+            f"({result['model_only_fps'] / result['one_copy_fps']:.2f}x), pipeline {result['pipeline_fps']} "
+            f"against {result['one_copy_pipeline_fps']} fps "
+            f"({result['pipeline_fps'] / result['one_copy_pipeline_fps']:.2f}x); the workers' pipeline is "
+            f"{result['pipeline_fps'] / result['one_copy_fps']:.2f}x one copy's model-only fps"
+        )
     if args.json:
         write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode())
     print(f"pipeline/model throughput ratio: {result['ratio']:.2f}")

@@ -34,7 +34,7 @@ from edgevision.benchmark.report import TERMINAL_COLUMNS as BENCH_COLUMNS
 from edgevision.benchmark.report import summary_lines as bench_summary
 from edgevision.benchmark.report import terminal_rows as bench_rows
 from edgevision.benchmark.variants import BuildOptions
-from edgevision.checks import check_threads, input_file
+from edgevision.checks import check_threads, input_file, usable_cores
 from edgevision.compare import DEFAULT_MAX_DROP
 from edgevision.conversion.api import ConversionResult, ExportOptions, conversion_output, convert_model
 from edgevision.conversion.optimize import OptimizeResult, optimize_model, optimize_output
@@ -98,6 +98,12 @@ class Model:
 
     name: str
     predictor: Predictor
+    copies: tuple[Predictor, ...] = ()  # more copies for ``run`` to infer frames on at once (``load(workers=)``)
+
+    @property
+    def predictors(self) -> tuple[Predictor, ...]:
+        """Every loaded copy, the main one first: one per inference worker of ``run``."""
+        return (self.predictor, *self.copies)
 
     @property
     def task(self) -> str:
@@ -145,6 +151,7 @@ def load(
     random_weights: bool = False,
     card: CardLike = None,
     device: str | None = None,
+    workers: int = 1,
 ) -> Model:
     """Load zoo model or model file ``model`` on ``backend`` (default: the model's own).
 
@@ -157,18 +164,40 @@ def load(
     ``random_weights`` for size and speed studies. ``device`` picks OpenVINO's device (CPU,
     GPU, NPU, AUTO, HETERO:..., MULTI:...) or a LiteRT delegate (``edgetpu`` or a library
     path); ``devices()`` lists what each runtime sees.
+
+    ``workers`` above 1 loads that many copies, which ``run`` uses to infer successive frames
+    at once; ``threads`` (default: the usable cores) is then shared out among them, at least
+    one each. ``predict`` uses the first copy only.
     """
     check_threads([threads])
+    if workers < 1:
+        raise EdgevisionError(f"workers must be 1 or more, got {workers}.")
+    each = threads_per_worker(threads, workers)
     with use_device(device):
-        predictor = load_predictor(
-            str(model),
-            backend=backend,
-            threads=threads,
-            weights=_weights(weights),
-            random_weights=random_weights,
-            card=card_request(card),
-        )
-    return Model(str(model), predictor)
+        predictors = [
+            load_predictor(
+                str(model),
+                backend=backend,
+                threads=each,
+                weights=_weights(weights),
+                random_weights=random_weights,
+                card=card_request(card),
+            )
+            for _ in range(workers)
+        ]
+    return Model(str(model), predictors[0], tuple(predictors[1:]))
+
+
+def threads_per_worker(threads: int | None, workers: int) -> int | None:
+    """The threads of each of ``workers`` model copies when ``threads`` are shared among them
+    (``None``: the runtime's default for one copy, the usable cores for several).
+
+    >>> threads_per_worker(None, 1), threads_per_worker(4, 2), threads_per_worker(1, 2)
+    (None, 2, 1)
+    """
+    if workers == 1:
+        return threads
+    return max(1, (threads or usable_cores()) // workers)
 
 
 def devices() -> dict[str, list[dict[str, str]]]:
@@ -316,10 +345,15 @@ def run(
     backend: str | None = None,
     threads: int | None = None,
     device: str | None = None,
+    workers: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
 ) -> RunSummary:
     """Run ``model`` on a video file, camera or stream with tracking, zones, lines and events.
+
+    ``workers`` (when ``model`` is a name or file; a ``Model`` brings its own, see ``load``)
+    infers that many successive frames at once, each on its own copy of the model with its
+    share of ``threads``.
 
     ``zones`` and ``lines`` use the CLI's text form (``"door:0.6,0.2,0.9,0.2,0.9,0.9"``,
     ``"path:0,0.5,1,0.5:in"``) and are added to ``config``'s. Ctrl-C, SIGTERM or SIGHUP end
@@ -332,11 +366,15 @@ def run(
         "lines": config.lines + tuple(parse_line(line) for line in lines),
     }
     check_run(str(source), outputs or RunOutputs())
-    loaded = model if isinstance(model, Model) else load(model, backend=backend, threads=threads, device=device)
+    loaded = (
+        model
+        if isinstance(model, Model)
+        else load(model, backend=backend, threads=threads, device=device, workers=workers)
+    )
     check_run_model(loaded.predictor, name=loaded.name)
     with stop_on_signals():
         return run_pipeline(
-            loaded.predictor,
+            loaded.predictors,
             str(source),
             dataclasses.replace(config, **extra),
             outputs or RunOutputs(),

@@ -6,6 +6,12 @@ Four stages run on their own threads joined by bounded queues: capture, inferenc
 files) keep only the freshest frame in front of inference and count the ones dropped;
 files otherwise give every frame (or every ``stride``-th).
 
+Given several copies of a model, inference runs one worker per copy on successive frames
+and hands them on in order. On a small CPU that is often more frames a second than one copy
+with all the threads: a small model's layers do not split well over threads, and the
+other stages' work fits between a one-thread worker's frames (see the README's pipeline
+section for the numbers).
+
 >>> from edgevision.zoo.assemble import load_predictor
 >>> from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 >>> from edgevision.pipeline.zones import parse_line, parse_zone
@@ -22,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -233,8 +239,11 @@ class _Outputs:
 class _Run:
     """The state one run's stages share."""
 
-    def __init__(self, predictor: Predictor, capture: CaptureSource, config: RunConfig, first: Frame) -> None:
-        self.predictor = predictor
+    def __init__(
+        self, predictors: Sequence[Predictor], capture: CaptureSource, config: RunConfig, first: Frame
+    ) -> None:
+        self.predictors = tuple(predictors)
+        self.predictor = predictor = self.predictors[0]
         self.capture = capture
         self.config = config
         self.stats = RunStats()
@@ -281,11 +290,19 @@ class _Run:
         )
 
     # -- inference ----------------------------------------------------------------------
-    def infer(self, frame: Frame) -> tuple[Frame, Prediction]:
-        start = time.perf_counter()
-        prediction = self.predictor(frame.image)
-        self.stats.add_stage("inference", time.perf_counter() - start)
-        return frame, prediction
+    def inference_workers(self) -> list[Callable[[Frame], tuple[Frame, Prediction]]]:
+        """One inference function per model copy; each copy is only ever called from one thread."""
+
+        def worker(predictor: Predictor) -> Callable[[Frame], tuple[Frame, Prediction]]:
+            def infer(frame: Frame) -> tuple[Frame, Prediction]:
+                start = time.perf_counter()
+                prediction = predictor(frame.image)
+                self.stats.add_stage("inference", time.perf_counter() - start)
+                return frame, prediction
+
+            return infer
+
+        return [worker(predictor) for predictor in self.predictors]
 
     # -- analysis -----------------------------------------------------------------------
     def analyse(self, item: tuple[Frame, Prediction]) -> tuple[Frame, Prediction, list[Event]]:
@@ -353,7 +370,7 @@ def _first_frame(capture: CaptureSource) -> Frame:
 
 
 def run_pipeline(
-    predictor: Predictor,
+    predictor: Predictor | Sequence[Predictor],
     source: str | CaptureSource,
     config: RunConfig | None = None,
     outputs: RunOutputs | None = None,
@@ -364,6 +381,9 @@ def run_pipeline(
 ) -> RunSummary:
     """Run ``predictor`` over ``source`` with tracking, rules and outputs; return the summary.
 
+    ``predictor`` may be several copies of one model (``edgevision.api.load_copies``): each
+    then infers every n-th frame on its own thread, and the frames go on in order.
+
     ``on_progress`` is called about every ``config.progress_every`` seconds from the calling
     thread; ``on_event`` with each event record as it is written. Setting ``stop`` (or
     Ctrl-C, or another stop signal inside ``edgevision.signals.stop_on_signals``) ends the run
@@ -372,6 +392,10 @@ def run_pipeline(
     """
     config = config or RunConfig()
     outputs = outputs or RunOutputs()
+    predictors = (predictor,) if isinstance(predictor, Predictor) else tuple(predictor)
+    if not predictors:
+        raise EdgevisionError("run_pipeline needs a model: got an empty list of copies.")
+    predictor = predictors[0]
     check_run(source, outputs)
     check_run_model(predictor)
     config = replace(config, classes=model_classes(predictor, config.classes))
@@ -380,7 +404,7 @@ def run_pipeline(
         first = _first_frame(capture)
         h, w = first.image.shape[:2]
         check_geometry(config.zones, config.lines, width=w, height=h)
-        run = _Run(predictor, capture, config, first)
+        run = _Run(predictors, capture, config, first)
         run.on_event = on_event
         run.outputs = _Outputs(outputs, fps=capture.fps / config.stride, title=capture.name)
         try:
@@ -402,7 +426,7 @@ def _run_stages(run: _Run, first: Frame, *, stop: threading.Event | None, on_pro
     inferred, analysed = Pipe(run.config.queue_size), Pipe(run.config.queue_size)
     group = StageGroup()
     group.produce("capture", run.frames(first), captured)
-    group.stage("inference", run.infer, captured, inferred)
+    group.parallel_stage("inference", run.inference_workers(), captured, inferred)
     group.stage("analysis", run.analyse, inferred, analysed)
     group.stage("output", run.output, analysed, None)
     last = [time.perf_counter()]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,64 @@ class StageGroup:
                     outbox.close(self.abort)
 
         self._spawn(name, loop)
+
+    def parallel_stage(self, name: str, works: Sequence[Callable[[Any], Any]], inbox: Pipe, outbox: Pipe) -> None:
+        """Like :meth:`stage` with one thread per function of ``works``, each taking the next
+        item of ``inbox``; results leave in the order their items came in.
+
+        Items run on several workers at once (each worker owns its function, e.g. its own copy
+        of a model) and are held back until every earlier item has left, so the next stage
+        sees them in order. Python's ``queue`` has no ordered fan-in, so this is written here.
+
+        >>> import time
+        >>> group = StageGroup()
+        >>> numbers, squared = Pipe(2), Pipe(2)
+        >>> group.produce("count", iter(range(6)), numbers)
+        >>> slow_first = [lambda x: (time.sleep(0.01 * (x % 2)), x * x)[1]] * 3
+        >>> group.parallel_stage("square", slow_first, numbers, squared)
+        >>> out = []
+        >>> group.stage("collect", out.append, squared, None)
+        >>> group.join(); out
+        [0, 1, 4, 9, 16, 25]
+        """
+        if len(works) == 1:
+            return self.stage(name, works[0], inbox, outbox)
+        take = threading.Lock()  # one worker at a time takes an item and its number
+        turn = threading.Condition()  # the number of the next item to leave
+        state = {"taken": 0, "left": 0, "ended": False, "running": len(works)}
+
+        def emit(number: int, result: Any) -> bool:
+            with turn:
+                while state["left"] != number:
+                    if self.abort.is_set():
+                        return False
+                    turn.wait(0.1)
+                sent = result is None or outbox.put(result, self.abort)
+                state["left"] += 1
+                turn.notify_all()
+                return sent
+
+        def loop(work: Callable[[Any], Any]) -> None:
+            try:
+                while True:
+                    with take:
+                        item = END if state["ended"] else inbox.get(self.abort)
+                        if item is END:
+                            state["ended"] = True
+                            return
+                        number = state["taken"]
+                        state["taken"] += 1
+                    if not emit(number, work(item)):
+                        return
+            finally:
+                with turn:
+                    state["running"] -= 1
+                    last = state["running"] == 0
+                if last:
+                    outbox.close(self.abort)
+
+        for index, work in enumerate(works):
+            self._spawn(f"{name}-{index + 1}", lambda work=work: loop(work))
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """Abort every stage and wait (at most ``timeout`` seconds each) for their threads to end."""

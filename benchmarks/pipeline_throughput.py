@@ -34,7 +34,7 @@ from pathlib import Path
 
 import cv2
 
-from edgevision.api import threads_per_worker
+from edgevision.api import load
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
@@ -147,13 +147,13 @@ def main() -> None:
 
     video = sample_path("vtest.avi")
     try:
-        predictor = load_predictor(args.model, backend=args.backend, threads=args.threads)
-        each = threads_per_worker(args.threads, args.workers)
+        options = {"backend": args.backend, "threads": args.threads}
+        predictor = load_predictor(args.model, **options)
+        # as `run --workers` loads them (OpenVINO: one copy, see edgevision.api.SERIAL_COPIES)
         copies = (
-            [predictor]
-            if args.workers == 1
-            else [load_predictor(args.model, backend=args.backend, threads=each) for _ in range(args.workers)]
+            [predictor] if args.workers == 1 else list(load(args.model, **options, workers=args.workers).predictors)
         )
+        each = copies[0].backends[0].threads
     except EdgevisionError as exc:
         parser.error(str(exc))
     frames = read_frames(video, args.frames)
@@ -166,7 +166,7 @@ def main() -> None:
             fps, cpu_ms = model_only_fps(copies, frames)
             model.append(fps)
             model_cpu.append(cpu_ms)
-            if args.workers > 1:
+            if len(copies) > 1:
                 single.append(model_only_fps([predictor], frames)[0])
                 single_runs.append(
                     pipeline_run([predictor], video, len(frames), Path(tmp), without=frozenset(args.without))
@@ -188,7 +188,7 @@ def main() -> None:
         "model": args.model,
         "backend": args.backend or "default",
         "threads": args.threads,
-        "workers": args.workers,
+        "workers": len(copies),
         "threads_per_worker": each,
         "frames": len(frames),
         "model_only_fps": round(statistics.median(model), 2),
@@ -209,7 +209,7 @@ def main() -> None:
     result["cpu_bound_ratio"] = cpu_bound_ratio(result["model_only_fps"], result["pipeline_cpu_ms"], cores)
     print(
         f"{args.model} ({result['backend']}, {args.threads} threads"
-        f"{f' in {args.workers} workers of {each}' if args.workers > 1 else ''}, "
+        f"{f' in {len(copies)} workers of {each}' if len(copies) > 1 else ''}, "
         f"{len(frames)} frames, median of {args.rounds}"
         f"{''.join(f', without {part}' for part in result['without'])}): "
         f"model-only {result['model_only_fps']} fps, pipeline {result['pipeline_fps']} fps "
@@ -223,7 +223,7 @@ def main() -> None:
     )
     if single:
         print(
-            f"{args.workers} workers against one copy on {args.threads} threads, same rounds: model alone "
+            f"{len(copies)} workers against one copy on {args.threads} threads, same rounds: model alone "
             f"{result['model_only_fps']} against {result['one_copy_fps']} fps "
             f"({result['model_only_fps'] / result['one_copy_fps']:.2f}x), pipeline {result['pipeline_fps']} "
             f"against {result['one_copy_pipeline_fps']} fps "

@@ -168,3 +168,13 @@ def test_the_benchmark_times_copies_side_by_side(short_video):
     fps, cpu_ms = bench.model_only_fps([copy(0), copy(1)], frames)
     assert fps > 0 and cpu_ms > 0
     assert sorted(calls) == [0] * 6 + [1] * 6  # every frame once, every other one on each copy
+
+
+def test_openvino_copies_would_run_one_at_a_time_so_one_copy_gets_all_threads(caplog):
+    import edgevision
+
+    with caplog.at_level("WARNING", logger="edgevision.api"):
+        model = edgevision.load("nanodet-m", backend="openvino", threads=2, workers=2)
+    assert model.predictors == (model.predictor,)
+    assert model.predictor.backends[0].threads == 2
+    assert "OpenVINO runs separate copies of a model one at a time" in caplog.text

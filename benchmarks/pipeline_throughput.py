@@ -149,7 +149,7 @@ def main() -> None:
     try:
         options = {"backend": args.backend, "threads": args.threads}
         predictor = load_predictor(args.model, **options)
-        # as `run --workers` loads them (OpenVINO: one copy, see edgevision.api.SERIAL_COPIES)
+        # as `run --workers` loads them (OpenVINO: one model with a stream per worker)
         copies = (
             [predictor] if args.workers == 1 else list(load(args.model, **options, workers=args.workers).predictors)
         )

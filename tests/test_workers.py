@@ -170,11 +170,36 @@ def test_the_benchmark_times_copies_side_by_side(short_video):
     assert sorted(calls) == [0] * 6 + [1] * 6  # every frame once, every other one on each copy
 
 
-def test_openvino_copies_would_run_one_at_a_time_so_one_copy_gets_all_threads(caplog):
+def test_openvino_runs_the_workers_on_the_streams_of_one_compiled_model():
     import edgevision
 
-    with caplog.at_level("WARNING", logger="edgevision.api"):
-        model = edgevision.load("nanodet-m", backend="openvino", threads=2, workers=2)
-    assert model.predictors == (model.predictor,)
-    assert model.predictor.backends[0].threads == 2
-    assert "OpenVINO runs separate copies of a model one at a time" in caplog.text
+    model = edgevision.load("nanodet-m", backend="openvino", threads=2, workers=2)
+    assert model.predictors == (model.predictor, model.predictor)  # one model, called from both workers
+    backend = model.predictor.backends[0]
+    assert backend.streams == 2 and backend.threads == 1
+    assert backend.settings["NUM_STREAMS"] == 2 and backend.settings["INFERENCE_NUM_THREADS"] == 2
+
+
+def test_openvino_streams_give_each_thread_its_own_request_and_the_same_numbers(first_frame):
+    from edgevision.backends import use_streams
+    from edgevision.zoo.assemble import load_predictor
+
+    with use_streams(2):
+        shared = load_predictor("nanodet-m", backend="openvino", threads=1)
+    alone = load_predictor("nanodet-m", backend="openvino", threads=1)
+    frames = [first_frame, first_frame[:, ::-1].copy(), first_frame[::-1].copy()] * 4
+    expected = [alone(f) for f in frames]
+    got: dict[int, object] = {}
+
+    def work(start: int) -> None:
+        for i in range(start, len(frames), 2):
+            got[i] = shared(frames[i])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i, want in enumerate(expected):
+        assert got[i].xyxy.shape == want.xyxy.shape and len(want) > 0
+        assert abs(got[i].xyxy - want.xyxy).max() < 0.5 and abs(got[i].scores - want.scores).max() < 1e-3

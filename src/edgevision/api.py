@@ -15,7 +15,6 @@ knobs of ``quantize`` and ``bench`` live in one typed options object each
 from __future__ import annotations
 
 import dataclasses
-import logging
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from edgevision.benchmark.report import TERMINAL_COLUMNS as BENCH_COLUMNS
 from edgevision.benchmark.report import summary_lines as bench_summary
 from edgevision.benchmark.report import terminal_rows as bench_rows
 from edgevision.benchmark.variants import BuildOptions
-from edgevision.checks import check_threads, input_file, usable_cores
+from edgevision.checks import check_threads, input_file
 from edgevision.compare import DEFAULT_MAX_DROP
 from edgevision.conversion.api import ConversionResult, ExportOptions, conversion_output, convert_model
 from edgevision.conversion.optimize import OptimizeResult, optimize_model, optimize_output
@@ -80,11 +79,9 @@ from edgevision.watch.auth import hash_password
 from edgevision.watch.config import DashboardConfig, WatchConfig, WatchConfigError, read_watch_config
 from edgevision.watch.config import dashboard_config as fleet_dashboard_config
 from edgevision.zoo import get_spec, is_cached, list_models, pull
-from edgevision.zoo.assemble import load_predictor, resolve_model, resolve_source
+from edgevision.zoo.assemble import load_workers, resolve_model, resolve_source
 from edgevision.zoo.info import model_info, model_record
 from edgevision.zoo.verify import CacheCheck, CacheReport, verify_cache
-
-logger = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
 CardLike = str | Path | dict | ModelCard | None  # a card file, a card, or card fields (see ``load``)
@@ -168,56 +165,23 @@ def load(
     GPU, NPU, AUTO, HETERO:..., MULTI:...) or a LiteRT delegate (``edgetpu`` or a library
     path); ``devices()`` lists what each runtime sees.
 
-    ``workers`` above 1 loads that many copies, which ``run`` uses to infer successive frames
-    at once; ``threads`` (default: the usable cores) is then shared out among them, at least
-    one each. ``predict`` uses the first copy only.
+    ``workers`` above 1 readies the model to infer that many successive frames at once in
+    ``run``: that many copies, or on OpenVINO one model with that many streams (the same
+    object in ``Model.predictors``, safe to call from each worker's thread). ``threads``
+    (default: the usable cores) is shared out among them, at least one each.
     """
     check_threads([threads])
-    if workers < 1:
-        raise EdgevisionError(f"workers must be 1 or more, got {workers}.")
-    request = card_request(card)
-
-    def one(threads_each: int | None) -> Predictor:
-        with use_device(device):
-            return load_predictor(
-                str(model),
-                backend=backend,
-                threads=threads_each,
-                weights=_weights(weights),
-                random_weights=random_weights,
-                card=request,
-            )
-
-    first = one(threads_per_worker(threads, workers))
-    runtime = first.backends[0].name if first.backends else ""
-    if workers > 1 and runtime in SERIAL_COPIES:
-        logger.warning(
-            "%s runs separate copies of a model one at a time here, so --workers %d would be slower than one "
-            "copy: running one copy with all the threads",
-            SERIAL_COPIES[runtime],
-            workers,
+    with use_device(device):
+        predictors = load_workers(
+            str(model),
+            workers=workers,
+            backend=backend,
+            threads=threads,
+            weights=_weights(weights),
+            random_weights=random_weights,
+            card=card_request(card),
         )
-        return Model(str(model), one(threads))
-    copies = tuple(one(threads_per_worker(threads, workers)) for _ in range(workers - 1))
-    return Model(str(model), first, copies)
-
-
-# Runtimes whose separately compiled copies do not run at the same time. OpenVINO, nanodet-m,
-# two 1-thread copies called from two threads: 26.6 fps together, one copy alone 26.7, one
-# 2-thread copy 45 (its own streams, NUM_STREAMS, are the way to run frames in parallel).
-SERIAL_COPIES = {"openvino": "OpenVINO"}
-
-
-def threads_per_worker(threads: int | None, workers: int) -> int | None:
-    """The threads of each of ``workers`` model copies when ``threads`` are shared among them
-    (``None``: the runtime's default for one copy, the usable cores for several).
-
-    >>> threads_per_worker(None, 1), threads_per_worker(4, 2), threads_per_worker(1, 2)
-    (None, 2, 1)
-    """
-    if workers == 1:
-        return threads
-    return max(1, (threads or usable_cores()) // workers)
+    return Model(str(model), predictors[0], tuple(predictors[1:]))
 
 
 def devices() -> dict[str, list[dict[str, str]]]:
@@ -372,8 +336,8 @@ def run(
     """Run ``model`` on a video file, camera or stream with tracking, zones, lines and events.
 
     ``workers`` (when ``model`` is a name or file; a ``Model`` brings its own, see ``load``)
-    infers that many successive frames at once, each on its own copy of the model with its
-    share of ``threads``.
+    infers that many successive frames at once, each on its own copy of the model (on
+    OpenVINO its own stream) with its share of ``threads``.
 
     ``zones`` and ``lines`` use the CLI's text form (``"door:0.6,0.2,0.9,0.2,0.9,0.9"``,
     ``"path:0,0.5,1,0.5:in"``) and are added to ``config``'s. Ctrl-C, SIGTERM or SIGHUP end

@@ -21,13 +21,14 @@ from pathlib import Path
 from edgevision.benchmark.api import BenchOptions, BenchResult, TimingOptions, run_bench
 from edgevision.checks import check_threads, output_folder
 from edgevision.compare import DEFAULT_MAX_DROP
+from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.stats import RunSummary
 from edgevision.pipeline.zones import parse_line, parse_zone
 from edgevision.samples import DEFAULT_VIDEO, PHOTOS, sample_path
 from edgevision.zoo import pull
-from edgevision.zoo.assemble import load_predictor
+from edgevision.zoo.assemble import load_workers
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class DemoOptions:
     model: str = "nanodet-m"
     variants: str = "ort-fp32,ort-int8,openvino-fp32,openvino-int8"
     threads: int = 2
+    workers: int = 2  # frames the video run infers at once, sharing ``threads`` (see ``run --workers``)
     max_drop: float = DEFAULT_MAX_DROP
     # vtest.avi is 768x576: the lawn in the foreground, the path running across the middle.
     zone: str = "no-entry-lawn:0,310,420,335,640,576,0,576"
@@ -102,6 +104,8 @@ def run_demo(
     """Pull, benchmark, pick the recommended variant and run it on the sample video."""
     output = output_folder(output, what="the demo folder")
     check_threads([options.threads])
+    if options.workers < 1:  # found now, not after the bench
+        raise EdgevisionError(f"workers must be 1 or more, got {options.workers}.")
     say(f"pulling {options.model} and the sample media")
     video = sample_path(DEFAULT_VIDEO)
     photos = [sample_path(name) for name in PHOTOS]
@@ -134,7 +138,7 @@ def run_demo(
 
 
 def _run_video(model_file: str, video: Path, output: Path, options: DemoOptions, say) -> RunSummary:
-    predictor = load_predictor(model_file, threads=options.threads)
+    predictors = load_workers(model_file, workers=options.workers, threads=options.threads)
     config = RunConfig(
         zones=(parse_zone(options.zone),),
         lines=(parse_line(options.line),),
@@ -147,4 +151,4 @@ def _run_video(model_file: str, video: Path, output: Path, options: DemoOptions,
         events=output / "events.jsonl",
         stats=output / "stats.json",
     )
-    return run_pipeline(predictor, str(video), config, outputs, on_progress=lambda p: None)
+    return run_pipeline(predictors, str(video), config, outputs, on_progress=lambda p: None)

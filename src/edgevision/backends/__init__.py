@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, type[Backend]] = {}
 _DEVICE: contextvars.ContextVar[str | None] = contextvars.ContextVar("edgevision_device", default=None)
+_STREAMS: contextvars.ContextVar[int] = contextvars.ContextVar("edgevision_streams", default=1)
 CPU_NAMES = ("cpu", "CPU")
 
 
@@ -36,6 +37,21 @@ def use_device(device: str | None) -> Iterator[None]:
         yield
     finally:
         _DEVICE.reset(token)
+
+
+@contextlib.contextmanager
+def use_streams(streams: int) -> Iterator[None]:
+    """Backends created inside the block that can (``Backend.takes_streams``: OpenVINO) run
+    ``streams`` calls at once, from as many threads, each call on its own ``threads``.
+
+    A context for the same reason as ``use_device``. Runtimes without streams ignore it:
+    their callers load one copy per thread instead (``edgevision.api.load(workers=)``).
+    """
+    token = _STREAMS.set(streams)
+    try:
+        yield
+    finally:
+        _STREAMS.reset(token)
 
 
 def list_devices() -> dict[str, list[dict[str, str]]]:
@@ -122,7 +138,9 @@ def create_backend(
             f"{cls.label} runs on the CPU only here; --device {device} is for openvino (CPU, GPU, NPU, AUTO ...) "
             "and litert delegates (see edgevision devices)."
         )
-    extra = {"device": device} if device is not None else {}
+    extra: dict[str, object] = {"device": device} if device is not None else {}
+    if cls.takes_streams and _STREAMS.get() > 1:
+        extra["streams"] = _STREAMS.get()
     if precision is None:
         return cls(path, threads=threads, **extra)
     if precision not in cls.precisions:

@@ -38,6 +38,8 @@ class Backend(ABC):
     settings: dict[str, object]  # how the runtime was set up to run the file (threads, hints), for reports
 
     takes_device: ClassVar[bool] = False  # True when ``device=`` can pick other hardware than the CPU
+    takes_streams: ClassVar[bool] = False  # True when ``streams=`` runs that many calls at once (see use_streams)
+    streams: int = 1  # calls this loaded model runs at once, from as many threads
 
     def __init__(self, path: str | Path, *, threads: int | None = None, device: str | None = None) -> None:
         self.path = Path(path)

@@ -178,8 +178,8 @@ def run(
             "--workers",
             min=1,
             max=64,
-            help="Infer this many frames at once, each on its own copy of the model sharing --threads "
-            "(often more frames a second for small models on small CPUs; more memory).",
+            help="Infer this many frames at once, each on its own copy of the model (OpenVINO: its own "
+            "stream) sharing --threads; often more frames a second for small models on small CPUs.",
         ),
     ] = 1,
     weights: WeightsOption = None,

@@ -291,7 +291,8 @@ class _Run:
 
     # -- inference ----------------------------------------------------------------------
     def inference_workers(self) -> list[Callable[[Frame], tuple[Frame, Prediction]]]:
-        """One inference function per model copy; each copy is only ever called from one thread."""
+        """One inference function per worker. A copy listed once is only ever called from its
+        worker's thread; one listed several times (OpenVINO with streams) is safe to call from each."""
 
         def worker(predictor: Predictor) -> Callable[[Frame], tuple[Frame, Prediction]]:
             def infer(frame: Frame) -> tuple[Frame, Prediction]:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.backends import Backend, backend_for_file, create_backend, get_backend_class
+from edgevision.backends import Backend, backend_for_file, create_backend, get_backend_class, use_streams
 from edgevision.bundles import is_bundle, open_bundle, run_precision
+from edgevision.checks import usable_cores
 from edgevision.conversion.api import ExportOptions, SourceModel
 from edgevision.errors import EdgevisionError
 from edgevision.files import sha256_file
@@ -266,6 +267,37 @@ def load_predictor(
     if card:
         predictor.processor = with_thresholds(getattr(predictor, "processor", None), card, target.name)
     return predictor
+
+
+def load_workers(model: str, *, workers: int, threads: int | None = None, **options) -> list[Predictor]:
+    """``workers`` predictors of ``model`` (``options`` as ``load_predictor`` takes them) for
+    as many inference workers, ``threads`` (default: the usable cores) shared out among them.
+
+    Most runtimes get one copy per worker. OpenVINO gets one compiled model with a stream per
+    worker, listed once per worker and safe to call from each worker's thread: separately
+    compiled copies did not run at the same time (nanodet-m, two 1-thread copies called from
+    two threads: 26.6 fps together, one alone 26.7; one model with 2 streams: 51.5).
+    """
+    if workers < 1:
+        raise EdgevisionError(f"workers must be 1 or more, got {workers}.")
+    each = threads_per_worker(threads, workers)
+    with use_streams(workers):
+        first = load_predictor(model, threads=each, **options)
+    if workers > 1 and first.backends and all(b.streams == workers for b in first.backends):
+        return [first] * workers
+    return [first] + [load_predictor(model, threads=each, **options) for _ in range(workers - 1)]
+
+
+def threads_per_worker(threads: int | None, workers: int) -> int | None:
+    """The threads of each of ``workers`` inference workers when ``threads`` are shared among
+    them (``None``: the runtime's default for one worker, the usable cores for several).
+
+    >>> threads_per_worker(None, 1), threads_per_worker(4, 2), threads_per_worker(1, 2)
+    (None, 2, 1)
+    """
+    if workers == 1:
+        return threads
+    return max(1, (threads or usable_cores()) // workers)
 
 
 THRESHOLDS = ("score_threshold", "iou_threshold")  # of a card's fields, what a zoo decoder also takes

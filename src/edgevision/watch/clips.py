@@ -2,7 +2,10 @@
 
 A clip is the ~2 s before an event and the ~2 s after it. Frames are kept at most
 ``MAX_FPS`` a second and ``MAX_WIDTH`` wide, so a 1080p camera holds ~30 MB, not ~300 MB.
-Clips are encoded on the writer's own thread: the model never waits for an mp4.
+Clips are encoded on the writer's own thread: the model never waits for an mp4. When
+the service stops, the writer gets half its time to finish as usual; then it hurries, and
+the clips still to write (the one being encoded too) are written in the fast codec, so
+they are kept rather than dropped.
 """
 
 from __future__ import annotations
@@ -89,10 +92,11 @@ def _shrunk(image: np.ndarray) -> np.ndarray:
 
 
 class ClipWriter:
-    """One thread writing clips with ``write(event_id, frames, fps)``, in the order they come."""
+    """One thread writing clips with ``write(event_id, frames, fps, hurry=event)``, in the order they come."""
 
-    def __init__(self, write: Deliver) -> None:
+    def __init__(self, write: Callable[..., object]) -> None:
         self._write = write
+        self.hurry = threading.Event()  # set while stopping: write in the fast codec
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="watch-clips", daemon=True)
         self._thread.start()
@@ -103,13 +107,19 @@ class ClipWriter:
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
             try:
-                self._write(*item)
+                self._write(*item, hurry=self.hurry)
             except (EdgevisionError, OSError, cv2.error) as exc:
                 logger.warning("the clip of event %d was not kept: %s", item[0], exc)
 
     def close(self, *, timeout: float) -> None:
-        """Write the clips queued so far (waiting at most ``timeout`` s), then end the thread."""
+        """Write the clips queued so far (waiting at most ``timeout`` s), then end the thread.
+
+        After half of ``timeout`` the writer hurries (see the module's docstring)."""
         self._queue.put(None)
-        self._thread.join(timeout)
+        self._thread.join(timeout / 2)
+        if self._thread.is_alive():
+            logger.info("clips: still writing as the service stops; the rest go in the fast codec (mp4v)")
+            self.hurry.set()
+            self._thread.join(timeout / 2)
         if self._thread.is_alive():
             logger.warning("stopped before every clip was written; those events keep their snapshots")

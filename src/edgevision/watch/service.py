@@ -240,7 +240,7 @@ class Service:
         for camera in self.cameras.values():
             camera.join(max(0.0, deadline - time.monotonic()))
         if self._clips is not None:
-            self._clips.close(timeout=max(0.1, deadline - time.monotonic()))
+            self._clips.close(timeout=max(0.5, deadline - time.monotonic()))
         if self.store is not None:
             for analysis in self._analyses.values():
                 self._write_tracks(analysis)
@@ -324,9 +324,11 @@ class Service:
         if self._on_event is not None:
             self._on_event(camera.name, event, frame)
 
-    def _write_clip(self, event_id: int, frames: list[np.ndarray], fps: float) -> None:
+    def _write_clip(
+        self, event_id: int, frames: list[np.ndarray], fps: float, *, hurry: threading.Event | None = None
+    ) -> None:
         try:
-            self.store.add_clip(event_id, frames, fps)
+            self.store.add_clip(event_id, frames, fps, hurry=hurry)
         except sqlite3.ProgrammingError:  # the store was closed while this clip was encoded
             if self.serving:
                 raise

@@ -237,11 +237,14 @@ class EventStore:
         self._refer(event_id, "snapshot", relative)
         return self.folder / relative
 
-    def add_clip(self, event_id: int, frames: Sequence[np.ndarray], fps: float) -> Path:
-        """Keep ``frames`` (BGR, all one size) as event ``event_id``'s mp4 clip; its path."""
+    def add_clip(
+        self, event_id: int, frames: Sequence[np.ndarray], fps: float, *, hurry: threading.Event | None = None
+    ) -> Path:
+        """Keep ``frames`` (BGR, all one size) as event ``event_id``'s mp4 clip; its path.
+        Once ``hurry`` is set the clip is written in the fast codec (see ``write_mp4``)."""
         relative = self._media_name(event_id, ".mp4")
         with atomic_path(self.folder / relative) as tmp:
-            write_mp4(tmp, frames, fps)
+            write_mp4(tmp, frames, fps, hurry=hurry)
         self._refer(event_id, "clip", relative)
         return self.folder / relative
 

@@ -7,6 +7,10 @@ the ``ffmpeg`` program with libx264 (when it is on PATH), to OpenCV's own H.264 
 video players read but the web page can only offer for download. An encoder that fails
 before it ever worked is not tried again in this process.
 
+``hurry`` (an event set when the service is stopping) trades the codec for the clip: once
+it is set, a clip still being encoded to H.264 is written as ``mp4v`` instead, which
+takes a fraction of the time, so the clip is kept before the process ends.
+
 >>> write_mp4(Path("clip.mp4"), frames, fps=10.0)    # doctest: +SKIP
 'h264'
 """
@@ -17,6 +21,8 @@ import logging
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,20 +42,34 @@ class _Unavailable(Exception):
     """This encoder cannot write here; the next one is tried."""
 
 
-def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> str:
-    """Write ``frames`` (BGR, one size) to ``path`` as mp4; the codec used, ``"h264"`` or ``"mp4v"``."""
+class _Hurried(Exception):
+    """The service is stopping: the clip goes to the fast encoder instead."""
+
+
+def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float, *, hurry: threading.Event | None = None) -> str:
+    """Write ``frames`` (BGR, one size) to ``path`` as mp4; the codec used, ``"h264"`` or ``"mp4v"``.
+
+    Once ``hurry`` is set (before or during the H.264 encoding) the clip is written as ``mp4v``.
+    """
     _check(frames, fps)
+    hurry = hurry or threading.Event()
     for name, encode in _H264.items():
-        if name in _failed:
+        if name in _failed or hurry.is_set():
             continue
         try:
-            encode(path, frames, fps)
+            encode(path, frames, fps, hurry)
             _worked.add(name)
             return "h264"
+        except _Hurried:
+            logger.info("clips: stopping, so this clip is written as mp4v rather than waiting for H.264")
+            break
         except _Unavailable as exc:
             if name not in _worked:
                 _failed.add(name)
             logger.info("clips: %s did not write H.264 (%s)", name, exc)
+    if hurry.is_set():
+        _opencv(path, frames, fps, "mp4v")
+        return "mp4v"
     if "mp4v" not in _worked:
         _worked.add("mp4v")
         logger.warning(
@@ -73,7 +93,7 @@ def _check(frames: Sequence[np.ndarray], fps: float) -> None:
             )
 
 
-def _ffmpeg_h264(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
+def _ffmpeg_h264(path: Path, frames: Sequence[np.ndarray], fps: float, hurry: threading.Event) -> None:
     program = shutil.which("ffmpeg")
     if program is None:
         raise _Unavailable("no ffmpeg on PATH")
@@ -90,19 +110,39 @@ def _ffmpeg_h264(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
         try:
             for frame in frames:
+                if hurry.is_set():
+                    raise _Hurried
                 process.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
             process.stdin.close()
-            code = process.wait(timeout=FFMPEG_TIMEOUT_S)
+            code = _wait(process, hurry)
         except (BrokenPipeError, subprocess.TimeoutExpired):
             process.kill()
             code = process.wait()
+        except _Hurried:
+            process.kill()
+            process.wait()
+            raise
         errors.seek(0)
         said = errors.read().decode(errors="replace").strip().splitlines()
     if code != 0:
         raise _Unavailable(f"ffmpeg exited with {code}: {said[-1] if said else 'no message'}")
 
 
-def _opencv_h264(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
+def _wait(process: subprocess.Popen, hurry: threading.Event) -> int:
+    """``process``'s exit code; raises ``_Hurried`` when ``hurry`` is set first, TimeoutExpired after
+    ``FFMPEG_TIMEOUT_S``."""
+    deadline = time.monotonic() + FFMPEG_TIMEOUT_S
+    while True:
+        try:
+            return process.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            if hurry.is_set():
+                raise _Hurried from None
+            if time.monotonic() > deadline:
+                raise
+
+
+def _opencv_h264(path: Path, frames: Sequence[np.ndarray], fps: float, hurry: threading.Event) -> None:
     _opencv(path, frames, fps, "avc1")
 
 
@@ -120,7 +160,7 @@ def _opencv(path: Path, frames: Sequence[np.ndarray], fps: float, fourcc: str) -
         writer.release()
 
 
-_H264: dict[str, Callable[[Path, Sequence[np.ndarray], float], None]] = {
+_H264: dict[str, Callable[[Path, Sequence[np.ndarray], float, threading.Event], None]] = {
     "ffmpeg": _ffmpeg_h264,
     "opencv-h264": _opencv_h264,
 }

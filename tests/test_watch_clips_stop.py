@@ -1,0 +1,84 @@
+"""Clips still to be encoded when the service stops are written in the fast codec, not dropped."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edgevision.watch import video
+from edgevision.watch.clips import ClipWriter
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the H.264 path needs the ffmpeg program")
+
+
+def _frames(first_frame, count: int) -> list[np.ndarray]:
+    return [np.roll(first_frame, 8 * k, axis=1) for k in range(count)]
+
+
+def _codec_and_count(path) -> tuple[str, int]:
+    cap = cv2.VideoCapture(str(path))
+    code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    name = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)).lower()
+    return {"avc1": "h264", "h264": "h264", "fmp4": "mp4v", "mp4v": "mp4v"}.get(name, name), count
+
+
+@pytest.fixture
+def fresh_encoders(monkeypatch):
+    monkeypatch.setattr(video, "_failed", set())
+    monkeypatch.setattr(video, "_worked", set())
+
+
+def test_a_set_hurry_writes_mp4v_at_once(tmp_path, first_frame, fresh_encoders):
+    hurry = threading.Event()
+    hurry.set()
+    assert video.write_mp4(tmp_path / "a.mp4", _frames(first_frame, 12), 10.0, hurry=hurry) == "mp4v"
+    assert _codec_and_count(tmp_path / "a.mp4") == ("mp4v", 12)
+
+
+@needs_ffmpeg
+def test_hurry_during_an_h264_encoding_stops_ffmpeg_and_keeps_every_frame_as_mp4v(
+    tmp_path, first_frame, fresh_encoders
+):
+    frames = _frames(first_frame, 300)  # 300 frames of 768x576 keep x264 busy for seconds
+    hurry = threading.Event()
+    threading.Timer(0.3, hurry.set).start()
+    start = time.perf_counter()
+    codec = video.write_mp4(tmp_path / "a.mp4", frames, 10.0, hurry=hurry)
+    took = time.perf_counter() - start
+    assert codec == "mp4v"
+    assert _codec_and_count(tmp_path / "a.mp4") == ("mp4v", 300)
+    assert "ffmpeg" not in video._failed  # stopping is not a failure: H.264 stays the first choice
+    # and it was quicker than the H.264 encoding it replaced
+    calm = threading.Event()
+    start = time.perf_counter()
+    assert video.write_mp4(tmp_path / "b.mp4", frames, 10.0, hurry=calm) == "h264"
+    assert took < time.perf_counter() - start
+
+
+def test_closing_the_writer_keeps_every_queued_clip_when_encoding_is_slow(tmp_path):
+    written: dict[int, str] = {}
+
+    def write(event_id, frames, fps, *, hurry):
+        # an encoder that takes 0.5 s a clip unless hurried, like H.264 against mp4v
+        if not hurry.wait(0.5):
+            written[event_id] = "h264"
+        else:
+            written[event_id] = "mp4v"
+
+    writer = ClipWriter(write)
+    for event_id in range(8):
+        writer.put(event_id, [np.zeros((4, 4, 3), np.uint8)], 10.0)
+    start = time.perf_counter()
+    writer.close(timeout=1.0)
+    assert time.perf_counter() - start < 1.2
+    assert sorted(written) == list(range(8))  # none dropped
+    assert written[0] == "h264" and written[7] == "mp4v"  # the first in time, the rest hurried

@@ -65,20 +65,26 @@ def test_hurry_during_an_h264_encoding_stops_ffmpeg_and_keeps_every_frame_as_mp4
 
 
 def test_closing_the_writer_keeps_every_queued_clip_when_encoding_is_slow(tmp_path):
+    from edgevision.checks import usable_cores
+
     written: dict[int, str] = {}
+    writers: set[str] = set()
 
     def write(event_id, frames, fps, *, hurry):
-        # an encoder that takes 0.5 s a clip unless hurried, like H.264 against mp4v
-        if not hurry.wait(0.5):
+        # an encoder that takes 0.1 s a clip unless hurried (then 0.05 s), like H.264 against mp4v
+        if not hurry.wait(0.1):
             written[event_id] = "h264"
         else:
+            time.sleep(0.05)
             written[event_id] = "mp4v"
+            writers.add(threading.current_thread().name)
 
     writer = ClipWriter(write)
-    for event_id in range(8):
+    for event_id in range(30):
         writer.put(event_id, [np.zeros((4, 4, 3), np.uint8)], 10.0)
     start = time.perf_counter()
     writer.close(timeout=1.0)
     assert time.perf_counter() - start < 1.2
-    assert sorted(written) == list(range(8))  # none dropped
-    assert written[0] == "h264" and written[7] == "mp4v"  # the first in time, the rest hurried
+    assert sorted(written) == list(range(30))  # none dropped: 30 clips of 0.1 s in 1 s
+    assert written[0] == "h264" and written[29] == "mp4v"  # the first as usual, the rest hurried
+    assert len(writers) == 1 + usable_cores()  # the hurried ones on the writer and one helper per core

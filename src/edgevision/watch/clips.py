@@ -3,9 +3,9 @@
 A clip is the ~2 s before an event and the ~2 s after it. Frames are kept at most
 ``MAX_FPS`` a second and ``MAX_WIDTH`` wide, so a 1080p camera holds ~30 MB, not ~300 MB.
 Clips are encoded on the writer's own thread: the model never waits for an mp4. When
-the service stops, the writer gets half its time to finish as usual; then it hurries, and
-the clips still to write (the one being encoded too) are written in the fast codec, so
-they are kept rather than dropped.
+the service stops, the writer gets a quarter of its time to finish as usual; then it
+hurries: the clips still to write (the one being encoded too) are written in the fast
+codec by one writer per core, so they are kept rather than dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from edgevision.checks import usable_cores
 from edgevision.errors import EdgevisionError
 
 logger = logging.getLogger(__name__)
@@ -98,8 +100,8 @@ class ClipWriter:
         self._write = write
         self.hurry = threading.Event()  # set while stopping: write in the fast codec
         self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="watch-clips", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._loop, name="watch-clips", daemon=True)]
+        self._threads[0].start()
 
     def put(self, event_id: int, frames: list[np.ndarray], fps: float) -> None:
         self._queue.put((event_id, frames, fps))
@@ -110,16 +112,24 @@ class ClipWriter:
                 self._write(*item, hurry=self.hurry)
             except (EdgevisionError, OSError, cv2.error) as exc:
                 logger.warning("the clip of event %d was not kept: %s", item[0], exc)
+        self._queue.put(None)  # the end marker stays for the other writers
 
     def close(self, *, timeout: float) -> None:
-        """Write the clips queued so far (waiting at most ``timeout`` s), then end the thread.
+        """Write the clips queued so far (waiting at most ``timeout`` s), then end the threads.
 
-        After half of ``timeout`` the writer hurries (see the module's docstring)."""
+        After a quarter of ``timeout`` the writer hurries (see the module's docstring), with one
+        more writer thread per core: OpenCV encodes without holding the interpreter lock."""
+        deadline = time.monotonic() + timeout
         self._queue.put(None)
-        self._thread.join(timeout / 2)
-        if self._thread.is_alive():
+        self._threads[0].join(timeout / 4)
+        if self._threads[0].is_alive():
             logger.info("clips: still writing as the service stops; the rest go in the fast codec (mp4v)")
             self.hurry.set()
-            self._thread.join(timeout / 2)
-        if self._thread.is_alive():
+            for index in range(usable_cores()):
+                helper = threading.Thread(target=self._loop, name=f"watch-clips-{index + 2}", daemon=True)
+                helper.start()
+                self._threads.append(helper)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._threads):
             logger.warning("stopped before every clip was written; those events keep their snapshots")

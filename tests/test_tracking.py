@@ -60,3 +60,39 @@ def test_poses_are_tracked_by_their_boxes():
         out = tracker.update(Poses(kps[order], [0.9, 0.9][: len(order)], names, ((0, 1),)))
         ids.append({int(k[0, 1]): int(t) for k, t in zip(out.keypoints, out.tracker_ids)})
     assert all(d == ids[0] for d in ids) and len(set(ids[0].values())) == 2
+
+
+def _gap_then_return(tracker: Tracker, *, rate: float, gap_seconds: float) -> tuple[int, int]:
+    """One walker seen for 10 frames, unseen (walking on) for ``gap_seconds``, then seen again:
+    (its id before, its id after)."""
+    t = 0.0
+    for step in range(10):
+        before = tracker.update(two_walkers(step)[:1], time=t).tracker_ids[0]
+        t += 1 / rate
+    unseen = round(gap_seconds * rate)
+    for _ in range(unseen):
+        tracker.update(Detections.empty(("person",)), time=t)
+        t += 1 / rate
+    back = 10 + unseen  # where the walker is now
+    tracker.update(two_walkers(back)[:1], time=t)  # a new track shows from its second frame
+    return before, tracker.update(two_walkers(back + 1)[:1], time=t + 1 / rate).tracker_ids[0]
+
+
+def test_a_lost_track_lives_lost_seconds_at_the_rate_frames_really_come():
+    # built for 10 fps, fed 25 fps: 2 s is 50 frames here, not 20
+    tracker = Tracker(TrackerConfig(lost_seconds=2.0), fps=10)
+    before, after = _gap_then_return(tracker, rate=25, gap_seconds=1.5)
+    assert tracker.lost_frames == 50 and after == before
+    # fed 4 fps: 2 s is 8 frames, so a 3 s gap retires the id
+    tracker = Tracker(TrackerConfig(lost_seconds=2.0), fps=10)
+    before, after = _gap_then_return(tracker, rate=4, gap_seconds=3.0)
+    assert tracker.lost_frames == 8 and after != before
+
+
+def test_without_times_or_when_time_restarts_the_rate_stays_the_one_given():
+    tracker = Tracker(TrackerConfig(lost_seconds=2.0), fps=10)
+    assert tracker.lost_frames == 20
+    tracker.update(Detections.empty(("person",)))
+    tracker.update(Detections.empty(("person",)), time=5.0)
+    tracker.update(Detections.empty(("person",)), time=0.0)  # a looping file starts again
+    assert tracker.lost_frames == 20

@@ -310,7 +310,7 @@ class _Run:
         frame, prediction = item
         start = time.perf_counter()
         if self.tracker is not None:
-            prediction = self.tracker.update(select_classes(prediction, self.config.classes))
+            prediction = self.tracker.update(select_classes(prediction, self.config.classes), time=frame.time)
         events = self.engine.update(prediction, frame=frame.index, time=frame.time) if self.engine else []
         for event in events:
             self._emit(event, frame, prediction)

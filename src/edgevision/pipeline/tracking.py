@@ -4,6 +4,11 @@ Poses are tracked through their boxes, so a skeleton keeps its id like a box doe
 track keeps one class: the one it was detected as most often so far (a tie keeps the
 class already reported), so a person seen as a bicycle for a few frames stays a person.
 
+ByteTrack counts a lost track's time in frames. Given each frame's ``time``, the tracker
+turns ``lost_seconds`` into frames at the rate frames really arrive (the median gap of
+the last ones), so a camera whose frames reach the model at 25, 10 or a varying rate
+(dropped frames, a motion gate) keeps a lost track for the same time.
+
 >>> tracker = Tracker(TrackerConfig(), fps=10.0)            # doctest: +SKIP
 >>> tracked = tracker.update(predictor(frame.image))         # doctest: +SKIP
 >>> tracked.tracker_ids                                      # doctest: +SKIP
@@ -13,7 +18,9 @@ array([1, 2, 3])
 from __future__ import annotations
 
 import logging
+import statistics
 import warnings
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +117,26 @@ class Tracker:
         self._votes = ClassVotes()
         self._frames = 0
         self._keep_frames = 10 * max(1, round(config.lost_seconds * fps))  # votes outlive a lost track
+        self._gaps: deque[float] = deque(maxlen=25)  # seconds between the last frames
+        self._last_time: float | None = None
 
-    def update(self, prediction: Prediction) -> Prediction:
+    @property
+    def lost_frames(self) -> int:
+        """How many frames in a row a track may go unseen before its id retires."""
+        return int(self._tracker.max_time_lost)
+
+    def _pace(self, now: float) -> None:
+        """Keep ``lost_seconds`` in frames at the rate frames arrive (a gap of 0 or less is a restart)."""
+        if self._last_time is not None and now > self._last_time:
+            self._gaps.append(now - self._last_time)
+            # ByteTrack's max_time_lost is its public setting for this, in frames
+            self._tracker.max_time_lost = max(1, round(self.config.lost_seconds / statistics.median(self._gaps)))
+        self._last_time = now
+
+    def update(self, prediction: Prediction, *, time: float | None = None) -> Prediction:
+        """Track ``prediction``; ``time`` (seconds, any clock) is when its frame was taken."""
+        if time is not None:
+            self._pace(time)
         if not isinstance(prediction, Detections | Poses):
             return prediction
         import supervision as sv

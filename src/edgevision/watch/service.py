@@ -121,7 +121,7 @@ class Analysis:
     def update(self, frame: Frame, prediction: Prediction, *, index: int) -> tuple[Prediction, list[Event]]:
         if self.tracker is None:
             self._begin(frame)
-        prediction = self.tracker.update(select_classes(prediction, self.classes))
+        prediction = self.tracker.update(select_classes(prediction, self.classes), time=frame.time)
         if prediction.tracker_ids is not None and self.first_track_id:
             prediction.tracker_ids = prediction.tracker_ids + self.first_track_id
         if prediction.tracker_ids is not None:
@@ -143,7 +143,8 @@ class Analysis:
 
     def _begin(self, frame: Frame) -> None:
         h, w = frame.image.shape[:2]
-        self.tracker = Tracker(TrackerConfig(), fps=10.0)  # about the rate a gated camera reaches the model
+        # 10 fps until the frames' times show the real rate (see Tracker.update)
+        self.tracker = Tracker(TrackerConfig(), fps=10.0)
         zones, lines = self.config.zone_objects(), self.config.line_objects()
         try:
             check_geometry(zones, lines, width=w, height=h)

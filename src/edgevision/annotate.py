@@ -144,9 +144,9 @@ def _caption(name: str, score: float, track_id: int | None) -> str:
     return text if track_id is None else f"#{track_id} {text}"
 
 
-def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
-    """Boxes and ``label score`` captions (``#id`` too when tracked)."""
-    out = image.copy()
+def draw_detections(image: np.ndarray, detections: Detections, *, in_place: bool = False) -> np.ndarray:
+    """Boxes and ``label score`` captions (``#id`` too when tracked), on a copy unless ``in_place``."""
+    out = image if in_place else image.copy()
     ids = detections.tracker_ids
     keys = ids if ids is not None else detections.class_ids
     texts = [
@@ -169,9 +169,10 @@ def _skeleton(image: np.ndarray, kps: np.ndarray, edges, bgr: tuple[int, int, in
             cv2.circle(image, (round(x), round(y)), t + 1, bgr, -1, cv2.LINE_AA)
 
 
-def draw_poses(image: np.ndarray, poses: Poses, *, min_score: float = 0.3) -> np.ndarray:
-    """Skeleton edges and keypoints whose score is at least ``min_score``; person boxes when the model gives them."""
-    out = image.copy()
+def draw_poses(image: np.ndarray, poses: Poses, *, min_score: float = 0.3, in_place: bool = False) -> np.ndarray:
+    """Skeleton edges and keypoints whose score is at least ``min_score``; person boxes when the
+    model gives them. On a copy unless ``in_place``."""
+    out = image if in_place else image.copy()
     ids = poses.tracker_ids
     colors = [color(ids[i] if ids is not None else i) for i in range(len(poses))]
     for kps, bgr in zip(poses.keypoints, colors):
@@ -182,13 +183,14 @@ def draw_poses(image: np.ndarray, poses: Poses, *, min_score: float = 0.3) -> np
     return out
 
 
-def draw(image: np.ndarray, prediction: Prediction) -> np.ndarray:
-    """Draw any prediction; raw outputs leave the image unchanged."""
+def draw(image: np.ndarray, prediction: Prediction, *, in_place: bool = False) -> np.ndarray:
+    """Draw any prediction on a copy of ``image`` (on ``image`` itself with ``in_place``: a
+    frame nothing else reads saves a copy); raw outputs leave the image unchanged."""
     if isinstance(prediction, Detections):
-        return draw_detections(image, prediction)
+        return draw_detections(image, prediction, in_place=in_place)
     if isinstance(prediction, Poses):
-        return draw_poses(image, prediction)
-    return image.copy()
+        return draw_poses(image, prediction, in_place=in_place)
+    return image if in_place else image.copy()
 
 
 def draw_banner(image: np.ndarray, text: str) -> np.ndarray:

@@ -332,9 +332,10 @@ class _Run:
             self.on_event(record)
 
     # -- output -------------------------------------------------------------------------
-    def render(self, frame: Frame, prediction: Prediction) -> np.ndarray:
-        """The annotated frame: objects with track ids, zones with occupancy, lines with counts."""
-        image = draw(frame.image, prediction)
+    def render(self, frame: Frame, prediction: Prediction, *, in_place: bool = False) -> np.ndarray:
+        """The annotated frame: objects with track ids, zones with occupancy, lines with counts
+        (drawn on the frame's own image with ``in_place``, once nothing else will read it)."""
+        image = draw(frame.image, prediction, in_place=in_place)
         occupancy = self.engine.occupancy if self.engine else {}
         crossings = self.engine.crossings if self.engine else {}
         for zone, polygon in zip(self.config.zones, self.polygons):
@@ -348,7 +349,8 @@ class _Run:
     def output(self, item: tuple[Frame, Prediction, list[Event]]) -> None:
         frame, prediction, _ = item
         start = time.perf_counter()
-        image = self.render(frame, prediction) if self.outputs.draws else None
+        # the last stage: nothing reads the frame's pixels after this, so they are drawn on
+        image = self.render(frame, prediction, in_place=True) if self.outputs.draws else None
         record = None
         if self.outputs.json is not None:
             record = tracked_record(frame, prediction)

@@ -203,3 +203,18 @@ def test_openvino_streams_give_each_thread_its_own_request_and_the_same_numbers(
     for i, want in enumerate(expected):
         assert got[i].xyxy.shape == want.xyxy.shape and len(want) > 0
         assert abs(got[i].xyxy - want.xyxy).max() < 0.5 and abs(got[i].scores - want.scores).max() < 1e-3
+
+
+def test_more_workers_than_cores_is_said_once(caplog):
+    from edgevision.checks import usable_cores
+    from edgevision.zoo.assemble import load_workers
+
+    too_many = usable_cores() + 1
+    with caplog.at_level("WARNING", logger="edgevision.zoo.assemble"):
+        predictors = load_workers("nanodet-m", workers=too_many, threads=1)
+    assert len(predictors) == too_many
+    assert f"{too_many} workers of 1 thread(s) each, but only {usable_cores()} core(s) are usable" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="edgevision.zoo.assemble"):
+        load_workers("nanodet-m", workers=2, threads=2)
+    assert "usable" not in caplog.text or usable_cores() < 2

@@ -281,6 +281,13 @@ def load_workers(model: str, *, workers: int, threads: int | None = None, **opti
     if workers < 1:
         raise EdgevisionError(f"workers must be 1 or more, got {workers}.")
     each = threads_per_worker(threads, workers)
+    if workers > 1 and workers * each > usable_cores():
+        logger.warning(
+            "%d workers of %d thread(s) each, but only %d core(s) are usable: the extra ones wait for a core",
+            workers,
+            each,
+            usable_cores(),
+        )
     with use_streams(workers):
         first = load_predictor(model, threads=each, **options)
     if workers > 1 and first.backends and all(b.streams == workers for b in first.backends):

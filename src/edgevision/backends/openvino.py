@@ -174,7 +174,9 @@ class OpenVinoBackend(Backend):
             cpu["INFERENCE_NUM_THREADS"] = self.threads * self.streams
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
         if self.streams > 1:  # several requests at once, each on its own stream of ``threads``
-            config = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
+            config = {"PERFORMANCE_HINT": "THROUGHPUT"}
+            if device == "CPU":  # the virtual devices (AUTO, MULTI ...) choose their own streams
+                config["NUM_STREAMS"] = self.streams
         if device == "CPU":
             config.update(cpu)
         elif cpu:  # AUTO, MULTI, HETERO refuse CPU properties at top level; they pass them on this way

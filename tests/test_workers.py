@@ -136,8 +136,13 @@ def test_two_workers_give_the_same_detections_tracks_and_events_as_one(clip, tmp
 
 
 def test_run_command_takes_workers_and_refuses_zero(short_video, tmp_path):
-    done = run_cli("run", "nanodet-m", "-s", short_video, "--workers", "2", "--json", tmp_path / "d.jsonl")
+    done = run_cli(
+        "run", "nanodet-m", "-s", short_video, "--workers", "2", "--json", tmp_path / "d.jsonl",
+        "--stats", tmp_path / "stats.json",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert "(inference: one frame in one of 2 workers)" in done.stderr
+    assert json.loads((tmp_path / "stats.json").read_text())["workers"] == 2
     assert [r["frame"] for r in _records(tmp_path / "d.jsonl")] == list(range(12))
     refused = run_cli("run", "nanodet-m", "-s", short_video, "--workers", "0")  # typer's usage error, like --stride 0
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

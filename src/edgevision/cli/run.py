@@ -88,6 +88,8 @@ class _Reporter:
 
 def _print_summary(summary: RunSummary) -> None:
     stages = ", ".join(f"{k} {v:.1f} ms" for k, v in summary.stage_ms.items())
+    if summary.workers > 1:
+        stages += f" (inference: one frame in one of {summary.workers} workers)"
     stderr.print(
         f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps); "
         f"end-to-end latency p50 {summary.latency_p50_ms} ms, p95 {summary.latency_p95_ms} ms; stages: {stages}",

@@ -416,6 +416,7 @@ def run_pipeline(
             run.outputs.close()
         summary = run.stats.summary(source=capture.name, stride=config.stride, outputs=run.outputs.where())
         summary.stopped_by = run.stopped_by
+        summary.workers = len(predictors)
     finally:
         capture.close()
     if outputs.stats is not None:

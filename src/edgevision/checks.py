@@ -159,6 +159,12 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def check_workers(workers: int) -> None:
+    """Raise unless ``workers`` (frames inferred at once) is at least 1."""
+    if workers < 1:
+        raise EdgevisionError(f"workers must be 1 or more, got {workers}.")
+
+
 def check_threads(threads: Iterable[int | None]) -> None:
     """Raise for a thread count outside 1..``MAX_THREADS``; log one warning when one is above the
     usable cores (the extra threads only wait, which usually slows inference down)."""

@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgevision.benchmark.api import BenchOptions, BenchResult, TimingOptions, run_bench
-from edgevision.checks import check_threads, output_folder
+from edgevision.checks import check_threads, check_workers, output_folder
 from edgevision.compare import DEFAULT_MAX_DROP
-from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.stats import RunSummary
@@ -104,8 +103,7 @@ def run_demo(
     """Pull, benchmark, pick the recommended variant and run it on the sample video."""
     output = output_folder(output, what="the demo folder")
     check_threads([options.threads])
-    if options.workers < 1:  # found now, not after the bench
-        raise EdgevisionError(f"workers must be 1 or more, got {options.workers}.")
+    check_workers(options.workers)  # found now, not after the bench
     say(f"pulling {options.model} and the sample media")
     video = sample_path(DEFAULT_VIDEO)
     photos = [sample_path(name) for name in PHOTOS]

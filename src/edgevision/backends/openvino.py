@@ -218,7 +218,7 @@ class OpenVinoBackend(Backend):
                 f"OpenVINO cannot run {self.path.name} on {device} ({_reason(exc)}); it sees {seen}."
             ) from None
         self.inference_precision = _optional_property(self.compiled, "INFERENCE_PRECISION_HINT")
-        self.request = self._local.request = self.compiled.create_infer_request()
+        self._local.request = self.compiled.create_infer_request()
         executes = _optional_property(self.compiled, "EXECUTION_DEVICES")
         self.settings = {"device": device, "execution devices": ", ".join(executes or ()) or device}
         self.settings.update({key: _optional_property(self.compiled, key) for key in _REPORTED})

@@ -24,6 +24,7 @@ section for the numbers).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -293,17 +294,13 @@ class _Run:
     def inference_workers(self) -> list[Callable[[Frame], tuple[Frame, Prediction]]]:
         """One inference function per worker. A copy listed once is only ever called from its
         worker's thread; one listed several times (OpenVINO with streams) is safe to call from each."""
+        return [functools.partial(self._infer, predictor) for predictor in self.predictors]
 
-        def worker(predictor: Predictor) -> Callable[[Frame], tuple[Frame, Prediction]]:
-            def infer(frame: Frame) -> tuple[Frame, Prediction]:
-                start = time.perf_counter()
-                prediction = predictor(frame.image)
-                self.stats.add_stage("inference", time.perf_counter() - start)
-                return frame, prediction
-
-            return infer
-
-        return [worker(predictor) for predictor in self.predictors]
+    def _infer(self, predictor: Predictor, frame: Frame) -> tuple[Frame, Prediction]:
+        start = time.perf_counter()
+        prediction = predictor(frame.image)
+        self.stats.add_stage("inference", time.perf_counter() - start)
+        return frame, prediction
 
     # -- analysis -----------------------------------------------------------------------
     def analyse(self, item: tuple[Frame, Prediction]) -> tuple[Frame, Prediction, list[Event]]:
@@ -384,8 +381,9 @@ def run_pipeline(
 ) -> RunSummary:
     """Run ``predictor`` over ``source`` with tracking, rules and outputs; return the summary.
 
-    ``predictor`` may be several copies of one model (``edgevision.api.load_copies``): each
-    then infers every n-th frame on its own thread, and the frames go on in order.
+    ``predictor`` may be several copies of one model (``edgevision.zoo.assemble.load_workers``,
+    ``edgevision.api.load(workers=)``): each then infers every n-th frame on its own thread,
+    and the frames go on in order.
 
     ``on_progress`` is called about every ``config.progress_every`` seconds from the calling
     thread; ``on_event`` with each event record as it is written. Setting ``stop`` (or

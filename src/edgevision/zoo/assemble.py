@@ -21,7 +21,7 @@ import numpy as np
 
 from edgevision.backends import Backend, backend_for_file, create_backend, get_backend_class, use_streams
 from edgevision.bundles import is_bundle, open_bundle, run_precision
-from edgevision.checks import usable_cores
+from edgevision.checks import check_workers, usable_cores
 from edgevision.conversion.api import ExportOptions, SourceModel
 from edgevision.errors import EdgevisionError
 from edgevision.files import sha256_file
@@ -278,8 +278,7 @@ def load_workers(model: str, *, workers: int, threads: int | None = None, **opti
     compiled copies did not run at the same time (nanodet-m, two 1-thread copies called from
     two threads: 26.6 fps together, one alone 26.7; one model with 2 streams: 51.5).
     """
-    if workers < 1:
-        raise EdgevisionError(f"workers must be 1 or more, got {workers}.")
+    check_workers(workers)
     each = threads_per_worker(threads, workers)
     if workers > 1 and workers * each > usable_cores():
         logger.warning(

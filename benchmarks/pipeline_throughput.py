@@ -36,13 +36,12 @@ from pathlib import Path
 
 import cv2
 
-from edgevision.api import load
 from edgevision.errors import EdgevisionError
 from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.zones import parse_line, parse_zone
 from edgevision.samples import sample_path
-from edgevision.zoo.assemble import load_predictor
+from edgevision.zoo.assemble import load_predictor, load_workers
 
 ZONE = "path:300,185,420,185,420,330,300,310"
 LINE = "crossing:560,170,560,420"
@@ -175,9 +174,7 @@ def main() -> None:
         options = {"backend": args.backend, "threads": args.threads}
         predictor = load_predictor(args.model, **options)
         # as `run --workers` loads them (OpenVINO: one model with a stream per worker)
-        copies = (
-            [predictor] if args.workers == 1 else list(load(args.model, **options, workers=args.workers).predictors)
-        )
+        copies = [predictor] if args.workers == 1 else load_workers(args.model, workers=args.workers, **options)
         each = copies[0].backends[0].threads
     except EdgevisionError as exc:
         parser.error(str(exc))

@@ -13,6 +13,10 @@ flow, sampled through its progress callback). The pipeline cannot beat
 allows next to the measured one: when inference already fills every core, the rest of
 the pipeline's CPU has to come out of inference's share.
 
+``--isolate`` runs the pipeline's inference in worker processes (``run --isolate``) and
+the in-process pipeline in the same rounds; the model alone stays in this process, as
+``bench`` times it.
+
 ``--workers N`` runs N copies of the model, sharing ``--threads``, on successive frames in
 both runs: the model alone then infers N frames at once on N threads, and so does the
 pipeline's inference stage (``run --workers``). The script also times one copy with all
@@ -20,6 +24,7 @@ the threads, to show what the copies gain.
 
     python benchmarks/pipeline_throughput.py --model nanodet-m --threads 2 --frames 300 --rounds 3
     python benchmarks/pipeline_throughput.py --workers 2
+    python benchmarks/pipeline_throughput.py --threads 1 --isolate
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from edgevision.files import write_atomic
 from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.zones import parse_line, parse_zone
 from edgevision.samples import sample_path
-from edgevision.zoo.assemble import load_predictor, load_workers
+from edgevision.zoo.assemble import close_workers, load_predictor, load_workers
+from edgevision.zoo.isolate import worker_process
 
 ZONE = "path:300,185,420,185,420,330,300,310"
 LINE = "crossing:560,170,560,420"
@@ -81,7 +87,9 @@ def model_only_fps(predictors: list, frames: list) -> tuple[float, float]:
     return len(frames) / (time.perf_counter() - start), (time.process_time() - cpu) * 1e3 / len(frames)
 
 
-def pipeline_run(predictor, video: Path, frames: int, workdir: Path, *, without: frozenset = frozenset()) -> dict:
+def pipeline_run(
+    predictors: list, video: Path, frames: int, workdir: Path, *, without: frozenset = frozenset()
+) -> dict:
     """``run_pipeline``'s summary, with the CPU milliseconds (all threads) per frame as ``cpu_ms``.
 
     ``without`` leaves parts out to see what each costs: ``tracking`` (and with it the zone
@@ -98,12 +106,24 @@ def pipeline_run(predictor, video: Path, frames: int, workdir: Path, *, without:
     )
     samples: list[tuple[int, float]] = []  # (frames done, process CPU seconds) while frames flow
     config = replace(config, progress_every=0.2)
-    cpu = time.process_time()
+    pids = {w.process.pid for w in map(worker_process, predictors) if w is not None}
+
+    def cpu_now() -> float:
+        return time.process_time() + sum(map(process_cpu_seconds, pids))
+
+    cpu = cpu_now()
     summary = run_pipeline(
-        predictor, str(video), config, outputs, on_progress=lambda p: samples.append((p.frames, time.process_time()))
+        predictors, str(video), config, outputs, on_progress=lambda p: samples.append((p.frames, cpu_now()))
     ).to_dict()
-    whole = (time.process_time() - cpu) * 1e3 / max(summary["frames"], 1)
+    whole = (cpu_now() - cpu) * 1e3 / max(summary["frames"], 1)
     return {**summary, "cpu_ms": steady_cpu_ms(samples, whole)}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system, every thread) process ``pid`` has used: a worker process's
+    CPU counts in the pipeline's, though ``time.process_time`` sees only this process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def steady_cpu_ms(samples: list[tuple[int, float]], whole_run_ms: float) -> float:
@@ -157,6 +177,9 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=positive, default=1, help="copies of the model inferring frames at once, sharing --threads"
     )
+    parser.add_argument(
+        "--isolate", action="store_true", help="the pipeline infers in worker processes (run --isolate)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument(
         "--without",
@@ -169,20 +192,29 @@ def main() -> None:
     if args.json is not None and not args.json.parent.is_dir():
         parser.error(f"--json: folder {args.json.parent} does not exist")  # found now, not after the run
 
-    video = sample_path("vtest.avi")
     try:
         options = {"backend": args.backend, "threads": args.threads}
         predictor = load_predictor(args.model, **options)
         # as `run --workers` loads them (OpenVINO: one model with a stream per worker)
         copies = [predictor] if args.workers == 1 else load_workers(args.model, workers=args.workers, **options)
         each = copies[0].backends[0].threads
+        isolated = load_workers(args.model, workers=args.workers, isolate=True, **options) if args.isolate else []
     except EdgevisionError as exc:
         parser.error(str(exc))
+    try:
+        measure(args, predictor, copies, isolated, each)
+    finally:
+        close_workers(isolated)
+
+
+def measure(args: argparse.Namespace, predictor, copies: list, isolated: list, each: int | None) -> None:
+    """Time the rounds and print (and write) the numbers."""
+    video = sample_path("vtest.avi")
     frames = read_frames(video, args.frames)
-    for p in {id(p): p for p in [predictor, *copies]}.values():
+    for p in {id(p): p for p in [predictor, *copies, *isolated]}.values():
         for image in frames[:5]:
             p(image)  # warm-up: the first inferences are slower
-    model, model_cpu, runs, single, single_runs = [], [], [], [], []
+    model, model_cpu, runs, single, single_runs, in_process = [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             fps, cpu_ms = model_only_fps(copies, frames)
@@ -193,7 +225,10 @@ def main() -> None:
                 single_runs.append(
                     pipeline_run([predictor], video, len(frames), Path(tmp), without=frozenset(args.without))
                 )
-            runs.append(pipeline_run(copies, video, len(frames), Path(tmp), without=frozenset(args.without)))
+            without = frozenset(args.without)
+            if isolated:
+                in_process.append(pipeline_run(copies, video, len(frames), Path(tmp), without=without))
+            runs.append(pipeline_run(isolated or copies, video, len(frames), Path(tmp), without=without))
             print(
                 f"round {round_ + 1}: model-only {fps:.2f} fps ({cpu_ms:.1f} ms CPU a frame), "
                 f"pipeline {runs[-1]['fps']:.2f} fps ({runs[-1]['cpu_ms']:.1f} ms CPU a frame)"
@@ -202,7 +237,8 @@ def main() -> None:
                     f"pipeline {single_runs[-1]['fps']:.2f} fps"
                     if single
                     else ""
-                ),
+                )
+                + (f"; in-process pipeline {in_process[-1]['fps']:.2f} fps" if in_process else ""),
                 flush=True,
             )
     cores = len(os.sched_getaffinity(0))
@@ -224,6 +260,9 @@ def main() -> None:
         "pipeline_cpu_ms": round(statistics.median(r["cpu_ms"] for r in runs), 2),
         "stage_ms": {k: statistics.median(r["stage_ms"][k] for r in runs) for k in runs[-1]["stage_ms"]},
     }
+    if in_process:
+        result["isolated"] = True
+        result["in_process_pipeline_fps"] = round(statistics.median(r["fps"] for r in in_process), 2)
     if single:
         result["one_copy_fps"] = round(statistics.median(single), 2)
         result["one_copy_pipeline_fps"] = round(statistics.median(r["fps"] for r in single_runs), 2)
@@ -231,7 +270,8 @@ def main() -> None:
     result["cpu_bound_ratio"] = cpu_bound_ratio(result["model_only_fps"], result["pipeline_cpu_ms"], cores)
     print(
         f"{args.model} ({result['backend']}, {args.threads} threads"
-        f"{f' in {len(copies)} workers of {each}' if len(copies) > 1 else ''}, "
+        f"{f' in {len(copies)} workers of {each}' if len(copies) > 1 else ''}"
+        f"{', inference in worker processes' if isolated else ''}, "
         f"{len(frames)} frames, median of {args.rounds}"
         f"{''.join(f', without {part}' for part in result['without'])}): "
         f"model-only {result['model_only_fps']} fps, pipeline {result['pipeline_fps']} fps "
@@ -251,6 +291,12 @@ def main() -> None:
             f"against {result['one_copy_pipeline_fps']} fps "
             f"({result['pipeline_fps'] / result['one_copy_pipeline_fps']:.2f}x); the workers' pipeline is "
             f"{result['pipeline_fps'] / result['one_copy_fps']:.2f}x one copy's model-only fps"
+        )
+    if in_process:
+        print(
+            f"worker processes against inference in this process, same rounds: pipeline {result['pipeline_fps']} "
+            f"against {result['in_process_pipeline_fps']} fps "
+            f"({result['in_process_pipeline_fps'] / result['model_only_fps']:.2f}x the model alone in this process)"
         )
     if args.json:
         write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode())

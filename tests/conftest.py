@@ -171,6 +171,32 @@ def clip(samples_cache, tmp_path_factory) -> Path:
     return write_first_frames(samples_cache["vtest.avi"], tmp_path_factory.mktemp("clip") / "walkway.avi", 40)
 
 
+def walkway_run(clip: Path, out: Path, **options) -> tuple[list[dict], list[dict], dict]:
+    """``edgevision.run`` of nanodet-m over ``clip`` with a zone on the walkway and a line across
+    it (``options``: threads, workers, ...): its detection records, its events without their
+    wall-clock time, and its event counts."""
+    import json
+
+    import edgevision
+    from edgevision.pipeline.run import RunOutputs
+
+    out.mkdir()
+    summary = edgevision.run(
+        "nanodet-m",
+        str(clip),
+        zones=("path:300,185,420,185,420,330,300,310",),
+        lines=("crossing:560,170,560,420",),
+        outputs=RunOutputs(json_lines=str(out / "d.jsonl"), events=out / "e.jsonl", snapshots=False),
+        **options,
+    )
+
+    def records(path: Path) -> list[dict]:
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    events = [{k: v for k, v in e.items() if k != "time"} for e in records(out / "e.jsonl")]
+    return records(out / "d.jsonl"), events, summary
+
+
 def frame_count(path: Path) -> int:
     """How many frames OpenCV reads from the video ``path``."""
     import cv2

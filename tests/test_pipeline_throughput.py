@@ -32,7 +32,7 @@ def test_without_leaves_the_part_out_of_a_real_run(tmp_path, predictor, without)
     from edgevision.samples import sample_path
 
     bench = load("pipeline_throughput")
-    summary = bench.pipeline_run(predictor, sample_path("vtest.avi"), 12, tmp_path, without=without)
+    summary = bench.pipeline_run([predictor], sample_path("vtest.avi"), 12, tmp_path, without=without)
     assert summary["frames"] == 12 and summary["cpu_ms"] > 0
     assert (tmp_path / "annotated.mp4").exists() == ("video" not in without)
     records = [json.loads(line) for line in (tmp_path / "detections.jsonl").read_text().splitlines()]

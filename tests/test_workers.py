@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import load_benchmark, run_cli
+from conftest import load_benchmark, run_cli, walkway_run
 from edgevision.pipeline.stages import Pipe, StageGroup
 
 
@@ -110,24 +110,11 @@ def _records(path) -> list[dict]:
 
 
 def test_two_workers_give_the_same_detections_tracks_and_events_as_one(clip, tmp_path):
-    import edgevision
-    from edgevision.pipeline.run import RunOutputs
-
     results = {}
     for workers in (1, 2):
-        out = tmp_path / f"w{workers}"
-        out.mkdir()
-        summary = edgevision.run(
-            "nanodet-m",
-            str(clip),
-            zones=("path:300,185,420,185,420,330,300,310",),
-            lines=("crossing:560,170,560,420",),
-            threads=workers,  # one thread a copy either way, so the numbers match to the bit
-            workers=workers,
-            outputs=RunOutputs(json_lines=str(out / "d.jsonl"), events=out / "e.jsonl", snapshots=False),
-        )
-        events = [{k: v for k, v in e.items() if k != "time"} for e in _records(out / "e.jsonl")]  # not wall clock
-        results[workers] = (_records(out / "d.jsonl"), events, summary.event_counts)
+        # one thread a copy either way, so the numbers match to the bit
+        detections, events, summary = walkway_run(clip, tmp_path / f"w{workers}", threads=workers, workers=workers)
+        results[workers] = (detections, events, summary.event_counts)
     detections, events, counts = results[2]
     assert [r["frame"] for r in detections] == list(range(40))  # every frame, in order
     assert any(obj.get("track_id") for r in detections for obj in r["objects"])

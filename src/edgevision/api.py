@@ -79,7 +79,7 @@ from edgevision.watch.auth import hash_password
 from edgevision.watch.config import DashboardConfig, WatchConfig, WatchConfigError, read_watch_config
 from edgevision.watch.config import dashboard_config as fleet_dashboard_config
 from edgevision.zoo import get_spec, is_cached, list_models, pull
-from edgevision.zoo.assemble import load_workers, resolve_model, resolve_source
+from edgevision.zoo.assemble import close_workers, load_workers, resolve_model, resolve_source
 from edgevision.zoo.info import model_info, model_record
 from edgevision.zoo.verify import CacheCheck, CacheReport, verify_cache
 
@@ -134,6 +134,16 @@ class Model:
         """``Detections``, ``Poses`` or ``RawOutputs`` of one image (H, W, 3) BGR uint8."""
         return self.predictor(image)
 
+    def close(self) -> None:
+        """End the worker processes of ``load(isolate=True)`` (at exit otherwise); nothing to do without."""
+        close_workers(self.predictors)
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     __call__ = predict
 
     def predict_many(self, source: str | Path) -> Iterator[tuple[Frame, Prediction]]:
@@ -152,6 +162,7 @@ def load(
     card: CardLike = None,
     device: str | None = None,
     workers: int = 1,
+    isolate: bool = False,
 ) -> Model:
     """Load zoo model or model file ``model`` on ``backend`` (default: the model's own).
 
@@ -169,6 +180,11 @@ def load(
     ``run``: that many copies, or on OpenVINO one model with that many streams (the same
     object in ``Model.predictors``, safe to call from each worker's thread). ``threads``
     (default: the usable cores) is shared out among them, at least one each.
+
+    ``isolate`` infers in worker processes (one per worker, each with its own copy), so that
+    ``run``'s tracking, drawing and writing never hold inference up on Python's interpreter
+    lock; ``Model.predict`` then infers in the first process too. ``Model.close()`` (or a
+    ``with`` block) ends them.
     """
     check_threads([threads])
     with use_device(device):
@@ -180,6 +196,7 @@ def load(
             weights=_weights(weights),
             random_weights=random_weights,
             card=card_request(card),
+            isolate=isolate,
         )
     return Model(str(model), predictors[0], tuple(predictors[1:]))
 
@@ -330,6 +347,7 @@ def run(
     threads: int | None = None,
     device: str | None = None,
     workers: int = 1,
+    isolate: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
 ) -> RunSummary:
@@ -337,7 +355,8 @@ def run(
 
     ``workers`` (when ``model`` is a name or file; a ``Model`` brings its own, see ``load``)
     infers that many successive frames at once, each on its own copy of the model (on
-    OpenVINO its own stream) with its share of ``threads``.
+    OpenVINO its own stream) with its share of ``threads``; ``isolate`` infers in worker
+    processes, ended when the run ends (see ``load``).
 
     ``zones`` and ``lines`` use the CLI's text form (``"door:0.6,0.2,0.9,0.2,0.9,0.9"``,
     ``"path:0,0.5,1,0.5:in"``) and are added to ``config``'s. Ctrl-C, SIGTERM or SIGHUP end
@@ -350,21 +369,24 @@ def run(
         "lines": config.lines + tuple(parse_line(line) for line in lines),
     }
     check_run(str(source), outputs or RunOutputs())
-    loaded = (
-        model
-        if isinstance(model, Model)
-        else load(model, backend=backend, threads=threads, device=device, workers=workers)
-    )
-    check_run_model(loaded.predictor, name=loaded.name)
-    with stop_on_signals():
-        return run_pipeline(
-            loaded.predictors,
-            str(source),
-            dataclasses.replace(config, **extra),
-            outputs or RunOutputs(),
-            on_progress=on_progress,
-            on_event=on_event,
-        )
+    if isinstance(model, Model):
+        loaded = model
+    else:
+        loaded = load(model, backend=backend, threads=threads, device=device, workers=workers, isolate=isolate)
+    try:
+        check_run_model(loaded.predictor, name=loaded.name)
+        with stop_on_signals():
+            return run_pipeline(
+                loaded.predictors,
+                str(source),
+                dataclasses.replace(config, **extra),
+                outputs or RunOutputs(),
+                on_progress=on_progress,
+                on_event=on_event,
+            )
+    finally:
+        if loaded is not model:  # loaded here: its processes end here
+            loaded.close()
 
 
 Sources = str | Path | Sequence[str | Path]

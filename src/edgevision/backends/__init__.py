@@ -39,6 +39,11 @@ def use_device(device: str | None) -> Iterator[None]:
         _DEVICE.reset(token)
 
 
+def current_device() -> str | None:
+    """The device ``use_device`` set for this context (None: the CPU), e.g. to hand to a worker process."""
+    return _DEVICE.get()
+
+
 @contextlib.contextmanager
 def use_streams(streams: int) -> Iterator[None]:
     """Backends created inside the block that can (``Backend.takes_streams``: OpenVINO) run

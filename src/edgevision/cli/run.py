@@ -89,7 +89,10 @@ class _Reporter:
 def _print_summary(summary: RunSummary) -> None:
     stages = ", ".join(f"{k} {v:.1f} ms" for k, v in summary.stage_ms.items())
     if summary.workers > 1:
-        stages += f" (inference: one frame in one of {summary.workers} workers)"
+        kind = "worker processes" if summary.isolated else "workers"
+        stages += f" (inference: one frame in one of {summary.workers} {kind})"
+    elif summary.isolated:
+        stages += " (inference in a process of its own)"
     stderr.print(
         f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps); "
         f"end-to-end latency p50 {summary.latency_p50_ms} ms, p95 {summary.latency_p95_ms} ms; stages: {stages}",
@@ -184,6 +187,14 @@ def run(
             "stream) sharing --threads; often more frames a second for small models on small CPUs.",
         ),
     ] = 1,
+    isolate: Annotated[
+        bool,
+        typer.Option(
+            "--isolate",
+            help="Infer in a process of its own (one per worker), so tracking, drawing and writing never hold "
+            "inference up on Python's interpreter lock; most useful when --threads leaves a core free.",
+        ),
+    ] = False,
     weights: WeightsOption = None,
     random_weights: RandomWeightsOption = False,
     card=None,
@@ -210,10 +221,11 @@ def run(
         device=device,
         threads=threads,
         workers=workers,
+        isolate=isolate,
         weights=weights,
         random_weights=random_weights,
         card=card,
     )
-    with _Reporter() as reporter:
+    with loaded, _Reporter() as reporter:
         summary = run_model(loaded, source, config=config, outputs=outputs, on_progress=reporter)
     _print_summary(summary)

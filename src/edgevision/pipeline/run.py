@@ -63,6 +63,7 @@ from edgevision.pipeline.stream import MjpegServer
 from edgevision.pipeline.tracking import Tracker, TrackerConfig
 from edgevision.pipeline.zones import Line, Zone, check_geometry
 from edgevision.types import Detections, Frame, Poses, Prediction
+from edgevision.zoo.isolate import count_workers, worker_process
 
 logger = logging.getLogger(__name__)
 
@@ -299,7 +300,10 @@ class _Run:
     def _infer(self, predictor: Predictor, frame: Frame) -> tuple[Frame, Prediction]:
         start = time.perf_counter()
         prediction = predictor(frame.image)
-        self.stats.add_stage("inference", time.perf_counter() - start)
+        # a worker process times its own inference: here, the wait would include the frame
+        # it was inferring for another slot
+        seconds = getattr(predictor, "inferred_in", None)
+        self.stats.add_stage("inference", time.perf_counter() - start if seconds is None else seconds)
         return frame, prediction
 
     # -- analysis -----------------------------------------------------------------------
@@ -414,7 +418,8 @@ def run_pipeline(
             run.outputs.close()
         summary = run.stats.summary(source=capture.name, stride=config.stride, outputs=run.outputs.where())
         summary.stopped_by = run.stopped_by
-        summary.workers = len(predictors)
+        summary.workers = count_workers(predictors)
+        summary.isolated = any(worker_process(p) is not None for p in predictors)
     finally:
         capture.close()
     if outputs.stats is not None:

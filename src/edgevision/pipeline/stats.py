@@ -64,6 +64,7 @@ class RunSummary:
     outputs: dict[str, str] = field(default_factory=dict)
     stopped_by: str | None = None  # "SIGINT", "SIGTERM" or "SIGHUP" when a signal ended the run early
     workers: int = 1  # frames inferred at once; ``stage_ms["inference"]`` is one frame's time in one of them
+    isolated: bool = False  # inference ran in worker processes (``run --isolate``)
 
     def to_dict(self) -> dict:
         return asdict(self)

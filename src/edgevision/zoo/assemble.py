@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from edgevision.models.recognize import recognise
 from edgevision.models.transforms import ImageTransform
 from edgevision.types import Prediction, RawOutputs
 from edgevision.variants import meta_path, read_meta
+from edgevision.zoo.isolate import InferenceProcess, worker_process
 from edgevision.zoo.pull import MANIFEST, check_pulled_file, model_file, pulled_dir
 from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 from edgevision.zoo.registry import get_spec, list_models
@@ -269,7 +271,9 @@ def load_predictor(
     return predictor
 
 
-def load_workers(model: str, *, workers: int, threads: int | None = None, **options) -> list[Predictor]:
+def load_workers(
+    model: str, *, workers: int, threads: int | None = None, isolate: bool = False, **options
+) -> list[Predictor]:
     """``workers`` predictors of ``model`` (``options`` as ``load_predictor`` takes them) for
     as many inference workers, ``threads`` (default: the usable cores) shared out among them.
 
@@ -277,6 +281,11 @@ def load_workers(model: str, *, workers: int, threads: int | None = None, **opti
     worker, listed once per worker and safe to call from each worker's thread: separately
     compiled copies did not run at the same time (nanodet-m, two 1-thread copies called from
     two threads: 26.6 fps together, one alone 26.7; one model with 2 streams: 51.5).
+
+    ``isolate`` infers in worker processes instead (``edgevision.zoo.isolate``), a copy in
+    each, away from this process's interpreter lock; each process is listed ``IN_FLIGHT``
+    times, once per frame it holds, each entry for one thread. A copy is also loaded here
+    for the model's task, classes and settings. ``close_workers`` ends the processes.
     """
     check_workers(workers)
     each = threads_per_worker(threads, workers)
@@ -287,11 +296,21 @@ def load_workers(model: str, *, workers: int, threads: int | None = None, **opti
             each,
             usable_cores(),
         )
+    if isolate:
+        local = load_predictor(model, threads=each, **options)
+        processes = [InferenceProcess(load_predictor, model, {**options, "threads": each}) for _ in range(workers)]
+        return [slot for process in processes for slot in process.slots(local)]
     with use_streams(workers):
         first = load_predictor(model, threads=each, **options)
     if workers > 1 and first.backends and all(b.streams == workers for b in first.backends):
         return [first] * workers
     return [first] + [load_predictor(model, threads=each, **options) for _ in range(workers - 1)]
+
+
+def close_workers(predictors: Sequence[Predictor]) -> None:
+    """End the worker processes behind ``predictors`` (``load_workers(isolate=True)``); others need nothing."""
+    for process in {id(w): w for w in map(worker_process, predictors) if w is not None}.values():
+        process.close()
 
 
 def threads_per_worker(threads: int | None, workers: int) -> int | None:

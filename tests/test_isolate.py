@@ -173,3 +173,13 @@ def test_the_benchmark_counts_a_worker_processs_cpu():
     finally:
         spin.kill()
         spin.wait()
+
+
+def test_what_the_process_prints_goes_to_stderr_never_to_stdout(capfd):
+    """``run --json -`` writes JSON lines to stdout: a runtime's chatter must not land in them."""
+    from edgevision.zoo.isolate import InferenceProcess
+
+    worker = InferenceProcess(print, "chatter-from-the-worker", {})  # print as the loader: it prints, loads nothing
+    worker.close()
+    out, err = capfd.readouterr()
+    assert "chatter-from-the-worker" in err and "chatter-from-the-worker" not in out

@@ -4,8 +4,8 @@ Python runs one thread's bytecode at a time. In ``run``, tracking, rules, drawin
 JSON lines are Python between native calls; each time inference comes back from the runtime
 (and between the native calls of its own pre-processing and decoding) it may wait for the
 lock they hold. On nanodet-m with one inference thread that wait was about a millisecond a
-frame, the pipeline's 0.93-0.95x of the model alone, where a process of its own reached
-0.96-0.98x (see the README's pipeline section).
+frame: in the same rounds the pipeline ran 0.92-0.98x the model alone with inference in its
+own thread and 0.95-0.98x with it in a process of its own (the README's pipeline section).
 
 A worker process loads its own copy of the model with the same options. Frames reach it
 through shared memory (one block per frame in flight, grown when a frame is larger),
@@ -69,12 +69,14 @@ class InferenceProcess:
             [sys.executable, "-c", "from edgevision.zoo.isolate import main; main()", *map(str, fds)],
             pass_fds=fds,
             stdin=subprocess.DEVNULL,
+            stdout=2,  # a runtime's chatter goes to stderr, never into JSON the parent writes to stdout
         )
         for _, child in pairs:
             child.close()
         self._closed = False
         weakref.finalize(self, _stop, self.process, self._conns)
-        self._conns[0].send((load, model, options, current_device()))
+        with contextlib.suppress(OSError):  # it ended already: _ready says with which exit code
+            self._conns[0].send((load, model, options, current_device()))
         self._ready()
 
     def _ready(self) -> None:

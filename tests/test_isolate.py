@@ -92,20 +92,64 @@ def test_a_model_the_process_cannot_load_is_one_sentence():
         InferenceProcess(load_predictor, "no-such-model", {})
 
 
-def test_a_failed_frame_and_a_crashed_process_are_one_sentence_each(first_frame):
+def test_a_failed_frame_is_one_sentence_and_the_process_goes_on(first_frame):
     import edgevision
     from edgevision.errors import EdgevisionError
-    from edgevision.zoo.isolate import worker_process
 
     with edgevision.load("nanodet-m", threads=1, isolate=True) as model:
         with pytest.raises(EdgevisionError, match="inference failed in its process: "):
             model.predict(np.zeros((8, 8, 7), np.uint8))  # no image has 7 channels
-        assert len(model.predict(first_frame)) > 0  # one bad frame does not end the process
-        process = worker_process(model.predictor).process
-        process.kill()
-        process.wait()
+        assert len(model.predict(first_frame)) > 0
+
+
+def test_a_process_that_dies_is_started_again_until_it_dies_too_often(first_frame, caplog):
+    import edgevision
+    from edgevision.errors import EdgevisionError
+    from edgevision.zoo.isolate import MAX_RESTARTS, worker_process
+
+    with edgevision.load("nanodet-m", threads=1, isolate=True) as model:
+        worker = worker_process(model.predictor)
+        want = model.predict(first_frame)
+        for restart in range(1, MAX_RESTARTS + 1):
+            dead = worker.process
+            dead.kill()
+            dead.wait()
+            found = model.predict(first_frame)  # sent again to a new process
+            assert worker.generation == restart and worker.process.pid != dead.pid
+            assert np.allclose(found.xyxy, want.xyxy)
+        assert f"exit code -{signal.SIGKILL.value}); starting it again" in caplog.text
+        worker.process.kill()
+        worker.process.wait()
         with pytest.raises(EdgevisionError, match=r"ended unexpectedly \(exit code -9\)"):
             model.predict(first_frame)
+
+
+def test_a_run_whose_worker_is_killed_loses_no_frame(clip, tmp_path):
+    """Both frames in flight go to the new process: every frame is there, as without the kill."""
+    import edgevision
+    from edgevision.pipeline.run import RunConfig, RunOutputs
+    from edgevision.zoo.isolate import worker_process
+
+    want, _, _ = walkway_run(clip, tmp_path / "clean", threads=1)
+    killed = []
+
+    def kill_once(progress) -> None:
+        if progress.frames >= 5 and not killed:
+            killed.append(worker_process(model.predictor).process.pid)
+            worker_process(model.predictor).process.kill()
+
+    out = tmp_path / "killed.jsonl"
+    with edgevision.load("nanodet-m", threads=1, isolate=True) as model:
+        summary = edgevision.run(
+            model,
+            str(clip),
+            config=RunConfig(progress_every=0.05),
+            outputs=RunOutputs(json_lines=str(out)),
+            on_progress=kill_once,
+        )
+        assert killed and worker_process(model.predictor).generation == 1
+    assert summary.frames == 40
+    assert [r["objects"] for r in _records(out)] == [r["objects"] for r in want]
 
 
 def test_the_worker_process_ends_with_its_parent_whatever_ends_it(tmp_path):

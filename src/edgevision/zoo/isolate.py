@@ -24,10 +24,12 @@ Python's ``concurrent.futures`` pickles every argument through one queue, a copy
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import signal
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -42,7 +44,10 @@ from edgevision.errors import EdgevisionError
 from edgevision.models.base import Predictor
 from edgevision.types import Prediction
 
+logger = logging.getLogger(__name__)
+
 IN_FLIGHT = 2  # frames a process holds at once: one inferred, the next copied in
+MAX_RESTARTS, RESTART_WINDOW = 3, 600.0  # a process that dies this often in this many seconds ends the run
 START_TIMEOUT = 300.0  # seconds a process may take to import its runtime and load the model
 
 
@@ -58,10 +63,24 @@ class InferenceProcess:
     would copy the runtimes' thread pools half-made. It ignores Ctrl-C and stop signals, so
     that a run stopping cleanly can still infer the frames it has, and ends when its
     connections close, which they do when the parent ends for any reason.
+
+    A process that dies (a runtime that crashes, the kernel's out-of-memory killer) is
+    started again and the frames it held are sent again, so a camera run for months survives
+    it; one that dies ``MAX_RESTARTS`` times within ``RESTART_WINDOW`` seconds ends the run.
     """
 
     def __init__(self, load: Callable[..., Predictor], model: str, options: dict) -> None:
         self.model = model
+        self._setup = (load, model, options, current_device())
+        self._lock = threading.Lock()
+        self._closed = False
+        self._restarts: list[float] = []  # monotonic times of the restarts
+        self.generation = 0  # how many times the process was started again
+        self._running: list = []  # [the process, its connections], for the finalizer
+        weakref.finalize(self, _stop_running, self._running)
+        self._start()
+
+    def _start(self) -> None:
         pairs = [multiprocessing.Pipe() for _ in range(IN_FLIGHT)]
         self._conns = [parent for parent, _ in pairs]
         fds = [child.fileno() for _, child in pairs]
@@ -73,10 +92,9 @@ class InferenceProcess:
         )
         for _, child in pairs:
             child.close()
-        self._closed = False
-        weakref.finalize(self, _stop, self.process, self._conns)
+        self._running[:] = [self.process, self._conns]
         with contextlib.suppress(OSError):  # it ended already: _ready says with which exit code
-            self._conns[0].send((load, model, options, current_device()))
+            self._conns[0].send(self._setup)
         self._ready()
 
     def _ready(self) -> None:
@@ -90,10 +108,10 @@ class InferenceProcess:
         except EOFError:
             status, detail = "error", f"it ended with exit code {self._exitcode()}"
         except EdgevisionError:
-            self.close()
+            _stop(self.process, self._conns)
             raise
         if status != "ready":
-            self.close()
+            _stop(self.process, self._conns)
             raise EdgevisionError(f"the inference process could not load {self.model}: {detail}")
 
     def slots(self, local: Predictor) -> list[_Slot]:
@@ -102,7 +120,33 @@ class InferenceProcess:
         ``local`` (the same model loaded here) answers for everything but inference: its
         task, classes, backends and settings.
         """
-        return [_Slot(self, conn, local) for conn in self._conns]
+        return [_Slot(self, index, local) for index in range(IN_FLIGHT)]
+
+    def connection(self, index: int) -> tuple[int, Connection]:
+        """The ``index``-th connection to the process now running, with its generation."""
+        if self._closed:
+            raise EdgevisionError(f"{self.model}'s inference processes were closed; load the model again.")
+        with self._lock:
+            return self.generation, self._conns[index]
+
+    def revive(self, generation: int) -> None:
+        """Start the process again after it died in ``generation`` (once, whichever slot asks
+        first); raise when it died too often, or was closed."""
+        with self._lock:
+            if self._closed:
+                raise EdgevisionError(f"{self.model}'s inference processes were closed; load the model again.")
+            if generation != self.generation:
+                return  # another slot started it again already
+            error = self.lost()
+            now = time.monotonic()
+            self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW]
+            if len(self._restarts) >= MAX_RESTARTS:
+                raise error
+            logger.warning("%s; starting it again", str(error).split(";")[0])
+            _stop(self.process, self._conns)
+            self._restarts.append(now)
+            self.generation += 1
+            self._start()
 
     def _exitcode(self) -> int | None:
         try:
@@ -123,9 +167,15 @@ class InferenceProcess:
 
     def close(self) -> None:
         """Let the process finish its frame and end; kill it after 5 s."""
-        if not self._closed:
-            self._closed = True
-            _stop(self.process, self._conns)
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                _stop(self.process, self._conns)
+
+
+def _stop_running(running: list) -> None:
+    if running:
+        _stop(*running)
 
 
 def _stop(process: subprocess.Popen, conns: list[Connection]) -> None:
@@ -144,14 +194,14 @@ def _stop(process: subprocess.Popen, conns: list[Connection]) -> None:
 class _Slot(Predictor):
     """One frame in flight to an ``InferenceProcess``; called from one thread only."""
 
-    def __init__(self, owner: InferenceProcess, conn: Connection, local: Predictor) -> None:
+    def __init__(self, owner: InferenceProcess, index: int, local: Predictor) -> None:
         self.process = owner
+        self.index = index
         self.local = local
         self.task = local.task
         self.backends = local.backends
         self.random_weights = local.random_weights
         self.decoding = local.decoding
-        self._conn = conn
         self.inferred_in: float | None = None  # seconds the process took for the last frame
         self._blocks: list[SharedMemory] = []  # the one shared block frames go through
         weakref.finalize(self, _release, self._blocks)
@@ -166,16 +216,19 @@ class _Slot(Predictor):
         return self.local.class_names
 
     def __call__(self, image: np.ndarray) -> Prediction:
-        if self.process.closed:
-            raise EdgevisionError(f"{self.process.model}'s inference processes were closed; load the model again.")
         image = np.ascontiguousarray(image)
         memory = self._block(image.nbytes)
         np.ndarray(image.shape, image.dtype, buffer=memory.buf)[...] = image
-        try:
-            self._conn.send((memory.name, image.shape, image.dtype.str))
-            status, value, self.inferred_in = self._conn.recv()
-        except (EOFError, OSError):
-            raise self.process.lost() from None
+        for attempt in range(2):  # a process that died is started again once, and the frame sent again
+            generation, conn = self.process.connection(self.index)
+            try:
+                conn.send((memory.name, image.shape, image.dtype.str))
+                status, value, self.inferred_in = conn.recv()
+                break
+            except (EOFError, OSError):
+                if attempt:
+                    raise self.process.lost() from None
+                self.process.revive(generation)
         if status != "ok":
             raise EdgevisionError(f"inference failed in its process: {value}")
         return value

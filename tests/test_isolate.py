@@ -227,3 +227,44 @@ def test_what_the_process_prints_goes_to_stderr_never_to_stdout(capfd):
     worker.close()
     out, err = capfd.readouterr()
     assert "chatter-from-the-worker" in err and "chatter-from-the-worker" not in out
+
+
+def test_watch_with_isolate_goes_on_when_its_worker_is_killed(tmp_path, samples_cache):
+    """A runtime that crashes must not end a service meant to run for months."""
+    from conftest import write_first_frames
+    from test_watch_service import fetch_json, free_port, poll, start_watch, write_config
+
+    clip = write_first_frames(samples_cache["vtest.avi"], tmp_path / "walkway.avi", 60)
+    port = free_port()
+    config = write_config(tmp_path, clip, port)
+    config.write_text(json.dumps({**json.loads(config.read_text()), "isolate": True}))
+    checked = run_cli("watch", config, "--check")
+    assert (
+        checked.returncode == 0
+        and "model nanodet-m (inferring in a process of its own)" in checked.stdout + checked.stderr
+    )
+    log = tmp_path / "stderr.txt"
+    watch = start_watch(config, log)
+    base = f"http://127.0.0.1:{port}"
+
+    def inferred() -> int:
+        return sum(c["inferred_frames"] for c in fetch_json(f"{base}/api/cameras") or [])
+
+    try:
+        poll(lambda: watch.poll() is not None or fetch_json(f"{base}/api/health"), timeout=60)
+        assert watch.poll() is None, log.read_text()[-3000:]
+        poll(lambda: inferred() > 5, timeout=60)
+        children = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(watch.pid)], capture_output=True, text=True)
+        workers = [int(line.split()[0]) for line in children.stdout.splitlines() if "edgevision.zoo.isolate" in line]
+        assert len(workers) == 1, children.stdout  # one model, one worker
+        os.kill(workers[0], signal.SIGKILL)
+        poll(lambda: "starting it again" in log.read_text(), timeout=60)
+        before = inferred()
+        poll(lambda: inferred() > before + 10, timeout=60)  # inferring again
+        assert watch.poll() is None and "Traceback" not in log.read_text()
+        watch.send_signal(signal.SIGTERM)
+        assert watch.wait(timeout=15) == 0
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()

@@ -442,6 +442,7 @@ class WatchConfig(_Section):
     """The whole ``edgevision watch`` configuration."""
 
     model: Text = "nanodet-m"
+    isolate: bool = False  # infer in a process of its own, started again if it dies (``run --isolate``)
     storage: StorageConfig = Field(default={}, validate_default=True)  # validated: its path resolves too
     cameras: Annotated[dict[Name, CameraConfig], AfterValidator(_some_cameras)]
     web: WebConfig = WebConfig()
@@ -453,7 +454,8 @@ class WatchConfig(_Section):
 
     def summary_lines(self) -> list[str]:
         """A few lines that say what the service would watch and where it keeps what it sees."""
-        lines = [f"{len(self.cameras)} camera{'s' if len(self.cameras) != 1 else ''}, model {self.model}"]
+        isolated = " (inferring in a process of its own)" if self.isolate else ""
+        lines = [f"{len(self.cameras)} camera{'s' if len(self.cameras) != 1 else ''}, model {self.model}{isolated}"]
         for name, camera in self.cameras.items():
             model = f", model {camera.model}" if camera.model else ""
             loop = ", looping" if camera.loop else ""

@@ -24,7 +24,7 @@ from edgevision.watch.editor import ConfigEditor
 from edgevision.watch.http import WebServer
 from edgevision.watch.mqtt import MqttLink
 from edgevision.watch.service import Loader, Service
-from edgevision.zoo.assemble import load_predictor
+from edgevision.zoo.assemble import load_predictor, load_workers
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def serve(
     previous = _on_hangup(hangup.set)
     try:
         with stop_on_signals():
-            running = _Running(config, loader or load_predictor, hangup=hangup, path=path)
+            running = _Running(config, loader or model_loader(config), hangup=hangup, path=path)
             try:
                 running.serve_web()
                 _wait(running, reread)
@@ -149,6 +149,15 @@ def serve(
     finally:
         if previous is not None:
             signal.signal(signal.SIGHUP, previous)
+
+
+def model_loader(config: WatchConfig) -> Loader:
+    """How the service loads a model: in this process, or (``isolate``) in a worker process of
+    its own, which is started again when it dies, so a runtime's crash does not end the service.
+    Read at start: a reload keeps the models already loaded."""
+    if not config.isolate:
+        return load_predictor
+    return lambda model: load_workers(model, workers=1, isolate=True)[0]  # one frame at a time: one slot
 
 
 def _wait(running: _Running, reread: Callable[[], WatchConfig]) -> None:

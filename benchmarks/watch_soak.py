@@ -8,7 +8,11 @@ first sample after ``--warmup`` seconds (models loaded, buffers filled) to the l
 Acceptance: events are stored, RSS grows less than 5%, open files and threads not at all,
 and SIGTERM ends the process with exit code 0 within 5 s. Linux only (/proc).
 
+``--isolate`` sets the config's ``isolate: true``: the model then infers in a worker process,
+and resident memory counts the process and its children (the worker included).
+
     python benchmarks/watch_soak.py --minutes 30 --every 10
+    python benchmarks/watch_soak.py --minutes 5 --isolate
 """
 
 from __future__ import annotations
@@ -80,12 +84,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_config(folder: Path, port: int) -> Path:
+def write_config(folder: Path, port: int, *, isolate: bool = False) -> Path:
     cameras = {
         name: {"source": str(make_clip(folder / f"{name}.avi", start)), "loop": True, "zones": {"walkway": ZONE}}
         for name, start in (("left", 0), ("right", 300))
     }
-    config = {"storage": {"path": str(folder / "data")}, "cameras": cameras, "web": {"port": port}}
+    config = {"storage": {"path": str(folder / "data")}, "cameras": cameras, "web": {"port": port}, "isolate": isolate}
     path = folder / "watch.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
     return path
@@ -94,6 +98,30 @@ def write_config(folder: Path, port: int) -> Path:
 def proc_status(pid: int) -> dict[str, str]:
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     return dict(line.split(":", 1) for line in lines if ":" in line)
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (an inference worker, a resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):  # ended while read
+                continue
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children, MB."""
+    total = 0
+    for each in [pid, *children(pid)]:
+        try:
+            total += int(proc_status(each)["VmRSS"].split()[0])
+        except (OSError, KeyError):  # ended while read
+            continue
+    return total / 1024
 
 
 def cameras(base: str) -> list[dict]:
@@ -106,7 +134,7 @@ def sample(pid: int, base: str, t: float) -> Sample:
     status_of = cameras(base)
     return Sample(
         t=round(t, 1),
-        rss_mb=int(status["VmRSS"].split()[0]) / 1024,
+        rss_mb=rss_mb(pid),
         open_files=len(os.listdir(f"/proc/{pid}/fd")),
         threads=int(status["Threads"]),
         events=sum(e["count"] for c in status_of for e in c["events"]),
@@ -136,12 +164,12 @@ def wait_healthy(process: subprocess.Popen, base: str, log: Path, timeout: float
     raise RuntimeError(f"edgevision watch did not answer within {timeout:g} s:\n{log.read_text()[-2000:]}")
 
 
-def soak(seconds: float, every: float, folder: Path) -> Soak:
+def soak(seconds: float, every: float, folder: Path, *, isolate: bool = False) -> Soak:
     """Run ``edgevision watch`` for ``seconds`` from its first answer (its start-up is not counted;
     a busy machine can take many seconds to load the model), sampling every ``every`` s; then SIGTERM it.
     Sample times count from the process's start."""
     port = free_port()
-    config, log = write_config(folder, port), folder / "stderr.txt"
+    config, log = write_config(folder, port, isolate=isolate), folder / "stderr.txt"
     base = f"http://127.0.0.1:{port}"
     began = time.monotonic()
     process = start_watch(config, log)
@@ -229,10 +257,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="how long to run (default 30)")
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples (default 10)")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before the growth baseline (default 60)")
+    parser.add_argument("--isolate", action="store_true", help="infer in a worker process (isolate: true)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        result = soak(args.minutes * 60, args.every, Path(folder))
-    print(f"edgevision watch, 2 looping cameras, {args.minutes:g} min, a sample every {args.every:g} s\n")
+        result = soak(args.minutes * 60, args.every, Path(folder), isolate=args.isolate)
+    isolated = ", inference in a worker process" if args.isolate else ""
+    print(f"edgevision watch, 2 looping cameras{isolated}, {args.minutes:g} min, a sample every {args.every:g} s\n")
     print(table(result.samples))
     print()
     s = summary(result, args.warmup)

@@ -44,3 +44,24 @@ def test_soak_for_8_seconds(samples_cache, tmp_path):
     assert summary["from_s"] < summary["to_s"]
     assert {"rss_growth_pct", "open_files_first", "open_files_last", "threads_first", "threads_last"} <= summary.keys()
     assert len(bench.checks(summary)) == 5
+
+
+def test_soak_memory_counts_the_children_a_worker_process_included():
+    import os
+    import subprocess
+    import sys
+
+    bench = load("watch_soak")
+    alone = bench.rss_mb(os.getpid())
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; block = bytearray(300 * 2**20); print(1, flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        child.stdout.readline()  # its 300 MB are resident
+        assert child.pid in bench.children(os.getpid())
+        assert bench.rss_mb(os.getpid()) - alone > 250
+    finally:
+        child.kill()
+        child.wait()

@@ -268,3 +268,33 @@ def test_watch_with_isolate_goes_on_when_its_worker_is_killed(tmp_path, samples_
         if watch.poll() is None:
             watch.kill()
             watch.wait()
+
+
+def test_calls_from_several_threads_take_turns_on_one_slot(first_frame):
+    import threading
+
+    import edgevision
+
+    images = [np.ascontiguousarray(np.roll(first_frame, 60 * k, axis=1)) for k in range(4)]  # one scene each
+    local = edgevision.load("nanodet-m", threads=1)
+    want = [local.predict(image) for image in images]
+    found: dict[int, list] = {k: [] for k in range(4)}
+    errors = []
+
+    def predict(model, k: int) -> None:
+        try:
+            for _ in range(5):
+                found[k].append(model.predict(images[k]))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with edgevision.load("nanodet-m", threads=1, isolate=True) as model:
+        threads = [threading.Thread(target=predict, args=(model, k)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors
+    for k in range(4):  # each thread got its own scene's answer, never another's
+        assert len(found[k]) == 5
+        assert all(len(f) == len(want[k]) and np.allclose(f.xyxy, want[k].xyxy) for f in found[k])

@@ -183,8 +183,8 @@ def load(
 
     ``isolate`` infers in worker processes (one per worker, each with its own copy), so that
     ``run``'s tracking, drawing and writing never hold inference up on Python's interpreter
-    lock; ``Model.predict`` then infers in the first process too. ``Model.close()`` (or a
-    ``with`` block) ends them.
+    lock; ``Model.predict`` then infers in the first process too (calls from several
+    threads take turns). ``Model.close()`` (or a ``with`` block) ends them.
     """
     check_threads([threads])
     with use_device(device):

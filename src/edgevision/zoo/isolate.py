@@ -192,7 +192,7 @@ def _stop(process: subprocess.Popen, conns: list[Connection]) -> None:
 
 
 class _Slot(Predictor):
-    """One frame in flight to an ``InferenceProcess``; called from one thread only."""
+    """One frame in flight to an ``InferenceProcess``: calls from several threads take turns."""
 
     def __init__(self, owner: InferenceProcess, index: int, local: Predictor) -> None:
         self.process = owner
@@ -204,6 +204,7 @@ class _Slot(Predictor):
         self.decoding = local.decoding
         self.inferred_in: float | None = None  # seconds the process took for the last frame
         self._blocks: list[SharedMemory] = []  # the one shared block frames go through
+        self._turn = threading.Lock()  # one frame at a time through the block and the connection
         weakref.finalize(self, _release, self._blocks)
 
     def __getattr__(self, name: str):  # the processor, a card, anything else the local copy has
@@ -216,7 +217,10 @@ class _Slot(Predictor):
         return self.local.class_names
 
     def __call__(self, image: np.ndarray) -> Prediction:
-        image = np.ascontiguousarray(image)
+        with self._turn:
+            return self._infer(np.ascontiguousarray(image))
+
+    def _infer(self, image: np.ndarray) -> Prediction:
         memory = self._block(image.nbytes)
         np.ndarray(image.shape, image.dtype, buffer=memory.buf)[...] = image
         for attempt in range(2):  # a process that died is started again once, and the frame sent again

@@ -298,7 +298,14 @@ def load_workers(
         )
     if isolate:
         local = load_predictor(model, threads=each, **options)
-        processes = [InferenceProcess(load_predictor, model, {**options, "threads": each}) for _ in range(workers)]
+        processes: list[InferenceProcess] = []
+        try:
+            for _ in range(workers):
+                processes.append(InferenceProcess(load_predictor, model, {**options, "threads": each}))
+        except BaseException:
+            for process in processes:  # none left running when a later one fails to start
+                process.close()
+            raise
         return [slot for process in processes for slot in process.slots(local)]
     with use_streams(workers):
         first = load_predictor(model, threads=each, **options)

@@ -47,7 +47,7 @@ from edgevision.pipeline.run import RunConfig, RunOutputs, run_pipeline
 from edgevision.pipeline.zones import parse_line, parse_zone
 from edgevision.samples import sample_path
 from edgevision.zoo.assemble import close_workers, load_predictor, load_workers
-from edgevision.zoo.isolate import worker_process
+from edgevision.zoo.isolate import worker_processes
 
 ZONE = "path:300,185,420,185,420,330,300,310"
 LINE = "crossing:560,170,560,420"
@@ -106,7 +106,7 @@ def pipeline_run(
     )
     samples: list[tuple[int, float]] = []  # (frames done, process CPU seconds) while frames flow
     config = replace(config, progress_every=0.2)
-    pids = {w.process.pid for w in map(worker_process, predictors) if w is not None}
+    pids = [w.process.pid for w in worker_processes(predictors)]
 
     def cpu_now() -> float:
         return time.process_time() + sum(map(process_cpu_seconds, pids))

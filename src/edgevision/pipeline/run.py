@@ -63,7 +63,7 @@ from edgevision.pipeline.stream import MjpegServer
 from edgevision.pipeline.tracking import Tracker, TrackerConfig
 from edgevision.pipeline.zones import Line, Zone, check_geometry
 from edgevision.types import Detections, Frame, Poses, Prediction
-from edgevision.zoo.isolate import count_workers, worker_process
+from edgevision.zoo.isolate import count_workers, worker_processes
 
 logger = logging.getLogger(__name__)
 
@@ -419,7 +419,7 @@ def run_pipeline(
         summary = run.stats.summary(source=capture.name, stride=config.stride, outputs=run.outputs.where())
         summary.stopped_by = run.stopped_by
         summary.workers = count_workers(predictors)
-        summary.isolated = any(worker_process(p) is not None for p in predictors)
+        summary.isolated = bool(worker_processes(predictors))
     finally:
         capture.close()
     if outputs.stats is not None:

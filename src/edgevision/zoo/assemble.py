@@ -43,7 +43,7 @@ from edgevision.models.recognize import recognise
 from edgevision.models.transforms import ImageTransform
 from edgevision.types import Prediction, RawOutputs
 from edgevision.variants import meta_path, read_meta
-from edgevision.zoo.isolate import InferenceProcess, worker_process
+from edgevision.zoo.isolate import InferenceProcess, worker_processes
 from edgevision.zoo.pull import MANIFEST, check_pulled_file, model_file, pulled_dir
 from edgevision.zoo.pytorch import export_torch_model, is_pytorch_family
 from edgevision.zoo.registry import get_spec, list_models
@@ -316,7 +316,7 @@ def load_workers(
 
 def close_workers(predictors: Sequence[Predictor]) -> None:
     """End the worker processes behind ``predictors`` (``load_workers(isolate=True)``); others need nothing."""
-    for process in {id(w): w for w in map(worker_process, predictors) if w is not None}.values():
+    for process in worker_processes(predictors):
         process.close()
 
 

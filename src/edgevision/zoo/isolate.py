@@ -125,7 +125,7 @@ class InferenceProcess:
     def connection(self, index: int) -> tuple[int, Connection]:
         """The ``index``-th connection to the process now running, with its generation."""
         if self._closed:
-            raise EdgevisionError(f"{self.model}'s inference processes were closed; load the model again.")
+            raise self._closed_error()
         with self._lock:
             return self.generation, self._conns[index]
 
@@ -134,7 +134,7 @@ class InferenceProcess:
         first); raise when it died too often, or was closed."""
         with self._lock:
             if self._closed:
-                raise EdgevisionError(f"{self.model}'s inference processes were closed; load the model again.")
+                raise self._closed_error()
             if generation != self.generation:
                 return  # another slot started it again already
             error = self.lost()
@@ -147,6 +147,9 @@ class InferenceProcess:
             self._restarts.append(now)
             self.generation += 1
             self._start()
+
+    def _closed_error(self) -> EdgevisionError:
+        return EdgevisionError(f"{self.model}'s inference processes were closed; load the model again.")
 
     def _exitcode(self) -> int | None:
         try:
@@ -250,11 +253,16 @@ def worker_process(predictor: Predictor) -> InferenceProcess | None:
     return predictor.process if isinstance(predictor, _Slot) else None
 
 
+def worker_processes(predictors) -> list[InferenceProcess]:
+    """The processes ``predictors`` infer in, each once (a process is listed once per slot)."""
+    found = {id(w): w for w in map(worker_process, predictors) if w is not None}
+    return list(found.values())
+
+
 def count_workers(predictors) -> int:
     """Inference workers among ``predictors``: processes, or else one per entry (an OpenVINO
     model with streams is listed once per stream)."""
-    processes = {id(w) for w in map(worker_process, predictors) if w is not None}
-    return len(processes) or len(predictors)
+    return len(worker_processes(predictors)) or len(predictors)
 
 
 def _release(blocks: list[SharedMemory]) -> None:
@@ -348,4 +356,4 @@ def _infer(predictor: Predictor, image: np.ndarray) -> tuple[str, object, float]
     return (*result, time.perf_counter() - start)
 
 
-__all__ = ["IN_FLIGHT", "InferenceProcess", "count_workers", "main", "worker_process"]
+__all__ = ["IN_FLIGHT", "InferenceProcess", "count_workers", "main", "worker_process", "worker_processes"]

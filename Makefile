@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test talk clean
+.PHONY: setup system demo test talk clean
 
 setup: $(VENV)/.installed
 
@@ -16,10 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
 	touch $@
 
+# The Debian packages the tests need (ffmpeg, chromium, mosquitto...), where this user may install
+# them (root or password-less sudo); otherwise it names them, and the tests that need them skip.
+system:
+	tools/system-packages --if-possible
+
 demo: setup
 	$(BIN)/edgevision demo -o runs/demo
 
-test: setup
+test: setup system
 	$(BIN)/python -m pytest -q
 
 talk: setup

@@ -261,7 +261,7 @@ def headless_chromium(profile: Path, *, size: str | None = None):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     driver = shutil.which("chromedriver")
     if not (browser and driver):
-        pytest.skip("Debian chromium and chromium-driver are not installed (see .ci/run)")
+        pytest.skip("Debian chromium and chromium-driver are not installed (see tools/system-packages)")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()

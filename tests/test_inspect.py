@@ -61,7 +61,7 @@ def test_cli_inspect_and_diff(tiny_files):
     assert "size ratio" in done.stdout and "op histogram" in done.stdout and "added" in done.stdout
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed (see .ci/run)")
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed (see tools/system-packages)")
 @pytest.mark.parametrize("suffix", [".html", ".svg"])
 def test_graph_is_drawn(tiny_files, tmp_path, suffix):
     out = tmp_path / f"graph{suffix}"

@@ -278,7 +278,7 @@ def test_graph_source_opens_loop_bodies(loop_model):
     assert "TopK" not in closed and "Loop" in closed
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed (see .ci/run)")
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed (see tools/system-packages)")
 def test_graph_drawing_shows_loop_bodies(loop_model, tmp_path):
     out = tmp_path / "loop.svg"
     done = run_cli("inspect", loop_model, "--graph", out)

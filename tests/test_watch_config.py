@@ -91,7 +91,10 @@ BAD = [
         _camera(zone={"lawn": SQUARE}),
         "cameras.garden: unknown key 'zone'; the known keys are source, model, loop, zones, lines",
     ),
-    ({**_camera(), "camera": {}}, "unknown key 'camera'; the known keys are model, isolate, storage, cameras, web"),
+    (
+        {**_camera(), "camera": {}},
+        "unknown key 'camera'; the known keys are model, isolate, workers, storage, cameras, web",
+    ),
     ({**_camera(), "web": {"port": 0}}, "web.port: must be greater than or equal to 1, got 0"),
     ({**_camera(), "web": {"port": 65536}}, "web.port: must be less than or equal to 65535, got 65536"),
     ({**_camera(), "web": {"bind": "not a host"}}, "web: bind must be an IP address or a host name"),

@@ -443,6 +443,9 @@ class WatchConfig(_Section):
 
     model: Text = "nanodet-m"
     isolate: bool = False  # infer in a process of its own, started again if it dies (``run --isolate``)
+    # Copies of the model (worker processes with ``isolate``) inferring different cameras' frames
+    # at once, the cores shared among them (``run --workers``); one camera's frames go one at a time.
+    workers: Annotated[int, Field(ge=1, le=16)] = 1
     storage: StorageConfig = Field(default={}, validate_default=True)  # validated: its path resolves too
     cameras: Annotated[dict[Name, CameraConfig], AfterValidator(_some_cameras)]
     web: WebConfig = WebConfig()
@@ -452,10 +455,16 @@ class WatchConfig(_Section):
         """The model camera ``camera`` runs: its own, else the config's."""
         return self.cameras[camera].model or self.model
 
+    def _how(self) -> str:
+        """How the model infers, as the summary says it."""
+        if self.isolate:
+            processes = "a process of its own" if self.workers == 1 else f"{self.workers} processes of their own"
+            return f" (inferring in {processes})"
+        return f" ({self.workers} copies inferring at once)" if self.workers > 1 else ""
+
     def summary_lines(self) -> list[str]:
         """A few lines that say what the service would watch and where it keeps what it sees."""
-        isolated = " (inferring in a process of its own)" if self.isolate else ""
-        lines = [f"{len(self.cameras)} camera{'s' if len(self.cameras) != 1 else ''}, model {self.model}{isolated}"]
+        lines = [f"{len(self.cameras)} camera{'s' if len(self.cameras) != 1 else ''}, model {self.model}{self._how()}"]
         for name, camera in self.cameras.items():
             model = f", model {camera.model}" if camera.model else ""
             loop = ", looping" if camera.loop else ""

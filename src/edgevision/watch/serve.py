@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from edgevision.watch.editor import ConfigEditor
 from edgevision.watch.http import WebServer
 from edgevision.watch.mqtt import MqttLink
 from edgevision.watch.service import Loader, Service
-from edgevision.zoo.assemble import load_predictor, load_workers
+from edgevision.zoo.assemble import close_workers, load_predictor, load_workers
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class _Running:
     def __init__(
         self, config: WatchConfig, loader: Loader, *, hangup: threading.Event | None = None, path: Path | None = None
     ) -> None:
-        self.models: dict[str, Predictor] = {}
+        self.models: dict[str, Predictor | Sequence[Predictor]] = {}
         self._loader = loader
         self.mqtt = MqttLink(config) if config.mqtt is not None else None
         self.service = self._started(config)
@@ -50,7 +50,7 @@ class _Running:
             self.service.stop(timeout=1.0)
             raise
 
-    def _load_once(self, model: str) -> Predictor:
+    def _load_once(self, model: str) -> Predictor | Sequence[Predictor]:
         if model not in self.models:
             self.models[model] = self._loader(model)
         return self.models[model]
@@ -92,6 +92,8 @@ class _Running:
         changed, MQTT reconnects only when its settings did."""
         old = self.service
         old.stop()
+        if (config.isolate, config.workers) != (old.config.isolate, old.config.workers):
+            logger.warning("isolate and workers change at the next start; the models loaded go on as they are")
         same_mqtt = config.mqtt == old.config.mqtt and config.storage.path == old.config.storage.path
         if self.mqtt is not None and same_mqtt:
             self.mqtt.configure(config)
@@ -121,6 +123,9 @@ class _Running:
         self._stop_mqtt(timeout=0.8)
         if self.web is not None:
             self.web.close(timeout=0.5)
+        for loaded in self.models.values():
+            if not isinstance(loaded, Predictor):
+                close_workers(loaded)  # worker processes (isolate) end now, not when the interpreter does
 
 
 def serve(
@@ -153,11 +158,13 @@ def serve(
 
 def model_loader(config: WatchConfig) -> Loader:
     """How the service loads a model: in this process, or (``isolate``) in a worker process of
-    its own, which is started again when it dies, so a runtime's crash does not end the service.
+    its own, which is started again when it dies, so a runtime's crash does not end the service;
+    ``workers`` copies (processes) of it, one per inference thread (with ``isolate``, one thread
+    per frame slot of each process: one slot is filled while the process infers the other).
     Read at start: a reload keeps the models already loaded."""
-    if not config.isolate:
+    if not config.isolate and config.workers == 1:
         return load_predictor
-    return lambda model: load_workers(model, workers=1, isolate=True)[0]  # one frame at a time: one slot
+    return lambda model: load_workers(model, workers=config.workers, isolate=config.isolate)
 
 
 def _wait(running: _Running, reread: Callable[[], WatchConfig]) -> None:

@@ -1,9 +1,11 @@
-"""The ``edgevision watch`` service: many cameras, each model loaded once, one inference thread for all.
+"""The ``edgevision watch`` service: many cameras, each model loaded once, inference threads shared by all.
 
-Each camera captures on its own thread (see :mod:`edgevision.watch.camera`). A single
-inference thread serves the cameras in turn, round-robin, taking only frames that passed
-their motion gate or are keyframes, so one busy camera cannot starve the others. After the
-model, each camera has its own tracker and rule engine; an event is stored at once with an
+Each camera captures on its own thread (see :mod:`edgevision.watch.camera`). The inference
+threads (one by default; ``workers`` in the config) serve the cameras in turn, round-robin,
+taking only frames that passed their motion gate or are keyframes, so one busy camera cannot
+starve the others. A camera is served by one thread at a time, so its frames reach its
+tracker in order; several threads infer several cameras' frames at once. After the model,
+each camera has its own tracker and rule engine; an event is stored at once with an
 annotated snapshot, and its clip follows from the clip writer's thread.
 
 >>> service = Service(read_watch_config("watch.yaml"))    # doctest: +SKIP
@@ -46,7 +48,8 @@ from edgevision.zoo.assemble import load_predictor
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Loader = Callable[[str], Predictor]
+# A model name or path -> its predictor, or one predictor per inference thread (``load_workers``).
+Loader = Callable[[str], "Predictor | Sequence[Predictor]"]
 OnEvent = Callable[[str, Event, Frame], None]  # camera name, the event, the frame it fired on
 RETAIN_EVERY = 600.0  # seconds between retention passes
 TRACKS_EVERY = 2.0  # seconds between writes of the tracks seen (one commit for all of them)
@@ -182,21 +185,23 @@ class Service:
         self.store: EventStore | None = None
         self.cameras: dict[str, Camera] = {}
         self._analyses: dict[str, Analysis] = {}
-        self._predictors: dict[str, Predictor] = {}
+        self._predictors: dict[str, list[Predictor]] = {}
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._turns: RoundRobin[Camera] = RoundRobin([])
+        self._ready = threading.Condition()  # a camera has a frame, or one was handed back; guards _busy
+        self._busy: set[str] = set()  # cameras an inference thread holds now
         self._threads: list[threading.Thread] = []
         self._clips: ClipWriter | None = None
         self.serving = False  # True from the end of start() to the beginning of stop()
 
     # -- life --------------------------------------------------------------------------
     def start(self) -> None:
-        """Load each model once, open the store, start the cameras and the inference thread."""
+        """Load each model once, open the store, start the cameras and the inference threads."""
         predictors = self._load_models()
         self.store = EventStore(self.config.storage.path)
         self._clips = ClipWriter(self._write_clip)
         for name, camera in self.config.cameras.items():
-            predictor = predictors[self.config.model_of(name)]
+            predictor = predictors[self.config.model_of(name)][0]
             self._analyses[name] = Analysis(
                 name,
                 camera,
@@ -205,26 +210,31 @@ class Service:
                 stored_counts=self.store.line_counts(name),
             )
             self.cameras[name] = Camera(
-                name, camera, on_ready=self._wake.set, deliver=self._clips.put, paced=self.paced
+                name, camera, on_ready=self._frame_ready, deliver=self._clips.put, paced=self.paced
             )
+        self._turns = RoundRobin(list(self.cameras.values()))
         for analysis in self._analyses.values():
             self._tell(analysis, force=True)
         for camera in self.cameras.values():
             camera.start()
-        self._spawn("watch-inference", self._infer_loop)
+        threads = max(len(p) for p in predictors.values())
+        for index in range(threads):
+            self._spawn(f"watch-inference-{index}" if threads > 1 else "watch-inference", self._infer_loop, index)
         self._spawn("watch-retention", self._retain_loop)
         self.serving = True
-        logger.info("watching %d camera(s)", len(self.cameras))
+        across = f" on {threads} inference threads" if threads > 1 else ""
+        logger.info("watching %d camera(s)%s", len(self.cameras), across)
 
-    def _load_models(self) -> dict[str, Predictor]:
+    def _load_models(self) -> dict[str, list[Predictor]]:
         for model in {self.config.model_of(name) for name in self.config.cameras}:
             if model not in self._predictors:
-                self._predictors[model] = self._loader(model)
-                check_run_model(self._predictors[model], name=f"model {model}")
+                loaded = self._loader(model)
+                self._predictors[model] = [loaded] if isinstance(loaded, Predictor) else list(loaded)
+                check_run_model(self._predictors[model][0], name=f"model {model}")
         return self._predictors
 
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _spawn(self, name: str, target: Callable[..., None], *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
@@ -233,7 +243,8 @@ class Service:
         deadline = time.monotonic() + timeout
         self.serving = False
         self._stop.set()
-        self._wake.set()
+        with self._ready:
+            self._ready.notify_all()
         for camera in self.cameras.values():
             camera.stop()
         for thread in [*self._threads]:
@@ -249,24 +260,34 @@ class Service:
         logger.info("stopped watching")
 
     # -- inference ---------------------------------------------------------------------
-    def _infer_loop(self) -> None:
-        turns = RoundRobin(list(self.cameras.values()))
+    def _frame_ready(self) -> None:
+        with self._ready:
+            self._ready.notify_all()
+
+    def _infer_loop(self, index: int = 0) -> None:
+        """Inference thread ``index``: the next camera with a frame that no other thread holds, in turn."""
         while not self._stop.is_set():
-            camera = turns.pick(lambda c: c.ready)
-            frame = camera.take() if camera is not None else None
-            if frame is None:
-                self._wake.wait(0.1)
-                self._wake.clear()
-                continue
+            with self._ready:
+                camera = self._turns.pick(lambda c: c.name not in self._busy and c.ready)
+                frame = camera.take() if camera is not None else None
+                if frame is None:
+                    self._ready.wait(0.1)
+                    continue
+                self._busy.add(camera.name)
             try:
-                self._process(camera, frame)
+                self._process(camera, frame, index)
             except (EdgevisionError, OSError, cv2.error) as exc:
                 logger.warning("camera %s: a frame was not processed: %s", camera.name, exc)
+            finally:
+                with self._ready:
+                    self._busy.discard(camera.name)
+                    self._ready.notify_all()  # its next frame may wait for another thread
 
-    def _process(self, camera: Camera, frame: Frame) -> None:
+    def _process(self, camera: Camera, frame: Frame, index: int = 0) -> None:
         analysis = self._analyses[camera.name]
+        predictors = self._predictors[self.config.model_of(camera.name)]
         start = time.perf_counter()
-        prediction = self._predictors[self.config.model_of(camera.name)](frame.image)
+        prediction = predictors[index % len(predictors)](frame.image)
         analysis.seconds.append(time.perf_counter() - start)
         camera.inferred += 1
         prediction, events = analysis.update(frame, prediction, index=camera.inferred)

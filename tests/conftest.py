@@ -279,6 +279,8 @@ def load_benchmark(name: str):
     """A script of ``benchmarks/`` imported as a module (they are scripts, not a package)."""
     import importlib.util
 
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))  # they import each other by name, as when run as scripts
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up by name

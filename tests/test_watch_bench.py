@@ -65,3 +65,15 @@ def test_soak_memory_counts_the_children_a_worker_process_included():
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.slow
+def test_workers_benchmark_on_20_frames_gives_the_same_events_per_setting(samples_cache, capsys):
+    bench = load("watch_workers")
+    assert bench.main(["--cameras", "2", "--frames", "20", "--rounds", "1", "--settings", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith("workers ")}
+    assert rows["1"][2] == "1" and rows["2"][2] == "2"  # inference threads
+    assert float(rows["1"][3]) > 0 and rows["1"][-1] == "1.00x"
+    assert rows["1"][6] == rows["2"][6]  # events
+    assert out.rstrip().endswith("same events in every setting: yes")

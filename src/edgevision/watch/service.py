@@ -190,6 +190,7 @@ class Service:
         self._turns: RoundRobin[Camera] = RoundRobin([])
         self._ready = threading.Condition()  # a camera has a frame, or one was handed back; guards _busy
         self._busy: set[str] = set()  # cameras an inference thread holds now
+        self.inference_threads = 0  # started by start(): the most predictors a model was loaded with
         self._threads: list[threading.Thread] = []
         self._clips: ClipWriter | None = None
         self.serving = False  # True from the end of start() to the beginning of stop()
@@ -217,7 +218,7 @@ class Service:
             self._tell(analysis, force=True)
         for camera in self.cameras.values():
             camera.start()
-        threads = max(len(p) for p in predictors.values())
+        threads = self.inference_threads = max(len(p) for p in predictors.values())
         for index in range(threads):
             self._spawn(f"watch-inference-{index}" if threads > 1 else "watch-inference", self._infer_loop, index)
         self._spawn("watch-retention", self._retain_loop)

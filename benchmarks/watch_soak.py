@@ -13,6 +13,7 @@ and resident memory counts the process and its children (the worker included).
 
     python benchmarks/watch_soak.py --minutes 30 --every 10
     python benchmarks/watch_soak.py --minutes 5 --isolate
+    python benchmarks/watch_soak.py --minutes 5 --workers 2   # two copies, a camera each at a time
 """
 
 from __future__ import annotations
@@ -84,12 +85,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_config(folder: Path, port: int, *, isolate: bool = False) -> Path:
+def write_config(folder: Path, port: int, *, isolate: bool = False, workers: int = 1) -> Path:
     cameras = {
         name: {"source": str(make_clip(folder / f"{name}.avi", start)), "loop": True, "zones": {"walkway": ZONE}}
         for name, start in (("left", 0), ("right", 300))
     }
-    config = {"storage": {"path": str(folder / "data")}, "cameras": cameras, "web": {"port": port}, "isolate": isolate}
+    config = {"storage": {"path": str(folder / "data")}, "cameras": cameras, "web": {"port": port}}
+    config |= {"isolate": isolate, "workers": workers}
     path = folder / "watch.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
     return path
@@ -164,12 +166,12 @@ def wait_healthy(process: subprocess.Popen, base: str, log: Path, timeout: float
     raise RuntimeError(f"edgevision watch did not answer within {timeout:g} s:\n{log.read_text()[-2000:]}")
 
 
-def soak(seconds: float, every: float, folder: Path, *, isolate: bool = False) -> Soak:
+def soak(seconds: float, every: float, folder: Path, *, isolate: bool = False, workers: int = 1) -> Soak:
     """Run ``edgevision watch`` for ``seconds`` from its first answer (its start-up is not counted;
     a busy machine can take many seconds to load the model), sampling every ``every`` s; then SIGTERM it.
     Sample times count from the process's start."""
     port = free_port()
-    config, log = write_config(folder, port, isolate=isolate), folder / "stderr.txt"
+    config, log = write_config(folder, port, isolate=isolate, workers=workers), folder / "stderr.txt"
     base = f"http://127.0.0.1:{port}"
     began = time.monotonic()
     process = start_watch(config, log)
@@ -258,10 +260,14 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples (default 10)")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before the growth baseline (default 60)")
     parser.add_argument("--isolate", action="store_true", help="infer in a worker process (isolate: true)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="copies of the model, one camera each at a time (workers: N)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        result = soak(args.minutes * 60, args.every, Path(folder), isolate=args.isolate)
-    isolated = ", inference in a worker process" if args.isolate else ""
+        result = soak(args.minutes * 60, args.every, Path(folder), isolate=args.isolate, workers=args.workers)
+    isolated = ", inference in worker processes" if args.isolate else ""
+    isolated += f", {args.workers} workers" if args.workers > 1 else ""
     print(f"edgevision watch, 2 looping cameras{isolated}, {args.minutes:g} min, a sample every {args.every:g} s\n")
     print(table(result.samples))
     print()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -10,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgevision.watch import video
-from edgevision.watch.clips import ClipWriter
+from edgevision.watch import clips, video
+from edgevision.watch.clips import BACKLOG, ClipWriter
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the H.264 path needs the ffmpeg program")
 
@@ -64,7 +65,8 @@ def test_hurry_during_an_h264_encoding_stops_ffmpeg_and_keeps_every_frame_as_mp4
     assert took < time.perf_counter() - start
 
 
-def test_closing_the_writer_keeps_every_queued_clip_when_encoding_is_slow(tmp_path):
+def test_closing_the_writer_keeps_every_queued_clip_when_encoding_is_slow(tmp_path, monkeypatch):
+    monkeypatch.setattr(clips, "BACKLOG", 1000)  # 30 clips queued at once: here only the stop hurries them
     from edgevision.checks import usable_cores
 
     written: dict[int, str] = {}
@@ -88,3 +90,35 @@ def test_closing_the_writer_keeps_every_queued_clip_when_encoding_is_slow(tmp_pa
     assert sorted(written) == list(range(30))  # none dropped: 30 clips of 0.1 s in 1 s
     assert written[0] == "h264" and written[29] == "mp4v"  # the first as usual, the rest hurried
     assert len(writers) == 1 + usable_cores()  # the hurried ones on the writer and one helper per core
+
+
+def test_a_backlog_takes_the_fast_codec_until_the_writer_catches_up(caplog):
+    caplog.set_level(logging.INFO, logger="edgevision.watch.clips")
+    codecs: dict[int, str] = {}
+    started = threading.Event()
+
+    def write(event_id, frames, fps, *, hurry):
+        started.set()
+        time.sleep(0.02)
+        codecs[event_id] = "mp4v" if hurry.is_set() else "h264"
+
+    writer = ClipWriter(write)
+    writer.put(0, [np.zeros((4, 4, 3), np.uint8)], 10.0)
+    started.wait(2)
+    for event_id in range(1, 3 * BACKLOG):  # events faster than the writer: a backlog builds
+        writer.put(event_id, [np.zeros((4, 4, 3), np.uint8)], 10.0)
+    deadline = time.monotonic() + 10
+    while len(codecs) < 3 * BACKLOG and time.monotonic() < deadline:
+        time.sleep(0.01)
+    later = 3 * BACKLOG
+    writer.put(later, [np.zeros((4, 4, 3), np.uint8)], 10.0)  # after catching up: H.264 again
+    writer.close(timeout=5.0)
+
+    assert sorted(codecs) == list(range(3 * BACKLOG + 1))  # none dropped
+    assert codecs[0] == "h264" and codecs[1] == "mp4v"  # the backlog was there when clip 1 was taken
+    fast = [i for i in range(1, 3 * BACKLOG) if codecs[i] == "mp4v"]
+    # from the backlog on, until the clip taken left only BACKLOG // 2 waiting behind it
+    assert fast == list(range(1, 3 * BACKLOG - 1 - BACKLOG // 2))
+    assert codecs[later] == "h264"
+    assert "faster than H.264 is encoded" in caplog.text and "caught up" in caplog.text
+    assert writer.fell_behind == 1

@@ -77,3 +77,21 @@ def test_workers_benchmark_on_20_frames_gives_the_same_events_per_setting(sample
     assert float(rows["1"][3]) > 0 and rows["1"][-1] == "1.00x"
     assert rows["1"][6] == rows["2"][6]  # events
     assert out.rstrip().endswith("same events in every setting: yes")
+
+
+@pytest.mark.parametrize(
+    ("counts", "grew"),
+    [
+        ([16, 17, 16, 21, 17, 16, 16, 17, 17], False),  # clip files open and close between samples (16 -> 17)
+        ([16, 17, 18, 19, 20, 21, 22, 23, 24], True),  # a leak: even the fewest rise
+    ],
+)
+def test_open_files_count_a_leak_not_the_clips_in_flight(counts, grew):
+    bench = load("watch_soak")
+    samples = [
+        bench.Sample(t=10.0 * k, rss_mb=500.0, open_files=n, threads=16, events=k, dropped=0)
+        for k, n in enumerate(counts)
+    ]
+    summary = bench.summary(bench.Soak(samples=samples, exit_code=0, exit_s=1.0), warmup=0)
+    passed = {text.split(" ")[0]: ok for ok, text in bench.checks(summary)}
+    assert passed["open"] is not grew

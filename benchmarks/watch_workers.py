@@ -11,7 +11,7 @@ the service, each event also stores a snapshot and encodes a clip, which in this
 (an event every few frames) takes much of the CPU.
 
     python benchmarks/watch_workers.py --cameras 3 --frames 200 --rounds 3
-    python benchmarks/watch_workers.py --model nanodet-m --settings 1 2 1i 2i --threads 2
+    python benchmarks/watch_workers.py --model nanodet-m --cameras 2 --settings 1 2
 
 A setting is a worker count, with ``i`` for ``isolate: true`` (worker processes).
 """
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = {}  # name -> (workers, isolate, the model loaded once for every round)
         for name in args.settings:
             workers, isolate = int(name.rstrip("i")), name.endswith("i")
-            made = config(folder, clip, args.cameras, args.model, workers, isolate)
-            settings[name] = (workers, isolate, model_loader(made)(args.model))
+            loader = model_loader(config(folder, clip, args.cameras, args.model, workers, isolate))
+            settings[name] = (workers, isolate, loader(args.model))
         print(f"{args.model}, {args.cameras} cameras x {args.frames} frames, {args.rounds} rounds", flush=True)
         fps: dict[str, list[float]] = {name: [] for name in settings}
         threads, events = {}, {}
@@ -103,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                     close_workers(loaded)
     base = statistics.median(fps[args.settings[0]])
     print(f"{'setting':<24} {'threads':>7} {'frames/s p50':>12} {'min':>7} {'max':>7} {'events':>6} {'ratio':>6}")
-    for name in settings:
-        workers, isolate = int(name.rstrip("i")), name.endswith("i")
+    for name, (workers, isolate, _) in settings.items():
         label = f"workers {workers}" + (", isolate" if isolate else "")
         median = statistics.median(fps[name])
         print(

@@ -6,9 +6,10 @@ Clips are encoded on the writer's own thread: the model never waits for an mp4. 
 events come faster than the machine encodes H.264 (a busy scene: about 0.5 s of a core per
 clip here), the clips waiting would hold ever more frames in memory; from ``BACKLOG`` clips
 waiting on, they are written in the fast codec (``mp4v``: kept, downloadable, but not played
-by browsers) until the writer has caught up. When the service stops, the writer gets a quarter of its time to finish as usual; then it
-hurries: the clips still to write (the one being encoded too) are written in the fast
-codec by one writer per core, so they are kept rather than dropped.
+by browsers) until the writer has caught up. When the service stops, the writer gets a
+quarter of its time to finish as usual; then it hurries: the clips still to write (the one
+being encoded too) are written in the fast codec by one writer per core, so they are kept
+rather than dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ MAX_WIDTH = 960
 # Clips waiting to be written from which the writer takes the fast codec. A 960-wide clip of
 # 4 s at 10 fps holds about 60 MB of frames (shared in part with its neighbours).
 BACKLOG = 8
+_FAST = threading.Event()  # always set: the ``hurry`` of a clip written while the writer is behind
+_FAST.set()
 Deliver = Callable[[int, list[np.ndarray], float], None]
 
 
@@ -105,7 +108,7 @@ class ClipWriter:
     def __init__(self, write: Callable[..., object]) -> None:
         self._write = write
         self.hurry = threading.Event()  # set while stopping: write in the fast codec
-        self._behind = threading.Event()  # set while BACKLOG or more clips wait: the fast codec too
+        self._behind = False  # True from BACKLOG clips waiting until half of it: the fast codec too
         self.fell_behind = 0  # times the writer fell BACKLOG clips behind
         self._queue: queue.Queue = queue.Queue()
         self._threads = [threading.Thread(target=self._loop, name="watch-clips", daemon=True)]
@@ -118,7 +121,7 @@ class ClipWriter:
         while (item := self._queue.get()) is not None:
             self._keep_up()
             try:
-                self._write(*item, hurry=self.hurry if not self._behind.is_set() else self._behind)
+                self._write(*item, hurry=_FAST if self._behind else self.hurry)
             except (EdgevisionError, OSError, cv2.error) as exc:
                 logger.warning("the clip of event %d was not kept: %s", item[0], exc)
         self._queue.put(None)  # the end marker stays for the other writers
@@ -126,8 +129,8 @@ class ClipWriter:
     def _keep_up(self) -> None:
         """Fall behind at ``BACKLOG`` clips waiting (the fast codec), catch up at half of it."""
         waiting = self._queue.qsize()
-        if waiting >= BACKLOG and not self._behind.is_set():
-            self._behind.set()
+        if waiting >= BACKLOG and not self._behind:
+            self._behind = True
             self.fell_behind += 1
             logger.log(
                 logging.WARNING if self.fell_behind == 1 else logging.INFO,  # a busy scene does it again and again
@@ -135,8 +138,8 @@ class ClipWriter:
                 "writing mp4v (kept, not played by browsers) until the writer catches up",
                 waiting,
             )
-        elif waiting <= BACKLOG // 2 and self._behind.is_set():
-            self._behind.clear()
+        elif waiting <= BACKLOG // 2 and self._behind:
+            self._behind = False
             logger.info("clips: caught up; writing H.264 again")
 
     def close(self, *, timeout: float) -> None:

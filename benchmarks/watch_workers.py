@@ -5,10 +5,11 @@ to the model, as fast as it takes them, as ``Service(paced=False)`` does), with 
 line, motion gating off. Every setting runs once per round, the settings alternating, so a
 change in the machine's speed touches each alike; medians over the rounds. Printed per
 setting: inference threads, frames inferred a second across all cameras (median, min, max),
-events of one run, and the ratio to the first setting; last, the events must be the same in
-every setting (each camera's frames reach its tracker in order whatever the threads). As in
-the service, each event also stores a snapshot and encodes a clip, which in this busy scene
-(an event every few frames) takes much of the CPU.
+events and clip files of one run, and the ratio to the first setting; last, the events must
+be the same in every setting (each camera's frames reach its tracker in order whatever the
+threads). As in the service, each event also stores a snapshot and has a clip (events close
+in time share one), whose encoding in this busy scene (an event every few frames) takes much
+of the CPU.
 
     python benchmarks/watch_workers.py --cameras 3 --frames 200 --rounds 3
     python benchmarks/watch_workers.py --model nanodet-m --cameras 2 --settings 1 2
@@ -89,12 +90,14 @@ def main(argv: list[str] | None = None) -> int:
             settings[name] = (workers, isolate, loader(args.model))
         print(f"{args.model}, {args.cameras} cameras x {args.frames} frames, {args.rounds} rounds", flush=True)
         fps: dict[str, list[float]] = {name: [] for name in settings}
-        threads, events = {}, {}
+        threads, events, clips = {}, {}, {}
         try:
             for round_ in range(args.rounds):
                 for name, (workers, isolate, loaded) in settings.items():
-                    made = config(folder / f"{name}-{round_}", clip, args.cameras, args.model, workers, isolate)
+                    run = folder / f"{name}-{round_}"
+                    made = config(run, clip, args.cameras, args.model, workers, isolate)
                     rate, threads[name], events[name] = one_run(made, loaded)
+                    clips[name] = len(list((run / "data").rglob("*.mp4")))
                     fps[name].append(rate)
                     print(f"  round {round_ + 1}, {name}: {rate:.1f} frames/s", flush=True)
         finally:
@@ -102,13 +105,16 @@ def main(argv: list[str] | None = None) -> int:
                 if isinstance(loaded, list):
                     close_workers(loaded)
     base = statistics.median(fps[args.settings[0]])
-    print(f"{'setting':<24} {'threads':>7} {'frames/s p50':>12} {'min':>7} {'max':>7} {'events':>6} {'ratio':>6}")
+    print(
+        f"{'setting':<24} {'threads':>7} {'frames/s p50':>12} {'min':>7} {'max':>7} {'events':>6} {'clips':>6} "
+        f"{'ratio':>6}"
+    )
     for name, (workers, isolate, _) in settings.items():
         label = f"workers {workers}" + (", isolate" if isolate else "")
         median = statistics.median(fps[name])
         print(
             f"{label:<24} {threads[name]:>7} {median:>12.1f} {min(fps[name]):>7.1f} {max(fps[name]):>7.1f} "
-            f"{len(events[name]):>6} {median / base:>5.2f}x"
+            f"{len(events[name]):>6} {clips[name]:>6} {median / base:>5.2f}x"
         )
     same = all(e == events[args.settings[0]] for e in events.values())
     print(f"same events in every setting: {'yes' if same else 'NO'}")

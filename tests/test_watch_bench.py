@@ -76,6 +76,7 @@ def test_workers_benchmark_on_20_frames_gives_the_same_events_per_setting(sample
     assert rows["1"][2] == "1" and rows["2"][2] == "2"  # inference threads
     assert float(rows["1"][3]) > 0 and rows["1"][-1] == "1.00x"
     assert rows["1"][6] == rows["2"][6]  # events
+    assert 0 < int(rows["1"][7]) <= int(rows["1"][6])  # clip files: at most one per event
     assert out.rstrip().endswith("same events in every setting: yes")
 
 

@@ -12,13 +12,17 @@ import numpy as np
 import pytest
 
 from edgevision.watch import clips, video
-from edgevision.watch.clips import BACKLOG, ClipWriter
+from edgevision.watch.clips import BACKLOG, ClipWriter, FinishedClip
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the H.264 path needs the ffmpeg program")
 
 
 def _frames(first_frame, count: int) -> list[np.ndarray]:
     return [np.roll(first_frame, 8 * k, axis=1) for k in range(count)]
+
+
+def _clip(event_id: int) -> FinishedClip:
+    return FinishedClip((event_id,), (0.0,), [np.zeros((4, 4, 3), np.uint8)], 10.0)
 
 
 def _codec_and_count(path) -> tuple[str, int]:
@@ -72,7 +76,8 @@ def test_closing_the_writer_keeps_every_queued_clip_when_encoding_is_slow(tmp_pa
     written: dict[int, str] = {}
     writers: set[str] = set()
 
-    def write(event_id, frames, fps, *, hurry):
+    def write(clip, *, hurry):
+        (event_id,) = clip.event_ids
         # an encoder that takes 0.1 s a clip unless hurried (then 0.05 s), like H.264 against mp4v
         if not hurry.wait(0.1):
             written[event_id] = "h264"
@@ -83,7 +88,7 @@ def test_closing_the_writer_keeps_every_queued_clip_when_encoding_is_slow(tmp_pa
 
     writer = ClipWriter(write)
     for event_id in range(30):
-        writer.put(event_id, [np.zeros((4, 4, 3), np.uint8)], 10.0)
+        writer.put(_clip(event_id))
     start = time.perf_counter()
     writer.close(timeout=1.0)
     assert time.perf_counter() - start < 1.2
@@ -97,21 +102,22 @@ def test_a_backlog_takes_the_fast_codec_until_the_writer_catches_up(caplog):
     codecs: dict[int, str] = {}
     started = threading.Event()
 
-    def write(event_id, frames, fps, *, hurry):
+    def write(clip, *, hurry):
+        (event_id,) = clip.event_ids
         started.set()
         time.sleep(0.02)
         codecs[event_id] = "mp4v" if hurry.is_set() else "h264"
 
     writer = ClipWriter(write)
-    writer.put(0, [np.zeros((4, 4, 3), np.uint8)], 10.0)
+    writer.put(_clip(0))
     started.wait(2)
     for event_id in range(1, 3 * BACKLOG):  # events faster than the writer: a backlog builds
-        writer.put(event_id, [np.zeros((4, 4, 3), np.uint8)], 10.0)
+        writer.put(_clip(event_id))
     deadline = time.monotonic() + 10
     while len(codecs) < 3 * BACKLOG and time.monotonic() < deadline:
         time.sleep(0.01)
     later = 3 * BACKLOG
-    writer.put(later, [np.zeros((4, 4, 3), np.uint8)], 10.0)  # after catching up: H.264 again
+    writer.put(_clip(later))  # after catching up: H.264 again
     writer.close(timeout=5.0)
 
     assert sorted(codecs) == list(range(3 * BACKLOG + 1))  # none dropped

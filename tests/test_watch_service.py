@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import frame_count, write_first_frames
+from edgevision.watch import clips as clips_module
 from edgevision.watch.camera import Camera
 from edgevision.watch.clips import ClipRecorder
 from edgevision.watch.config import CameraConfig, MotionConfig
@@ -124,6 +125,7 @@ def test_two_cameras_give_events_with_snapshots_and_clips(watching, tmp_path):
     (tmp_path / "clip.mp4").write_bytes(mp4)
     frames = frame_count(tmp_path / "clip.mp4")
     assert status == 200 and frames >= 20  # ~2 s before and ~2 s after, at 10 fps
+    assert 0 <= event["clip_offset"] <= frames / 10  # where in its clip (events close in time share one)
 
     cameras = {c["name"]: c for c in fetch_json(f"{base}/api/cameras")}
     assert set(cameras) == {"left", "right"}
@@ -232,17 +234,52 @@ def test_round_robin_serves_every_ready_camera_in_turn():
     assert RoundRobin(["a"]).pick(lambda _: False) is None
 
 
-def test_clip_holds_frames_before_and_after_the_event():
+def _recorded(events: dict[int, int], frames: int, **options) -> list:
+    """The clips delivered when ``events`` ({frame index: event id}) happen among ``frames`` frames at 10 fps."""
     delivered = []
-    clips = ClipRecorder(fps=10, deliver=lambda *args: delivered.append(args), before_s=1.0, after_s=0.5)
-    for k in range(30):
-        clips.add(np.full((20, 40, 3), k, np.uint8))
-    clips.start(7)
-    for k in range(30, 40):
-        clips.add(np.full((20, 40, 3), k, np.uint8))
-    ((event_id, frames, fps),) = delivered
-    assert (event_id, fps) == (7, 10)
-    assert [int(f[0, 0, 0]) for f in frames] == list(range(20, 35))  # 1 s before, 0.5 s after
+    clips = ClipRecorder(fps=10, deliver=delivered.append, **options)
+    for k in range(frames):
+        clips.add(np.full((20, 40, 3), k % 256, np.uint8))
+        if k in events:
+            clips.start(events[k])
+    clips.flush()
+    return delivered
+
+
+def _frame_numbers(clip) -> list[int]:
+    return [int(f[0, 0, 0]) for f in clip.frames]
+
+
+def test_clip_holds_frames_before_and_after_the_event():
+    (clip,) = _recorded({29: 7}, 40, before_s=1.0, after_s=0.5)
+    assert (clip.event_ids, clip.fps) == ((7,), 10)
+    assert _frame_numbers(clip) == list(range(20, 35))  # 1 s before, 0.5 s after
+    assert clip.offsets == (0.9,)  # the event's frame is the tenth
+
+
+def test_events_while_a_clip_is_open_share_it_until_two_seconds_after_the_last():
+    (clip,) = _recorded({29: 7, 35: 8, 44: 9}, 100, before_s=2.0, after_s=2.0)
+    assert clip.event_ids == (7, 8, 9)
+    assert _frame_numbers(clip) == list(range(10, 65))  # 2 s before the first, 2 s after the last
+    assert clip.offsets == (1.9, 2.5, 3.4)  # each event at its own frame
+    for offset, frame in zip(clip.offsets, (29, 35, 44)):
+        assert _frame_numbers(clip)[round(offset * clip.fps)] == frame
+    # an event after the clip closed opens a new one
+    first, second = _recorded({29: 7, 60: 8}, 100, before_s=2.0, after_s=2.0)
+    assert (first.event_ids, second.event_ids) == ((7,), (8,))
+    assert _frame_numbers(second) == list(range(41, 81))
+
+
+def test_a_busy_scene_starts_a_new_clip_at_the_longest_clip(monkeypatch):
+    monkeypatch.setattr(clips_module, "MAX_CLIP_S", 6.0)
+    events = {k: k for k in range(20, 200, 5)}  # an event every half second, for 18 s
+    delivered = _recorded(events, 260, before_s=2.0, after_s=2.0)
+    assert len(delivered) > 2
+    assert all(len(c.frames) <= 60 for c in delivered)  # none longer than 6 s
+    assert [i for c in delivered for i in c.event_ids] == list(events.values())  # each event in one clip, in order
+    for clip in delivered:
+        for offset, event_id in zip(clip.offsets, clip.event_ids):
+            assert _frame_numbers(clip)[round(offset * clip.fps)] == event_id  # event k at frame k
 
 
 def test_a_camera_whose_file_goes_away_reconnects_then_runs_again(tmp_path):

@@ -189,6 +189,40 @@ def test_retain_by_age_then_by_size_oldest_first(tmp_path):
         assert store.retain(7, max_bytes=0, now=now) == 2 and store.events() == [] and media_files(tmp_path) == set()
 
 
+def test_events_that_share_a_clip_keep_it_until_the_last_of_them_goes(tmp_path):
+    now = 1_000_000.0
+    with EventStore(tmp_path) as store:
+        a, b, c = (store.add_event("garden", "enter", time=now - age) for age in (30, 20, 10))
+        for event_id in (a, b, c):
+            store.add_snapshot(event_id, JPEG)
+        clip = store.add_clip([a, b, c], FRAMES, fps=10, offsets=[1.9, 2.9, 3.9])
+        assert clip.name == f"{a:08d}.mp4" and frame_count(clip) == len(FRAMES)  # one file, named by the first
+        stored = [store.event(i) for i in (a, b, c)]
+        assert {e.clip for e in stored} == {clip.relative_to(tmp_path).as_posix()}
+        assert [e.clip_offset for e in stored] == [1.9, 2.9, 3.9]
+        on_disk = 3 * len(JPEG) + clip.stat().st_size
+        assert store.media_bytes() == on_disk  # the clip is counted once
+        # by size, oldest first: the first two go with their snapshots only, the clip stays for the third
+        assert store.retain(7, max_bytes=on_disk - len(JPEG), now=now) == 1
+        assert clip.exists() and store.media_bytes() == on_disk - len(JPEG)
+        assert store.retain(7, max_bytes=on_disk - 2 * len(JPEG), now=now) == 1
+        assert clip.exists() and store.event(c).clip is not None
+        assert store.retain(7, max_bytes=clip.stat().st_size, now=now) == 1  # the last one: its clip goes too
+        assert media_files(tmp_path) == set() and store.media_bytes() == 0
+    with EventStore(tmp_path) as store:
+        a, b = store.add_event("garden", "enter"), store.add_event("garden", "enter")
+        clip = store.add_clip([a, b], FRAMES, fps=10)
+    with EventStore(tmp_path) as store:  # reopening keeps a shared clip, and forgets it for all once gone
+        assert clip.exists() and store.event(a).clip == store.event(b).clip
+        assert store.event(a).clip_offset is None
+        assert store.media_bytes() == clip.stat().st_size
+    clip.unlink()
+    with EventStore(tmp_path) as store:
+        assert (store.event(a).clip, store.event(b).clip, store.media_bytes()) == (None, None, 0)
+    with EventStore(tmp_path) as store, pytest.raises(EdgevisionError, match="2 offsets for the clip of 1 events"):
+        store.add_clip([a], FRAMES, fps=10, offsets=[0.0, 1.0])
+
+
 def kill_mid_write(folder: Path, *, after: int, delay: float) -> list[int]:
     """Run the writer until it printed ``after`` ids, wait ``delay`` s (so the kill lands inside a
     snapshot, clip or commit), kill -9 it; every id it printed."""
@@ -224,7 +258,8 @@ def test_kill_9_keeps_every_committed_event_and_no_broken_clip(tmp_path):
 
 
 events_strategy = st.lists(
-    st.tuples(st.floats(0, 10), st.integers(0, 3000), st.booleans()),  # age in days, snapshot padding, clip
+    # age in days, snapshot padding, clip, and whether a clip shares the next events' (up to 3)
+    st.tuples(st.floats(0, 10), st.integers(0, 3000), st.booleans(), st.integers(1, 3)),
     max_size=12,
 )
 
@@ -234,15 +269,19 @@ events_strategy = st.lists(
 def test_retention_never_leaves_orphans_or_dangling_references(events, days, max_bytes):
     now, added = 2_000_000.0, {}
     with tempfile.TemporaryDirectory() as folder, EventStore(folder) as store:
-        for age, padding, with_clip in events:
+        ids = []
+        for age, padding, *_ in events:
             event_id = store.add_event("cam", "enter", time=now - age * 86400)
             added[event_id] = now - age * 86400
             store.add_snapshot(event_id, JPEG + b"\0" * padding)
+            ids.append(event_id)
+        for index, (_, padding, with_clip, shared) in enumerate(events):
             if with_clip and padding % 4 == 0:  # clips are slow to write: about one event in eight
-                store.add_clip(event_id, FRAMES[:2], fps=5)
+                store.add_clip(ids[index : index + shared], FRAMES[:2], fps=5)  # shared by events of any age
         store.retain(days, max_bytes, now=now)
         kept = store.events(limit=1000)
         assert media_files(Path(folder)) == referenced(store)
+        assert store.media_bytes() == sum((Path(folder) / f).stat().st_size for f in referenced(store))
         assert store.media_bytes() <= max_bytes
         cutoff = now - days * 86400
         assert all(e.time >= cutoff for e in kept)

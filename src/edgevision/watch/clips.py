@@ -2,6 +2,10 @@
 
 A clip is the ~2 s before an event and the ~2 s after it. Frames are kept at most
 ``MAX_FPS`` a second and ``MAX_WIDTH`` wide, so a 1080p camera holds ~30 MB, not ~300 MB.
+An event that comes while a clip of its camera is still open joins that clip, which then
+runs on to ~2 s after the newest of its events (up to ``MAX_CLIP_S``): events a second apart
+share most of their frames, and one clip for all of them is encoded once instead of once per
+event. Each event knows where in the clip it happened (``FinishedClip.offsets``).
 Clips are encoded on the writer's own thread: the model never waits for an mp4. When
 events come faster than the machine encodes H.264 (a busy scene: about 0.5 s of a core per
 clip here), the clips waiting would hold ever more frames in memory; from ``BACKLOG`` clips
@@ -20,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -35,17 +39,32 @@ MAX_WIDTH = 960
 # Clips waiting to be written from which the writer takes the fast codec. A 960-wide clip of
 # 4 s at 10 fps holds about 60 MB of frames (shared in part with its neighbours).
 BACKLOG = 8
+# The longest clip events join (seconds): later events start a clip of their own, so a scene
+# that never calms down does not hold one clip's frames in memory for ever.
+MAX_CLIP_S = 12.0
 _FAST = threading.Event()  # always set: the ``hurry`` of a clip written while the writer is behind
 _FAST.set()
-Deliver = Callable[[int, list[np.ndarray], float], None]
+
+
+@dataclass(frozen=True)
+class FinishedClip:
+    """The frames of one clip and the events it shows, each at its second in the clip."""
+
+    event_ids: tuple[int, ...]
+    offsets: tuple[float, ...]  # seconds from the clip's start to each event
+    frames: list[np.ndarray]
+    fps: float
+
+
+Deliver = Callable[[FinishedClip], None]
 
 
 @dataclass
 class _Clip:
-    event_id: int
+    event_ids: list[int]
+    offsets: list[float]
     frames: list[np.ndarray]
-    left: int  # frames still to come after the event
-    extra: list[np.ndarray] = field(default_factory=list)
+    left: int  # frames still to come after the newest event
 
 
 class ClipRecorder:
@@ -56,6 +75,7 @@ class ClipRecorder:
         self.fps = fps / self.every
         self._ring: deque[np.ndarray] = deque(maxlen=max(1, round(before_s * self.fps)))
         self._after = max(1, round(after_s * self.fps))
+        self._longest = max(len(self._ring) + self._after, round(MAX_CLIP_S * self.fps))  # frames
         self._open: list[_Clip] = []
         self._seen = 0
         self._deliver = deliver
@@ -78,9 +98,19 @@ class ClipRecorder:
             self._send(clip)
 
     def start(self, event_id: int) -> None:
-        """Open the clip of event ``event_id`` with the frames seen before it."""
+        """Event ``event_id`` joins the open clip that has room for ~2 s more, or opens one with the frames before it."""
         with self._lock:
-            self._open.append(_Clip(event_id, list(self._ring), self._after))
+            clip = self._open[-1] if self._open else None
+            if clip is not None and len(clip.frames) + self._after <= self._longest:
+                clip.event_ids.append(event_id)
+                clip.offsets.append(self._position(len(clip.frames)))
+                clip.left = self._after
+            else:
+                self._open.append(_Clip([event_id], [self._position(len(self._ring))], list(self._ring), self._after))
+
+    def _position(self, frames: int) -> float:
+        """Seconds from a clip's first frame to its newest of ``frames``."""
+        return round(max(0, frames - 1) / self.fps, 2)
 
     def flush(self) -> None:
         """Deliver every open clip with the frames it has (the camera is stopping)."""
@@ -90,9 +120,17 @@ class ClipRecorder:
             self._send(clip)
 
     def _send(self, clip: _Clip) -> None:
-        frames = [f for f in clip.frames if f.shape == clip.frames[-1].shape]  # a reconnect may change the size
+        size = clip.frames[-1].shape if clip.frames else None
+        start = next((i for i, f in enumerate(clip.frames) if f.shape == size), 0)
+        frames = [f for f in clip.frames[start:] if f.shape == size]  # a reconnect may change the size
         if frames:
-            self._deliver(clip.event_id, frames, self.fps)
+            offsets = tuple(max(0.0, round(t - start / self.fps, 2)) for t in clip.offsets)
+            self._deliver(FinishedClip(tuple(clip.event_ids), offsets, frames, self.fps))
+
+
+def events_named(event_ids: tuple[int, ...]) -> str:
+    """``event 7`` or ``events 7, 8``, for log lines."""
+    return f"event{'s' if len(event_ids) > 1 else ''} {', '.join(map(str, event_ids))}"
 
 
 def _shrunk(image: np.ndarray) -> np.ndarray:
@@ -103,7 +141,7 @@ def _shrunk(image: np.ndarray) -> np.ndarray:
 
 
 class ClipWriter:
-    """One thread writing clips with ``write(event_id, frames, fps, hurry=event)``, in the order they come."""
+    """One thread writing clips with ``write(clip, hurry=event)``, in the order they come."""
 
     def __init__(self, write: Callable[..., object]) -> None:
         self._write = write
@@ -114,16 +152,16 @@ class ClipWriter:
         self._threads = [threading.Thread(target=self._loop, name="watch-clips", daemon=True)]
         self._threads[0].start()
 
-    def put(self, event_id: int, frames: list[np.ndarray], fps: float) -> None:
-        self._queue.put((event_id, frames, fps))
+    def put(self, clip: FinishedClip) -> None:
+        self._queue.put(clip)
 
     def _loop(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while (clip := self._queue.get()) is not None:
             self._keep_up()
             try:
-                self._write(*item, hurry=_FAST if self._behind else self.hurry)
+                self._write(clip, hurry=_FAST if self._behind else self.hurry)
             except (EdgevisionError, OSError, cv2.error) as exc:
-                logger.warning("the clip of event %d was not kept: %s", item[0], exc)
+                logger.warning("the clip of %s was not kept: %s", events_named(clip.event_ids), exc)
         self._queue.put(None)  # the end marker stays for the other writers
 
     def _keep_up(self) -> None:

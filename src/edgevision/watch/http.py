@@ -59,6 +59,7 @@ def event_record(event: StoredEvent) -> dict:
         "dwell_seconds": event.dwell_seconds,
         "snapshot": f"{base}/snapshot.jpg" if event.snapshot else None,
         "clip": f"{base}/clip.mp4" if event.clip else None,
+        "clip_offset": event.clip_offset if event.clip else None,
     }
 
 

@@ -40,7 +40,7 @@ from edgevision.pipeline.tracking import Tracker, TrackerConfig
 from edgevision.pipeline.zones import check_geometry
 from edgevision.types import Frame, Prediction
 from edgevision.watch.camera import Camera
-from edgevision.watch.clips import ClipWriter
+from edgevision.watch.clips import ClipWriter, FinishedClip, events_named
 from edgevision.watch.config import CameraConfig, WatchConfig
 from edgevision.watch.store import EventStore, Message, StoredEvent
 from edgevision.zoo.assemble import load_predictor
@@ -347,15 +347,15 @@ class Service:
         if self._on_event is not None:
             self._on_event(camera.name, event, frame)
 
-    def _write_clip(
-        self, event_id: int, frames: list[np.ndarray], fps: float, *, hurry: threading.Event | None = None
-    ) -> None:
+    def _write_clip(self, clip: FinishedClip, *, hurry: threading.Event | None = None) -> None:
         try:
-            self.store.add_clip(event_id, frames, fps, hurry=hurry)
+            self.store.add_clip(clip.event_ids, clip.frames, clip.fps, offsets=clip.offsets, hurry=hurry)
         except sqlite3.ProgrammingError:  # the store was closed while this clip was encoded
             if self.serving:
                 raise
-            logger.warning("the clip of event %d was not kept: the service stopped while it was written", event_id)
+            logger.warning(
+                "the clip of %s was not kept: the service stopped while it was written", events_named(clip.event_ids)
+            )
 
     def _retain_loop(self) -> None:
         storage = self.config.storage

@@ -53,9 +53,10 @@ CREATE TABLE IF NOT EXISTS events (
     box TEXT,                              -- JSON [x1, y1, x2, y2] in frame pixels
     snapshot TEXT,                         -- relative to the storage folder
     clip TEXT,
-    bytes INTEGER NOT NULL DEFAULT 0,      -- of its snapshot and clip, for retention by size
+    bytes INTEGER NOT NULL DEFAULT 0,      -- of its snapshot and clip, for retention by size (see _shares)
     direction TEXT,                        -- "in" or "out", of a line crossing
-    dwell_seconds REAL                     -- of a dwell event
+    dwell_seconds REAL,                    -- of a dwell event
+    clip_offset REAL                       -- seconds from the start of its clip to the event
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 CREATE INDEX IF NOT EXISTS events_by_camera ON events (camera, time);
@@ -103,6 +104,7 @@ class StoredEvent:
     clip: str | None
     direction: str | None = None
     dwell_seconds: float | None = None
+    clip_offset: float | None = None
 
     @classmethod
     def of(cls, row: sqlite3.Row) -> StoredEvent:
@@ -238,14 +240,30 @@ class EventStore:
         return self.folder / relative
 
     def add_clip(
-        self, event_id: int, frames: Sequence[np.ndarray], fps: float, *, hurry: threading.Event | None = None
+        self,
+        event_ids: int | Sequence[int],
+        frames: Sequence[np.ndarray],
+        fps: float,
+        *,
+        offsets: Sequence[float] | None = None,
+        hurry: threading.Event | None = None,
     ) -> Path:
-        """Keep ``frames`` (BGR, all one size) as event ``event_id``'s mp4 clip; its path.
-        Once ``hurry`` is set the clip is written in the fast codec (see ``write_mp4``)."""
-        relative = self._media_name(event_id, ".mp4")
+        """Keep ``frames`` (BGR, all one size) as the mp4 clip of one event or of several; its path.
+
+        Several events share one file, named after the first; ``offsets`` says where in it each
+        one happened (seconds). Once ``hurry`` is set the clip is written in the fast codec (see
+        ``write_mp4``)."""
+        ids = [event_ids] if isinstance(event_ids, int) else list(event_ids)
+        if not ids:
+            raise EdgevisionError("a clip needs at least one event.")
+        if offsets is not None and len(offsets) != len(ids):
+            raise EdgevisionError(f"{len(offsets)} offsets for the clip of {len(ids)} events; give one per event.")
+        relative = self._media_name(ids[0], ".mp4")
+        for other in ids[1:]:
+            self._media_name(other, ".mp4")  # every event is still stored
         with atomic_path(self.folder / relative) as tmp:
             write_mp4(tmp, frames, fps, hurry=hurry)
-        self._refer(event_id, "clip", relative)
+        self._refer_clip(ids, relative, offsets)
         return self.folder / relative
 
     def _media_name(self, event_id: int, suffix: str) -> str:
@@ -253,6 +271,41 @@ class EventStore:
         if stored is None:
             raise EdgevisionError(f"there is no event {event_id} (never stored, or removed by retention).")
         return f"{MEDIA}/{stored.camera}/{event_id:08d}{suffix}"
+
+    def _refer_clip(self, event_ids: list[int], relative: str, offsets: Sequence[float] | None) -> None:
+        """Point the events at their clip, which is complete and renamed by now; share out its bytes."""
+        placeholders = ",".join("?" * len(event_ids))
+        with self._lock, self._db:
+            old = [
+                row[0] for row in self._db.execute(f"SELECT clip FROM events WHERE id IN ({placeholders})", event_ids)
+            ]
+            for index, event_id in enumerate(event_ids):
+                offset = None if offsets is None else round(float(offsets[index]), 3)
+                self._db.execute(
+                    "UPDATE events SET clip = ?, clip_offset = ? WHERE id = ?", (relative, offset, event_id)
+                )
+            self._share_bytes({relative, *filter(None, old)})
+
+    def _share_bytes(self, clips: set[str]) -> None:
+        """Recount the bytes of the events shown in any of ``clips`` (call with the lock held, in a transaction).
+
+        An event counts its snapshot, and its clip only when it is the newest event the clip
+        shows (by time, then id: the last one retention deletes). So the sum over events is
+        what their files take on disk, and deleting events oldest first frees a shared clip's
+        bytes with the last event it shows."""
+        names = sorted(clips)
+        rows = self._db.execute(
+            f"SELECT id, time, snapshot, clip FROM events WHERE clip IN ({','.join('?' * len(names))})", names
+        ).fetchall()
+        newest: dict[str, tuple[float, int]] = {}
+        for event_id, when, _, clip in rows:
+            newest[clip] = max(newest.get(clip, (when, event_id)), (when, event_id))
+        sizes = {clip: _size(self.folder / clip) for clip in newest}
+        updates = []
+        for event_id, when, snapshot, clip in rows:
+            owned = sizes[clip] if newest[clip] == (when, event_id) else 0
+            updates.append(((_size(self.folder / snapshot) if snapshot else 0) + owned, event_id))
+        self._db.executemany("UPDATE events SET bytes = ? WHERE id = ?", updates)
 
     def _refer(self, event_id: int, column: str, relative: str) -> None:
         """Point the event at its file, which is complete and renamed by now; count its bytes."""
@@ -322,14 +375,26 @@ class EventStore:
         """
         cutoff = (_now() if now is None else now) - days * _DAY
         doomed = self._older_than(cutoff) + self._beyond(max_bytes, cutoff)
+        files = {name for _, *names in doomed for name in names if name}
         with self._lock, self._db:
             self._db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i, *_ in doomed])
             self._db.execute("DELETE FROM tracks WHERE last_seen < ?", (cutoff,))
             self._db.execute("DELETE FROM outbox WHERE time < ?", (cutoff,))  # sent or not: past keeping
-        for _, *files in doomed:
-            for relative in filter(None, files):
-                (self.folder / relative).unlink(missing_ok=True)
+            kept = self._still_shown(files)  # clips that newer events share
+            if kept:
+                self._share_bytes(kept)
+        for relative in sorted(files - kept):
+            (self.folder / relative).unlink(missing_ok=True)
         return len(doomed)
+
+    def _still_shown(self, files: set[str]) -> set[str]:
+        """Those of ``files`` that a stored event still refers to (call with the lock held)."""
+        names = sorted(files)
+        if not names:
+            return set()
+        marks = ",".join("?" * len(names))
+        sql = f"SELECT clip FROM events WHERE clip IN ({marks}) UNION SELECT snapshot FROM events WHERE snapshot IN ({marks})"
+        return {row[0] for row in self._db.execute(sql, names * 2)}
 
     def _older_than(self, cutoff: float) -> list[tuple[int, str | None, str | None]]:
         sql = "SELECT id, snapshot, clip FROM events WHERE time < ?"
@@ -359,9 +424,12 @@ class EventStore:
             rows = self._db.execute(
                 "SELECT id, snapshot, clip FROM events WHERE snapshot IS NOT NULL OR clip IS NOT NULL"
             )
-            referred = {name: (event_id, column) for event_id, *names in rows for name, column in _named(names)}
+            referred: dict[str, list[tuple[int, str]]] = {}
+            for event_id, *names in rows:
+                for name, column in _named(names):
+                    referred.setdefault(name, []).append((event_id, column))
         self._remove_unreferred(set(referred))
-        gone = [where for name, where in referred.items() if not (self.folder / name).is_file()]
+        gone = [where for name, wheres in referred.items() if not (self.folder / name).is_file() for where in wheres]
         for event_id, column in gone:
             logger.warning("event %d's %s is missing; the event is kept without it", event_id, column)
             with self._lock, self._db:
@@ -378,13 +446,15 @@ class EventStore:
                 path.unlink(missing_ok=True)
 
     def _recount_bytes(self, event_ids: list[int]) -> None:
-        with self._lock:
+        with self._lock, self._db:
             rows = self._db.execute(
                 f"SELECT id, snapshot, clip FROM events WHERE id IN ({','.join('?' * len(event_ids))})", event_ids
             ).fetchall()
-        sizes = [(sum(_size(self.folder / f) for f in files if f), event_id) for event_id, *files in rows]
-        with self._lock, self._db:
-            self._db.executemany("UPDATE events SET bytes = ? WHERE id = ?", sizes)
+            alone = [(_size(self.folder / snapshot) if snapshot else 0, event_id) for event_id, snapshot, clip in rows]
+            self._db.executemany("UPDATE events SET bytes = ? WHERE id = ?", alone)
+            clips = {clip for _, _, clip in rows if clip}
+            if clips:
+                self._share_bytes(clips)
 
 
 class Outbox:
@@ -449,7 +519,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Bring a database made by an older edgevision up to the schema (columns are only ever added)."""
     present = {row["name"] for row in db.execute("PRAGMA table_info(events)")}
-    for column, kind in {"direction": "TEXT", "dwell_seconds": "REAL"}.items():
+    for column, kind in {"direction": "TEXT", "dwell_seconds": "REAL", "clip_offset": "REAL"}.items():
         if column not in present:
             with db:
                 db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")

@@ -312,7 +312,9 @@ function openEvent(event) {
   video.hidden = !event.clip;
   download.hidden = !event.clip;
   if (event.clip) {
-    video.src = event.clip;
+    // a clip several events share starts a second before this one (a media fragment)
+    const from = Math.max(0, (event.clip_offset || 0) - 1);
+    video.src = from > 0 ? `${event.clip}#t=${from.toFixed(1)}` : event.clip;
     download.href = event.clip;
     video.onerror = () => {
       note.textContent = "This clip does not play in the browser (its codec); download it instead.";

@@ -476,6 +476,7 @@ def test_the_outbox_is_written_with_its_event_and_only_when_asked(tmp_path):
         with pytest.raises(TypeError):  # a message that cannot be made: the event is not stored either
             store.add_event("door", "enter", outbox=lambda event: None)
         assert [e.id for e in store.events()] == [queued, quiet]
+        assert store.unsent() == 1  # what the service reports as mqtt_unsent
     outbox = Outbox(tmp_path)
     try:
         message = outbox.first_unsent()
@@ -486,6 +487,8 @@ def test_the_outbox_is_written_with_its_event_and_only_when_asked(tmp_path):
         assert outbox.first_unsent() is None and outbox.unsent() == 0
     finally:
         outbox.close()
+    with EventStore(tmp_path) as store:
+        assert store.unsent() == 0
 
 
 MQTT_BAD = [

@@ -151,8 +151,17 @@ def test_two_cameras_give_events_with_snapshots_and_clips(watching, tmp_path):
     assert status == 200 and latest[:3] == b"\xff\xd8\xff"
     assert fetch(f"{base}/api/cameras/nobody/latest.jpg")[0] == 404
 
+    service = fetch_json(f"{base}/api/service")
+    assert (service["inference_threads"], service["mqtt_unsent"]) == (1, None)  # no MQTT in this config
+    assert service["clips_written"] >= 1 and 0 <= service["clips_fast_codec"] <= service["clips_written"]
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "data" / "media").rglob("*") if f.is_file())
+    assert 0 < service["storage_bytes"] <= on_disk  # the files of stored events (a clip may be mid-write)
     families = {f.name: f for f in text_string_to_metric_families(fetch(f"{base}/metrics")[1].decode())}
     assert {s.labels["camera"] for s in families["edgevision_watch_fps"].samples} == {"left", "right"}
+    assert families["edgevision_watch_inference_threads"].samples[0].value == 1
+    assert families["edgevision_watch_clips_written"].samples[0].value >= 1
+    assert families["edgevision_watch_storage_bytes"].samples[0].value > 0
+    assert "edgevision_watch_mqtt_unsent" not in families
     assert sum(s.value for s in families["edgevision_watch_events"].samples if s.name.endswith("_total")) >= 1
     assert {s.labels["quantile"] for s in families["edgevision_watch_inference_ms"].samples} == {"0.50", "0.95"}
 

@@ -148,6 +148,9 @@ class ClipWriter:
         self.hurry = threading.Event()  # set while stopping: write in the fast codec
         self._behind = False  # True from BACKLOG clips waiting until half of it: the fast codec too
         self.fell_behind = 0  # times the writer fell BACKLOG clips behind
+        self.written = 0  # clips written
+        self.hurried = 0  # of them, written in the fast codec (the writer behind, or the service stopping)
+        self._count = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._threads = [threading.Thread(target=self._loop, name="watch-clips", daemon=True)]
         self._threads[0].start()
@@ -155,13 +158,23 @@ class ClipWriter:
     def put(self, clip: FinishedClip) -> None:
         self._queue.put(clip)
 
+    @property
+    def waiting(self) -> int:
+        """Clips handed over and not yet taken by a writer."""
+        return self._queue.qsize()
+
     def _loop(self) -> None:
         while (clip := self._queue.get()) is not None:
             self._keep_up()
+            hurry = _FAST if self._behind else self.hurry
             try:
-                self._write(clip, hurry=_FAST if self._behind else self.hurry)
+                self._write(clip, hurry=hurry)
             except (EdgevisionError, OSError, cv2.error) as exc:
                 logger.warning("the clip of %s was not kept: %s", events_named(clip.event_ids), exc)
+                continue
+            with self._count:
+                self.written += 1
+                self.hurried += hurry.is_set()
         self._queue.put(None)  # the end marker stays for the other writers
 
     def _keep_up(self) -> None:

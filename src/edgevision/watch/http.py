@@ -143,6 +143,10 @@ def _read_routes(app: FastAPI, current: Current, reader: Any) -> None:
     def cameras() -> list[dict]:
         return current().cameras_status()
 
+    @app.get("/api/service", dependencies=[reader])
+    def service_status() -> dict:
+        return current().status()
+
     @app.get("/api/events", dependencies=[reader])
     def events(camera: str | None = None, since: float | None = None, type: str | None = None, limit: int = 100):
         found = current().store.events(camera=camera, since=since, type=type, limit=max(1, min(limit, 1000)))
@@ -245,7 +249,9 @@ class WatchCollector:
         self.current = current
 
     def collect(self) -> Iterator[Metric]:
-        cameras = self.current().cameras_status()
+        service = self.current()
+        yield from self._service(service.status())
+        cameras = service.cameras_status()
         yield from self._gauges(cameras)
         yield from self._counters(cameras)
         latency = GaugeMetricFamily(f"{PREFIX}inference_ms", "Model time per frame", labels=["camera", "quantile"])
@@ -258,6 +264,24 @@ class WatchCollector:
                 events.add_metric([c["name"], e["rule"], e["type"]], e["count"])
         yield latency
         yield events
+
+    @staticmethod
+    def _service(status: dict) -> Iterator[Metric]:
+        gauges = {
+            "inference_threads": "Threads inferring frames",
+            "clips_waiting": "Clips waiting for the clip writer",
+            "storage_bytes": "Bytes of the snapshots and clips kept",
+            "mqtt_unsent": "Event messages the MQTT broker has not acknowledged yet",
+        }
+        for key, doc in gauges.items():
+            if status[key] is not None:
+                yield GaugeMetricFamily(f"{PREFIX}{key}", doc, value=status[key])
+        yield CounterMetricFamily(f"{PREFIX}clips_written", "Clips written", value=status["clips_written"])
+        yield CounterMetricFamily(
+            f"{PREFIX}clips_fast_codec",
+            "Clips written in the fast codec (mp4v) as the writer was behind or the service stopping",
+            value=status["clips_fast_codec"],
+        )
 
     @staticmethod
     def _gauges(cameras: list[dict]) -> Iterator[Metric]:

@@ -366,6 +366,18 @@ class Service:
             self._stop.wait(RETAIN_EVERY)
 
     # -- what the web API and the metrics show -----------------------------------------
+    def status(self) -> dict:
+        """The service as a whole: inference threads, the clip writer, storage, and MQTT messages not yet sent."""
+        clips = self._clips
+        return {
+            "inference_threads": self.inference_threads,
+            "clips_waiting": clips.waiting if clips else 0,
+            "clips_written": clips.written if clips else 0,
+            "clips_fast_codec": clips.hurried if clips else 0,
+            "storage_bytes": self.store.media_bytes(),
+            "mqtt_unsent": self.store.unsent() if self._outlet is not None else None,
+        }
+
     def cameras_status(self) -> list[dict]:
         """Per camera: state, frame rates, counters, motion fraction, inference times, events per rule."""
         return [self._status(camera) for camera in self.cameras.values()]

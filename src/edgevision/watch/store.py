@@ -38,6 +38,7 @@ DATABASE = "events.db"
 MEDIA = "media"  # snapshots and clips, one folder per camera
 _JPEG = b"\xff\xd8\xff"
 _DAY = 86400.0
+_UNSENT = "SELECT count(*) FROM outbox WHERE sent = 0"
 SENT_KEPT = 1000  # sent outbox messages kept, newest first, for a look back; older ones are deleted
 
 _SCHEMA = """
@@ -362,6 +363,11 @@ class EventStore:
 
     # ------------------------------------------------------------------ retention and recovery
 
+    def unsent(self) -> int:
+        """Outbox messages the broker has not acknowledged yet."""
+        with self._lock:
+            return self._db.execute(_UNSENT).fetchone()[0]
+
     def media_bytes(self) -> int:
         """The bytes of every snapshot and clip events refer to."""
         with self._lock:
@@ -487,7 +493,7 @@ class Outbox:
     def unsent(self) -> int:
         """How many messages wait for the broker."""
         with self._lock:
-            return self._db.execute("SELECT count(*) FROM outbox WHERE sent = 0").fetchone()[0]
+            return self._db.execute(_UNSENT).fetchone()[0]
 
     def mark_sent(self, message_id: int) -> None:
         """The broker acknowledged ``message_id``; sent messages older than the last ``SENT_KEPT`` go."""

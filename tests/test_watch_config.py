@@ -33,6 +33,7 @@ def test_defaults_for_every_optional_key(tmp_path):
     assert (config.model, config.web.bind, config.web.port) == ("nanodet-m", "127.0.0.1", 8971)
     assert config.storage.path == tmp_path / "watch-data"  # relative to the config's folder
     assert (config.storage.retain_days, config.storage.max_bytes) == (7, 5_000_000_000)
+    assert config.storage.min_free_bytes == 500_000_000
     assert (camera.loop, camera.zones, camera.lines, camera.motion.enabled) == (False, {}, {}, True)
     assert (camera.rules.classes, camera.rules.dwell_s, camera.source_kind) == (["person"], None, "camera")
     assert config.model_of("garden") == "nanodet-m"
@@ -115,6 +116,10 @@ BAD = [
     ),
     ({**_camera(), "storage": {"retain_days": 0}}, "storage.retain_days: must be greater than 0, got 0"),
     ({**_camera(), "storage": {"max_gb": -1}}, "storage.max_gb: must be greater than 0, got -1"),
+    (
+        {**_camera(), "storage": {"min_free_gb": -0.5}},
+        "storage.min_free_gb: must be greater than or equal to 0, got -0.5",
+    ),
     (_camera(loop=True), "cameras.garden: loop: true is for video files only, and source 0 is a camera"),
     (
         {"cameras": {"garden": {"source": "rtsp://cam/1", "loop": True}}},

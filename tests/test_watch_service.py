@@ -162,6 +162,8 @@ def test_two_cameras_give_events_with_snapshots_and_clips(watching, tmp_path):
     assert families["edgevision_watch_clips_written"].samples[0].value >= 1
     assert families["edgevision_watch_storage_bytes"].samples[0].value > 0
     assert "edgevision_watch_mqtt_unsent" not in families
+    assert families["edgevision_watch_storage_ok"].samples[0].value == 1
+    assert (service["storage_problem"], service["events_not_stored"]) == (None, 0) and service["storage_free_bytes"] > 0
     assert sum(s.value for s in families["edgevision_watch_events"].samples if s.name.endswith("_total")) >= 1
     assert {s.labels["quantile"] for s in families["edgevision_watch_inference_ms"].samples} == {"0.50", "0.95"}
 

@@ -83,6 +83,14 @@ def _where_instead(folder: Path) -> str:
     return _SET_CACHE if in_cache else "choose a folder you can write to"
 
 
+def disk_free(folder: Path) -> int:
+    """Bytes free for this user on the disk of ``folder`` (0 when it cannot be read)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

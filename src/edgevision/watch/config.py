@@ -243,6 +243,7 @@ class StorageConfig(_Section):
     path: Path = Field(default=Path("watch-data"), validate_default=True)
     retain_days: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 7.0
     max_gb: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 5.0
+    min_free_gb: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.5
 
     @field_validator("path")
     @classmethod
@@ -252,6 +253,10 @@ class StorageConfig(_Section):
     @property
     def max_bytes(self) -> int:
         return int(self.max_gb * 1e9)
+
+    @property
+    def min_free_bytes(self) -> int:
+        return int(self.min_free_gb * 1e9)
 
 
 def _token(token: str) -> str:

@@ -271,11 +271,18 @@ class WatchCollector:
             "inference_threads": "Threads inferring frames",
             "clips_waiting": "Clips waiting for the clip writer",
             "storage_bytes": "Bytes of the snapshots and clips kept",
+            "storage_free_bytes": "Bytes free on the disk of the storage folder",
             "mqtt_unsent": "Event messages the MQTT broker has not acknowledged yet",
         }
         for key, doc in gauges.items():
             if status[key] is not None:
                 yield GaugeMetricFamily(f"{PREFIX}{key}", doc, value=status[key])
+        yield GaugeMetricFamily(
+            f"{PREFIX}storage_ok", "1 while the store takes writes", value=float(status["storage_problem"] is None)
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}events_not_stored", "Events the store refused (a full disk)", value=status["events_not_stored"]
+        )
         yield CounterMetricFamily(f"{PREFIX}clips_written", "Clips written", value=status["clips_written"])
         yield CounterMetricFamily(
             f"{PREFIX}clips_fast_codec",

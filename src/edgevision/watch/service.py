@@ -30,6 +30,7 @@ import numpy as np
 
 from edgevision.annotate import draw
 from edgevision.errors import EdgevisionError
+from edgevision.files import disk_free
 from edgevision.models.base import Predictor
 from edgevision.pipeline.events import Event
 from edgevision.pipeline.overlay import draw_box
@@ -42,7 +43,7 @@ from edgevision.types import Frame, Prediction
 from edgevision.watch.camera import Camera
 from edgevision.watch.clips import ClipWriter, FinishedClip, events_named
 from edgevision.watch.config import CameraConfig, WatchConfig
-from edgevision.watch.store import EventStore, Message, StoredEvent
+from edgevision.watch.store import EventStore, Message, StorageError, StoredEvent
 from edgevision.zoo.assemble import load_predictor
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ T = TypeVar("T")
 Loader = Callable[[str], "Predictor | Sequence[Predictor]"]
 OnEvent = Callable[[str, Event, Frame], None]  # camera name, the event, the frame it fired on
 RETAIN_EVERY = 600.0  # seconds between retention passes
+FREE_EVERY = 30.0  # seconds between looks at the disk's free space (and at once when a write is refused)
 TRACKS_EVERY = 2.0  # seconds between writes of the tracks seen (one commit for all of them)
 JPEG_QUALITY = [cv2.IMWRITE_JPEG_QUALITY, 85]
 
@@ -117,6 +119,7 @@ class Analysis:
         self.seen: dict[int, str] = {}  # tracks seen since the last write: id -> label
         self.seen_written = 0.0
         self._line_counts: dict[str, dict[str, int]] = {ln: {"in": 0, "out": 0} for ln in config.lines}
+        self.uncounted: Counter[tuple[str, str]] = Counter()  # crossings the store refused, added when it takes them
         for (_, line, direction), n in (stored_counts or {}).items():  # the store's (camera, line, direction)
             self.counted(line, direction, n)
         self.told: dict[str, int] | None = None  # the occupancy last handed to the outlet
@@ -194,6 +197,9 @@ class Service:
         self._threads: list[threading.Thread] = []
         self._clips: ClipWriter | None = None
         self.serving = False  # True from the end of start() to the beginning of stop()
+        self.storage_problem: str | None = None  # why the store refuses writes now (a full disk ...)
+        self.events_not_stored = 0
+        self._look_at_disk = threading.Event()  # wakes the retention thread
 
     # -- life --------------------------------------------------------------------------
     def start(self) -> None:
@@ -244,6 +250,7 @@ class Service:
         deadline = time.monotonic() + timeout
         self.serving = False
         self._stop.set()
+        self._look_at_disk.set()
         with self._ready:
             self._ready.notify_all()
         for camera in self.cameras.values():
@@ -308,36 +315,58 @@ class Service:
             self._outlet.state(analysis.name, occupancy, analysis.line_counts())
 
     def _write_tracks(self, analysis: Analysis) -> None:
-        if analysis.seen:
-            self.store.see_tracks(analysis.name, list(analysis.seen.items()))
-            analysis.seen.clear()
         analysis.seen_written = time.monotonic()
+        try:
+            if analysis.seen:
+                self.store.see_tracks(analysis.name, list(analysis.seen.items()))
+                analysis.seen.clear()
+            for (line, direction), n in list(analysis.uncounted.items()):
+                analysis.counted(line, direction, self.store.count_line(analysis.name, line, direction, n))
+                del analysis.uncounted[line, direction]
+        except StorageError as exc:
+            self._storage_failed(exc)
 
     def _record(self, camera: Camera, frame: Frame, prediction: Prediction, event: Event) -> None:
-        """Store ``event`` with its snapshot now; its clip is finished ~2 s later, off this thread."""
-        event_id = self.store.add_event(
-            camera.name,
-            event.type,
-            time=wall_time(frame),
-            zone=event.zone,
-            track_id=event.track_id,
-            label=event.label,
-            score=event.score,
-            box=event.box,
-            direction=event.direction,
-            dwell_seconds=event.dwell_seconds,
-            outbox=self._outlet.message if self._outlet is not None else None,
-        )
+        """Store ``event`` with its snapshot now; its clip is finished ~2 s later, off this thread.
+
+        When the store refuses the event (a full disk), the service goes on: the event still
+        counts in the live figures, a line crossing is added to the stored count once the store
+        takes writes again, and the retention thread looks for room at once."""
         analysis = self._analyses[camera.name]
-        if event.type == "cross" and event.direction:
-            analysis.counted(
-                event.zone, event.direction, self.store.count_line(camera.name, event.zone, event.direction)
-            )
         analysis.events[event.zone, event.type] += 1
+        try:
+            event_id = self.store.add_event(
+                camera.name,
+                event.type,
+                time=wall_time(frame),
+                zone=event.zone,
+                track_id=event.track_id,
+                label=event.label,
+                score=event.score,
+                box=event.box,
+                direction=event.direction,
+                dwell_seconds=event.dwell_seconds,
+                outbox=self._outlet.message if self._outlet is not None else None,
+            )
+            if event.type == "cross" and event.direction:
+                analysis.uncounted[event.zone, event.direction] += 1
+                self._write_tracks(analysis)  # the crossing's count, with any the store refused before
+        except StorageError as exc:
+            self.events_not_stored += 1
+            self._storage_failed(exc)
+            if event.type == "cross" and event.direction:  # counted live now, in the store once it takes writes
+                analysis.uncounted[event.zone, event.direction] += 1
+                counts = analysis.line_counts().get(event.zone, {})
+                analysis.counted(event.zone, event.direction, counts.get(event.direction, 0) + 1)
+            return
         image = draw(frame.image, prediction)
         draw_box(image, event.box)
         snapshot = _jpeg(image)
-        self.store.add_snapshot(event_id, snapshot)
+        try:
+            self.store.add_snapshot(event_id, snapshot)
+            self._storage_works()
+        except StorageError as exc:
+            self._storage_failed(exc)
         if self._outlet is not None:
             self._outlet.stored(camera.name, event_id, snapshot)
         camera.clips.start(event_id)
@@ -350,6 +379,9 @@ class Service:
     def _write_clip(self, clip: FinishedClip, *, hurry: threading.Event | None = None) -> None:
         try:
             self.store.add_clip(clip.event_ids, clip.frames, clip.fps, offsets=clip.offsets, hurry=hurry)
+        except StorageError as exc:
+            self._storage_failed(exc)
+            logger.info("the clip of %s was not kept: the store refuses writes", events_named(clip.event_ids))
         except sqlite3.ProgrammingError:  # the store was closed while this clip was encoded
             if self.serving:
                 raise
@@ -357,13 +389,54 @@ class Service:
                 "the clip of %s was not kept: the service stopped while it was written", events_named(clip.event_ids)
             )
 
+    # -- storage -----------------------------------------------------------------------
     def _retain_loop(self) -> None:
-        storage = self.config.storage
+        """Retention every ``RETAIN_EVERY`` s; the disk's free space every ``FREE_EVERY`` s, and at once
+        when a write was refused."""
+        storage, retained, short = self.config.storage, -RETAIN_EVERY, False
         while not self._stop.is_set():
-            removed = self.store.retain(storage.retain_days, storage.max_bytes)
-            if removed:
-                logger.info("removed %d old event(s) to keep within the storage limits", removed)
-            self._stop.wait(RETAIN_EVERY)
+            try:
+                if time.monotonic() - retained >= RETAIN_EVERY:
+                    removed = self.store.retain(storage.retain_days, storage.max_bytes)
+                    retained = time.monotonic()
+                    if removed:
+                        logger.info("removed %d old event(s) to keep within the storage limits", removed)
+                removed, enough = self.store.free_space(storage.min_free_bytes)
+                if removed:
+                    logger.warning(
+                        "the disk of %s had less than %g GB free: removed the %d oldest event(s)",
+                        storage.path,
+                        storage.min_free_gb,
+                        removed,
+                    )
+                if not enough and not short:
+                    logger.warning(
+                        "the disk of %s has %.2f GB free, less than storage.min_free_gb (%g), and deleting "
+                        "every event would not make the room: other files fill it",
+                        storage.path,
+                        disk_free(storage.path) / 1e9,
+                        storage.min_free_gb,
+                    )
+                short = not enough
+            except StorageError as exc:
+                self._storage_failed(exc)
+            self._look_at_disk.wait(FREE_EVERY)
+            self._look_at_disk.clear()
+
+    def _storage_failed(self, exc: StorageError) -> None:
+        """The store refused a write: one warning until it takes writes again; retention looks for room."""
+        if self.storage_problem is None:
+            logger.warning("%s", exc)
+        self.storage_problem = str(exc)
+        if exc.full:
+            self._look_at_disk.set()
+
+    def _storage_works(self) -> None:
+        if self.storage_problem is not None:
+            self.storage_problem = None
+            logger.info(
+                "events are stored again (%d were not stored while the store refused writes)", self.events_not_stored
+            )
 
     # -- what the web API and the metrics show -----------------------------------------
     def status(self) -> dict:
@@ -375,6 +448,9 @@ class Service:
             "clips_written": clips.written if clips else 0,
             "clips_fast_codec": clips.hurried if clips else 0,
             "storage_bytes": self.store.media_bytes(),
+            "storage_free_bytes": disk_free(self.config.storage.path),
+            "storage_problem": self.storage_problem,
+            "events_not_stored": self.events_not_stored,
             "mqtt_unsent": self.store.unsent() if self._outlet is not None else None,
         }
 

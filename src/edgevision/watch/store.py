@@ -6,6 +6,10 @@ refers to it, so a referenced file is always complete; opening the store removes
 event refers to (left by a crash between the rename and the commit) and forgets files that
 are gone.
 
+A write the disk refuses (full, read-only, failing) raises ``StorageError``, one sentence,
+never SQLite's own error; ``free_space`` deletes the oldest events until the disk has room
+again (``storage.min_free_gb`` of the watch config).
+
 >>> store = EventStore("watch-data")                                              # doctest: +SKIP
 >>> event_id = store.add_event("garden", "enter", zone="lawn", track_id=7, label="person")  # doctest: +SKIP
 >>> store.add_snapshot(event_id, jpeg_bytes)                                      # doctest: +SKIP
@@ -15,20 +19,22 @@ are gone.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgevision.errors import EdgevisionError, cause
-from edgevision.files import atomic_path, writable_folder, write_atomic
+from edgevision.files import atomic_path, disk_free, writable_folder, write_atomic
 from edgevision.watch.config import SAFE_NAME
 from edgevision.watch.video import write_mp4
 
@@ -39,6 +45,7 @@ MEDIA = "media"  # snapshots and clips, one folder per camera
 _JPEG = b"\xff\xd8\xff"
 _DAY = 86400.0
 _UNSENT = "SELECT count(*) FROM outbox WHERE sent = 0"
+_FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 SENT_KEPT = 1000  # sent outbox messages kept, newest first, for a look back; older ones are deleted
 
 _SCHEMA = """
@@ -86,6 +93,14 @@ CREATE TABLE IF NOT EXISTS line_counts (
     PRIMARY KEY (camera, line, direction)
 );
 """
+
+
+class StorageError(EdgevisionError):
+    """The store could not write to its folder; ``full`` when the disk (or quota) has no room left."""
+
+    def __init__(self, message: str, *, full: bool) -> None:
+        super().__init__(message)
+        self.full = full
 
 
 @dataclass(frozen=True)
@@ -147,6 +162,35 @@ class EventStore:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The lock and one transaction; a write the disk refuses becomes a ``StorageError``."""
+        with self._lock:
+            try:
+                with self._db:
+                    yield
+            except sqlite3.OperationalError as exc:  # SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY ...
+                text = cause(exc)
+                raise self._refused(text, full="full" in text) from None
+
+    def _refused(self, text: str, *, full: bool) -> StorageError:
+        if full:
+            free = disk_free(self.folder) / 1e6
+            return StorageError(
+                f"the disk of {self.folder} is full ({free:.1f} MB free; {text}): events are not stored "
+                "until there is room again",
+                full=True,
+            )
+        return StorageError(f"{self.folder} cannot be written ({text}): events are not stored", full=False)
+
+    @contextlib.contextmanager
+    def _writing_file(self) -> Iterator[None]:
+        """A snapshot or clip written to the media folder; an error the disk gives becomes a ``StorageError``."""
+        try:
+            yield
+        except OSError as exc:
+            raise self._refused(exc.strerror or cause(exc), full=exc.errno in _FULL_DISK) from None
+
     def __enter__(self) -> EventStore:
         return self
 
@@ -183,7 +227,7 @@ class EventStore:
             "INSERT INTO events (camera, type, time, zone, track_id, label, score, box, direction, dwell_seconds) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        with self._lock, self._db:
+        with self._writing():
             event_id = self._db.execute(sql, values).lastrowid
             if outbox is not None:
                 stored = self._db.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
@@ -236,7 +280,8 @@ class EventStore:
         if not bytes(jpeg[:3]) == _JPEG:
             raise EdgevisionError(f"the snapshot of event {event_id} is not JPEG data; encode it with cv2.imencode.")
         relative = self._media_name(event_id, ".jpg")
-        write_atomic(self.folder / relative, bytes(jpeg))
+        with self._writing_file():
+            write_atomic(self.folder / relative, bytes(jpeg))
         self._refer(event_id, "snapshot", relative)
         return self.folder / relative
 
@@ -262,7 +307,7 @@ class EventStore:
         relative = self._media_name(ids[0], ".mp4")
         for other in ids[1:]:
             self._media_name(other, ".mp4")  # every event is still stored
-        with atomic_path(self.folder / relative) as tmp:
+        with self._writing_file(), atomic_path(self.folder / relative) as tmp:
             write_mp4(tmp, frames, fps, hurry=hurry)
         self._refer_clip(ids, relative, offsets)
         return self.folder / relative
@@ -276,7 +321,7 @@ class EventStore:
     def _refer_clip(self, event_ids: list[int], relative: str, offsets: Sequence[float] | None) -> None:
         """Point the events at their clip, which is complete and renamed by now; share out its bytes."""
         placeholders = ",".join("?" * len(event_ids))
-        with self._lock, self._db:
+        with self._writing():
             old = [
                 row[0] for row in self._db.execute(f"SELECT clip FROM events WHERE id IN ({placeholders})", event_ids)
             ]
@@ -311,7 +356,7 @@ class EventStore:
     def _refer(self, event_id: int, column: str, relative: str) -> None:
         """Point the event at its file, which is complete and renamed by now; count its bytes."""
         size = (self.folder / relative).stat().st_size
-        with self._lock, self._db:
+        with self._writing():
             old = self._db.execute(f"SELECT {column} FROM events WHERE id = ?", (event_id,)).fetchone()
             previous = _size(self.folder / old[0]) if old and old[0] and old[0] != relative else 0
             self._db.execute(
@@ -328,7 +373,7 @@ class EventStore:
             "INSERT INTO tracks VALUES (?, ?, ?, ?, ?) ON CONFLICT (camera, track_id) DO UPDATE SET "
             "label = excluded.label, last_seen = max(last_seen, excluded.last_seen)"
         )
-        with self._lock, self._db:
+        with self._writing():
             self._db.executemany(sql, [(camera, track_id, label, now, now) for track_id, label in tracks])
 
     def last_track_id(self, camera: str) -> int:
@@ -352,7 +397,7 @@ class EventStore:
             "INSERT INTO line_counts VALUES (?, ?, ?, ?) ON CONFLICT (camera, line, direction) "
             "DO UPDATE SET count = count + excluded.count RETURNING count"
         )
-        with self._lock, self._db:
+        with self._writing():
             return self._db.execute(sql, (camera, line, direction, n)).fetchone()[0]
 
     def line_counts(self, camera: str | None = None) -> dict[tuple[str, str, str], int]:
@@ -381,17 +426,59 @@ class EventStore:
         """
         cutoff = (_now() if now is None else now) - days * _DAY
         doomed = self._older_than(cutoff) + self._beyond(max_bytes, cutoff)
+        self._delete(doomed, cutoff)
+        return len(doomed)
+
+    def free_space(self, min_free: int) -> tuple[int, bool]:
+        """Delete the oldest events until the disk has ``min_free`` bytes free; (how many, whether it has).
+
+        Nothing is deleted when all the events' files would not make the room (the disk is
+        full of other files): emptying the store would not help.
+        """
+        need = min_free - disk_free(self.folder)
+        if need <= 0:
+            return 0, True
+        with self._lock:
+            rows = self._db.execute("SELECT id, snapshot, clip, bytes FROM events ORDER BY time, id").fetchall()
+        if sum(row[3] for row in rows) < need:
+            return 0, False
+        doomed = []
+        for event_id, snapshot, clip, size in rows:
+            if need <= 0:
+                break
+            doomed.append((event_id, snapshot, clip))
+            need -= size
+        self._delete(doomed, None)
+        return len(doomed), disk_free(self.folder) >= min_free
+
+    def _delete(self, doomed: list[tuple[int, str | None, str | None]], cutoff: float | None) -> None:
+        """Rows first, then the files no stored event shows; when the disk is too full even to
+        delete rows (SQLite writes its log first), the files go first: the next open forgets
+        any reference that is left."""
         files = {name for _, *names in doomed for name in names if name}
-        with self._lock, self._db:
+        try:
+            kept = self._delete_rows(doomed, files, cutoff)
+        except StorageError as exc:
+            if not exc.full:
+                raise
+            for relative in sorted(files):
+                (self.folder / relative).unlink(missing_ok=True)
+            kept = self._delete_rows(doomed, files, cutoff)
+        for relative in sorted(files - kept):
+            (self.folder / relative).unlink(missing_ok=True)
+
+    def _delete_rows(self, doomed, files: set[str], cutoff: float | None) -> set[str]:
+        """Delete the events ``doomed`` (and tracks and messages older than ``cutoff``); the files
+        of ``files`` that events still show."""
+        with self._writing():
             self._db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i, *_ in doomed])
-            self._db.execute("DELETE FROM tracks WHERE last_seen < ?", (cutoff,))
-            self._db.execute("DELETE FROM outbox WHERE time < ?", (cutoff,))  # sent or not: past keeping
+            if cutoff is not None:
+                self._db.execute("DELETE FROM tracks WHERE last_seen < ?", (cutoff,))
+                self._db.execute("DELETE FROM outbox WHERE time < ?", (cutoff,))  # sent or not: past keeping
             kept = self._still_shown(files)  # clips that newer events share
             if kept:
                 self._share_bytes(kept)
-        for relative in sorted(files - kept):
-            (self.folder / relative).unlink(missing_ok=True)
-        return len(doomed)
+        return kept
 
     def _still_shown(self, files: set[str]) -> set[str]:
         """Those of ``files`` that a stored event still refers to (call with the lock held)."""
@@ -438,7 +525,7 @@ class EventStore:
         gone = [where for name, wheres in referred.items() if not (self.folder / name).is_file() for where in wheres]
         for event_id, column in gone:
             logger.warning("event %d's %s is missing; the event is kept without it", event_id, column)
-            with self._lock, self._db:
+            with self._writing():
                 self._db.execute(f"UPDATE events SET {column} = NULL WHERE id = ?", (event_id,))
         if gone:
             self._recount_bytes([event_id for event_id, _ in gone])
@@ -452,7 +539,7 @@ class EventStore:
                 path.unlink(missing_ok=True)
 
     def _recount_bytes(self, event_ids: list[int]) -> None:
-        with self._lock, self._db:
+        with self._writing():
             rows = self._db.execute(
                 f"SELECT id, snapshot, clip FROM events WHERE id IN ({','.join('?' * len(event_ids))})", event_ids
             ).fetchall()
@@ -516,6 +603,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.executescript(_SCHEMA)
         _add_missing_columns(db)
     except sqlite3.DatabaseError as exc:
+        if "full" in cause(exc):  # SQLITE_FULL: the file is fine, the disk is not
+            raise EdgevisionError(
+                f"cannot open the event database {path}: its disk is full ({cause(exc)}); free some space."
+            ) from None
         raise EdgevisionError(
             f"cannot open the event database {path} ({cause(exc)}); move it away to start a new one."
         ) from None

@@ -5,7 +5,8 @@ writes, and the pip wheels of OpenCV carry no H.264 encoder. So a clip goes, in 
 the ``ffmpeg`` program with libx264 (when it is on PATH), to OpenCV's own H.264 writer
 (builds linked to a system FFmpeg with libx264), and last to ``mp4v``, which OpenCV and
 video players read but the web page can only offer for download. An encoder that fails
-before it ever worked is not tried again in this process.
+before it ever worked is not tried again in this process. A full disk is not the encoder's
+fault: it raises ``OSError`` (ENOSPC) at once, and no half-written clip is left as if whole.
 
 ``hurry`` (an event set when the service is stopping) trades the codec for the clip: once
 it is set, a clip still being encoded to H.264 is written as ``mp4v`` instead, which
@@ -17,6 +18,7 @@ takes a fraction of the time, so the clip is kept before the process ends.
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import subprocess
@@ -30,10 +32,12 @@ import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError
+from edgevision.files import disk_free
 
 logger = logging.getLogger(__name__)
 
 FFMPEG_TIMEOUT_S = 120.0
+MIN_FREE = 1_000_000  # bytes a disk must have free for a clip to be tried on it
 _failed: set[str] = set()  # encoders that failed before they ever worked: not tried again
 _worked: set[str] = set()
 
@@ -52,6 +56,7 @@ def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float, *, hurry: th
     Once ``hurry`` is set (before or during the H.264 encoding) the clip is written as ``mp4v``.
     """
     _check(frames, fps)
+    _room_for(path)
     hurry = hurry or threading.Event()
     for name, encode in _H264.items():
         if name in _failed or hurry.is_set():
@@ -122,6 +127,8 @@ def _ffmpeg_h264(path: Path, frames: Sequence[np.ndarray], fps: float, hurry: th
         errors.seek(0)
         said = errors.read().decode(errors="replace").strip().splitlines()
     if code != 0:
+        if any("No space left" in line for line in said):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
         raise _Unavailable(f"ffmpeg exited with {code}: {said[-1] if said else 'no message'}")
 
 
@@ -155,6 +162,26 @@ def _opencv(path: Path, frames: Sequence[np.ndarray], fps: float, fourcc: str) -
             writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
     finally:
         writer.release()
+    if not _readable(path):  # OpenCV says nothing when a write fails: a disk that filled meanwhile
+        _room_for(path)
+        if fourcc != "mp4v":
+            raise _Unavailable(f"OpenCV's {fourcc} writer wrote an unreadable file")
+        raise EdgevisionError(f"OpenCV wrote an unreadable clip at {path}.")
+
+
+def _room_for(path: Path) -> None:
+    """Raise ENOSPC when the disk of ``path`` has less than ``MIN_FREE`` bytes free."""
+    if disk_free(path.parent) < MIN_FREE:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+def _readable(path: Path) -> bool:
+    """Whether ``path`` opens as a video with at least one frame (its header only is read)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) >= 1
+    finally:
+        capture.release()
 
 
 _H264: dict[str, Callable[[Path, Sequence[np.ndarray], float, threading.Event], None]] = {

@@ -221,6 +221,12 @@ def test_events_that_share_a_clip_keep_it_until_the_last_of_them_goes(tmp_path):
         assert (store.event(a).clip, store.event(b).clip, store.media_bytes()) == (None, None, 0)
     with EventStore(tmp_path) as store, pytest.raises(EdgevisionError, match="2 offsets for the clip of 1 events"):
         store.add_clip([a], FRAMES, fps=10, offsets=[0.0, 1.0])
+    with EventStore(tmp_path) as store:  # retention took the first events while their clip was encoded
+        first, second, third = (store.add_event("garden", "enter", time=1.0 + k) for k in range(3))
+        store.retain(7, max_bytes=10**9, now=1.0 + 7 * 86400 + 1.5)  # the first two are older than 7 days
+        clip = store.add_clip([first, second, third], FRAMES, fps=10, offsets=[0.5, 1.5, 2.5])
+        assert clip.name == f"{third:08d}.mp4" and store.event(third).clip_offset == 2.5
+        assert store.media_bytes() == clip.stat().st_size
 
 
 def kill_mid_write(folder: Path, *, after: int, delay: float) -> list[int]:

@@ -296,17 +296,18 @@ class EventStore:
     ) -> Path:
         """Keep ``frames`` (BGR, all one size) as the mp4 clip of one event or of several; its path.
 
-        Several events share one file, named after the first; ``offsets`` says where in it each
-        one happened (seconds). Once ``hurry`` is set the clip is written in the fast codec (see
+        Several events share one file, named after the first still stored (retention may have
+        deleted some meanwhile); ``offsets`` says where in it each one happened (seconds). Once ``hurry`` is set the clip is written in the fast codec (see
         ``write_mp4``)."""
         ids = [event_ids] if isinstance(event_ids, int) else list(event_ids)
         if not ids:
             raise EdgevisionError("a clip needs at least one event.")
         if offsets is not None and len(offsets) != len(ids):
             raise EdgevisionError(f"{len(offsets)} offsets for the clip of {len(ids)} events; give one per event.")
-        relative = self._media_name(ids[0], ".mp4")
-        for other in ids[1:]:
-            self._media_name(other, ".mp4")  # every event is still stored
+        shown = [k for k, event_id in enumerate(ids) if self.event(event_id) is not None]  # retention may take some
+        relative = self._media_name(ids[shown[0] if shown else 0], ".mp4")
+        ids = [ids[k] for k in shown]
+        offsets = None if offsets is None else [offsets[k] for k in shown]
         with self._writing_file(), atomic_path(self.folder / relative) as tmp:
             write_mp4(tmp, frames, fps, hurry=hurry)
         self._refer_clip(ids, relative, offsets)

@@ -156,6 +156,11 @@ def test_two_watchers_each_event_once_their_counts_and_a_last_will(tmp_path, bro
         status, snapshot = fetch(dashboard.url + camera["snapshot"])
         assert status == 200 and snapshot == jpeg(120)  # the latest of the three
         assert poll(lambda: dashboard.watcher("barn"), timeout=5, every=0.05)["state"] == "online"
+        assert dashboard.watcher("barn")["storage"] is None  # said nothing of it yet
+
+        yard.storage("the disk of /data is full", 120_000_000, 3)  # its store refuses writes
+        full = poll(lambda: dashboard.watcher("yard")["storage"], timeout=5, every=0.05)
+        assert full == {"ok": False, "problem": "the disk of /data is full", "free_gb": 0.12, "events_not_stored": 3}
 
         barn.kill()  # no clean stop: the broker says the will
         poll(lambda: dashboard.watcher("barn")["state"] == "offline", timeout=10, every=0.1)
@@ -247,6 +252,10 @@ def test_real_watch_events_and_the_page_in_chromium(tmp_path, broker, clip, pred
         assert "walkway: 1" in chips and "middle: 2 in, 0 out" in chips
         assert text("#broker").startswith("broker 127.0.0.1:")
         assert text('#event-list .event[data-id="yard:2"] .where') == "yard / door"
+        poll(lambda: text('.watcher[data-watcher="shed"] .storage-free'), timeout=10, every=0.2)  # its disk's room
+        assert text('.watcher[data-watcher="shed"] .storage-free').endswith(" GB free")
+        yard.storage("the disk of /data is full", 0, 1)
+        poll(lambda: text('.watcher[data-watcher="yard"] .storage-problem') == "storage full", timeout=10, every=0.2)
         if SHOTS:
             browser.save_screenshot(SHOTS)
         yard.stop()  # a clean stop says offline

@@ -216,12 +216,18 @@ def test_events_states_discovery_and_availability(tmp_path, clip, predictor, bro
     last = stored[expected[-1]]
     assert kept[f"{BASE}/door/snapshot"] == (config.storage.path / last.snapshot).read_bytes()
     assert cv2.imdecode(np.frombuffer(kept[f"{BASE}/door/snapshot"], np.uint8), cv2.IMREAD_COLOR) is not None
+    storage = json.loads(kept[f"{BASE}/storage"])  # the watcher's store took every write, and its disk has room
+    assert (storage["ok"], storage["problem"], storage["events_not_stored"]) == (True, None, 0)
+    assert storage["free_gb"] > 0
     check_discovery({t: json.loads(p) for t, p in kept.items() if t.startswith("homeassistant/")})
 
 
 def check_discovery(configs: dict[str, dict]) -> None:
-    """One device for the watcher: an occupancy binary sensor and a count per zone, a sensor per line direction, a camera."""
+    """One device for the watcher: an occupancy binary sensor and a count per zone, a sensor per line direction, a
+    camera; and the watcher's storage problem and free space."""
     assert set(configs) == {
+        f"homeassistant/binary_sensor/{W}/storage_problem/config",
+        f"homeassistant/sensor/{W}/storage_free/config",
         f"homeassistant/binary_sensor/{W}/door_walkway_occupancy/config",
         f"homeassistant/sensor/{W}/door_walkway_count/config",
         f"homeassistant/sensor/{W}/door_middle_in/config",
@@ -239,6 +245,14 @@ def check_discovery(configs: dict[str, dict]) -> None:
     line_in = configs[f"homeassistant/sensor/{W}/door_middle_in/config"]
     assert line_in["state_class"] == "total_increasing" and line_in["state_topic"] == f"{BASE}/door/middle/in"
     assert configs[f"homeassistant/camera/{W}/door_last_event/config"]["topic"] == f"{BASE}/door/snapshot"
+    problem = configs[f"homeassistant/binary_sensor/{W}/storage_problem/config"]
+    assert (problem["device_class"], problem["state_topic"], problem["name"]) == (
+        "problem",
+        f"{BASE}/storage",
+        "storage problem",
+    )
+    free = configs[f"homeassistant/sensor/{W}/storage_free/config"]
+    assert (free["unit_of_measurement"], free["state_topic"]) == ("GB", f"{BASE}/storage")
 
 
 def test_a_broker_outage_mid_run_loses_no_event_and_keeps_their_order(tmp_path, clip, predictor):
@@ -325,14 +339,14 @@ def test_a_restarted_watcher_empties_the_entities_its_config_lost(tmp_path, clip
     two = watch_config(tmp_path, clip, broker.port)
     first = MqttLink(two)
     first.start()
-    poll(lambda: len(retained(broker.port, f"homeassistant/+/{W}/+/config")) == 5, timeout=10, every=0.1)
+    poll(lambda: len(retained(broker.port, f"homeassistant/+/{W}/+/config")) == 7, timeout=10, every=0.1)
     first.stop()
     values = two.model_dump(mode="json")
     values["cameras"]["door"]["lines"] = {}
     second = MqttLink(watch_config_from_dict(values, base=tmp_path))
     second.start()  # it learns the old entities from the broker's retained configs
     try:
-        poll(lambda: len(retained(broker.port, f"homeassistant/+/{W}/+/config")) == 3, timeout=10, every=0.1)
+        poll(lambda: len(retained(broker.port, f"homeassistant/+/{W}/+/config")) == 5, timeout=10, every=0.1)
     finally:
         second.stop()
     assert not [t for t in retained(broker.port) if "middle" in t]
@@ -357,7 +371,7 @@ def test_username_and_password(tmp_path, clip, caplog):
         bad.stop()
     finally:
         broker.stop()
-    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    refusals = [r.getMessage() for r in caplog.records if "refused the connection" in r.getMessage()]
     assert refusals == [
         f"mqtt: the broker at 127.0.0.1:{broker.port} refused the connection (Not authorized), retrying; "
         "check mqtt.username and mqtt.password"

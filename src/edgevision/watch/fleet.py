@@ -173,6 +173,7 @@ class WatcherState:
     availability: str | None = None
     since: float | None = None  # when the availability last changed
     last_seen: float | None = None  # the last live (not retained) message
+    storage: dict | None = None  # its storage state (ok, problem, free_gb, events_not_stored), once heard
     cameras: dict[str, CameraState] = field(default_factory=dict)
 
 
@@ -209,6 +210,10 @@ class Fleet:
                 watcher.last_seen = time.time()
             if parsed.kind == "availability":
                 self._availability(parsed.watcher, watcher, payload.decode(errors="replace"), retained)
+            elif parsed.kind == "storage":
+                watcher.storage = _storage(payload)
+                if watcher.storage is None and payload:
+                    self._warn_once(topic, f"fleet: ignored a message on {topic} that is not a storage state")
             elif parsed.kind != "events":
                 self._state(watcher, parsed, payload)
 
@@ -285,6 +290,7 @@ def _watcher_record(name: str, watcher: WatcherState, counts: dict[tuple[str, st
         "since": watcher.since,
         "last_seen": watcher.last_seen,
         "events": sum(n for (w, _), n in counts.items() if w == name),
+        "storage": watcher.storage,
         "cameras": [_camera_record(name, c, watcher.cameras.get(c), counts) for c in sorted(cameras)],
     }
 
@@ -300,6 +306,18 @@ def _camera_record(watcher: str, name: str, camera: CameraState | None, counts: 
         "snapshot": snapshot,
         "snapshot_at": camera.snapshot_at,
     }
+
+
+def _storage(payload: bytes) -> dict | None:
+    """A watcher's storage state from its JSON; None for an emptied topic or anything malformed."""
+    try:
+        state = json.loads(payload)
+        problem, free, refused = state.get("problem"), float(state["free_gb"]), int(state["events_not_stored"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if not isinstance(state.get("ok"), bool) or not (problem is None or isinstance(problem, str)):
+        return None
+    return {"ok": state["ok"], "problem": problem, "free_gb": free, "events_not_stored": refused}
 
 
 def _count(payload: bytes) -> int | None:

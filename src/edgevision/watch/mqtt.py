@@ -40,6 +40,7 @@ from edgevision.watch.topics import (
     discovery_messages,
     retained_topics,
     state_messages,
+    storage_message,
     topics_of,
 )
 
@@ -91,6 +92,9 @@ class MqttLink:
 
     def state(self, camera: str, occupancy: dict[str, int], line_counts: dict[str, dict[str, int]]) -> None:
         self._put(state_messages(self.topics, camera, occupancy, line_counts))
+
+    def storage(self, problem: str | None, free_bytes: int, not_stored: int) -> None:
+        self._put(storage_message(self.topics, problem, free_bytes, not_stored))
 
     def _put(self, messages: dict[str, str | bytes]) -> None:
         with self._lock:

@@ -70,6 +70,10 @@ class Outlet(Protocol):
     def state(self, camera: str, occupancy: dict[str, int], line_counts: dict[str, dict[str, int]]) -> None:
         """``camera``'s objects in each zone and crossings of each line, at start and whenever they change."""
 
+    def storage(self, problem: str | None, free_bytes: int, not_stored: int) -> None:
+        """Whether the store takes writes (``problem``: why not), the disk's free bytes, events refused so far;
+        at start, every ``FREE_EVERY`` s and whenever the store starts or stops refusing writes."""
+
 
 class RoundRobin(Generic[T]):
     """Picks the next ready item after the one picked last, so every ready item gets its turn.
@@ -420,6 +424,7 @@ class Service:
                 short = not enough
             except StorageError as exc:
                 self._storage_failed(exc)
+            self._tell_storage()
             self._look_at_disk.wait(FREE_EVERY)
             self._look_at_disk.clear()
 
@@ -427,13 +432,21 @@ class Service:
         """The store refused a write: one warning until it takes writes again; retention looks for room."""
         if self.storage_problem is None:
             logger.warning("%s", exc)
+            self.storage_problem = str(exc)
+            self._tell_storage()
         self.storage_problem = str(exc)
         if exc.full:
             self._look_at_disk.set()
 
+    def _tell_storage(self) -> None:
+        if self._outlet is not None:
+            free = disk_free(self.config.storage.path)
+            self._outlet.storage(self.storage_problem, free, self.events_not_stored)
+
     def _storage_works(self) -> None:
         if self.storage_problem is not None:
             self.storage_problem = None
+            self._tell_storage()
             logger.info(
                 "events are stored again (%d were not stored while the store refused writes)", self.events_not_stored
             )

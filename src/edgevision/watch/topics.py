@@ -37,6 +37,10 @@ class Topics:
     def availability(self) -> str:
         return f"{self.base}/availability"
 
+    @property
+    def storage(self) -> str:
+        return f"{self.base}/storage"
+
     def events(self, camera: str) -> str:
         return f"{self.base}/{camera}/events"
 
@@ -60,13 +64,14 @@ class Parsed:
     name: str | None = None
 
 
-KINDS = ("availability", "events", "snapshot", "occupancy", *DIRECTIONS)
+KINDS = ("availability", "storage", "events", "snapshot", "occupancy", *DIRECTIONS)
 
 
 def subscriptions(prefix: str) -> list[str]:
     """The filters that receive everything every watcher under ``prefix`` publishes (discovery aside)."""
     return [
         f"{prefix}/+/availability",
+        f"{prefix}/+/storage",
         f"{prefix}/+/+/events",
         f"{prefix}/+/+/snapshot",
         *(f"{prefix}/+/+/+/{kind}" for kind in ("occupancy", *DIRECTIONS)),
@@ -85,7 +90,7 @@ def parse_topic(prefix: str, topic: str) -> Parsed | None:
         return None
     levels = topic[len(prefix) + 1 :].split("/")
     kind = levels[-1]
-    shapes = {2: ("availability",), 3: ("events", "snapshot"), 4: ("occupancy", *DIRECTIONS)}
+    shapes = {2: ("availability", "storage"), 3: ("events", "snapshot"), 4: ("occupancy", *DIRECTIONS)}
     if kind not in shapes.get(len(levels), ()) or not all(levels[:-1]):
         return None
     return Parsed(kind, levels[0], *levels[1:-1])
@@ -138,10 +143,20 @@ def state_messages(
     return states
 
 
+def storage_message(topics: Topics, problem: str | None, free_bytes: int, not_stored: int) -> dict[str, str]:
+    """The retained storage state of the watcher: whether its store takes writes, and its disk's free space.
+
+    >>> storage_message(Topics("edgevision", "shed"), None, 7_349_000_000, 0)
+    {'edgevision/shed/storage': '{"ok":true,"problem":null,"free_gb":7.35,"events_not_stored":0}'}
+    """
+    state = {"ok": problem is None, "problem": problem, "free_gb": round(free_bytes / 1e9, 2)}
+    return {topics.storage: json.dumps({**state, "events_not_stored": not_stored}, separators=(",", ":"))}
+
+
 def retained_topics(config: WatchConfig) -> set[str]:
     """Every retained topic ``config`` publishes (beside the discovery configs)."""
     topics = topics_of(config.mqtt)
-    found = {topics.availability}
+    found = {topics.availability, topics.storage}
     for name, camera in config.cameras.items():
         found.add(topics.snapshot(name))
         found.update(topics.occupancy(name, zone) for zone in camera.zones)
@@ -153,13 +168,15 @@ def discovery_messages(config: WatchConfig) -> dict[str, str]:
     """Home Assistant's retained config messages for ``config``: every entity under one device per watcher.
 
     Per zone an occupancy binary sensor and a count sensor, per counted direction of each
-    line a total-increasing sensor, per camera a camera fed by its latest event snapshot.
-    Empty when discovery is off.
+    line a total-increasing sensor, per camera a camera fed by its latest event snapshot; for
+    the watcher, a problem binary sensor that is on while its store refuses writes (a full
+    disk) and a sensor of the free space on its disk. Empty when discovery is off.
     """
     mqtt = config.mqtt
     if not mqtt.discovery.enabled:
         return {}
     entities = Entities(mqtt)
+    entities.storage()
     for name, camera in config.cameras.items():
         for zone in camera.zones:
             entities.zone(name, zone)
@@ -207,10 +224,34 @@ class Entities:
     def camera(self, camera: str) -> None:
         self._add("camera", camera, "last event", topic=self.topics.snapshot(camera))
 
-    def _add(self, component: str, camera: str, what: str, **fields: str) -> None:
-        """One entity, named ``<camera> <what>``."""
-        object_id = f"{camera}_{what.replace(' ', '_')}"
-        name = f"{camera} {what}"
+    def storage(self) -> None:
+        state = self.topics.storage
+        self._add(
+            "binary_sensor",
+            None,
+            "storage problem",
+            state_topic=state,
+            device_class="problem",
+            value_template="{{ 'OFF' if value_json.ok else 'ON' }}",
+            json_attributes_topic=state,
+            entity_category="diagnostic",
+        )
+        self._add(
+            "sensor",
+            None,
+            "storage free",
+            state_topic=state,
+            value_template="{{ value_json.free_gb }}",
+            device_class="data_size",
+            unit_of_measurement="GB",
+            state_class="measurement",
+            entity_category="diagnostic",
+        )
+
+    def _add(self, component: str, camera: str | None, what: str, **fields: str) -> None:
+        """One entity, named ``<camera> <what>`` (``<what>`` for the watcher itself)."""
+        object_id = f"{camera}_{what.replace(' ', '_')}" if camera else what.replace(" ", "_")
+        name = f"{camera} {what}" if camera else what
         watcher = self.topics.watcher
         topic = f"{self.mqtt.discovery.prefix}/{component}/{watcher}/{object_id}/config"
         self.configs[topic] = {

@@ -76,6 +76,13 @@ function cameraTile(watcher, camera) {
   );
 }
 
+function storageBadge(storage) {
+  // a watcher whose store refuses writes (a full disk) says so; otherwise its free space, quietly
+  if (!storage) return null;
+  if (!storage.ok) return el("span", { class: "badge storage-problem", title: storage.problem || "" }, "storage full");
+  return el("span", { class: "muted storage-free" }, `${storage.free_gb} GB free`);
+}
+
 function watcherCard(watcher) {
   const state = el("span", { class: `badge ${watcher.state}` }, watcher.state);
   const head = el(
@@ -83,6 +90,7 @@ function watcherCard(watcher) {
     { class: "watcher-head" },
     el("h3", {}, watcher.name),
     state,
+    storageBadge(watcher.storage),
     el("span", { class: "muted" }, `${ago(watcher.last_seen)} · ${watcher.events} event${watcher.events === 1 ? "" : "s"}`),
   );
   const tiles = el("div", { class: "tiles" }, ...watcher.cameras.map((c) => cameraTile(watcher, c)));

@@ -24,7 +24,7 @@ import yaml
 
 from conftest import assert_clean_error, headless_chromium, run_cli, write_first_frames
 from edgevision.watch import video
-from edgevision.watch.auth import Throttle, hash_password, verify_password
+from edgevision.watch.auth import SESSIONS_FILE, Sessions, Throttle, hash_password, verify_password
 from edgevision.watch.config import watch_config_from_dict
 from edgevision.watch.http import WebServer
 from edgevision.watch.service import Service
@@ -404,3 +404,71 @@ def fourcc(path: Path) -> str:
     assert frames == 10
     name = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)).lower()
     return {"avc1": "h264", "h264": "h264", "fmp4": "mp4v", "mp4v": "mp4v"}.get(name, name)
+
+
+# ---------------------------------------------------------------- logins across restarts
+
+
+def test_sessions_are_kept_hashed_across_restarts_and_end_with_a_new_login(tmp_path):
+    path = tmp_path / SESSIONS_FILE
+    first = Sessions(hours=1, path=path, login_secrets="token one")
+    kept, ended = first.new(), first.new()
+    first.end(ended.id)
+    first.close()
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert kept.id.encode() not in stored and b"token one" not in stored  # only hashes on disk
+
+    again = Sessions(hours=1, path=path, login_secrets="token one")  # a restart
+    assert again.get(kept.id) == kept and again.get(ended.id) is None and again.get("made up") is None
+    again.close()
+    changed = Sessions(hours=1, path=path, login_secrets="token two")  # a new token ends every session
+    assert changed.get(kept.id) is None
+    brief = changed.new()
+    changed.close()
+    short = Sessions(hours=1e-6, path=path, login_secrets="token two")
+    assert short.get(brief.id) is not None  # kept with the expiry it was made with
+    fleeting = short.new()
+    time.sleep(0.01)
+    assert short.get(fleeting.id) is None
+    short.close()
+    assert Sessions(hours=1).get(kept.id) is None  # without a file: memory only
+
+
+def test_a_browser_stays_logged_in_across_a_restart_of_the_watcher(tmp_path, samples_cache):
+    clip = write_first_frames(samples_cache["vtest.avi"], tmp_path / "walkway.avi", 20)
+    port = free_port()
+    config = {
+        "storage": {"path": str(tmp_path / "data")},
+        "cameras": {"left": {"source": str(clip), "loop": True}},
+        "web": {"port": port, "auth": {"token": TOKEN}},
+    }
+    path, log, base = tmp_path / "watch.yaml", tmp_path / "stderr.txt", f"http://127.0.0.1:{port}"
+
+    def run_once(check) -> None:
+        path.write_text(yaml.safe_dump(config))
+        process = start_watch(path, log)
+        try:
+            poll(lambda: process.poll() is not None or call(base, "GET", "/api/health")[0] == 200, timeout=90)
+            check()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+
+    session: dict[str, str] = {}
+
+    def logged_in() -> None:
+        session["cookie"], session["csrf"] = log_in(base, TOKEN)
+
+    def still_logged_in() -> None:
+        assert call(base, "GET", "/api/events", cookie=session["cookie"])[0] == 200
+        state = call(base, "GET", "/api/session", cookie=session["cookie"])[2]
+        assert state["signed_in"] and state["csrf"] == session["csrf"]  # the same session, its CSRF token too
+
+    def logged_out() -> None:
+        assert call(base, "GET", "/api/events", cookie=session["cookie"])[0] == 401
+
+    run_once(logged_in)
+    run_once(still_logged_in)
+    config["web"]["auth"]["token"] = TOKEN + "-new"
+    run_once(logged_out)
+    assert "Traceback" not in log.read_text()

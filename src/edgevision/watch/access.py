@@ -16,6 +16,7 @@ whose ``Origin`` is another site is refused whatever it carries.
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -50,9 +51,13 @@ class Login(BaseModel):
 class Access:
     """Who the request is from, under ``auth`` (None: reads open, writes closed)."""
 
-    def __init__(self, auth: AuthConfig | None) -> None:
+    def __init__(self, auth: AuthConfig | None, *, sessions: Path | None = None) -> None:
+        """``sessions``: the file sessions are kept in across restarts (None: in memory only)."""
         self.auth = auth
-        self.sessions = Sessions(hours=auth.session_hours if auth else 24.0)
+        login = f"{auth.token or ''}\n{auth.password_hash or ''}" if auth else ""
+        self.sessions = Sessions(
+            hours=auth.session_hours if auth else 24.0, path=sessions if auth else None, login_secrets=login
+        )
         self.throttle = Throttle()
 
     # -- FastAPI dependencies ------------------------------------------------------------------

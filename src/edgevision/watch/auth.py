@@ -2,8 +2,11 @@
 
 A password is kept only as an scrypt hash (``scrypt$N$r$p$salt$hash``, standard library
 only); ``edgevision watch --hash-password`` makes one. Secrets are compared in constant
-time. A session is a random id held in memory, so a restart logs everyone out, and each
-session has its own CSRF token that every write must carry in a header.
+time. A session is a random id with its own CSRF token, which every write must carry in a
+header. Sessions are kept in a small SQLite file beside the data (``sessions.db``), so a
+restart or an update of the watcher does not log everyone out: the file holds only a
+SHA-256 of each session id (a copy of it opens no session), and a salted scrypt fingerprint
+of the login secrets, so a new token or password ends every session made under the old ones.
 
 >>> stored = hash_password("correct horse battery")
 >>> verify_password("correct horse battery", stored), verify_password("wrong", stored)
@@ -15,16 +18,33 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
+import sqlite3
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 SCHEME = "scrypt"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~16 MB and ~50 ms per check: slow to guess, quick to log in
 MIN_PASSWORD = 8
 MAX_SESSIONS = 256  # the oldest session goes when a new one would pass this
+SESSIONS_FILE = "sessions.db"
+_SESSIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,    -- SHA-256 of the cookie value, never the value itself
+    csrf TEXT NOT NULL,
+    expires REAL NOT NULL        -- time.time() seconds
+);
+CREATE TABLE IF NOT EXISTS login (  -- one row: what the sessions were made under
+    salt BLOB NOT NULL,
+    fingerprint BLOB NOT NULL    -- scrypt of the token and password hash: new ones end the sessions
+);
+"""
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -91,12 +111,23 @@ class Session:
 
 
 class Sessions:
-    """Sessions in memory, each ``hours`` long; the oldest is dropped beyond ``MAX_SESSIONS``."""
+    """Sessions, each ``hours`` long; the oldest is dropped beyond ``MAX_SESSIONS``.
 
-    def __init__(self, *, hours: float) -> None:
+    With ``path`` they are also kept in SQLite there, so a new ``Sessions`` on the same file
+    (after a restart) knows them; ``login_secrets`` is what the logins are checked against (the token
+    and the password hash), and a session made under other secrets is not taken. Memory stays
+    the first place looked in: a file that cannot be written (a full disk) costs a warning, and
+    sessions then last until the next restart only.
+    """
+
+    def __init__(self, *, hours: float, path: Path | None = None, login_secrets: str = "") -> None:
         self.seconds = hours * 3600.0
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        self._warned = False
+        self._db = _open_sessions(path) if path is not None else None
+        if self._db is not None:
+            self._check_login(login_secrets)
 
     def new(self) -> Session:
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time() + self.seconds)
@@ -105,6 +136,12 @@ class Sessions:
             while len(self._sessions) >= MAX_SESSIONS:
                 self._sessions.pop(next(iter(self._sessions)))
             self._sessions[session.id] = session
+            newest = "SELECT id_hash FROM sessions ORDER BY expires DESC LIMIT ?"
+            self._keep(
+                ("DELETE FROM sessions WHERE expires <= ?", (time.time(),)),
+                ("INSERT INTO sessions VALUES (?, ?, ?)", (_hashed(session.id), session.csrf, session.expires)),
+                (f"DELETE FROM sessions WHERE id_hash NOT IN ({newest})", (MAX_SESSIONS,)),
+            )
         return session
 
     def get(self, session_id: str | None) -> Session | None:
@@ -112,17 +149,90 @@ class Sessions:
         if not session_id:
             return None
         with self._lock:
-            session = self._sessions.get(session_id)
+            session = self._sessions.get(session_id) or self._stored(session_id)
         return session if session is not None and session.expires > time.time() else None
 
     def end(self, session_id: str | None) -> None:
         with self._lock:
             self._sessions.pop(session_id or "", None)
+            self._keep(("DELETE FROM sessions WHERE id_hash = ?", (_hashed(session_id or ""),)))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _stored(self, session_id: str) -> Session | None:
+        """The session kept in the file (made before a restart), under the current secrets."""
+        if self._db is None:
+            return None
+        sql = "SELECT csrf, expires FROM sessions WHERE id_hash = ?"
+        try:
+            row = self._db.execute(sql, (_hashed(session_id),)).fetchone()
+        except sqlite3.Error:
+            return None
+        if row is None:
+            return None
+        session = Session(session_id, row[0], row[1])
+        self._sessions[session_id] = session
+        return session
+
+    def _check_login(self, login_secrets: str) -> None:
+        """End the kept sessions when the login secrets are not the ones they were made under."""
+        try:
+            row = self._db.execute("SELECT salt, fingerprint FROM login").fetchone()
+        except sqlite3.Error:
+            row = None
+        if row is not None and hmac.compare_digest(
+            _scrypt(login_secrets, row[0], SCRYPT_N, SCRYPT_R, SCRYPT_P), row[1]
+        ):
+            return
+        salt = secrets.token_bytes(16)
+        fingerprint = _scrypt(login_secrets, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+        if row is not None:
+            logger.info("the login changed: the sessions made before it are ended")
+        self._keep(
+            ("DELETE FROM sessions", ()),
+            ("DELETE FROM login", ()),
+            ("INSERT INTO login VALUES (?, ?)", (salt, fingerprint)),
+        )
+
+    def _keep(self, *statements: tuple[str, tuple]) -> None:
+        """Run ``statements`` on the file in one transaction; a failure is one warning, and memory still holds."""
+        if self._db is None:
+            return
+        try:
+            with self._db:
+                for sql, values in statements:
+                    self._db.execute(sql, values)
+        except sqlite3.Error as exc:
+            if not self._warned:
+                self._warned = True
+                logger.warning("sessions are not kept across restarts: cannot write them (%s)", exc)
 
     def _forget_ended(self) -> None:
         now = time.time()
         for ended in [k for k, s in self._sessions.items() if s.expires <= now]:
             del self._sessions[ended]
+
+
+def _hashed(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _open_sessions(path: Path) -> sqlite3.Connection | None:
+    """The session file at ``path`` (created, readable by its owner only), or None with a warning."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(_SESSIONS_SCHEMA)
+        return db
+    except (OSError, sqlite3.Error) as exc:
+        logger.warning("sessions are not kept across restarts: cannot open %s (%s)", path, exc)
+        return None
 
 
 class Throttle:

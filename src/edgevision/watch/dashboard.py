@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Response
 
 from edgevision.signals import stop_on_signals
 from edgevision.watch.access import Access
+from edgevision.watch.auth import SESSIONS_FILE
 from edgevision.watch.config import AuthConfig, DashboardConfig
 from edgevision.watch.fleet import Fleet, FleetLink, FleetStore
 from edgevision.watch.http import AppServer, new_app, ui_routes
@@ -27,10 +29,11 @@ PRUNE_S = 3600.0  # the event store drops old events at least this often
 MAX_LIMIT = 1000
 
 
-def make_fleet_app(fleet: Fleet, *, auth: AuthConfig | None = None) -> FastAPI:
-    """The FastAPI application of the fleet page: ``/api/fleet``, ``/api/events`` and the latest snapshots."""
+def make_fleet_app(fleet: Fleet, *, auth: AuthConfig | None = None, sessions: Path | None = None) -> FastAPI:
+    """The FastAPI application of the fleet page: ``/api/fleet``, ``/api/events`` and the latest snapshots;
+    logins are kept in ``sessions`` across restarts (None: in memory)."""
     app = new_app("edgevision dashboard")
-    access = Access(auth)
+    access = Access(auth, sessions=sessions)
 
     app.include_router(access.router())
     ui_routes(app, page="fleet.html")
@@ -70,12 +73,14 @@ class FleetServer(AppServer):
 
     port_option = "--port"
 
-    def __init__(self, fleet: Fleet, *, bind: str, port: int, auth: AuthConfig | None = None) -> None:
+    def __init__(
+        self, fleet: Fleet, *, bind: str, port: int, auth: AuthConfig | None = None, sessions: Path | None = None
+    ) -> None:
         super().__init__(bind=bind, port=port)
-        self.fleet, self.auth = fleet, auth
+        self.fleet, self.auth, self.sessions = fleet, auth, sessions
 
     def app(self) -> FastAPI:
-        return make_fleet_app(self.fleet, auth=self.auth)
+        return make_fleet_app(self.fleet, auth=self.auth, sessions=self.sessions)
 
 
 def run_dashboard(config: DashboardConfig, *, stop: threading.Event | None = None) -> None:
@@ -84,7 +89,9 @@ def run_dashboard(config: DashboardConfig, *, stop: threading.Event | None = Non
     store = FleetStore(storage.path, retain_days=storage.retain_days, max_events=storage.max_events)
     fleet = Fleet(store, prefix=mqtt.topic_prefix, address=f"{mqtt.host}:{mqtt.port}")
     link = FleetLink(mqtt, fleet)
-    server = FleetServer(fleet, bind=config.web.bind, port=config.web.port, auth=config.web.auth)
+    server = FleetServer(
+        fleet, bind=config.web.bind, port=config.web.port, auth=config.web.auth, sessions=storage.path / SESSIONS_FILE
+    )
     stop = stop or threading.Event()
     try:
         with stop_on_signals():

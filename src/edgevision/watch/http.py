@@ -91,11 +91,18 @@ def new_app(title: str) -> FastAPI:
     return app
 
 
-def make_app(current: Current, *, auth: AuthConfig | None = None, editor: ConfigEditor | None = None) -> FastAPI:
-    """The FastAPI application over the service ``current()`` returns; ``editor`` lets the page change zones."""
+def make_app(
+    current: Current,
+    *,
+    auth: AuthConfig | None = None,
+    editor: ConfigEditor | None = None,
+    sessions: Path | None = None,
+) -> FastAPI:
+    """The FastAPI application over the service ``current()`` returns; ``editor`` lets the page change zones;
+    logins are kept in ``sessions`` across restarts (None: in memory)."""
     app = new_app("edgevision watch")
     running, current = current, serving(current)
-    access = Access(auth)
+    access = Access(auth, sessions=sessions)
 
     @app.exception_handler(sqlite3.ProgrammingError)
     async def stopped_meanwhile(request: Request, exc: sqlite3.ProgrammingError) -> JSONResponse:
@@ -360,12 +367,13 @@ class WebServer(AppServer):
         port: int,
         auth: AuthConfig | None = None,
         editor: ConfigEditor | None = None,
+        sessions: Path | None = None,
     ) -> None:
         super().__init__(bind=bind, port=port)
-        self.current, self.auth, self.editor = current, auth, editor
+        self.current, self.auth, self.editor, self.sessions = current, auth, editor, sessions
 
     def app(self) -> FastAPI:
-        return make_app(self.current, auth=self.auth, editor=self.editor)
+        return make_app(self.current, auth=self.auth, editor=self.editor, sessions=self.sessions)
 
 
 def _listening_socket(bind: str, port: int, option: str) -> socket.socket:

@@ -19,6 +19,7 @@ from pathlib import Path
 from edgevision.errors import EdgevisionError
 from edgevision.models.base import Predictor
 from edgevision.signals import stop_on_signals
+from edgevision.watch.auth import SESSIONS_FILE
 from edgevision.watch.config import WatchConfig
 from edgevision.watch.editor import ConfigEditor
 from edgevision.watch.http import WebServer
@@ -65,8 +66,10 @@ class _Running:
         return service
 
     def serve_web(self) -> None:
-        web = self.service.config.web
-        self.web = WebServer(lambda: self.service, bind=web.bind, port=web.port, auth=web.auth, editor=self.editor)
+        web, sessions = self.service.config.web, self.service.config.storage.path / SESSIONS_FILE
+        self.web = WebServer(
+            lambda: self.service, bind=web.bind, port=web.port, auth=web.auth, editor=self.editor, sessions=sessions
+        )
         self.web.start()
 
     def request_reload(self) -> Future[str | None]:

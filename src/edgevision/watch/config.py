@@ -476,8 +476,9 @@ class WatchConfig(_Section):
             lines.append(f"  {name}: {camera.source_kind} {shown_source(camera.source)}{loop}{model}")
             lines.append(f"    zones: {', '.join(camera.zones) or 'none'}; lines: {', '.join(camera.lines) or 'none'}")
         storage = self.storage
+        free = f", the oldest deleted below {storage.min_free_gb:g} GB free on its disk" if storage.min_free_gb else ""
         lines.append(
-            f"storage: {storage.path} (events kept {storage.retain_days:g} days, at most {storage.max_gb:g} GB)"
+            f"storage: {storage.path} (events kept {storage.retain_days:g} days, at most {storage.max_gb:g} GB{free})"
         )
         auth = self.web.auth
         kinds = [k for k in ("token", "password_hash") if auth is not None and getattr(auth, k)]

@@ -163,3 +163,37 @@ def test_the_service_goes_on_when_its_disk_fills_and_stores_again_once_retention
     assert "Traceback" not in caplog.text and "not processed" not in caplog.text  # every frame went through
     with EventStore(small_disk / "data") as store:
         assert store.events() and media_files(small_disk / "data") == referenced(store)
+
+
+def test_crossings_the_store_refuses_count_live_and_reach_the_store_once_it_takes_writes(tmp_path, clip, predictor):
+    line = {"points": [[0.5, 0.0], [0.5, 1.0]]}  # people walk across it
+    camera = {"source": str(clip), "loop": True, "lines": {"middle": line}, "motion": {"enabled": False}}
+    config = watch_config_from_dict(
+        {"storage": {"path": str(tmp_path / "data")}, "cameras": {"door": camera}}, base=tmp_path
+    )
+    service = Service(config, loader=lambda model: predictor, paced=False)
+
+    def live() -> int:
+        return sum(service.cameras_status()[0]["line_counts"]["middle"].values())
+
+    def stored() -> int:
+        return sum(service.store.line_counts("door").values())
+
+    service.start()
+    try:
+        deadline = time.monotonic() + 60
+        while stored() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        service.store._db.execute("PRAGMA query_only = ON")  # the store refuses every write from now on
+        while service.events_not_stored < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.storage_problem is not None and service.events_not_stored >= 3
+        assert live() > stored()  # refused crossings still count on the page and over MQTT
+        service.store._db.execute("PRAGMA query_only = OFF")
+        before = service.events_not_stored
+        while (service.storage_problem is not None or live() != stored()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.storage_problem is None and live() == stored()  # the refused ones were added
+        assert service.events_not_stored >= before
+    finally:
+        service.stop()

@@ -144,8 +144,12 @@ class Analysis:
         self._line_counts.setdefault(line, {"in": 0, "out": 0})[direction] = count
 
     def line_counts(self) -> dict[str, dict[str, int]]:
-        """Crossings of each line by direction, as the store keeps them (a copy)."""
-        return {line: dict(counts) for line, counts in self._line_counts.items()}
+        """Crossings of each line by direction: as the store keeps them, and those it has not taken yet (a copy)."""
+        counts = {line: dict(c) for line, c in self._line_counts.items()}
+        for (line, direction), n in self.uncounted.items():
+            by_way = counts.setdefault(line, {"in": 0, "out": 0})
+            by_way[direction] = by_way.get(direction, 0) + n
+        return counts
 
     def occupancy(self) -> dict[str, int]:
         """Confirmed tracks now inside each zone."""
@@ -324,9 +328,17 @@ class Service:
             if analysis.seen:
                 self.store.see_tracks(analysis.name, list(analysis.seen.items()))
                 analysis.seen.clear()
+        except StorageError as exc:
+            self._storage_failed(exc)
+        self._store_counts(analysis)
+
+    def _store_counts(self, analysis: Analysis) -> None:
+        """Add the crossings the store has not taken yet to its counts (they count live meanwhile)."""
+        try:
             for (line, direction), n in list(analysis.uncounted.items()):
-                analysis.counted(line, direction, self.store.count_line(analysis.name, line, direction, n))
+                stored = self.store.count_line(analysis.name, line, direction, n)
                 del analysis.uncounted[line, direction]
+                analysis.counted(line, direction, stored)
         except StorageError as exc:
             self._storage_failed(exc)
 
@@ -338,6 +350,9 @@ class Service:
         takes writes again, and the retention thread looks for room at once."""
         analysis = self._analyses[camera.name]
         analysis.events[event.zone, event.type] += 1
+        crossing = event.type == "cross" and event.direction
+        if crossing:  # counted live at once; in the store with the event, or once it takes writes again
+            analysis.uncounted[event.zone, event.direction] += 1
         try:
             event_id = self.store.add_event(
                 camera.name,
@@ -352,17 +367,12 @@ class Service:
                 dwell_seconds=event.dwell_seconds,
                 outbox=self._outlet.message if self._outlet is not None else None,
             )
-            if event.type == "cross" and event.direction:
-                analysis.uncounted[event.zone, event.direction] += 1
-                self._write_tracks(analysis)  # the crossing's count, with any the store refused before
         except StorageError as exc:
             self.events_not_stored += 1
             self._storage_failed(exc)
-            if event.type == "cross" and event.direction:  # counted live now, in the store once it takes writes
-                analysis.uncounted[event.zone, event.direction] += 1
-                counts = analysis.line_counts().get(event.zone, {})
-                analysis.counted(event.zone, event.direction, counts.get(event.direction, 0) + 1)
             return
+        if crossing:
+            self._store_counts(analysis)
         image = draw(frame.image, prediction)
         draw_box(image, event.box)
         snapshot = _jpeg(image)
@@ -430,11 +440,11 @@ class Service:
 
     def _storage_failed(self, exc: StorageError) -> None:
         """The store refused a write: one warning until it takes writes again; retention looks for room."""
-        if self.storage_problem is None:
-            logger.warning("%s", exc)
-            self.storage_problem = str(exc)
-            self._tell_storage()
+        first = self.storage_problem is None
         self.storage_problem = str(exc)
+        if first:
+            logger.warning("%s", exc)
+            self._tell_storage()
         if exc.full:
             self._look_at_disk.set()
 

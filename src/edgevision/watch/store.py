@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS events (
     box TEXT,                              -- JSON [x1, y1, x2, y2] in frame pixels
     snapshot TEXT,                         -- relative to the storage folder
     clip TEXT,
-    bytes INTEGER NOT NULL DEFAULT 0,      -- of its snapshot and clip, for retention by size (see _shares)
+    bytes INTEGER NOT NULL DEFAULT 0,      -- of its snapshot and clip, for retention by size (see _share_bytes)
     direction TEXT,                        -- "in" or "out", of a line crossing
     dwell_seconds REAL,                    -- of a dwell event
     clip_offset REAL                       -- seconds from the start of its clip to the event
@@ -297,8 +297,8 @@ class EventStore:
         """Keep ``frames`` (BGR, all one size) as the mp4 clip of one event or of several; its path.
 
         Several events share one file, named after the first still stored (retention may have
-        deleted some meanwhile); ``offsets`` says where in it each one happened (seconds). Once ``hurry`` is set the clip is written in the fast codec (see
-        ``write_mp4``)."""
+        deleted some meanwhile); ``offsets`` says where in it each one happened (seconds). Once
+        ``hurry`` is set the clip is written in the fast codec (see ``write_mp4``)."""
         ids = [event_ids] if isinstance(event_ids, int) else list(event_ids)
         if not ids:
             raise EdgevisionError("a clip needs at least one event.")
@@ -439,16 +439,10 @@ class EventStore:
         need = min_free - disk_free(self.folder)
         if need <= 0:
             return 0, True
-        with self._lock:
-            rows = self._db.execute("SELECT id, snapshot, clip, bytes FROM events ORDER BY time, id").fetchall()
+        rows = self._oldest_first(since=float("-inf"))
         if sum(row[3] for row in rows) < need:
             return 0, False
-        doomed = []
-        for event_id, snapshot, clip, size in rows:
-            if need <= 0:
-                break
-            doomed.append((event_id, snapshot, clip))
-            need -= size
+        doomed = _freeing(rows, need)
         self._delete(doomed, None)
         return len(doomed), disk_free(self.folder) >= min_free
 
@@ -497,16 +491,14 @@ class EventStore:
 
     def _beyond(self, max_bytes: int, cutoff: float) -> list[tuple[int, str | None, str | None]]:
         """The oldest of the events kept by ``cutoff`` whose deletion brings their files within ``max_bytes``."""
+        rows = self._oldest_first(since=cutoff)
+        return _freeing(rows, sum(row[3] for row in rows) - max_bytes)
+
+    def _oldest_first(self, *, since: float) -> list[tuple[int, str | None, str | None, int]]:
+        """``(id, snapshot, clip, bytes)`` of the events from ``since`` on, the oldest first."""
         sql = "SELECT id, snapshot, clip, bytes FROM events WHERE time >= ? ORDER BY time, id"
         with self._lock:
-            rows = self._db.execute(sql, (cutoff,)).fetchall()
-        excess, doomed = sum(row[3] for row in rows) - max_bytes, []
-        for event_id, snapshot, clip, size in rows:
-            if excess <= 0:
-                break
-            doomed.append((event_id, snapshot, clip))
-            excess -= size
-        return doomed
+            return [tuple(row) for row in self._db.execute(sql, (since,))]
 
     def recover(self) -> None:
         """Remove files no event refers to, and forget referred files that are gone.
@@ -544,8 +536,8 @@ class EventStore:
             rows = self._db.execute(
                 f"SELECT id, snapshot, clip FROM events WHERE id IN ({','.join('?' * len(event_ids))})", event_ids
             ).fetchall()
-            alone = [(_size(self.folder / snapshot) if snapshot else 0, event_id) for event_id, snapshot, clip in rows]
-            self._db.executemany("UPDATE events SET bytes = ? WHERE id = ?", alone)
+            alone = [(_size(self.folder / s) if s else 0, event_id) for event_id, s, clip in rows if not clip]
+            self._db.executemany("UPDATE events SET bytes = ? WHERE id = ?", alone)  # those with a clip: below
             clips = {clip for _, _, clip in rows if clip}
             if clips:
                 self._share_bytes(clips)
@@ -621,6 +613,19 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
         if column not in present:
             with db:
                 db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
+
+
+def _freeing(
+    rows: list[tuple[int, str | None, str | None, int]], amount: int
+) -> list[tuple[int, str | None, str | None]]:
+    """``(id, snapshot, clip)`` of the first of ``rows`` (oldest first) whose bytes add up to ``amount``."""
+    doomed = []
+    for event_id, snapshot, clip, size in rows:
+        if amount <= 0:
+            break
+        doomed.append((event_id, snapshot, clip))
+        amount -= size
+    return doomed
 
 
 def _named(names: list[str | None]) -> list[tuple[str, str]]:
